@@ -1,0 +1,36 @@
+# melodyjax: the two commands that matter are `make run` and `make test`.
+# Each sets itself up from nothing but python3 and make.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CACHE ?= $(or $(MELODYJAX_CACHE),$(HOME)/.cache/melodyjax)
+ESAC_MIDI := $(CACHE)/esac_midi
+ESAC_DATA := $(CACHE)/datasets/esac
+
+.PHONY: run test install lint bench clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[corpus,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Main job on the default corpus: ESAC (from music21) -> MIDI -> dataset.
+run: install
+	$(PY) -m melodyjax.esac --out $(ESAC_MIDI)
+	$(PY) -m melodyjax.corpus --midi_dir $(ESAC_MIDI) --out $(ESAC_DATA) \
+	  --check_roundtrip --export_jsonl $(ESAC_DATA)/songs.jsonl
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(PY) -m ruff check melodyjax tests configs benchmarks *.py
+
+bench: install
+	$(PY) benchmarks/bench_ingest.py --midi_dir $(ESAC_MIDI)
+
+clean-venv:
+	rm -rf $(VENV)
