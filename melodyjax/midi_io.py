@@ -205,7 +205,7 @@ def _collect_notes(midi_tracks, tpb: int, grid: int):
   tempo = mido.tempo2bpm(first_tempo[1]) if first_tempo else 120.0
   time_signature = first_time[1] if first_time else (4, 4)
   key_signature = first_key[1] if first_key else None
-  return notes, (round(tempo, 3), time_signature, key_signature)
+  return notes, (tempo, time_signature, key_signature)
 
 
 def _select_melody(notes: list[_Note]) -> list[_Note]:
