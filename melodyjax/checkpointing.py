@@ -1,0 +1,156 @@
+"""Orbax checkpoints and the workdir files that make a run self-contained.
+
+A workdir holds `config.json` (the resolved config), `vocab_pitch.json`,
+`vocab_duration.json`, `checkpoints/<step>/` and the logs. Generation needs
+nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+import orbax.checkpoint as ocp
+
+from melodyjax import tokens
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+BEST_METRIC = "eval_loss"
+
+
+class CheckpointError(Exception):
+  """A workdir or checkpoint that cannot be used; the message says why."""
+
+
+def create_manager(
+    workdir: str, *, max_to_keep: int, keep_best: int,
+    enable_async: bool = True,
+) -> ocp.CheckpointManager:
+  """A manager for `workdir/checkpoints` keeping the last and the best.
+
+  Args:
+    workdir: the run's folder.
+    max_to_keep: newest checkpoints always kept (the latest is never
+      deleted for being worse).
+    keep_best: checkpoints with the lowest validation loss also kept.
+    enable_async: save in a background thread.
+  """
+  policies = [ocp.checkpoint_managers.LatestN(n=max(1, max_to_keep))]
+  if keep_best > 0:
+    policies.append(ocp.checkpoint_managers.BestN(
+        get_metric_fn=lambda metrics: -metrics[BEST_METRIC], n=keep_best,
+        keep_checkpoints_without_metrics=False))
+  options = ocp.CheckpointManagerOptions(
+      preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(
+          policies),
+      enable_async_checkpointing=enable_async,
+      create=True,
+  )
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), options=options
+  )
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any,
+         data_state: Mapping[str, int],
+         metrics: Mapping[str, float] | None = None) -> None:
+  """Saves the train state and the data iterator position at `step`."""
+  manager.save(
+      step,
+      args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          data=ocp.args.JsonSave(dict(data_state)),
+      ),
+      metrics=dict(metrics) if metrics else None,
+      force=True,
+  )
+
+
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
+  """Restores (state, data position) into the shapes of `abstract_state`.
+
+  Raises:
+    CheckpointError: no checkpoint at `step`, or it does not match the model.
+  """
+  if step not in manager.all_steps():
+    raise CheckpointError(
+        f"no checkpoint at step {step} in {manager.directory} (have: "
+        f"{sorted(manager.all_steps()) or 'none'})"
+    )
+  try:
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            data=ocp.args.JsonRestore(),
+        ),
+    )
+  except (ValueError, KeyError, TypeError) as e:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e)
+    raise CheckpointError(
+        f"checkpoint {manager.directory}/{step} does not match the model "
+        f"of this config ({first})"
+    ) from None
+  return restored["state"], restored["data"]
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Writes the resolved config as `workdir/config.json`."""
+  _write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """Reads `workdir/config.json` back as a locked ConfigDict."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  try:
+    with open(path) as f:
+      data = json.load(f)
+  except FileNotFoundError:
+    raise CheckpointError(f"{path} not found: not a melodyjax workdir") from None
+  except ValueError as e:
+    raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+  config = ml_collections.ConfigDict(_tuples(data))
+  config.lock()
+  return config
+
+
+def _tuples(value):
+  """JSON lists back to tuples, as configs write them."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def vocab_path(workdir: str, stream: str) -> str:
+  return os.path.join(workdir, f"vocab_{stream}.json")
+
+
+def write_vocabs(workdir: str, pitch_vocab: tokens.Vocab,
+                 duration_vocab: tokens.Vocab) -> None:
+  pitch_vocab.save(vocab_path(workdir, "pitch"))
+  duration_vocab.save(vocab_path(workdir, "duration"))
+
+
+def read_vocabs(workdir: str) -> tuple[tokens.Vocab, tokens.Vocab]:
+  """The workdir's (pitch, duration) vocabularies."""
+  try:
+    return (tokens.Vocab.load(vocab_path(workdir, "pitch")),
+            tokens.Vocab.load(vocab_path(workdir, "duration")))
+  except FileNotFoundError as e:
+    raise CheckpointError(f"{e.filename} not found") from None
+  except (ValueError, KeyError) as e:
+    raise CheckpointError(f"bad vocabulary in {workdir}: {e}") from None
+
+
+def _write_json(path: str, data: Any) -> None:
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(data, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)

@@ -1,0 +1,43 @@
+"""What the command-line mains share: one-line user errors, a result line."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Mapping
+
+
+@contextlib.contextmanager
+def user_errors(prog: str) -> Iterator[None]:
+  """Turns the package's user-facing errors into one line and exit code 1."""
+  from melodyjax import checkpointing, corpus, train  # pylint: disable=g-import-not-at-top
+
+  known = (corpus.CorpusError, checkpointing.CheckpointError,
+           train.TrainingError)
+  try:
+    yield
+  except known as e:
+    print(f"{prog}: error: {e}", file=sys.stderr)
+    sys.exit(1)
+  except KeyboardInterrupt:
+    print(f"{prog}: interrupted", file=sys.stderr)
+    sys.exit(130)
+
+
+def format_result(workdir: str, metrics: Mapping[str, float]) -> str:
+  """Where a run's outputs are, and its last validation numbers."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  lines = [
+      f"checkpoints: {os.path.join(workdir, 'checkpoints')}",
+      f"metrics:     {os.path.join(workdir, 'metrics.jsonl')}",
+      f"tensorboard: tensorboard --logdir {os.path.join(workdir, 'tensorboard')}",
+  ]
+  if "eval/loss" in metrics:
+    lines.append(
+        "validation: bits/note {:.3f} (pitch {:.3f}, duration {:.3f}); "
+        "accuracy pitch {:.3f}, duration {:.3f}".format(
+            metrics["eval/bits_per_note"], metrics["eval/bits_per_note_pitch"],
+            metrics["eval/bits_per_note_duration"],
+            metrics["eval/accuracy_pitch"], metrics["eval/accuracy_duration"]))
+  return "\n".join(lines)

@@ -1,0 +1,324 @@
+"""The multi-stream LSTM melody model (Flax Linen). Knows nothing about MIDI.
+
+Pitch and duration ids are embedded separately and concatenated; spatial
+dropout (whole feature channels, one mask per sequence) and layer
+normalization follow; a stack of LSTMs runs over time; a shared Dense layer
+with ReLU feeds two heads that give the logits of the next pitch and of the
+next duration. Both heads read the same context and are sampled
+independently.
+
+The LSTM stack has one small interface: `LSTMStack.__call__` maps a whole
+sequence to outputs and the final carry (a `lax.scan` over time, no Python
+loop over notes), `LSTMStack.step` maps one step to one step. Both run the
+same cell, so training and sampling cannot drift apart, and a faster
+implementation can replace the scan behind the same two calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Per layer (h, c), each [batch, hidden], float32.
+Carry = tuple[tuple[jax.Array, jax.Array], ...]
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16,
+           "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Sizes of the model; hashable, so it can be a static jit argument.
+
+  Attributes:
+    pitch_vocab_size: pitch vocabulary size, reserved ids included.
+    duration_vocab_size: duration vocabulary size, reserved ids included.
+    pitch_embed_dim: pitch embedding width.
+    duration_embed_dim: duration embedding width.
+    spatial_dropout: share of embedding channels dropped in training.
+    lstm_sizes: hidden units of each stacked LSTM, bottom first.
+    dense_size: units of the shared ReLU layer before the heads.
+    dtype: compute dtype of the matrix products ('float32', 'bfloat16');
+      parameters, LSTM cell state and logits stay float32.
+  """
+
+  pitch_vocab_size: int
+  duration_vocab_size: int
+  pitch_embed_dim: int = 128
+  duration_embed_dim: int = 32
+  spatial_dropout: float = 0.2
+  lstm_sizes: tuple[int, ...] = (256, 128, 128)
+  dense_size: int = 128
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    object.__setattr__(self, "lstm_sizes", tuple(self.lstm_sizes))
+    if self.dtype not in _DTYPES:
+      raise ValueError(f"model.dtype must be one of {tuple(_DTYPES)}")
+    if not 0.0 <= self.spatial_dropout < 1.0:
+      raise ValueError("model.spatial_dropout must be in [0, 1)")
+
+  @property
+  def input_dim(self) -> int:
+    return self.pitch_embed_dim + self.duration_embed_dim
+
+  @property
+  def compute_dtype(self):
+    return _DTYPES[self.dtype]
+
+
+def get_model_config(
+    model_config: Mapping[str, Any],
+    pitch_vocab_size: int,
+    duration_vocab_size: int,
+) -> ModelConfig:
+  """Builds a ModelConfig from the `model` group of a config (one place)."""
+  names = {f.name for f in dataclasses.fields(ModelConfig)}
+  fields = {k: v for k, v in dict(model_config).items() if k in names}
+  return ModelConfig(
+      pitch_vocab_size=pitch_vocab_size,
+      duration_vocab_size=duration_vocab_size,
+      **fields,
+  )
+
+
+def _matmul(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
+  return jnp.dot(
+      x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32
+  )
+
+
+def lstm_cell(
+    recurrent_kernel: jax.Array,
+    carry: tuple[jax.Array, jax.Array],
+    projected_input: jax.Array,
+    dtype=jnp.float32,
+) -> tuple[jax.Array, jax.Array]:
+  """One LSTM step; gates in the order input, forget, cell, output.
+
+  Args:
+    recurrent_kernel: [hidden, 4 * hidden].
+    carry: (h, c), each [batch, hidden].
+    projected_input: x @ input_kernel + bias, [batch, 4 * hidden].
+    dtype: compute dtype of the matrix product.
+
+  Returns:
+    The new (h, c).
+  """
+  h, c = carry
+  z = projected_input + _matmul(h, recurrent_kernel, dtype)
+  i, f, g, o = jnp.split(z, 4, axis=-1)
+  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+  h = jax.nn.sigmoid(o) * jnp.tanh(c)
+  return h, c
+
+
+def _forget_bias_init(key, shape, dtype=jnp.float32):
+  del key
+  hidden = shape[0] // 4
+  # Forget gate starts open (Keras' unit_forget_bias).
+  return jnp.zeros(shape, dtype).at[hidden:2 * hidden].set(1.0)
+
+
+class LSTMStack(nn.Module):
+  """Stacked LSTMs: a whole sequence at once, or one step at a time.
+
+  Attributes:
+    sizes: hidden units per layer, bottom first.
+    input_dim: width of the input features.
+    dtype: compute dtype of the matrix products.
+  """
+
+  sizes: Sequence[int]
+  input_dim: int
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    layers = []
+    d = self.input_dim
+    for i, h in enumerate(self.sizes):
+      layers.append({
+          "input_kernel": self.param(
+              f"input_kernel_{i}", nn.initializers.glorot_uniform(),
+              (d, 4 * h)),
+          "recurrent_kernel": self.param(
+              f"recurrent_kernel_{i}", nn.initializers.orthogonal(),
+              (h, 4 * h)),
+          "bias": self.param(f"bias_{i}", _forget_bias_init, (4 * h,)),
+      })
+      d = h
+    self.layers = layers
+
+  def initial_carry(self, batch_size: int) -> Carry:
+    """Zero state, float32."""
+    return tuple(
+        (jnp.zeros((batch_size, h), jnp.float32),
+         jnp.zeros((batch_size, h), jnp.float32))
+        for h in self.sizes
+    )
+
+  def _advance(self, x: jax.Array, carry: Carry,
+               first_projected: jax.Array | None = None):
+    new_carry = []
+    for i, layer in enumerate(self.layers):
+      if i == 0 and first_projected is not None:
+        projected = first_projected
+      else:
+        projected = _matmul(x, layer["input_kernel"], self.dtype) + layer[
+            "bias"]
+      x, c = lstm_cell(layer["recurrent_kernel"], carry[i], projected,
+                       self.dtype)
+      new_carry.append((x, c))
+    return x, tuple(new_carry)
+
+  def step(self, x: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
+    """One time step through every layer.
+
+    Args:
+      x: [batch, input_dim].
+      carry: from `initial_carry` or a previous call.
+
+    Returns:
+      (top layer output [batch, sizes[-1]], new carry).
+    """
+    return self._advance(x, carry)
+
+  def __call__(
+      self, x: jax.Array, carry: Carry | None = None
+  ) -> tuple[jax.Array, Carry]:
+    """The whole sequence, scanned over time.
+
+    Args:
+      x: [batch, time, input_dim].
+      carry: initial state (default: zeros).
+
+    Returns:
+      (top layer outputs [batch, time, sizes[-1]], final carry).
+    """
+    if carry is None:
+      carry = self.initial_carry(x.shape[0])
+    # The bottom layer's input projection for all steps is one large matmul.
+    first = self.layers[0]
+    projected = _matmul(x, first["input_kernel"], self.dtype) + first["bias"]
+
+    def body(carry, projected_t):
+      return self._advance(None, carry, projected_t)[::-1]
+
+    carry, outputs = jax.lax.scan(body, carry, jnp.swapaxes(projected, 0, 1))
+    return jnp.swapaxes(outputs, 0, 1), carry
+
+
+class MelodyModel(nn.Module):
+  """Embeddings, spatial dropout, layer norm, LSTM stack, two heads."""
+
+  config: ModelConfig
+
+  def setup(self):
+    config = self.config
+    self.pitch_embed = nn.Embed(config.pitch_vocab_size,
+                                config.pitch_embed_dim)
+    self.duration_embed = nn.Embed(config.duration_vocab_size,
+                                   config.duration_embed_dim)
+    self.norm = nn.LayerNorm()
+    self.lstm = LSTMStack(config.lstm_sizes, config.input_dim,
+                          config.compute_dtype)
+    self.dense = nn.Dense(config.dense_size, dtype=config.compute_dtype)
+    self.pitch_head = nn.Dense(config.pitch_vocab_size,
+                               dtype=config.compute_dtype)
+    self.duration_head = nn.Dense(config.duration_vocab_size,
+                                  dtype=config.compute_dtype)
+
+  def _features(self, pitch, duration, channel_mask=None):
+    x = jnp.concatenate(
+        [self.pitch_embed(pitch), self.duration_embed(duration)], axis=-1
+    )
+    if channel_mask is not None:
+      x = x * jnp.expand_dims(channel_mask, axis=tuple(range(1, x.ndim - 1)))
+    return self.norm(x)
+
+  def _heads(self, h):
+    h = nn.relu(self.dense(h))
+    return (self.pitch_head(h).astype(jnp.float32),
+            self.duration_head(h).astype(jnp.float32))
+
+  def __call__(
+      self,
+      pitch: jax.Array,
+      duration: jax.Array,
+      *,
+      channel_mask: jax.Array | None = None,
+      carry: Carry | None = None,
+      last_only: bool = False,
+  ) -> tuple[jax.Array, jax.Array, Carry]:
+    """Logits of the next event at every position (or only the last).
+
+    Args:
+      pitch: int [batch, time] pitch ids.
+      duration: int [batch, time] duration ids.
+      channel_mask: [batch, input_dim] spatial dropout mask (training;
+        from `spatial_dropout_mask`), or None.
+      carry: initial LSTM state (default: zeros).
+      last_only: give logits for the last position only (time = 1).
+
+    Returns:
+      (pitch logits [batch, time, pitch_vocab], duration logits
+      [batch, time, duration_vocab], final carry); logits are float32.
+    """
+    x = self._features(pitch, duration, channel_mask)
+    h, carry = self.lstm(x, carry)
+    if last_only:
+      h = h[:, -1:]
+    pitch_logits, duration_logits = self._heads(h)
+    return pitch_logits, duration_logits, carry
+
+  def step(
+      self, pitch: jax.Array, duration: jax.Array, carry: Carry
+  ) -> tuple[jax.Array, jax.Array, Carry]:
+    """One event in, logits of the next one out.
+
+    Args:
+      pitch: int [batch] pitch ids.
+      duration: int [batch] duration ids.
+      carry: LSTM state.
+
+    Returns:
+      (pitch logits [batch, pitch_vocab], duration logits
+      [batch, duration_vocab], new carry).
+    """
+    h, carry = self.lstm.step(self._features(pitch, duration), carry)
+    pitch_logits, duration_logits = self._heads(h)
+    return pitch_logits, duration_logits, carry
+
+  def initial_carry(self, batch_size: int) -> Carry:
+    return self.lstm.initial_carry(batch_size)
+
+
+def spatial_dropout_mask(
+    key: jax.Array, rows: jax.Array, dim: int, rate: float
+) -> jax.Array:
+  """Keras SpatialDropout1D: one channel mask per sequence, inverted scaling.
+
+  Each row's mask comes from `key` folded with the row's global index, so a
+  batch gets the same masks however it is split across devices.
+
+  Args:
+    key: the step's dropout key.
+    rows: int [batch] global example indices of the batch rows.
+    dim: feature channels.
+    rate: share of channels dropped.
+
+  Returns:
+    [batch, dim] float32 mask of zeros and 1 / (1 - rate).
+  """
+  if rate == 0.0:
+    return jnp.ones((rows.shape[0], dim), jnp.float32)
+  keep = jax.vmap(
+      lambda row: jax.random.bernoulli(
+          jax.random.fold_in(key, row), 1.0 - rate, (dim,))
+  )(rows)
+  return keep.astype(jnp.float32) / (1.0 - rate)

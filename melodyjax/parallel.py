@@ -1,0 +1,44 @@
+"""Device mesh and shardings: one `data` axis over every device."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+
+def create_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh named 'data' over `devices` (default: all, every process)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.array(devices), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) axis split over devices."""
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def to_global(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """Process-local batch rows to global arrays sharded on 'data'."""
+  sharding = batch_sharding(mesh)
+  return {
+      name: jax.make_array_from_process_local_data(sharding, value)
+      for name, value in local.items()
+  }
+
+
+def to_pmap(local: dict[str, np.ndarray], num_devices: int):
+  """Process-local batch rows to [local devices, rows / device, ...]."""
+  return {
+      name: value.reshape(num_devices, value.shape[0] // num_devices,
+                          *value.shape[1:])
+      for name, value in local.items()
+  }

@@ -1,0 +1,227 @@
+"""Cached dataset to training windows and batches. No JAX until `to_global`.
+
+Each split is laid out once as one flat id array per stream: for every song,
+`seq_len` pads, then bos, the song's events, eos. Windows are slices of it:
+
+- objective 'all': inputs are `seq_len` events starting at bos (and every
+  `seq_len` events after), targets the same window shifted by one, so each
+  event and the eos are predicted once; padding targets are masked out.
+- objective 'last' (the seed's): inputs are the `seq_len` events before a
+  target, for every event and eos of every song (left-padded near the start).
+
+Batches come from a permutation of the windows drawn from (seed, epoch), so
+the batch of any step is a pure function of the step number: that number is
+the iterator's position, saved in checkpoints, and a resumed run sees
+exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+
+from melodyjax import corpus, tokens
+
+OBJECTIVES = ("all", "last")
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+  """Host arrays of one batch.
+
+  Attributes:
+    pitch, duration: int32 [batch, seq_len] inputs.
+    target_pitch, target_duration: int32 [batch, seq_len] ('all') or
+      [batch] ('last'); PAD_ID marks no target.
+    rows: int32 [batch] global window indices (fresh per row for dropout).
+  """
+
+  pitch: np.ndarray
+  duration: np.ndarray
+  target_pitch: np.ndarray
+  target_duration: np.ndarray
+  rows: np.ndarray
+
+  def as_dict(self) -> dict[str, np.ndarray]:
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Windows:
+  """All windows of one split for one objective."""
+
+  pitch: np.ndarray  # int32 flat framed stream
+  duration: np.ndarray  # int32 flat framed stream
+  starts: np.ndarray  # int64 [num_windows] first input position
+  seq_len: int
+  objective: str
+
+  def __len__(self) -> int:
+    return len(self.starts)
+
+  @property
+  def num_targets(self) -> int:
+    """Number of real (non-pad) targets over all windows."""
+    if self.objective == "last":
+      return len(self.starts)
+    index = self.starts[:, None] + 1 + np.arange(self.seq_len)
+    return int(np.sum(self.pitch[index] != tokens.PAD_ID))
+
+  def gather(self, indices: np.ndarray) -> Batch:
+    """The batch of the given window indices; -1 gives an all-pad row."""
+    indices = np.asarray(indices, np.int64)
+    valid = indices >= 0
+    starts = self.starts[np.where(valid, indices, 0)]
+    positions = starts[:, None] + np.arange(self.seq_len + 1)
+    pitch = self.pitch[positions]
+    duration = self.duration[positions]
+    pitch[~valid] = tokens.PAD_ID
+    duration[~valid] = tokens.PAD_ID
+    if self.objective == "all":
+      targets = pitch[:, 1:], duration[:, 1:]
+    else:
+      targets = pitch[:, -1], duration[:, -1]
+    return Batch(
+        pitch=np.ascontiguousarray(pitch[:, :-1]),
+        duration=np.ascontiguousarray(duration[:, :-1]),
+        target_pitch=np.ascontiguousarray(targets[0]),
+        target_duration=np.ascontiguousarray(targets[1]),
+        rows=np.where(valid, indices, 0).astype(np.int32),
+    )
+
+
+def frame_split(split: corpus.Split, seq_len: int):
+  """Flat streams with `seq_len` pads, bos, events, eos per song.
+
+  Returns:
+    (pitch, duration, bos_positions) with the streams int32 and the bos
+    position of each song, int64 [num_songs].
+  """
+  num_songs = len(split)
+  lengths = np.diff(split.offsets)
+  framed = lengths + seq_len + 2
+  # A trailing pad block so windows never run past the end.
+  total = int(framed.sum()) + seq_len + 1
+  song_starts = np.concatenate([[0], np.cumsum(framed)[:-1]]).astype(np.int64)
+  bos = song_starts + seq_len
+  pitch = np.zeros(total, np.int32)
+  duration = np.zeros(total, np.int32)
+  pitch[bos] = tokens.BOS_ID
+  duration[bos] = tokens.BOS_ID
+  eos = bos + lengths + 1
+  pitch[eos] = tokens.EOS_ID
+  duration[eos] = tokens.EOS_ID
+  # Event i of song s goes to bos[s] + 1 + (i - offsets[s]).
+  song_of_event = np.repeat(np.arange(num_songs), lengths)
+  event_positions = (
+      bos[song_of_event] + 1 + np.arange(split.num_events)
+      - split.offsets[:-1][song_of_event]
+  )
+  pitch[event_positions] = split.pitch
+  duration[event_positions] = split.duration
+  return pitch, duration, bos
+
+
+def make_windows(
+    split: corpus.Split, seq_len: int, objective: str = "all"
+) -> Windows:
+  """All training windows of a split (see module docstring)."""
+  if objective not in OBJECTIVES:
+    raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+  if seq_len < 1:
+    raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+  pitch, duration, bos = frame_split(split, seq_len)
+  lengths = np.diff(split.offsets)
+  if objective == "all":
+    # Windows at bos, bos + seq_len, ... while a target (up to eos) remains.
+    per_song = (lengths + 1 + seq_len - 1) // seq_len
+    song = np.repeat(np.arange(len(split)), per_song)
+    k = np.arange(int(per_song.sum())) - np.repeat(
+        np.cumsum(per_song) - per_song, per_song)
+    starts = bos[song] + k * seq_len
+  else:
+    # One window per target: events 1..n and eos, inputs the seq_len before.
+    per_song = lengths + 1
+    song = np.repeat(np.arange(len(split)), per_song)
+    k = np.arange(int(per_song.sum())) - np.repeat(
+        np.cumsum(per_song) - per_song, per_song)
+    starts = bos[song] + k + 1 - seq_len
+  return Windows(pitch, duration, starts.astype(np.int64), seq_len, objective)
+
+
+class BatchIterator:
+  """Deterministic shuffled batches; the position is the step number.
+
+  Batch `step` uses windows `perm[e][i * B:(i + 1) * B]` of epoch `e` with
+  `i = step % steps_per_epoch`, where `perm[e]` is a permutation drawn from
+  (seed, e). Incomplete final batches of an epoch are dropped.
+
+  With several processes, each one takes its contiguous slice of the global
+  batch (`process_index * B / process_count`, ...).
+  """
+
+  def __init__(
+      self, windows: Windows, batch_size: int, seed: int, *,
+      step: int = 0, process_index: int = 0, process_count: int = 1,
+  ):
+    if batch_size % process_count:
+      raise ValueError(
+          f"batch_size {batch_size} is not divisible by {process_count} "
+          "processes"
+      )
+    if len(windows) < batch_size:
+      raise ValueError(
+          f"the training split has {len(windows)} windows, fewer than one "
+          f"batch of {batch_size}"
+      )
+    self.windows = windows
+    self.batch_size = batch_size
+    self.seed = seed
+    self.step = step
+    self.steps_per_epoch = len(windows) // batch_size
+    local = batch_size // process_count
+    self._local = slice(process_index * local, (process_index + 1) * local)
+    self._epoch = -1
+    self._perm = None
+
+  def _permutation(self, epoch: int) -> np.ndarray:
+    if epoch != self._epoch:
+      rng = np.random.default_rng([self.seed, epoch])
+      self._perm = rng.permutation(len(self.windows))
+      self._epoch = epoch
+    return self._perm
+
+  def batch_at(self, step: int) -> Batch:
+    """The (process-local part of the) batch of optimizer step `step`."""
+    epoch, i = divmod(step, self.steps_per_epoch)
+    perm = self._permutation(epoch)
+    indices = perm[i * self.batch_size:(i + 1) * self.batch_size]
+    return self.windows.gather(indices[self._local])
+
+  def state(self) -> dict[str, int]:
+    """The position to save in a checkpoint."""
+    return {"step": self.step, "seed": self.seed,
+            "batch_size": self.batch_size}
+
+  def __iter__(self) -> Iterator[Batch]:
+    return self
+
+  def __next__(self) -> Batch:
+    batch = self.batch_at(self.step)
+    self.step += 1
+    return batch
+
+
+def eval_batches(
+    windows: Windows, batch_size: int, *, process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[Batch]:
+  """Every window once, in order; the last batch is padded with pad rows."""
+  local = batch_size // process_count
+  for start in range(0, len(windows), batch_size):
+    indices = np.arange(start, start + batch_size)
+    indices[indices >= len(windows)] = -1
+    yield windows.gather(
+        indices[process_index * local:(process_index + 1) * local])
