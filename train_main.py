@@ -11,8 +11,9 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Config file.",
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+  "config", None, "Config file.", lock_config=True
+)
 flags.DEFINE_string("workdir", None, "Run folder (checkpoints, logs).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 flags.DEFINE_integer("num_processes", None, "Processes in a multi-host run.")
@@ -28,15 +29,22 @@ def main(argv):
   from melodyjax import cli, train  # pylint: disable=g-import-not-at-top
 
   address = FLAGS.coordinator_address or os.environ.get(
-      "JAX_COORDINATOR_ADDRESS")
+    "JAX_COORDINATOR_ADDRESS"
+  )
   if address:
     jax.distributed.initialize(
-        address,
-        FLAGS.num_processes or int(os.environ["JAX_NUM_PROCESSES"]),
-        FLAGS.process_id if FLAGS.process_id is not None else int(
-            os.environ["JAX_PROCESS_ID"]))
-  logging.info("process %d of %d; devices: %s", jax.process_index(),
-               jax.process_count(), jax.devices())
+      address,
+      FLAGS.num_processes or int(os.environ["JAX_NUM_PROCESSES"]),
+      FLAGS.process_id
+      if FLAGS.process_id is not None
+      else int(os.environ["JAX_PROCESS_ID"]),
+    )
+  logging.info(
+    "process %d of %d; devices: %s",
+    jax.process_index(),
+    jax.process_count(),
+    jax.devices(),
+  )
   with cli.user_errors("train_main.py"):
     metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     if jax.process_index() == 0:
@@ -44,4 +52,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  sys.exit(app.run(main))
+  from melodyjax import cli
+
+  sys.exit(app.run(main, flags_parser=cli.parse_flags))

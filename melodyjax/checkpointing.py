@@ -27,8 +27,11 @@ class CheckpointError(Exception):
 
 
 def create_manager(
-    workdir: str, *, max_to_keep: int, keep_best: int,
-    enable_async: bool = True,
+  workdir: str,
+  *,
+  max_to_keep: int,
+  keep_best: int,
+  enable_async: bool = True,
 ) -> ocp.CheckpointManager:
   """A manager for `workdir/checkpoints` keeping the last and the best.
 
@@ -41,32 +44,39 @@ def create_manager(
   """
   policies = [ocp.checkpoint_managers.LatestN(n=max(1, max_to_keep))]
   if keep_best > 0:
-    policies.append(ocp.checkpoint_managers.BestN(
-        get_metric_fn=lambda metrics: -metrics[BEST_METRIC], n=keep_best,
-        keep_checkpoints_without_metrics=False))
+    policies.append(
+      ocp.checkpoint_managers.BestN(
+        get_metric_fn=lambda metrics: -metrics[BEST_METRIC],
+        n=keep_best,
+        keep_checkpoints_without_metrics=False,
+      )
+    )
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(
-          policies),
-      enable_async_checkpointing=enable_async,
-      create=True,
+    preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
+    enable_async_checkpointing=enable_async,
+    create=True,
   )
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), options=options
+    os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), options=options
   )
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any,
-         data_state: Mapping[str, int],
-         metrics: Mapping[str, float] | None = None) -> None:
+def save(
+  manager: ocp.CheckpointManager,
+  step: int,
+  state: Any,
+  data_state: Mapping[str, int],
+  metrics: Mapping[str, float] | None = None,
+) -> None:
   """Saves the train state and the data iterator position at `step`."""
   manager.save(
-      step,
-      args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state),
-          data=ocp.args.JsonSave(dict(data_state)),
-      ),
-      metrics=dict(metrics) if metrics else None,
-      force=True,
+    step,
+    args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      data=ocp.args.JsonSave(dict(data_state)),
+    ),
+    metrics=dict(metrics) if metrics else None,
+    force=True,
   )
 
 
@@ -78,22 +88,22 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
   """
   if step not in manager.all_steps():
     raise CheckpointError(
-        f"no checkpoint at step {step} in {manager.directory} (have: "
-        f"{sorted(manager.all_steps()) or 'none'})"
+      f"no checkpoint at step {step} in {manager.directory} (have: "
+      f"{sorted(manager.all_steps()) or 'none'})"
     )
   try:
     restored = manager.restore(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=ocp.args.JsonRestore(),
-        ),
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        data=ocp.args.JsonRestore(),
+      ),
     )
   except (ValueError, KeyError, TypeError) as e:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e)
     raise CheckpointError(
-        f"checkpoint {manager.directory}/{step} does not match the model "
-        f"of this config ({first})"
+      f"checkpoint {manager.directory}/{step} does not match the model "
+      f"of this config ({first})"
     ) from None
   return restored["state"], restored["data"]
 
@@ -110,7 +120,9 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     with open(path) as f:
       data = json.load(f)
   except FileNotFoundError:
-    raise CheckpointError(f"{path} not found: not a melodyjax workdir") from None
+    raise CheckpointError(
+      f"{path} not found: not a melodyjax workdir"
+    ) from None
   except ValueError as e:
     raise CheckpointError(f"{path}: not valid JSON ({e})") from None
   config = ml_collections.ConfigDict(_tuples(data))
@@ -131,8 +143,9 @@ def vocab_path(workdir: str, stream: str) -> str:
   return os.path.join(workdir, f"vocab_{stream}.json")
 
 
-def write_vocabs(workdir: str, pitch_vocab: tokens.Vocab,
-                 duration_vocab: tokens.Vocab) -> None:
+def write_vocabs(
+  workdir: str, pitch_vocab: tokens.Vocab, duration_vocab: tokens.Vocab
+) -> None:
   pitch_vocab.save(vocab_path(workdir, "pitch"))
   duration_vocab.save(vocab_path(workdir, "duration"))
 
@@ -140,8 +153,10 @@ def write_vocabs(workdir: str, pitch_vocab: tokens.Vocab,
 def read_vocabs(workdir: str) -> tuple[tokens.Vocab, tokens.Vocab]:
   """The workdir's (pitch, duration) vocabularies."""
   try:
-    return (tokens.Vocab.load(vocab_path(workdir, "pitch")),
-            tokens.Vocab.load(vocab_path(workdir, "duration")))
+    return (
+      tokens.Vocab.load(vocab_path(workdir, "pitch")),
+      tokens.Vocab.load(vocab_path(workdir, "duration")),
+    )
   except FileNotFoundError as e:
     raise CheckpointError(f"{e.filename} not found") from None
   except (ValueError, KeyError) as e:

@@ -27,8 +27,11 @@ import jax.numpy as jnp
 # Per layer (h, c), each [batch, hidden], float32.
 Carry = tuple[tuple[jax.Array, jax.Array], ...]
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16,
-           "float16": jnp.float16}
+_DTYPES = {
+  "float32": jnp.float32,
+  "bfloat16": jnp.bfloat16,
+  "float16": jnp.float16,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,31 +76,31 @@ class ModelConfig:
 
 
 def get_model_config(
-    model_config: Mapping[str, Any],
-    pitch_vocab_size: int,
-    duration_vocab_size: int,
+  model_config: Mapping[str, Any],
+  pitch_vocab_size: int,
+  duration_vocab_size: int,
 ) -> ModelConfig:
   """Builds a ModelConfig from the `model` group of a config (one place)."""
   names = {f.name for f in dataclasses.fields(ModelConfig)}
   fields = {k: v for k, v in dict(model_config).items() if k in names}
   return ModelConfig(
-      pitch_vocab_size=pitch_vocab_size,
-      duration_vocab_size=duration_vocab_size,
-      **fields,
+    pitch_vocab_size=pitch_vocab_size,
+    duration_vocab_size=duration_vocab_size,
+    **fields,
   )
 
 
 def _matmul(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
   return jnp.dot(
-      x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32
+    x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32
   )
 
 
 def lstm_cell(
-    recurrent_kernel: jax.Array,
-    carry: tuple[jax.Array, jax.Array],
-    projected_input: jax.Array,
-    dtype=jnp.float32,
+  recurrent_kernel: jax.Array,
+  carry: tuple[jax.Array, jax.Array],
+  projected_input: jax.Array,
+  dtype=jnp.float32,
 ) -> tuple[jax.Array, jax.Array]:
   """One LSTM step; gates in the order input, forget, cell, output.
 
@@ -122,7 +125,7 @@ def _forget_bias_init(key, shape, dtype=jnp.float32):
   del key
   hidden = shape[0] // 4
   # Forget gate starts open (Keras' unit_forget_bias).
-  return jnp.zeros(shape, dtype).at[hidden:2 * hidden].set(1.0)
+  return jnp.zeros(shape, dtype).at[hidden : 2 * hidden].set(1.0)
 
 
 class LSTMStack(nn.Module):
@@ -142,37 +145,44 @@ class LSTMStack(nn.Module):
     layers = []
     d = self.input_dim
     for i, h in enumerate(self.sizes):
-      layers.append({
+      layers.append(
+        {
           "input_kernel": self.param(
-              f"input_kernel_{i}", nn.initializers.glorot_uniform(),
-              (d, 4 * h)),
+            f"input_kernel_{i}", nn.initializers.glorot_uniform(), (d, 4 * h)
+          ),
           "recurrent_kernel": self.param(
-              f"recurrent_kernel_{i}", nn.initializers.orthogonal(),
-              (h, 4 * h)),
+            f"recurrent_kernel_{i}", nn.initializers.orthogonal(), (h, 4 * h)
+          ),
           "bias": self.param(f"bias_{i}", _forget_bias_init, (4 * h,)),
-      })
+        }
+      )
       d = h
     self.layers = layers
 
   def initial_carry(self, batch_size: int) -> Carry:
     """Zero state, float32."""
     return tuple(
-        (jnp.zeros((batch_size, h), jnp.float32),
-         jnp.zeros((batch_size, h), jnp.float32))
-        for h in self.sizes
+      (
+        jnp.zeros((batch_size, h), jnp.float32),
+        jnp.zeros((batch_size, h), jnp.float32),
+      )
+      for h in self.sizes
     )
 
-  def _advance(self, x: jax.Array, carry: Carry,
-               first_projected: jax.Array | None = None):
+  def _advance(
+    self, x: jax.Array, carry: Carry, first_projected: jax.Array | None = None
+  ):
     new_carry = []
     for i, layer in enumerate(self.layers):
       if i == 0 and first_projected is not None:
         projected = first_projected
       else:
-        projected = _matmul(x, layer["input_kernel"], self.dtype) + layer[
-            "bias"]
-      x, c = lstm_cell(layer["recurrent_kernel"], carry[i], projected,
-                       self.dtype)
+        projected = (
+          _matmul(x, layer["input_kernel"], self.dtype) + layer["bias"]
+        )
+      x, c = lstm_cell(
+        layer["recurrent_kernel"], carry[i], projected, self.dtype
+      )
       new_carry.append((x, c))
     return x, tuple(new_carry)
 
@@ -189,7 +199,7 @@ class LSTMStack(nn.Module):
     return self._advance(x, carry)
 
   def __call__(
-      self, x: jax.Array, carry: Carry | None = None
+    self, x: jax.Array, carry: Carry | None = None
   ) -> tuple[jax.Array, Carry]:
     """The whole sequence, scanned over time.
 
@@ -220,22 +230,25 @@ class MelodyModel(nn.Module):
 
   def setup(self):
     config = self.config
-    self.pitch_embed = nn.Embed(config.pitch_vocab_size,
-                                config.pitch_embed_dim)
-    self.duration_embed = nn.Embed(config.duration_vocab_size,
-                                   config.duration_embed_dim)
+    self.pitch_embed = nn.Embed(config.pitch_vocab_size, config.pitch_embed_dim)
+    self.duration_embed = nn.Embed(
+      config.duration_vocab_size, config.duration_embed_dim
+    )
     self.norm = nn.LayerNorm()
-    self.lstm = LSTMStack(config.lstm_sizes, config.input_dim,
-                          config.compute_dtype)
+    self.lstm = LSTMStack(
+      config.lstm_sizes, config.input_dim, config.compute_dtype
+    )
     self.dense = nn.Dense(config.dense_size, dtype=config.compute_dtype)
-    self.pitch_head = nn.Dense(config.pitch_vocab_size,
-                               dtype=config.compute_dtype)
-    self.duration_head = nn.Dense(config.duration_vocab_size,
-                                  dtype=config.compute_dtype)
+    self.pitch_head = nn.Dense(
+      config.pitch_vocab_size, dtype=config.compute_dtype
+    )
+    self.duration_head = nn.Dense(
+      config.duration_vocab_size, dtype=config.compute_dtype
+    )
 
   def _features(self, pitch, duration, channel_mask=None):
     x = jnp.concatenate(
-        [self.pitch_embed(pitch), self.duration_embed(duration)], axis=-1
+      [self.pitch_embed(pitch), self.duration_embed(duration)], axis=-1
     )
     if channel_mask is not None:
       x = x * jnp.expand_dims(channel_mask, axis=tuple(range(1, x.ndim - 1)))
@@ -243,17 +256,19 @@ class MelodyModel(nn.Module):
 
   def _heads(self, h):
     h = nn.relu(self.dense(h))
-    return (self.pitch_head(h).astype(jnp.float32),
-            self.duration_head(h).astype(jnp.float32))
+    return (
+      self.pitch_head(h).astype(jnp.float32),
+      self.duration_head(h).astype(jnp.float32),
+    )
 
   def __call__(
-      self,
-      pitch: jax.Array,
-      duration: jax.Array,
-      *,
-      channel_mask: jax.Array | None = None,
-      carry: Carry | None = None,
-      last_only: bool = False,
+    self,
+    pitch: jax.Array,
+    duration: jax.Array,
+    *,
+    channel_mask: jax.Array | None = None,
+    carry: Carry | None = None,
+    last_only: bool = False,
   ) -> tuple[jax.Array, jax.Array, Carry]:
     """Logits of the next event at every position (or only the last).
 
@@ -277,7 +292,7 @@ class MelodyModel(nn.Module):
     return pitch_logits, duration_logits, carry
 
   def step(
-      self, pitch: jax.Array, duration: jax.Array, carry: Carry
+    self, pitch: jax.Array, duration: jax.Array, carry: Carry
   ) -> tuple[jax.Array, jax.Array, Carry]:
     """One event in, logits of the next one out.
 
@@ -299,7 +314,7 @@ class MelodyModel(nn.Module):
 
 
 def spatial_dropout_mask(
-    key: jax.Array, rows: jax.Array, dim: int, rate: float
+  key: jax.Array, rows: jax.Array, dim: int, rate: float
 ) -> jax.Array:
   """Keras SpatialDropout1D: one channel mask per sequence, inverted scaling.
 
@@ -318,7 +333,8 @@ def spatial_dropout_mask(
   if rate == 0.0:
     return jnp.ones((rows.shape[0], dim), jnp.float32)
   keep = jax.vmap(
-      lambda row: jax.random.bernoulli(
-          jax.random.fold_in(key, row), 1.0 - rate, (dim,))
+    lambda row: jax.random.bernoulli(
+      jax.random.fold_in(key, row), 1.0 - rate, (dim,)
+    )
   )(rows)
   return keep.astype(jnp.float32) / (1.0 - rate)

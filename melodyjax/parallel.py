@@ -17,6 +17,13 @@ def create_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   return Mesh(np.array(devices), (DATA_AXIS,))
 
 
+def local_devices(mesh: Mesh) -> list[jax.Device]:
+  """The mesh's devices that belong to this process."""
+  return [
+    d for d in mesh.devices.flat if d.process_index == jax.process_index()
+  ]
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (batch) axis split over devices."""
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
@@ -30,15 +37,16 @@ def to_global(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """Process-local batch rows to global arrays sharded on 'data'."""
   sharding = batch_sharding(mesh)
   return {
-      name: jax.make_array_from_process_local_data(sharding, value)
-      for name, value in local.items()
+    name: jax.make_array_from_process_local_data(sharding, value)
+    for name, value in local.items()
   }
 
 
 def to_pmap(local: dict[str, np.ndarray], num_devices: int):
   """Process-local batch rows to [local devices, rows / device, ...]."""
   return {
-      name: value.reshape(num_devices, value.shape[0] // num_devices,
-                          *value.shape[1:])
-      for name, value in local.items()
+    name: value.reshape(
+      num_devices, value.shape[0] // num_devices, *value.shape[1:]
+    )
+    for name, value in local.items()
   }

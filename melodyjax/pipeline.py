@@ -84,11 +84,11 @@ class Windows:
     else:
       targets = pitch[:, -1], duration[:, -1]
     return Batch(
-        pitch=np.ascontiguousarray(pitch[:, :-1]),
-        duration=np.ascontiguousarray(duration[:, :-1]),
-        target_pitch=np.ascontiguousarray(targets[0]),
-        target_duration=np.ascontiguousarray(targets[1]),
-        rows=np.where(valid, indices, 0).astype(np.int32),
+      pitch=np.ascontiguousarray(pitch[:, :-1]),
+      duration=np.ascontiguousarray(duration[:, :-1]),
+      target_pitch=np.ascontiguousarray(targets[0]),
+      target_duration=np.ascontiguousarray(targets[1]),
+      rows=np.where(valid, indices, 0).astype(np.int32),
     )
 
 
@@ -116,8 +116,10 @@ def frame_split(split: corpus.Split, seq_len: int):
   # Event i of song s goes to bos[s] + 1 + (i - offsets[s]).
   song_of_event = np.repeat(np.arange(num_songs), lengths)
   event_positions = (
-      bos[song_of_event] + 1 + np.arange(split.num_events)
-      - split.offsets[:-1][song_of_event]
+    bos[song_of_event]
+    + 1
+    + np.arange(split.num_events)
+    - split.offsets[:-1][song_of_event]
   )
   pitch[event_positions] = split.pitch
   duration[event_positions] = split.duration
@@ -125,11 +127,13 @@ def frame_split(split: corpus.Split, seq_len: int):
 
 
 def make_windows(
-    split: corpus.Split, seq_len: int, objective: str = "all"
+  split: corpus.Split, seq_len: int, objective: str = "all"
 ) -> Windows:
   """All training windows of a split (see module docstring)."""
   if objective not in OBJECTIVES:
-    raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    raise ValueError(
+      f"objective must be one of {OBJECTIVES}, got {objective!r}"
+    )
   if seq_len < 1:
     raise ValueError(f"seq_len must be >= 1, got {seq_len}")
   pitch, duration, bos = frame_split(split, seq_len)
@@ -139,14 +143,16 @@ def make_windows(
     per_song = (lengths + 1 + seq_len - 1) // seq_len
     song = np.repeat(np.arange(len(split)), per_song)
     k = np.arange(int(per_song.sum())) - np.repeat(
-        np.cumsum(per_song) - per_song, per_song)
+      np.cumsum(per_song) - per_song, per_song
+    )
     starts = bos[song] + k * seq_len
   else:
     # One window per target: events 1..n and eos, inputs the seq_len before.
     per_song = lengths + 1
     song = np.repeat(np.arange(len(split)), per_song)
     k = np.arange(int(per_song.sum())) - np.repeat(
-        np.cumsum(per_song) - per_song, per_song)
+      np.cumsum(per_song) - per_song, per_song
+    )
     starts = bos[song] + k + 1 - seq_len
   return Windows(pitch, duration, starts.astype(np.int64), seq_len, objective)
 
@@ -163,18 +169,23 @@ class BatchIterator:
   """
 
   def __init__(
-      self, windows: Windows, batch_size: int, seed: int, *,
-      step: int = 0, process_index: int = 0, process_count: int = 1,
+    self,
+    windows: Windows,
+    batch_size: int,
+    seed: int,
+    *,
+    step: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
   ):
     if batch_size % process_count:
       raise ValueError(
-          f"batch_size {batch_size} is not divisible by {process_count} "
-          "processes"
+        f"batch_size {batch_size} is not divisible by {process_count} processes"
       )
     if len(windows) < batch_size:
       raise ValueError(
-          f"the training split has {len(windows)} windows, fewer than one "
-          f"batch of {batch_size}"
+        f"the training split has {len(windows)} windows, fewer than one "
+        f"batch of {batch_size}"
       )
     self.windows = windows
     self.batch_size = batch_size
@@ -197,13 +208,12 @@ class BatchIterator:
     """The (process-local part of the) batch of optimizer step `step`."""
     epoch, i = divmod(step, self.steps_per_epoch)
     perm = self._permutation(epoch)
-    indices = perm[i * self.batch_size:(i + 1) * self.batch_size]
+    indices = perm[i * self.batch_size : (i + 1) * self.batch_size]
     return self.windows.gather(indices[self._local])
 
   def state(self) -> dict[str, int]:
     """The position to save in a checkpoint."""
-    return {"step": self.step, "seed": self.seed,
-            "batch_size": self.batch_size}
+    return {"step": self.step, "seed": self.seed, "batch_size": self.batch_size}
 
   def __iter__(self) -> Iterator[Batch]:
     return self
@@ -215,8 +225,11 @@ class BatchIterator:
 
 
 def eval_batches(
-    windows: Windows, batch_size: int, *, process_index: int = 0,
-    process_count: int = 1,
+  windows: Windows,
+  batch_size: int,
+  *,
+  process_index: int = 0,
+  process_count: int = 1,
 ) -> Iterator[Batch]:
   """Every window once, in order; the last batch is padded with pad rows."""
   local = batch_size // process_count
@@ -224,4 +237,5 @@ def eval_batches(
     indices = np.arange(start, start + batch_size)
     indices[indices >= len(windows)] = -1
     yield windows.gather(
-        indices[process_index * local:(process_index + 1) * local])
+      indices[process_index * local : (process_index + 1) * local]
+    )

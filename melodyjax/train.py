@@ -31,8 +31,14 @@ from melodyjax import checkpointing, corpus, parallel, pipeline, tokens
 from melodyjax import model as model_lib
 
 PARALLEL_MODES = ("jit", "pmap")
-SUM_KEYS = ("nll_pitch", "nll_duration", "correct_pitch", "correct_duration",
-            "correct_both", "count")
+SUM_KEYS = (
+  "nll_pitch",
+  "nll_duration",
+  "correct_pitch",
+  "correct_duration",
+  "correct_both",
+  "count",
+)
 
 
 class TrainingError(Exception):
@@ -47,23 +53,34 @@ class TrainState(flax.struct.PyTreeNode):
   opt_state: Any
 
 
-def create_optimizer(train_config: Mapping[str, Any]) -> optax.GradientTransformation:
+def create_optimizer(
+  train_config: Mapping[str, Any],
+) -> optax.GradientTransformation:
   """Adam(W) with linear warm-up, cosine (or no) decay and norm clipping."""
   peak = train_config["learning_rate"]
   warmup = train_config["warmup_steps"]
   if train_config["decay"] == "cosine":
+    # The first step already learns (a warm-up from 0 would waste it).
     schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=peak, warmup_steps=warmup,
-        decay_steps=max(train_config["num_train_steps"], warmup + 1),
-        end_value=peak * train_config["end_lr_fraction"])
+      init_value=peak / max(warmup, 1),
+      peak_value=peak,
+      warmup_steps=warmup,
+      decay_steps=max(train_config["num_train_steps"], warmup + 1),
+      end_value=peak * train_config["end_lr_fraction"],
+    )
   elif train_config["decay"] == "constant":
     schedule = optax.join_schedules(
-        [optax.linear_schedule(0.0, peak, max(warmup, 1)),
-         optax.constant_schedule(peak)], [warmup])
+      [
+        optax.linear_schedule(peak / max(warmup, 1), peak, max(warmup, 1)),
+        optax.constant_schedule(peak),
+      ],
+      [warmup],
+    )
   else:
     raise ValueError(
-        f"train.decay must be 'cosine' or 'constant', got "
-        f"{train_config['decay']!r}")
+      f"train.decay must be 'cosine' or 'constant', got "
+      f"{train_config['decay']!r}"
+    )
   parts = []
   if train_config["grad_clip_norm"]:
     parts.append(optax.clip_by_global_norm(train_config["grad_clip_norm"]))
@@ -72,25 +89,35 @@ def create_optimizer(train_config: Mapping[str, Any]) -> optax.GradientTransform
 
 
 def create_train_state(
-    init_key: jax.Array, model: model_lib.MelodyModel,
-    tx: optax.GradientTransformation, seq_len: int,
+  init_key: jax.Array,
+  model: model_lib.MelodyModel,
+  tx: optax.GradientTransformation,
+  seq_len: int,
 ) -> TrainState:
   dummy = jnp.zeros((1, seq_len), jnp.int32)
   params = model.init(init_key, dummy, dummy)["params"]
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=tx.init(params))
+  return TrainState(
+    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params)
+  )
 
 
 def compute_sums(
-    model: model_lib.MelodyModel, params: Any, batch: Mapping[str, jax.Array],
-    objective: str, channel_mask: jax.Array | None = None,
+  model: model_lib.MelodyModel,
+  params: Any,
+  batch: Mapping[str, jax.Array],
+  objective: str,
+  channel_mask: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
   """Sums over the batch's real targets: negative log-likelihoods in nats,
   correct top-1 predictions per stream and for both, and the target count.
   """
   pitch_logits, duration_logits, _ = model.apply(
-      {"params": params}, batch["pitch"], batch["duration"],
-      channel_mask=channel_mask, last_only=objective == "last")
+    {"params": params},
+    batch["pitch"],
+    batch["duration"],
+    channel_mask=channel_mask,
+    last_only=objective == "last",
+  )
   target_pitch = batch["target_pitch"]
   target_duration = batch["target_duration"]
   if objective == "last":
@@ -98,28 +125,32 @@ def compute_sums(
     duration_logits = duration_logits[:, -1]
   mask = (target_pitch != tokens.PAD_ID).astype(jnp.float32)
   nll_pitch = optax.softmax_cross_entropy_with_integer_labels(
-      pitch_logits, target_pitch)
+    pitch_logits, target_pitch
+  )
   nll_duration = optax.softmax_cross_entropy_with_integer_labels(
-      duration_logits, target_duration)
+    duration_logits, target_duration
+  )
   hit_pitch = (jnp.argmax(pitch_logits, -1) == target_pitch) * mask
   hit_duration = (jnp.argmax(duration_logits, -1) == target_duration) * mask
   return {
-      "nll_pitch": jnp.sum(nll_pitch * mask),
-      "nll_duration": jnp.sum(nll_duration * mask),
-      "correct_pitch": jnp.sum(hit_pitch),
-      "correct_duration": jnp.sum(hit_duration),
-      "correct_both": jnp.sum(hit_pitch * hit_duration),
-      "count": jnp.sum(mask),
+    "nll_pitch": jnp.sum(nll_pitch * mask),
+    "nll_duration": jnp.sum(nll_duration * mask),
+    "correct_pitch": jnp.sum(hit_pitch),
+    "correct_duration": jnp.sum(hit_duration),
+    "correct_both": jnp.sum(hit_pitch * hit_duration),
+    "count": jnp.sum(mask),
   }
 
 
-def _train_body(state: TrainState, batch, dropout_key, *, model, tx,
-                objective):
+def _train_body(state: TrainState, batch, dropout_key, *, model, tx, objective):
   """One optimizer step on this device's shard; collectives over 'data'."""
   config = model.config
   channel_mask = model_lib.spatial_dropout_mask(
-      jax.random.fold_in(dropout_key, state.step), batch["rows"],
-      config.input_dim, config.spatial_dropout)
+    jax.random.fold_in(dropout_key, state.step),
+    batch["rows"],
+    config.input_dim,
+    config.spatial_dropout,
+  )
 
   def loss_fn(params):
     sums = compute_sums(model, params, batch, objective, channel_mask)
@@ -132,9 +163,10 @@ def _train_body(state: TrainState, batch, dropout_key, *, model, tx,
   sums = jax.lax.psum(sums, parallel.DATA_AXIS)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  sums["grad_norm"] = optax.global_norm(grads)
-  return state.replace(step=state.step + 1, params=params,
-                       opt_state=opt_state), sums
+  sums["grad_norm"] = optax.tree.norm(grads)
+  return state.replace(
+    step=state.step + 1, params=params, opt_state=opt_state
+  ), sums
 
 
 def _eval_body(params, batch, *, model, objective):
@@ -149,23 +181,42 @@ def make_steps(model, tx, objective: str, mode: str, mesh):
   donated. eval_step(params, batch) -> sums. Batches are global arrays
   sharded on 'data' ('jit') or [devices, rows, ...] arrays ('pmap').
   """
-  train_body = functools.partial(_train_body, model=model, tx=tx,
-                                 objective=objective)
+  train_body = functools.partial(
+    _train_body, model=model, tx=tx, objective=objective
+  )
   eval_body = functools.partial(_eval_body, model=model, objective=objective)
   if mode == "jit":
     train_step = jax.jit(
-        jax.shard_map(train_body, mesh=mesh,
-                      in_specs=(P(), P(parallel.DATA_AXIS), P()),
-                      out_specs=(P(), P()), check_vma=False),
-        donate_argnums=0)
+      jax.shard_map(
+        train_body,
+        mesh=mesh,
+        in_specs=(P(), P(parallel.DATA_AXIS), P()),
+        out_specs=(P(), P()),
+        check_vma=False,
+      ),
+      donate_argnums=0,
+    )
     eval_step = jax.jit(
-        jax.shard_map(eval_body, mesh=mesh,
-                      in_specs=(P(), P(parallel.DATA_AXIS)), out_specs=P(),
-                      check_vma=False))
+      jax.shard_map(
+        eval_body,
+        mesh=mesh,
+        in_specs=(P(), P(parallel.DATA_AXIS)),
+        out_specs=P(),
+        check_vma=False,
+      )
+    )
   elif mode == "pmap":
-    train_step = jax.pmap(train_body, axis_name=parallel.DATA_AXIS,
-                          in_axes=(0, 0, None), donate_argnums=0)
-    eval_step = jax.pmap(eval_body, axis_name=parallel.DATA_AXIS)
+    devices = parallel.local_devices(mesh)
+    train_step = jax.pmap(
+      train_body,
+      axis_name=parallel.DATA_AXIS,
+      in_axes=(0, 0, None),
+      donate_argnums=0,
+      devices=devices,
+    )
+    eval_step = jax.pmap(
+      eval_body, axis_name=parallel.DATA_AXIS, devices=devices
+    )
   else:
     raise ValueError(f"train.parallel must be one of {PARALLEL_MODES}")
   return train_step, eval_step
@@ -177,27 +228,27 @@ def summarize(sums: Mapping[str, float], prefix: str) -> dict[str, float]:
   nll_pitch = float(sums["nll_pitch"]) / count
   nll_duration = float(sums["nll_duration"]) / count
   metrics = {
-      "loss": nll_pitch + nll_duration,
-      "loss_pitch": nll_pitch,
-      "loss_duration": nll_duration,
-      "bits_per_note": (nll_pitch + nll_duration) / math.log(2),
-      "bits_per_note_pitch": nll_pitch / math.log(2),
-      "bits_per_note_duration": nll_duration / math.log(2),
-      "accuracy": float(sums["correct_both"]) / count,
-      "accuracy_pitch": float(sums["correct_pitch"]) / count,
-      "accuracy_duration": float(sums["correct_duration"]) / count,
-      "num_targets": float(sums["count"]),
+    "loss": nll_pitch + nll_duration,
+    "loss_pitch": nll_pitch,
+    "loss_duration": nll_duration,
+    "bits_per_note": (nll_pitch + nll_duration) / math.log(2),
+    "bits_per_note_pitch": nll_pitch / math.log(2),
+    "bits_per_note_duration": nll_duration / math.log(2),
+    "accuracy": float(sums["correct_both"]) / count,
+    "accuracy_pitch": float(sums["correct_pitch"]) / count,
+    "accuracy_duration": float(sums["correct_duration"]) / count,
+    "num_targets": float(sums["count"]),
   }
   return {f"{prefix}/{k}": v for k, v in metrics.items()}
 
 
-class _Runner:
-  """Holds what the loop needs to move batches and state between modes."""
+class Runner:
+  """Moves batches, state and metrics on and off devices, for either mode."""
 
-  def __init__(self, mode, mesh):
+  def __init__(self, mode: str, mesh):
     self.mode = mode
     self.mesh = mesh
-    self.num_local_devices = jax.local_device_count()
+    self.num_local_devices = len(parallel.local_devices(mesh))
 
   def put_batch(self, batch: pipeline.Batch):
     local = batch.as_dict()
@@ -208,8 +259,8 @@ class _Runner:
   def put_state(self, state):
     if self.mode == "pmap":
       return jax.tree.map(
-          lambda x: jnp.broadcast_to(x, (self.num_local_devices, *x.shape)),
-          state)
+        lambda x: jnp.broadcast_to(x, (self.num_local_devices, *x.shape)), state
+      )
     return jax.device_put(state, parallel.replicated_sharding(self.mesh))
 
   def host_state(self, state):
@@ -228,13 +279,17 @@ class _Runner:
     return sums
 
 
-def evaluate(eval_step, runner: _Runner, params, windows: pipeline.Windows,
-             batch_size: int) -> dict[str, float]:
+def evaluate(
+  eval_step, runner: Runner, params, windows: pipeline.Windows, batch_size: int
+) -> dict[str, float]:
   """Sums over every window of a split (one pass, pad rows masked)."""
   totals = dict.fromkeys(SUM_KEYS, 0.0)
   for batch in pipeline.eval_batches(
-      windows, batch_size, process_index=jax.process_index(),
-      process_count=jax.process_count()):
+    windows,
+    batch_size,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  ):
     sums = runner.fetch(eval_step(params, runner.put_batch(batch)))
     for k in SUM_KEYS:
       totals[k] += float(sums[k])
@@ -264,8 +319,9 @@ class _MetricWriter:
 
   def write_hparams(self, config: ml_collections.ConfigDict) -> None:
     if self.active:
-      self._tb.add_text("config", "```\n" + config.to_json(indent=2) + "\n```",
-                        0)
+      self._tb.add_text(
+        "config", "```\n" + config.to_json(indent=2) + "\n```", 0
+      )
 
   def close(self) -> None:
     if self.active:
@@ -278,21 +334,31 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   train = config.train
   if train.objective not in pipeline.OBJECTIVES:
     raise TrainingError(
-        f"config.train.objective must be one of {pipeline.OBJECTIVES}, got "
-        f"{train.objective!r}")
+      f"config.train.objective must be one of {pipeline.OBJECTIVES}, got "
+      f"{train.objective!r}"
+    )
   if train.parallel not in PARALLEL_MODES:
     raise TrainingError(
-        f"config.train.parallel must be one of {PARALLEL_MODES}, got "
-        f"{train.parallel!r}")
+      f"config.train.parallel must be one of {PARALLEL_MODES}, got "
+      f"{train.parallel!r}"
+    )
   devices = jax.device_count()
-  for field, value in (("train.batch_size", train.batch_size),
-                       ("eval.batch_size", config.eval.batch_size)):
+  for field, value in (
+    ("train.batch_size", train.batch_size),
+    ("eval.batch_size", config.eval.batch_size),
+  ):
     if value <= 0 or value % devices:
       raise TrainingError(
-          f"config.{field}={value} must be a positive multiple of the "
-          f"{devices} devices")
-  for field in ("num_train_steps", "log_every_steps", "eval_every_steps",
-                "checkpoint_every_steps", "seq_len"):
+        f"config.{field}={value} must be a positive multiple of the "
+        f"{devices} devices"
+      )
+  for field in (
+    "num_train_steps",
+    "log_every_steps",
+    "eval_every_steps",
+    "checkpoint_every_steps",
+    "seq_len",
+  ):
     if train[field] <= 0:
       raise TrainingError(f"config.train.{field} must be positive")
 
@@ -309,24 +375,30 @@ def load_dataset(config: ml_collections.ConfigDict) -> corpus.Dataset:
     if jax.process_index() == 0:
       corpus.build_dataset(midi_dir, dataset_dir, corpus_config)
     multihost_utils.sync_global_devices("dataset built")
-  return corpus.build_dataset(midi_dir, dataset_dir, corpus_config,
-                              progress=jax.process_index() == 0)
+  return corpus.build_dataset(
+    midi_dir, dataset_dir, corpus_config, progress=jax.process_index() == 0
+  )
 
 
 def _check_workdir_vocabs(workdir: str, dataset: corpus.Dataset) -> None:
-  for stream, vocab in (("pitch", dataset.pitch_vocab),
-                        ("duration", dataset.duration_vocab)):
+  for stream, vocab in (
+    ("pitch", dataset.pitch_vocab),
+    ("duration", dataset.duration_vocab),
+  ):
     path = checkpointing.vocab_path(workdir, stream)
     if os.path.exists(path):
       old = tokens.Vocab.load(path)
       if old.tokens != vocab.tokens:
         raise TrainingError(
-            f"{path} differs from the dataset's {stream} vocabulary: this "
-            "workdir was trained on other data; use a new workdir")
+          f"{path} differs from the dataset's {stream} vocabulary: this "
+          "workdir was trained on other data; use a new workdir"
+        )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       ) -> dict[str, float]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+) -> dict[str, float]:
   """Trains (or resumes) in `workdir`; returns the last metrics."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
   check_config(config)
@@ -337,68 +409,91 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   _check_workdir_vocabs(workdir, dataset)
   if is_main:
     checkpointing.write_config(workdir, config)
-    checkpointing.write_vocabs(workdir, dataset.pitch_vocab,
-                               dataset.duration_vocab)
+    checkpointing.write_vocabs(
+      workdir, dataset.pitch_vocab, dataset.duration_vocab
+    )
 
-  model = model_lib.MelodyModel(model_lib.get_model_config(
-      config.model, len(dataset.pitch_vocab), len(dataset.duration_vocab)))
+  model = model_lib.MelodyModel(
+    model_lib.get_model_config(
+      config.model, len(dataset.pitch_vocab), len(dataset.duration_vocab)
+    )
+  )
   tx = create_optimizer(train_config)
   root_key = jax.random.key(config.seed)
   init_key, dropout_key = jax.random.split(root_key)
   mesh = parallel.create_mesh()
-  runner = _Runner(train_config.parallel, mesh)
-  train_step, eval_step = make_steps(model, tx, train_config.objective,
-                                     train_config.parallel, mesh)
+  runner = Runner(train_config.parallel, mesh)
+  train_step, eval_step = make_steps(
+    model, tx, train_config.objective, train_config.parallel, mesh
+  )
 
-  create = functools.partial(create_train_state, model=model, tx=tx,
-                             seq_len=train_config.seq_len)
+  create = functools.partial(
+    create_train_state, model=model, tx=tx, seq_len=train_config.seq_len
+  )
   abstract = jax.eval_shape(lambda key: create(key), init_key)
   manager = checkpointing.create_manager(
-      workdir, max_to_keep=config.checkpoint.max_to_keep,
-      keep_best=config.checkpoint.keep_best,
-      enable_async=config.checkpoint.async_save)
+    workdir,
+    max_to_keep=config.checkpoint.max_to_keep,
+    keep_best=config.checkpoint.keep_best,
+    enable_async=config.checkpoint.async_save,
+  )
   latest = manager.latest_step()
   if latest is None:
     state = jax.jit(create, out_shardings=parallel.replicated_sharding(mesh))(
-        init_key)
+      init_key
+    )
     data_state = None
   else:
     abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(
-            x.shape, x.dtype, sharding=parallel.replicated_sharding(mesh)),
-        abstract)
+      lambda x: jax.ShapeDtypeStruct(
+        x.shape, x.dtype, sharding=parallel.replicated_sharding(mesh)
+      ),
+      abstract,
+    )
     state, data_state = checkpointing.restore(manager, latest, abstract)
     logging.info("Resumed from %s at step %d", workdir, latest)
     if (data_state["seed"], data_state["batch_size"]) != (
-        config.seed, train_config.batch_size):
+      config.seed,
+      train_config.batch_size,
+    ):
       raise TrainingError(
-          f"{workdir} was trained with seed {data_state['seed']} and batch "
-          f"size {data_state['batch_size']}; the config says {config.seed} "
-          f"and {train_config.batch_size}: use a new workdir")
+        f"{workdir} was trained with seed {data_state['seed']} and batch "
+        f"size {data_state['batch_size']}; the config says {config.seed} "
+        f"and {train_config.batch_size}: use a new workdir"
+      )
   start_step = int(jax.device_get(state.step))
   if train_config.parallel == "pmap":
     state = runner.put_state(state)
 
-  train_windows = pipeline.make_windows(dataset.train, train_config.seq_len,
-                                        train_config.objective)
-  valid_windows = pipeline.make_windows(dataset.valid, train_config.seq_len,
-                                        train_config.objective)
+  train_windows = pipeline.make_windows(
+    dataset.train, train_config.seq_len, train_config.objective
+  )
+  valid_windows = pipeline.make_windows(
+    dataset.valid, train_config.seq_len, train_config.objective
+  )
   iterator = pipeline.BatchIterator(
-      train_windows, train_config.batch_size, config.seed, step=start_step,
-      process_index=jax.process_index(), process_count=jax.process_count())
+    train_windows,
+    train_config.batch_size,
+    config.seed,
+    step=start_step,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
   writer = _MetricWriter(workdir, is_main)
   if start_step == 0:
     writer.write_hparams(config)
 
   stop = {"signal": None}
   previous = signal.signal(
-      signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
+    signal.SIGTERM, lambda signum, frame: stop.update(signal=signum)
+  )
   num_steps = train_config.num_train_steps
   last_metrics: dict[str, float] = {}
   eval_metrics: dict[str, float] | None = None
   pending: list[tuple[int, Any]] = []  # (step, device sums) not yet logged
-  progress = _progress_bar(is_main and train_config.progress, start_step,
-                           num_steps)
+  progress = _progress_bar(
+    is_main and train_config.progress, start_step, num_steps
+  )
   window_start = time.perf_counter()
 
   def flush_pending() -> dict[str, float]:
@@ -411,8 +506,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     for s, sums in fetched:
       if not np.isfinite(sums["nll_pitch"] + sums["nll_duration"]):
         raise TrainingError(
-            f"non-finite loss at step {s}; training stopped, last good "
-            f"checkpoint: step {manager.latest_step()} in {workdir}")
+          f"non-finite loss at step {s}; training stopped, last good "
+          f"checkpoint: step {manager.latest_step()} in {workdir}"
+        )
     totals = {k: sum(float(sums[k]) for _, sums in fetched) for k in SUM_KEYS}
     elapsed = time.perf_counter() - window_start
     window_start = time.perf_counter()
@@ -435,23 +531,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         last_metrics = flush_pending()
         writer.write(step, last_metrics)
         progress.set_postfix(
-            loss=f"{last_metrics['train/loss']:.3f}",
-            tok_s=f"{last_metrics['train/tokens_per_second']:.0f}")
+          loss=f"{last_metrics['train/loss']:.3f}",
+          tok_s=f"{last_metrics['train/tokens_per_second']:.0f}",
+        )
       do_eval = step % train_config.eval_every_steps == 0 or is_last
-      do_save = (step % train_config.checkpoint_every_steps == 0 or is_last
-                 or stop["signal"] is not None)
+      do_save = (
+        step % train_config.checkpoint_every_steps == 0
+        or is_last
+        or stop["signal"] is not None
+      )
       if do_eval or do_save:
         flush_pending()  # never save past a non-finite loss
         eval_metrics = summarize(
-            evaluate(eval_step, runner, runner.params(state), valid_windows,
-                     config.eval.batch_size), "eval")
+          evaluate(
+            eval_step,
+            runner,
+            runner.params(state),
+            valid_windows,
+            config.eval.batch_size,
+          ),
+          "eval",
+        )
         writer.write(step, eval_metrics)
         last_metrics.update(eval_metrics)
         window_start = time.perf_counter()
       if do_save:
         checkpointing.save(
-            manager, step, runner.host_state(state), iterator.state(),
-            {checkpointing.BEST_METRIC: eval_metrics["eval/loss"]})
+          manager,
+          step,
+          runner.host_state(state),
+          iterator.state(),
+          {checkpointing.BEST_METRIC: eval_metrics["eval/loss"]},
+        )
       if stop["signal"] is not None:
         logging.warning("SIGTERM: saved a checkpoint at step %d", step)
         break
@@ -467,8 +578,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def _progress_bar(active: bool, start: int, total: int):
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
-  return tqdm(total=total, initial=start, disable=not active, unit="step",
-              dynamic_ncols=True, mininterval=1.0)
+  return tqdm(
+    total=total,
+    initial=start,
+    disable=not active,
+    unit="step",
+    dynamic_ncols=True,
+    mininterval=1.0,
+  )
 
 
 def count_params(params) -> int:

@@ -7,8 +7,13 @@ def note_track(notes, channel=0, name=None, velocity_zero_off=False):
   """A track from (pitch, start_tick, end_tick) triples, any order."""
   timed = []
   for pitch, start, end in notes:
-    timed.append((start, 1, mido.Message(
-        "note_on", note=pitch, velocity=90, channel=channel)))
+    timed.append(
+      (
+        start,
+        1,
+        mido.Message("note_on", note=pitch, velocity=90, channel=channel),
+      )
+    )
     if velocity_zero_off:
       off = mido.Message("note_on", note=pitch, velocity=0, channel=channel)
     else:

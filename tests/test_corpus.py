@@ -19,8 +19,11 @@ def tune(i, length=12):
   scale = [60, 62, 64, 65, 67, 69, 71, 72]
   events = []
   for j in range(length):
-    events.append(midi_io.Event((scale[(i * 3 + j * (i % 5 + 1)) % 8],),
-                                F(1 + (i + j) % 2, 2)))
+    events.append(
+      midi_io.Event(
+        (scale[(i * 3 + j * (i % 5 + 1)) % 8],), F(1 + (i + j) % 2, 2)
+      )
+    )
     if j == 5:
       events.append(midi_io.Event((), F(1, 2)))
   return midi_io.Song(events, key_signature="C")
@@ -44,15 +47,21 @@ def midi_dir(tmp_path):
 
 
 def test_build_report_drops_and_splits(midi_dir, tmp_path):
-  config = corpus.CorpusConfig(polyphony="reject", valid_fraction=0.2,
-                               test_fraction=0.2)
-  dataset = corpus.build_dataset(midi_dir, tmp_path / "out", config,
-                                 workers=2, progress=False)
+  config = corpus.CorpusConfig(
+    polyphony="reject", valid_fraction=0.2, test_fraction=0.2
+  )
+  dataset = corpus.build_dataset(
+    midi_dir, tmp_path / "out", config, workers=2, progress=False
+  )
   report = dataset.report
   assert report["files"] == 44
   assert report["songs"] == 40
   assert report["dropped_by_reason"] == {
-      "not_midi": 1, "polyphonic": 1, "too_short": 1, "truncated": 1}
+    "not_midi": 1,
+    "polyphonic": 1,
+    "too_short": 1,
+    "truncated": 1,
+  }
   dropped = {d["source"]: d["reason"] for d in report["dropped_files"]}
   assert dropped["chords.mid"] == "polyphonic"
   sizes = {split: len(dataset.splits[split]) for split in corpus.SPLITS}
@@ -62,8 +71,9 @@ def test_build_report_drops_and_splits(midi_dir, tmp_path):
   sources = set(train.sources)
   for i in range(len(train)):
     pitch, duration = train.song(i)
-    events = tokens.tokens_to_events(dataset.pitch_vocab.decode(pitch),
-                                     dataset.duration_vocab.decode(duration))
+    events = tokens.tokens_to_events(
+      dataset.pitch_vocab.decode(pitch), dataset.duration_vocab.decode(duration)
+    )
     assert events == midi_io.read_midi(midi_dir / train.sources[i]).events
   assert not sources & set(dataset.valid.sources)
   assert report["splits"]["train"]["rests"] == len(train)
@@ -92,13 +102,15 @@ def test_cache_reloads_and_rebuilds_on_change(midi_dir, tmp_path):
   assert os.path.getmtime(out / "manifest.json") == built_at
   np.testing.assert_array_equal(first.train.pitch, again.train.pitch)
   # A changed data config rebuilds.
-  coarse = corpus.build_dataset(midi_dir, out, corpus.CorpusConfig(grid=4),
-                                workers=1, progress=False)
+  coarse = corpus.build_dataset(
+    midi_dir, out, corpus.CorpusConfig(grid=4), workers=1, progress=False
+  )
   assert coarse.config.grid == 4
   # A changed folder rebuilds.
   midi_io.write_midi(tune(99), midi_dir / "new.mid")
-  grown = corpus.build_dataset(midi_dir, out, corpus.CorpusConfig(grid=4),
-                               workers=1, progress=False)
+  grown = corpus.build_dataset(
+    midi_dir, out, corpus.CorpusConfig(grid=4), workers=1, progress=False
+  )
   assert grown.report["files"] == coarse.report["files"] + 1
 
 
@@ -107,20 +119,27 @@ def test_key_normalisation_and_augmentation(tmp_path):
   root.mkdir()
   # The same tune in G major (signature G) and D minor (signature D).
   g_major = [midi_io.Event((p,), F(1)) for p in (67, 71, 74, 72, 71, 69, 67)]
-  d_minor = [midi_io.Event((p,), F(1))
-             for p in (62, 65, 69, 67, 65, 64, 62, 61, 62, 65, 62)]
+  d_minor = [
+    midi_io.Event((p,), F(1))
+    for p in (62, 65, 69, 67, 65, 64, 62, 61, 62, 65, 62)
+  ]
   midi_io.write_midi(midi_io.Song(g_major, key_signature="G"), root / "g.mid")
   midi_io.write_midi(midi_io.Song(d_minor, key_signature="D"), root / "d.mid")
-  config = corpus.CorpusConfig(valid_fraction=0, test_fraction=0,
-                               transpositions=(-1, 0, 2))
-  dataset = corpus.build_dataset(root, tmp_path / "out", config, workers=1,
-                                 progress=False)
+  config = corpus.CorpusConfig(
+    valid_fraction=0, test_fraction=0, transpositions=(-1, 0, 2)
+  )
+  dataset = corpus.build_dataset(
+    root, tmp_path / "out", config, workers=1, progress=False
+  )
   assert dataset.report["keys"] == {"Dm": 1, "G": 1}
   train = dataset.train
   assert len(train) == 6  # two songs, each with two transposed copies
-  songs = {(s, int(t)): dataset.pitch_vocab.decode(train.song(i)[0])
-           for i, (s, t) in enumerate(zip(train.sources, train.transpositions,
-                                          strict=True))}
+  songs = {
+    (s, int(t)): dataset.pitch_vocab.decode(train.song(i)[0])
+    for i, (s, t) in enumerate(
+      zip(train.sources, train.transpositions, strict=True)
+    )
+  }
   assert songs[("g.mid", 0)][:3] == ["C5", "E5", "G5"]  # G4 up to C5
   assert songs[("d.mid", 0)][:3] == ["A3", "C4", "E4"]  # D4 minor down to A3
   assert songs[("g.mid", 2)][:3] == ["D5", "F#5", "A5"]
@@ -130,8 +149,9 @@ def test_export_jsonl_and_duplicates(midi_dir, tmp_path):
   # The same tune under two names lands in different splits for some name.
   for i in range(30):
     midi_io.write_midi(tune(3), midi_dir / f"copy{i}.mid")
-  dataset = corpus.build_dataset(midi_dir, tmp_path / "out", workers=2,
-                                 progress=False)
+  dataset = corpus.build_dataset(
+    midi_dir, tmp_path / "out", workers=2, progress=False
+  )
   assert dataset.report["duplicates_across_splits"]
   export = tmp_path / "songs.jsonl"
   corpus.export_jsonl(dataset, export)
@@ -140,7 +160,8 @@ def test_export_jsonl_and_duplicates(midi_dir, tmp_path):
   first = next(line for line in lines if line["source"] == "copy0.mid")
   assert set(first) == {"source", "split", "pitch", "duration"}
   assert tokens.tokens_to_events(first["pitch"], first["duration"]) == (
-      tune(3).events)
+    tune(3).events
+  )
 
 
 def test_config_defaults_match_configs_default():
@@ -160,16 +181,28 @@ def test_bad_options_name_the_field():
 
 def run_cli(*args):
   return subprocess.run(
-      [sys.executable, "-m", "melodyjax.corpus", *args],
-      capture_output=True, text=True, cwd=PROJECT, timeout=120,
+    [sys.executable, "-m", "melodyjax.corpus", *args],
+    capture_output=True,
+    text=True,
+    cwd=PROJECT,
+    timeout=120,
   )
 
 
 def test_cli_builds_reports_and_exports(midi_dir, tmp_path):
   export = tmp_path / "export.jsonl"
-  result = run_cli("--midi_dir", str(midi_dir), "--out", str(tmp_path / "o"),
-                   "--export_jsonl", str(export), "--check_roundtrip",
-                   "--no_progress", "--workers", "2")
+  result = run_cli(
+    "--midi_dir",
+    str(midi_dir),
+    "--out",
+    str(tmp_path / "o"),
+    "--export_jsonl",
+    str(export),
+    "--check_roundtrip",
+    "--no_progress",
+    "--workers",
+    "2",
+  )
   assert result.returncode == 0, result.stderr
   assert "songs: 41" in result.stdout
   assert "round trip events->MIDI->events: 41/41 identical" in result.stdout
@@ -179,12 +212,18 @@ def test_cli_builds_reports_and_exports(midi_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args, message",
-    [(["--midi_dir", "/no/such/dir", "--out", "/tmp/x"], "/no/such/dir"),
-     (["--midi_dir", ".", "--out", "/tmp/x", "--polyphony", "mono"],
-      "--polyphony"),
-     (["--midi_dir", ".", "--out", "/tmp/x", "--valid_fraction", "0.99"],
-      "valid_fraction")],
+  "args, message",
+  [
+    (["--midi_dir", "/no/such/dir", "--out", "/tmp/x"], "/no/such/dir"),
+    (
+      ["--midi_dir", ".", "--out", "/tmp/x", "--polyphony", "mono"],
+      "--polyphony",
+    ),
+    (
+      ["--midi_dir", ".", "--out", "/tmp/x", "--valid_fraction", "0.99"],
+      "valid_fraction",
+    ),
+  ],
 )
 def test_cli_user_errors_are_one_line(args, message, tmp_path):
   if args[1] == ".":

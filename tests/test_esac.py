@@ -26,11 +26,13 @@ def _notes(data: bytes) -> list[tuple[int, float, float]]:
       elif message.type in ("note_on", "note_off"):
         start = sounding.pop(message.note, None)
         if start is not None:
-          notes.append((
-            message.note,
-            start / midi.ticks_per_beat,
-            (now - start) / midi.ticks_per_beat,
-          ))
+          notes.append(
+            (
+              message.note,
+              start / midi.ticks_per_beat,
+              (now - start) / midi.ticks_per_beat,
+            )
+          )
   return sorted(notes, key=lambda n: n[1])
 
 
@@ -58,7 +60,17 @@ def test_accidental_carry_in_a_real_tune():
   assert (tune.number, tune.title) == (18, "Entfuehrung unterm Tanz")
   data = esac.convert_abc_tune_text(tune.text)
   assert [p for p, _, _ in _notes(data)] == [
-    67, 70, 72, 70, 67, 70, 70, 69, 67, 70, 67,
+    67,
+    70,
+    72,
+    70,
+    67,
+    70,
+    70,
+    69,
+    67,
+    70,
+    67,
   ]
 
 
@@ -154,7 +166,7 @@ def test_convert_corpus_writes_readable_files(tmp_path):
   summary = esac.convert_corpus(
     out, workers=2, limit_files=2, limit_tunes=12, progress=False
   )
-  assert summary["complete"]
+  assert summary["complete"] and not summary["reused"]
   assert summary["files"] == 2
   assert summary["tunes"] == summary["written"] == 24
   assert summary["failed"] == 0 and summary["failures"] == []
@@ -176,9 +188,10 @@ def test_convert_corpus_writes_readable_files(tmp_path):
 
   # A second call with the same request returns the summary, writes nothing.
   mtime = paths[0].stat().st_mtime_ns
-  assert esac.convert_corpus(
+  again = esac.convert_corpus(
     out, workers=2, limit_files=2, limit_tunes=12, progress=False
-  ) == summary
+  )
+  assert again == {**summary, "reused": True}
   assert paths[0].stat().st_mtime_ns == mtime
 
 
@@ -193,10 +206,19 @@ def test_cli_unwritable_dir_is_one_line(tmp_path, capsys):
 
 
 def test_cli_converts(tmp_path, capsys):
-  status = esac.main([
-    "--out", str(tmp_path), "--limit_files", "1", "--limit_tunes", "3",
-    "--workers", "1", "--no_progress",
-  ])
+  status = esac.main(
+    [
+      "--out",
+      str(tmp_path),
+      "--limit_files",
+      "1",
+      "--limit_tunes",
+      "3",
+      "--workers",
+      "1",
+      "--no_progress",
+    ]
+  )
   assert status == 0
   out = capsys.readouterr().out
   assert out.count("\n") == 1 and "3/3 tunes" in out

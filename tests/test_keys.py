@@ -29,9 +29,13 @@ def test_signature_names():
 @pytest.mark.parametrize("tonic", range(12))
 def test_estimate_without_signature(tonic):
   assert keys.find_key(scale_song(60 + tonic, MAJOR_TUNE)) == (
-      tonic, keys.MAJOR)
+    tonic,
+    keys.MAJOR,
+  )
   assert keys.find_key(scale_song(60 + tonic, MINOR_TUNE)) == (
-      tonic, keys.MINOR)
+    tonic,
+    keys.MINOR,
+  )
 
 
 def test_signature_gives_tonic_and_notes_give_mode():
@@ -45,9 +49,17 @@ def test_signature_gives_tonic_and_notes_give_mode():
 
 
 @pytest.mark.parametrize(
-    "tonic, mode, shift",
-    [(0, "major", 0), (7, "major", 5), (5, "major", -5), (6, "major", -6),
-     (9, "minor", 0), (2, "minor", -5), (4, "minor", 5), (11, "minor", -2)],
+  "tonic, mode, shift",
+  [
+    (0, "major", 0),
+    (7, "major", 5),
+    (5, "major", -5),
+    (6, "major", -6),
+    (9, "minor", 0),
+    (2, "minor", -5),
+    (4, "minor", 5),
+    (11, "minor", -2),
+  ],
 )
 def test_normalizing_shift(tonic, mode, shift):
   assert keys.normalizing_shift(tonic, mode) == shift
@@ -57,7 +69,9 @@ def test_normalizing_shift(tonic, mode, shift):
 def test_transpose_keeps_durations_and_guards_range():
   song = scale_song(62, MAJOR_TUNE)
   moved = keys.transpose(song.events, -2)
-  assert [e.pitches[0] for e in moved] == [e.pitches[0] - 2 for e in song.events]
+  assert [e.pitches[0] for e in moved] == [
+    e.pitches[0] - 2 for e in song.events
+  ]
   assert [e.quarters for e in moved] == [e.quarters for e in song.events]
   assert keys.transpose([midi_io.Event((126,), F(1))], 3) is None
   rest = [midi_io.Event((), F(1))]

@@ -56,13 +56,16 @@ def test_overlapping_notes_are_cut_at_the_next_onset():
 def test_retriggered_and_unterminated_notes_are_deterministic():
   on = lambda p: mido.Message("note_on", note=p, velocity=80)  # noqa: E731
   off = lambda p: mido.Message("note_off", note=p)  # noqa: E731
-  track = mh.raw_track([
-      (0, on(60)), (Q, on(60)),  # re-articulation ends the first note
+  track = mh.raw_track(
+    [
+      (0, on(60)),
+      (Q, on(60)),  # re-articulation ends the first note
       (Q, off(60)),
       (0, off(61)),  # a note-off without a note-on is ignored
       (0, on(65)),  # never ended: lasts until the end of the track
       (2 * Q, mido.MetaMessage("end_of_track")),
-  ])
+    ]
+  )
   song = read(mh.midi_file([track]))
   assert song.events == events(((60,), 1), ((60,), 1), ((65,), 2))
   assert read(mh.midi_file([track])).events == song.events
@@ -96,7 +99,7 @@ def test_quantization_to_grid_and_grace_notes_dropped():
   notes = [(59, 0, 10), (60, 10, 170), (62, 165, 320), (64, 320, 480)]
   song = read(mh.midi_file([mh.note_track(notes)]))
   assert song.events == events(
-      ((60,), F(1, 3)), ((62,), F(1, 3)), ((64,), F(1, 3))
+    ((60,), F(1, 3)), ((62,), F(1, 3)), ((64,), F(1, 3))
   )
   # At a grid of 4 steps per quarter, triplets are rounded to sixteenths.
   coarse = read(mh.midi_file([mh.note_track(notes)]), grid=4)
@@ -113,25 +116,29 @@ def test_durations_do_not_depend_on_tempo_or_resolution():
 
 
 def test_meta_data_is_read():
-  meta = mh.raw_track([
+  meta = mh.raw_track(
+    [
       (0, mido.MetaMessage("time_signature", numerator=6, denominator=8)),
       (0, mido.MetaMessage("key_signature", key="Bb")),
-  ])
+    ]
+  )
   song = read(mh.midi_file([meta, mh.note_track([(60, 0, Q)])]))
   assert song.time_signature == (6, 8)
   assert song.key_signature == "Bb"
 
 
 @pytest.mark.parametrize(
-    "song",
-    [
-        midi_io.Song(events(((60,), 1), ((), F(1, 2)), ((62,), F(1, 2)))),
-        midi_io.Song(
-            events(((60, 64, 67), F(1, 3)), ((60,), F(2, 3)), ((60,), 4)),
-            tempo_bpm=90.0, time_signature=(3, 4), key_signature="Am",
-        ),
-        midi_io.Song(events(((30,), F(1, 12)), ((), F(5, 12)), ((100,), 7))),
-    ],
+  "song",
+  [
+    midi_io.Song(events(((60,), 1), ((), F(1, 2)), ((62,), F(1, 2)))),
+    midi_io.Song(
+      events(((60, 64, 67), F(1, 3)), ((60,), F(2, 3)), ((60,), 4)),
+      tempo_bpm=90.0,
+      time_signature=(3, 4),
+      key_signature="Am",
+    ),
+    midi_io.Song(events(((30,), F(1, 12)), ((), F(5, 12)), ((100,), 7))),
+  ],
 )
 def test_write_then_read_is_identity(song, tmp_path):
   path = tmp_path / "song.mid"
@@ -145,9 +152,19 @@ def test_write_then_read_is_identity(song, tmp_path):
 
 def test_writer_options():
   song = events(((60, 64), 1), ((), 1), ((67,), 1))
-  midi = mido.MidiFile(file=io.BytesIO(midi_io.song_to_bytes(
-      song, tempo_bpm=100, program=73, velocity=64, channel=2,
-      key_signature="G", time_signature=(2, 4))))
+  midi = mido.MidiFile(
+    file=io.BytesIO(
+      midi_io.song_to_bytes(
+        song,
+        tempo_bpm=100,
+        program=73,
+        velocity=64,
+        channel=2,
+        key_signature="G",
+        time_signature=(2, 4),
+      )
+    )
+  )
   messages = [m for track in midi.tracks for m in track]
   kinds = {m.type for m in messages}
   assert {"set_tempo", "time_signature", "key_signature"} <= kinds
@@ -161,23 +178,23 @@ def test_writer_options():
 
 
 @pytest.mark.parametrize(
-    "data, reason",
-    [
-        (b"", "truncated"),
-        (b"RIFF....WAVEfmt not a midi file at all", "not_midi"),
-        ("truncate", "truncated"),
-        ("bad_key", "bad_meta"),
-    ],
+  "data, reason",
+  [
+    (b"", "truncated"),
+    (b"RIFF....WAVEfmt not a midi file at all", "not_midi"),
+    ("truncate", "truncated"),
+    ("bad_key", "bad_meta"),
+  ],
 )
 def test_corrupt_files_raise_midi_error_with_reason(data, reason):
   good = midi_io.song_to_bytes(
-      midi_io.Song(events(((60,), 1), ((62,), 1)), key_signature="D")
+    midi_io.Song(events(((60,), 1), ((62,), 1)), key_signature="D")
   )
   if data == "truncate":
     data = good[: len(good) - 7]
   elif data == "bad_key":
     i = good.find(bytes([0xFF, 0x59, 0x02]))
-    data = good[: i + 3] + bytes([42]) + good[i + 4:]
+    data = good[: i + 3] + bytes([42]) + good[i + 4 :]
   with pytest.raises(midi_io.MidiError) as e:
     midi_io.read_midi(data)
   assert e.value.reason == reason

@@ -9,9 +9,15 @@ from melodyjax import midi_io, tokens
 
 
 @pytest.mark.parametrize(
-    "pitches, token",
-    [((60,), "C4"), ((80,), "G#5"), ((0,), "C-1"), ((127,), "G9"),
-     ((60, 64, 67), "C4.E4.G4"), ((), "R")],
+  "pitches, token",
+  [
+    ((60,), "C4"),
+    ((80,), "G#5"),
+    ((0,), "C-1"),
+    ((127,), "G9"),
+    ((60, 64, 67), "C4.E4.G4"),
+    ((), "R"),
+  ],
 )
 def test_pitch_tokens(pitches, token):
   assert tokens.pitch_token(pitches) == token
@@ -26,10 +32,17 @@ def test_flats_parse_and_chords_sort():
 
 
 @pytest.mark.parametrize(
-    "quarters, token",
-    [(F(1, 2), "0.5"), (F(1), "1.0"), (F(1, 3), "1/3"), (F(4, 3), "4/3"),
-     (F(3, 4), "0.75"), (F(1, 16), "0.0625"), (F(5, 12), "5/12"),
-     (F(4), "4.0")],
+  "quarters, token",
+  [
+    (F(1, 2), "0.5"),
+    (F(1), "1.0"),
+    (F(1, 3), "1/3"),
+    (F(4, 3), "4/3"),
+    (F(3, 4), "0.75"),
+    (F(1, 16), "0.0625"),
+    (F(5, 12), "5/12"),
+    (F(4), "4.0"),
+  ],
 )
 def test_duration_tokens(quarters, token):
   assert tokens.duration_token(quarters) == token
@@ -43,8 +56,11 @@ def test_bad_duration_tokens():
 
 
 def test_events_to_tokens_and_back():
-  events = [midi_io.Event((60,), F(1, 2)), midi_io.Event((), F(1)),
-            midi_io.Event((60, 67), F(2, 3))]
+  events = [
+    midi_io.Event((60,), F(1, 2)),
+    midi_io.Event((), F(1)),
+    midi_io.Event((60, 67), F(2, 3)),
+  ]
   pitch, duration = tokens.event_tokens(events)
   assert pitch == ["C4", "R", "C4.G4"]
   assert duration == ["0.5", "1.0", "2/3"]
@@ -58,7 +74,11 @@ def test_vocab_reserved_ids_order_and_min_count():
   vocab = tokens.build_vocab("pitch", counts, min_count=2)
   assert vocab.tokens[:4] == tokens.RESERVED
   assert (tokens.PAD_ID, tokens.BOS_ID, tokens.EOS_ID, tokens.UNK_ID) == (
-      0, 1, 2, 3)
+    0,
+    1,
+    2,
+    3,
+  )
   assert vocab.tokens[4:] == ("R", "C4", "G4", "C4.E4")
   ids = vocab.encode(["C4", "A#3", "G4"])
   assert ids.dtype == np.int32

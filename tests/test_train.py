@@ -1,0 +1,259 @@
+"""Train step, data parallelism, resume, configs, and an end-to-end tiny run."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from melodyjax import checkpointing, corpus, midi_io, parallel, pipeline, train
+from melodyjax import model as model_lib
+from tests.test_corpus import tune
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PROJECT)
+from configs import tiny  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def midi_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp("midi")
+  for i in range(48):
+    midi_io.write_midi(tune(i, 14 + i % 17), root / f"tune{i:02d}.mid")
+  return root
+
+
+def tiny_config(midi_dir, data_dir, **train_overrides):
+  config = tiny.get_config()
+  config.data.midi_dir = str(midi_dir)
+  config.data.dataset_dir = str(data_dir)
+  config.data.valid_fraction = 0.15
+  config.data.test_fraction = 0.1
+  for key, value in train_overrides.items():
+    config.train[key] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def dataset(midi_dir, tmp_path_factory):
+  return corpus.build_dataset(
+    midi_dir,
+    tmp_path_factory.mktemp("data"),
+    corpus.CorpusConfig(valid_fraction=0.15, test_fraction=0.1),
+    workers=1,
+    progress=False,
+  )
+
+
+def setup_step(
+  dataset, mode, num_devices, objective="all", batch_size=8, **train_overrides
+):
+  config = tiny.get_config()
+  config.train.update(train_overrides)
+  model = model_lib.MelodyModel(
+    model_lib.get_model_config(
+      config.model, len(dataset.pitch_vocab), len(dataset.duration_vocab)
+    )
+  )
+  tx = train.create_optimizer(config.train)
+  mesh = parallel.create_mesh(jax.devices()[:num_devices])
+  train_step, eval_step = train.make_steps(model, tx, objective, mode, mesh)
+  runner = train.Runner(mode, mesh)
+  state = train.create_train_state(jax.random.key(0), model, tx, 16)
+  state = (
+    runner.put_state(state)
+    if mode == "pmap"
+    else jax.device_put(state, parallel.replicated_sharding(mesh))
+  )
+  windows = pipeline.make_windows(dataset.train, 16, objective)
+  batches = pipeline.BatchIterator(windows, batch_size, seed=0)
+  return train_step, eval_step, runner, state, batches
+
+
+def run_steps(dataset, mode, num_devices, objective="all", steps=3):
+  train_step, _, runner, state, batches = setup_step(
+    dataset, mode, num_devices, objective
+  )
+  losses = []
+  for _ in range(steps):
+    state, sums = train_step(
+      state, runner.put_batch(next(batches)), jax.random.key(1)
+    )
+    sums = runner.fetch(sums)
+    losses.append(float(sums["nll_pitch"] + sums["nll_duration"]))
+  return losses, jax.device_get(runner.host_state(state).params)
+
+
+@pytest.mark.parametrize("mode", ["jit", "pmap"])
+@pytest.mark.parametrize("objective", ["all", "last"])
+def test_one_and_four_devices_agree(dataset, mode, objective):
+  assert jax.device_count() >= 4, "conftest forces 4 CPU devices"
+  losses_1, params_1 = run_steps(dataset, mode, 1, objective)
+  losses_4, params_4 = run_steps(dataset, mode, 4, objective)
+  np.testing.assert_allclose(losses_1, losses_4, rtol=1e-5)
+  for a, b in zip(
+    jax.tree.leaves(params_1), jax.tree.leaves(params_4), strict=True
+  ):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
+
+
+def test_jit_and_pmap_agree(dataset):
+  losses_jit, params_jit = run_steps(dataset, "jit", 2)
+  losses_pmap, params_pmap = run_steps(dataset, "pmap", 2)
+  np.testing.assert_allclose(losses_jit, losses_pmap, rtol=1e-5)
+  for a, b in zip(
+    jax.tree.leaves(params_jit), jax.tree.leaves(params_pmap), strict=True
+  ):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
+
+
+def test_steps_lower_the_loss_on_a_repeated_batch(dataset):
+  train_step, eval_step, runner, state, batches = setup_step(
+    dataset, "jit", 4, learning_rate=1e-2, decay="constant"
+  )
+  batch = runner.put_batch(batches.batch_at(0))
+  loss = lambda s: (s["nll_pitch"] + s["nll_duration"]) / s["count"]  # noqa
+  losses = [loss(runner.fetch(eval_step(state.params, batch)))]
+  for _ in range(10):
+    state, _ = train_step(state, batch, jax.random.key(1))
+    losses.append(loss(runner.fetch(eval_step(state.params, batch))))
+  assert losses[1] < losses[0]
+  assert losses[-1] < 0.85 * losses[0]
+
+
+def test_metrics_are_sums_over_real_targets(dataset):
+  _, eval_step, runner, state, _ = setup_step(dataset, "jit", 4)
+  windows = pipeline.make_windows(dataset.valid, 16, "all")
+  sums = train.evaluate(eval_step, runner, state.params, windows, 16)
+  # Every event and one eos per song is a target, counted once.
+  assert sums["count"] == dataset.valid.num_events + len(dataset.valid)
+  assert sums["count"] == windows.num_targets
+  metrics = train.summarize(sums, "eval")
+  # An untrained model is close to uniform over each vocabulary.
+  uniform = np.log2(len(dataset.pitch_vocab)) + np.log2(
+    len(dataset.duration_vocab)
+  )
+  assert abs(metrics["eval/bits_per_note"] - uniform) < 1.0
+
+
+def test_end_to_end_run_writes_a_complete_workdir(midi_dir, tmp_path):
+  workdir = tmp_path / "run"
+  config = tiny_config(midi_dir, tmp_path / "data")
+  metrics = train.train_and_evaluate(config, str(workdir))
+  assert np.isfinite(metrics["eval/loss"])
+  assert (workdir / "config.json").exists()
+  assert checkpointing.read_config(str(workdir)).train.seq_len == 16
+  pitch_vocab, _ = checkpointing.read_vocabs(str(workdir))
+  assert pitch_vocab.tokens[:4] == ("<pad>", "<bos>", "<eos>", "<unk>")
+  steps = sorted(
+    int(p) for p in os.listdir(workdir / "checkpoints") if p.isdigit()
+  )
+  assert steps == [10, 20]
+  lines = [
+    json.loads(line)
+    for line in (workdir / "metrics.jsonl").read_text().splitlines()
+  ]
+  assert {"train/loss", "train/tokens_per_second"} <= set(lines[0])
+  assert any("eval/accuracy_duration" in line for line in lines)
+  assert os.listdir(workdir / "tensorboard")
+
+
+def final_params(workdir):
+  config = checkpointing.read_config(str(workdir))
+  pitch_vocab, duration_vocab = checkpointing.read_vocabs(str(workdir))
+  model = model_lib.MelodyModel(
+    model_lib.get_model_config(
+      config.model, len(pitch_vocab), len(duration_vocab)
+    )
+  )
+  tx = train.create_optimizer(config.train)
+  abstract = jax.eval_shape(
+    lambda k: train.create_train_state(k, model, tx, 16), jax.random.key(0)
+  )
+  manager = checkpointing.create_manager(
+    str(workdir), max_to_keep=5, keep_best=0, enable_async=False
+  )
+  state, data = checkpointing.restore(manager, manager.latest_step(), abstract)
+  manager.close()
+  return state, data
+
+
+def test_resume_equals_uninterrupted(midi_dir, tmp_path):
+  config = tiny_config(midi_dir, tmp_path / "data")
+  config.checkpoint.max_to_keep = 5
+  full = tmp_path / "full"
+  train.train_and_evaluate(config, str(full))
+  # Interrupted after step 10: the same workdir without what came later.
+  cut = tmp_path / "cut"
+  shutil.copytree(full, cut)
+  shutil.rmtree(cut / "checkpoints" / "20")
+  train.train_and_evaluate(config, str(cut))
+  state_full, data_full = final_params(full)
+  state_cut, data_cut = final_params(cut)
+  assert data_full == data_cut == {"step": 20, "seed": 0, "batch_size": 8}
+  assert int(state_cut.step) == 20
+  for a, b in zip(
+    jax.tree.leaves(state_full), jax.tree.leaves(state_cut), strict=True
+  ):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_resume_refuses_other_data(midi_dir, tmp_path):
+  config = tiny_config(midi_dir, tmp_path / "data")
+  config.train.num_train_steps = 10
+  train.train_and_evaluate(config, str(tmp_path / "run"))
+  other = tiny_config(midi_dir, tmp_path / "data2")
+  other.data.transpositions = (1, 2)  # more pitches -> other vocabulary
+  with pytest.raises(train.TrainingError, match="vocabulary"):
+    train.train_and_evaluate(other, str(tmp_path / "run"))
+
+
+def test_bad_config_values_name_the_field(midi_dir, tmp_path):
+  config = tiny_config(midi_dir, tmp_path / "data")
+  config.train.objective = "every"
+  with pytest.raises(train.TrainingError, match="train.objective"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  config = tiny_config(midi_dir, tmp_path / "data")
+  config.train.batch_size = 6  # not a multiple of 4 devices
+  with pytest.raises(train.TrainingError, match="train.batch_size"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def run_main(*args, env=None):
+  return subprocess.run(
+    [sys.executable, "train_main.py", *args],
+    capture_output=True,
+    text=True,
+    cwd=PROJECT,
+    timeout=300,
+    env=env,
+  )
+
+
+def test_main_rejects_a_typo_in_a_config_key(tmp_path):
+  result = run_main(
+    "--config=configs/tiny.py",
+    f"--workdir={tmp_path}",
+    "--config.train.batch_sise=4",
+  )
+  assert result.returncode != 0
+  assert "batch_sise" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_main_reports_a_missing_midi_folder_in_one_line(tmp_path):
+  result = run_main(
+    "--config=configs/tiny.py",
+    f"--workdir={tmp_path}/w",
+    "--config.data.midi_dir=/no/such/folder",
+    f"--config.data.dataset_dir={tmp_path}/d",
+  )
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+    "train_main.py: error: MIDI folder not found: /no/such/folder"
+  )
+  assert "Traceback" not in result.stderr
