@@ -1,6 +1,144 @@
-"""Generates melodies from a trained workdir: not implemented yet (issue 4)."""
+"""Generates melodies from a trained workdir and writes MIDI files.
 
+  python sample_main.py --workdir=runs/esac_cpu --num_outputs=8 \
+    --num_notes=128 --temperature=0.9 --primer="C4:1 D4:0.5 E4:0.5"
+
+Writes sample_<step>_<i>.mid, a .json sidecar (tokens and every setting
+needed to regenerate it) and a piano-roll .png into --output_dir (default:
+WORKDIR/samples/<step>).
+"""
+
+import os
 import sys
 
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Run folder written by train_main.py.")
+flags.DEFINE_string("step", "latest", "'latest', 'best' or a step number.")
+flags.DEFINE_string("output_dir", None, "Default: WORKDIR/samples/<step>.")
+flags.DEFINE_integer("num_outputs", 4, "Melodies to generate.")
+flags.DEFINE_integer(
+  "num_notes",
+  128,
+  "Events generated after the primer "
+  "at most (a melody also stops at end-of-song).",
+)
+flags.DEFINE_list("temperature", ["1.0"], "One value, or pitch,duration.")
+flags.DEFINE_list(
+  "top_k",
+  ["0"],
+  "Keep the k likeliest tokens (0: all); one value or pitch,duration.",
+)
+flags.DEFINE_list(
+  "top_p", ["1.0"], "Nucleus mass (1: all); one value or pitch,duration."
+)
+flags.DEFINE_integer("seed", 0, "Same seed and settings give the same notes.")
+flags.DEFINE_string("primer", "", "Events such as 'C4:1 D4:0.5 R:0.5'.")
+flags.DEFINE_string("primer_midi", None, "A MIDI file to continue.")
+flags.DEFINE_enum(
+  "mode",
+  "scan",
+  ["scan", "window"],
+  "'scan' carries the LSTM state; 'window' re-reads the last "
+  "seq_len events per note, as the seed did.",
+)
+flags.DEFINE_integer(
+  "max_primer_notes",
+  64,
+  "Primer capacity (one compilation serves every primer up to this length).",
+)
+flags.DEFINE_float("tempo", 100.0, "Quarter notes per minute.")
+flags.DEFINE_string("time_signature", "4/4", "Written to the MIDI file.")
+flags.DEFINE_integer("program", 0, "General MIDI program (0: piano).")
+flags.DEFINE_integer("velocity", 80, "Note velocity, 1-127.")
+flags.DEFINE_bool("piano_roll", True, "Also write a piano-roll PNG.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def _pair(values, kind, name):
+  try:
+    parsed = [kind(v) for v in values]
+  except ValueError:
+    raise app.UsageError(f"--{name}: not a number: {','.join(values)}") from None
+  if len(parsed) not in (1, 2):
+    raise app.UsageError(f"--{name} takes one value or pitch,duration")
+  return parsed if len(parsed) == 2 else parsed * 2
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from melodyjax import cli, generate  # pylint: disable=g-import-not-at-top
+
+  temperature = _pair(FLAGS.temperature, float, "temperature")
+  top_k = _pair(FLAGS.top_k, int, "top_k")
+  top_p = _pair(FLAGS.top_p, float, "top_p")
+  try:
+    numerator, denominator = (int(x) for x in FLAGS.time_signature.split("/"))
+  except ValueError:
+    raise app.UsageError("--time_signature must look like 3/4") from None
+  with cli.user_errors("sample_main.py"):
+    run = generate.load_run(FLAGS.workdir, FLAGS.step)
+    if FLAGS.primer_midi and FLAGS.primer:
+      raise generate.GenerateError("give --primer or --primer_midi, not both")
+    if FLAGS.primer_midi:
+      primer = generate.read_primer_midi(FLAGS.primer_midi, run)
+      if not primer:
+        raise generate.GenerateError(f"{FLAGS.primer_midi}: no notes")
+      source = FLAGS.primer_midi
+    else:
+      primer = generate.parse_primer_text(FLAGS.primer)
+      source = "--primer"
+    melodies = generate.generate(
+      run,
+      num_outputs=FLAGS.num_outputs,
+      num_notes=FLAGS.num_notes,
+      primer=primer,
+      primer_source=source,
+      temperature=temperature,
+      top_k=top_k,
+      top_p=top_p,
+      seed=FLAGS.seed,
+      mode=FLAGS.mode,
+      max_primer_notes=FLAGS.max_primer_notes,
+    )
+    output_dir = FLAGS.output_dir or os.path.join(
+      run.workdir, "samples", str(run.step)
+    )
+    settings = {
+      "workdir": run.workdir,
+      "seed": FLAGS.seed,
+      "num_outputs": FLAGS.num_outputs,
+      "num_notes": FLAGS.num_notes,
+      "temperature": temperature,
+      "top_k": top_k,
+      "top_p": top_p,
+      "mode": FLAGS.mode,
+      "primer": FLAGS.primer,
+      "primer_midi": FLAGS.primer_midi,
+      "max_primer_notes": FLAGS.max_primer_notes,
+    }
+    paths = generate.write_outputs(
+      melodies,
+      output_dir,
+      step=run.step,
+      settings=settings,
+      tempo_bpm=FLAGS.tempo,
+      time_signature=(numerator, denominator),
+      program=FLAGS.program,
+      velocity=FLAGS.velocity,
+      key_signature="C" if run.config.data.normalize_key else None,
+      piano_roll=FLAGS.piano_roll,
+    )
+    lengths = [len(m) for m in melodies]
+    print(
+      f"step {run.step}: wrote {len(paths)} melodies "
+      f"({min(lengths)}-{max(lengths)} events) to {output_dir}"
+    )
+
+
 if __name__ == "__main__":
-  sys.exit("sample_main.py: sampling is not implemented yet")
+  from melodyjax import cli
+
+  sys.exit(app.run(main, flags_parser=cli.parse_flags))

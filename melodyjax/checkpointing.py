@@ -32,6 +32,7 @@ def create_manager(
   max_to_keep: int,
   keep_best: int,
   enable_async: bool = True,
+  read_only: bool = False,
 ) -> ocp.CheckpointManager:
   """A manager for `workdir/checkpoints` keeping the last and the best.
 
@@ -41,6 +42,7 @@ def create_manager(
       deleted for being worse).
     keep_best: checkpoints with the lowest validation loss also kept.
     enable_async: save in a background thread.
+    read_only: only restore (generation); never creates or deletes.
   """
   policies = [ocp.checkpoint_managers.LatestN(n=max(1, max_to_keep))]
   if keep_best > 0:
@@ -54,7 +56,9 @@ def create_manager(
   options = ocp.CheckpointManagerOptions(
     preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
     enable_async_checkpointing=enable_async,
-    create=True,
+    # Not orbax's read_only, which warns on every restore: nothing is saved
+    # through this manager, so nothing is ever deleted either.
+    create=not read_only,
   )
   return ocp.CheckpointManager(
     os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), options=options

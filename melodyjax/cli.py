@@ -12,12 +12,18 @@ from collections.abc import Iterator, Mapping
 @contextlib.contextmanager
 def user_errors(prog: str) -> Iterator[None]:
   """Turns the package's user-facing errors into one line and exit code 1."""
-  from melodyjax import checkpointing, corpus, train  # pylint: disable=g-import-not-at-top
+  from melodyjax import (  # pylint: disable=g-import-not-at-top
+    checkpointing,
+    corpus,
+    generate,
+    train,
+  )
 
   known = (
     corpus.CorpusError,
     checkpointing.CheckpointError,
     train.TrainingError,
+    generate.GenerateError,
   )
   try:
     yield
@@ -36,6 +42,12 @@ def parse_flags(argv: list[str]) -> list[str]:
   prog = os.path.basename(argv[0])
   try:
     rest = flags.FLAGS(argv)
+    if not flags.FLAGS["verbosity"].present:
+      # Orbax and XLA log every save and compile at INFO; keep the console
+      # for progress and results unless asked (--verbosity=0).
+      from absl import logging  # pylint: disable=g-import-not-at-top
+
+      logging.set_verbosity(logging.WARNING)
     if "config" in flags.FLAGS and flags.FLAGS["config"].present:
       flags.FLAGS.config.keys()  # a config file loads lazily
     return rest

@@ -250,6 +250,26 @@ def _notes_to_events(
   return events
 
 
+def canonical_events(events: Sequence[Event]) -> list[Event]:
+  """Events as `read_midi` would give them back from a file.
+
+  Rests before the first and after the last note are dropped and adjacent
+  rests merged: in a MIDI file they are all just silence.
+  """
+  out: list[Event] = []
+  for event in events:
+    if not event.pitches:
+      if not out:
+        continue
+      if not out[-1].pitches:
+        out[-1] = Event((), out[-1].quarters + event.quarters)
+        continue
+    out.append(event)
+  while out and not out[-1].pitches:
+    out.pop()
+  return out
+
+
 def _default_ticks_per_beat(events: Iterable[Event]) -> int:
   denominators = {event.quarters.denominator for event in events}
   tpb = 480

@@ -81,11 +81,14 @@ def create_optimizer(
       f"train.decay must be 'cosine' or 'constant', got "
       f"{train_config['decay']!r}"
     )
-  parts = []
-  if train_config["grad_clip_norm"]:
-    parts.append(optax.clip_by_global_norm(train_config["grad_clip_norm"]))
-  parts.append(optax.adamw(schedule, weight_decay=train_config["weight_decay"]))
-  return optax.chain(*parts)
+  # Clipping is always in the chain (inf when off), so that the optimizer
+  # state has the same structure whatever the setting and a run can resume
+  # with another one.
+  clip = train_config["grad_clip_norm"] or float("inf")
+  return optax.chain(
+      optax.clip_by_global_norm(clip),
+      optax.adamw(schedule, weight_decay=train_config["weight_decay"]),
+  )
 
 
 def create_train_state(

@@ -3,8 +3,10 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -257,3 +259,59 @@ def test_main_reports_a_missing_midi_folder_in_one_line(tmp_path):
     "train_main.py: error: MIDI folder not found: /no/such/folder"
   )
   assert "Traceback" not in result.stderr
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+  midi_dir, tmp_path
+):
+  config = tiny_config(midi_dir, tmp_path / "data")
+  config.train.num_train_steps = 10
+  workdir = tmp_path / "run"
+  train.train_and_evaluate(config, str(workdir))
+  # Resume with a learning rate that blows the parameters up.
+  config.train.num_train_steps = 20
+  config.train.learning_rate = 1e30
+  config.train.grad_clip_norm = 0.0
+  with pytest.raises(train.TrainingError) as e:
+    train.train_and_evaluate(config, str(workdir))
+  message = str(e.value)
+  assert "non-finite loss at step 1" in message  # steps 11-15
+  assert "last good checkpoint: step 10" in message
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["10"]
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(midi_dir, tmp_path):
+  workdir = tmp_path / "run"
+  process = subprocess.Popen(
+    [
+      sys.executable,
+      "train_main.py",
+      "--config=configs/tiny.py",
+      f"--workdir={workdir}",
+      f"--config.data.midi_dir={midi_dir}",
+      f"--config.data.dataset_dir={tmp_path / 'data'}",
+      "--config.train.num_train_steps=100000",
+      "--config.train.checkpoint_every_steps=100000",
+      "--config.train.eval_every_steps=100000",
+      "--config.train.log_every_steps=1",
+    ],
+    cwd=PROJECT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  try:
+    metrics = workdir / "metrics.jsonl"
+    for _ in range(600):
+      if metrics.exists() and metrics.read_text().count("\n") >= 3:
+        break
+      assert process.poll() is None, process.communicate()
+      time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+  finally:
+    process.kill()
+  assert process.returncode == 0, stderr
+  steps = [int(p) for p in os.listdir(workdir / "checkpoints") if p.isdigit()]
+  assert len(steps) == 1 and 3 <= steps[0] < 100000
+  assert "checkpoints:" in stdout

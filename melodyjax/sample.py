@@ -1,0 +1,287 @@
+"""The jitted sampler: a batch of melodies from a trained model, as token ids.
+
+`sample` is one `lax.scan` over a fixed-length buffer that carries the LSTM
+state and feeds one event per step, so each note costs the same. Position 0
+of the buffer is bos; the next `primer_lengths[b]` positions are the primer
+of melody b, fed unchanged (teacher-forced under a mask); after it, each
+step samples the next event. The buffer length is `max_primer_notes +
+num_notes`, so one compilation serves every primer up to that length, and
+temperatures, top-k, top-p, primer and key are traced values: changing them
+never recompiles.
+
+Both heads read the same context (the events so far) and are sampled
+independently. The pitch head decides where a song ends: when it samples
+eos, the event is eos in both streams, and the melody stops there. Reserved
+tokens other than eos are never sampled.
+
+`sample_window` reproduces the seed's generation: for each new note it
+re-reads the last `seq_len` events from a zero state (cost grows with
+seq_len per note). It exists for comparison with models trained with the
+'last' objective.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from melodyjax import model as model_lib
+from melodyjax import tokens
+
+_NEG = -1e30
+
+
+class Settings(NamedTuple):
+  """Traced sampling controls (change them freely: no recompilation).
+
+  Attributes:
+    temperature: [2] (pitch, duration) softmax temperatures, > 0.
+    top_k: [2] int keep the k most likely tokens per stream (0: all).
+    top_p: [2] keep the smallest set with this much probability (1: all).
+  """
+
+  temperature: jax.Array
+  top_k: jax.Array
+  top_p: jax.Array
+
+
+def make_settings(temperature=1.0, top_k=0, top_p=1.0) -> Settings:
+  """Settings from scalars or (pitch, duration) pairs."""
+  pair = lambda x, dtype: jnp.broadcast_to(jnp.asarray(x, dtype), (2,))  # noqa: E731
+  return Settings(
+    pair(temperature, jnp.float32),
+    pair(top_k, jnp.int32),
+    pair(top_p, jnp.float32),
+  )
+
+
+def filter_logits(
+  logits: jax.Array, temperature: jax.Array, top_k: jax.Array, top_p: jax.Array
+) -> jax.Array:
+  """Temperature, then top-k, then nucleus (top-p) filtering.
+
+  Args:
+    logits: [batch, vocab] float32.
+    temperature: scalar > 0.
+    top_k: scalar int; 0 keeps every token.
+    top_p: scalar in (0, 1]; 1 keeps every token.
+
+  Returns:
+    [batch, vocab] logits with filtered-out tokens at -1e30.
+  """
+  logits = logits / temperature
+  vocab = logits.shape[-1]
+  ordered = jnp.sort(logits, axis=-1)[:, ::-1]
+  k = jnp.where(top_k > 0, jnp.minimum(top_k, vocab), vocab)
+  kth = jnp.take_along_axis(
+    ordered, jnp.broadcast_to(k - 1, (logits.shape[0], 1)), axis=-1
+  )
+  logits = jnp.where(logits < kth, _NEG, logits)
+  # Nucleus: keep a token if the mass of the tokens before it is < top_p.
+  ordered = jnp.sort(logits, axis=-1)[:, ::-1]
+  probs = jax.nn.softmax(ordered, axis=-1)
+  mass_before = jnp.cumsum(probs, axis=-1) - probs
+  kept = jnp.where(mass_before < top_p, ordered, jnp.inf)
+  threshold = jnp.min(kept, axis=-1, keepdims=True)
+  return jnp.where(logits < threshold, _NEG, logits)
+
+
+def _reserved_mask(vocab_size: int, allow_eos: bool) -> jax.Array:
+  banned = [tokens.PAD_ID, tokens.BOS_ID, tokens.UNK_ID]
+  if not allow_eos:
+    banned.append(tokens.EOS_ID)
+  return jnp.zeros(vocab_size, bool).at[jnp.array(banned)].set(True)
+
+
+def _choose(key, pitch_logits, duration_logits, settings: Settings):
+  """Samples the next (pitch, duration) ids, [batch] each."""
+  pitch_logits = jnp.where(
+    _reserved_mask(pitch_logits.shape[-1], True), _NEG, pitch_logits
+  )
+  duration_logits = jnp.where(
+    _reserved_mask(duration_logits.shape[-1], False), _NEG, duration_logits
+  )
+  pitch_key, duration_key = jax.random.split(key)
+  pitch = jax.random.categorical(
+    pitch_key,
+    filter_logits(
+      pitch_logits,
+      settings.temperature[0],
+      settings.top_k[0],
+      settings.top_p[0],
+    ),
+  )
+  duration = jax.random.categorical(
+    duration_key,
+    filter_logits(
+      duration_logits,
+      settings.temperature[1],
+      settings.top_k[1],
+      settings.top_p[1],
+    ),
+  )
+  duration = jnp.where(pitch == tokens.EOS_ID, tokens.EOS_ID, duration)
+  return pitch.astype(jnp.int32), duration.astype(jnp.int32)
+
+
+def _buffers(primer_pitch, primer_duration, num_notes):
+  """[batch, 1 + max_primer + num_notes] buffers: bos, primer, then room."""
+  batch = primer_pitch.shape[0]
+  bos = jnp.full((batch, 1), tokens.BOS_ID, jnp.int32)
+  room = jnp.full((batch, num_notes), tokens.PAD_ID, jnp.int32)
+  return (
+    jnp.concatenate([bos, primer_pitch.astype(jnp.int32), room], 1),
+    jnp.concatenate([bos, primer_duration.astype(jnp.int32), room], 1),
+  )
+
+
+def _advance(t, sampled, state, primer_lengths, num_notes):
+  """Writes position t + 1: the primer's event, a sample, or padding."""
+  pitch_buffer, duration_buffer, done = state
+  pitch, duration = sampled
+  position = t + 1
+  forced = position <= primer_lengths
+  limit = primer_lengths + num_notes
+  pitch = jnp.where(forced, pitch_buffer[:, position], pitch)
+  duration = jnp.where(forced, duration_buffer[:, position], duration)
+  stopped = done | (position > limit)
+  pitch = jnp.where(stopped, tokens.PAD_ID, pitch)
+  duration = jnp.where(stopped, tokens.PAD_ID, duration)
+  done = stopped | (pitch == tokens.EOS_ID)
+  pitch_buffer = pitch_buffer.at[:, position].set(pitch)
+  duration_buffer = duration_buffer.at[:, position].set(duration)
+  return pitch_buffer, duration_buffer, done
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_notes"))
+def sample(
+  model: model_lib.MelodyModel,
+  params,
+  primer_pitch: jax.Array,
+  primer_duration: jax.Array,
+  primer_lengths: jax.Array,
+  key: jax.Array,
+  settings: Settings,
+  *,
+  num_notes: int,
+) -> tuple[jax.Array, jax.Array]:
+  """Generates a batch of melodies, carrying the LSTM state.
+
+  Args:
+    model: the MelodyModel (static).
+    params: its parameters ({'params': ...} or the inner dict).
+    primer_pitch: int [batch, max_primer] primer pitch ids (padded).
+    primer_duration: int [batch, max_primer] primer duration ids.
+    primer_lengths: int [batch] primer events of each melody (0: none).
+    key: PRNG key; note t uses `fold_in(key, t)`.
+    settings: temperature, top-k and top-p (traced).
+    num_notes: events generated after each primer at most (static).
+
+  Returns:
+    (pitch, duration) int32 [batch, 1 + max_primer + num_notes]: bos, the
+    primer, the generated events, then eos and/or padding.
+  """
+  variables = params if "params" in params else {"params": params}
+  pitch_buffer, duration_buffer = _buffers(
+    primer_pitch, primer_duration, num_notes
+  )
+  batch, length = pitch_buffer.shape
+  carry = model.apply(
+    variables, batch, method=model_lib.MelodyModel.initial_carry
+  )
+  done = jnp.zeros(batch, bool)
+
+  def body(state, t):
+    pitch_buffer, duration_buffer, done, carry = state
+    pitch_logits, duration_logits, carry = model.apply(
+      variables,
+      pitch_buffer[:, t],
+      duration_buffer[:, t],
+      carry,
+      method=model_lib.MelodyModel.step,
+    )
+    sampled = _choose(
+      jax.random.fold_in(key, t), pitch_logits, duration_logits, settings
+    )
+    buffers = _advance(
+      t,
+      sampled,
+      (pitch_buffer, duration_buffer, done),
+      primer_lengths,
+      num_notes,
+    )
+    return (*buffers, carry), None
+
+  state = (pitch_buffer, duration_buffer, done, carry)
+  (pitch_buffer, duration_buffer, _, _), _ = jax.lax.scan(
+    body, state, jnp.arange(length - 1)
+  )
+  return pitch_buffer, duration_buffer
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_notes", "seq_len"))
+def sample_window(
+  model: model_lib.MelodyModel,
+  params,
+  primer_pitch: jax.Array,
+  primer_duration: jax.Array,
+  primer_lengths: jax.Array,
+  key: jax.Array,
+  settings: Settings,
+  *,
+  num_notes: int,
+  seq_len: int,
+) -> tuple[jax.Array, jax.Array]:
+  """The seed's generation: each note re-reads the last `seq_len` events.
+
+  Same arguments and result as `sample`, plus `seq_len` (static), the
+  window the model was trained on. Events before bos are padding, as in
+  training with the 'last' objective.
+  """
+  variables = params if "params" in params else {"params": params}
+  pitch_buffer, duration_buffer = _buffers(
+    primer_pitch, primer_duration, num_notes
+  )
+  batch, length = pitch_buffer.shape
+  pad = jnp.full((batch, seq_len - 1), tokens.PAD_ID, jnp.int32)
+  done = jnp.zeros(batch, bool)
+
+  def body(state, t):
+    pitch_buffer, duration_buffer, done = state
+    window = lambda b: jax.lax.dynamic_slice_in_dim(  # noqa: E731
+      jnp.concatenate([pad, b], 1), t, seq_len, axis=1
+    )
+    pitch_logits, duration_logits, _ = model.apply(
+      variables, window(pitch_buffer), window(duration_buffer), last_only=True
+    )
+    sampled = _choose(
+      jax.random.fold_in(key, t),
+      pitch_logits[:, 0],
+      duration_logits[:, 0],
+      settings,
+    )
+    return _advance(t, sampled, state, primer_lengths, num_notes), None
+
+  (pitch_buffer, duration_buffer, _), _ = jax.lax.scan(
+    body, (pitch_buffer, duration_buffer, done), jnp.arange(length - 1)
+  )
+  return pitch_buffer, duration_buffer
+
+
+def strip(pitch_ids, duration_ids) -> list[tuple[list[int], list[int]]]:
+  """Buffers to per-melody id lists without bos, eos and padding."""
+  melodies = []
+  for pitch_row, duration_row in zip(
+    pitch_ids.tolist(), duration_ids.tolist(), strict=True
+  ):
+    pitch, duration = [], []
+    for p, d in zip(pitch_row[1:], duration_row[1:], strict=True):
+      if p in (tokens.EOS_ID, tokens.PAD_ID):
+        break
+      pitch.append(p)
+      duration.append(d)
+    melodies.append((pitch, duration))
+  return melodies
