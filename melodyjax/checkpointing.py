@@ -12,8 +12,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 
 from melodyjax import tokens
 
@@ -95,6 +97,22 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
       f"no checkpoint at step {step} in {manager.directory} (have: "
       f"{sorted(manager.all_steps()) or 'none'})"
     )
+  _check_shapes(
+    os.path.join(manager.directory, str(step), "state"), abstract_state
+  )
+  # Arrays without a sharding are replicated over this process's devices, so
+  # a checkpoint written on 4 devices restores on 1 (and the other way).
+  replicated = jax.sharding.NamedSharding(
+    jax.sharding.Mesh(jax.devices(), ("data",)), jax.sharding.PartitionSpec()
+  )
+  abstract_state = jax.tree.map(
+    lambda x: (
+      x
+      if getattr(x, "sharding", None) is not None
+      else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated)
+    ),
+    abstract_state,
+  )
   try:
     restored = manager.restore(
       step,
@@ -110,6 +128,51 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
       f"of this config ({first})"
     ) from None
   return restored["state"], restored["data"]
+
+
+def _path_name(path) -> str:
+  parts = []
+  for key in path:
+    for attribute in ("key", "name", "idx"):
+      if hasattr(key, attribute):
+        parts.append(str(getattr(key, attribute)))
+        break
+  return "/".join(parts)
+
+
+def _check_shapes(state_dir: str, abstract_state: Any) -> None:
+  """Compares stored array shapes with the model's before reading any data.
+
+  A mismatch (other vocabulary or model sizes) becomes a one-line error
+  naming the first differing array, instead of a failure deep in an async
+  read.
+  """
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)  # orbax warns of a missing step file
+  try:
+    metadata = ocp.StandardCheckpointer().metadata(state_dir).item_metadata
+  except (OSError, ValueError, KeyError) as e:
+    raise CheckpointError(f"cannot read checkpoint {state_dir}: {e}") from None
+  finally:
+    logging.set_verbosity(verbosity)
+  stored = {
+    _path_name(path): tuple(leaf.shape)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(metadata)[0]
+    if hasattr(leaf, "shape")
+  }
+  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
+    name = _path_name(path)
+    if name not in stored:
+      raise CheckpointError(
+        f"checkpoint {state_dir} has no array {name}: it was written by a "
+        "different model or optimizer"
+      )
+    if stored[name] != tuple(leaf.shape):
+      raise CheckpointError(
+        f"checkpoint {state_dir} does not match the model: {name} is "
+        f"{stored[name]} there but {tuple(leaf.shape)} here (another "
+        "vocabulary or model size)"
+      )
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:

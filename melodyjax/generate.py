@@ -254,11 +254,17 @@ def generate(
     key,
     settings,
   )
+  rest_id = (
+    run.pitch_vocab.id(tokens.REST) if tokens.REST in (run.pitch_vocab) else -1
+  )
   if mode == "scan":
-    out = sample_lib.sample(*args, num_notes=num_notes)
+    out = sample_lib.sample(*args, num_notes=num_notes, rest_id=rest_id)
   elif mode == "window":
     out = sample_lib.sample_window(
-      *args, num_notes=num_notes, seq_len=run.config.train.seq_len
+      *args,
+      num_notes=num_notes,
+      seq_len=run.config.train.seq_len,
+      rest_id=rest_id,
     )
   else:
     raise GenerateError(f"--mode must be 'scan' or 'window', got {mode!r}")

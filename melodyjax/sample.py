@@ -11,8 +11,8 @@ never recompiles.
 
 Both heads read the same context (the events so far) and are sampled
 independently. The pitch head decides where a song ends: when it samples
-eos, the event is eos in both streams, and the melody stops there. Reserved
-tokens other than eos are never sampled.
+eos, the event is eos in both streams, and the melody stops there (eos is
+not allowed as the first event). Other reserved tokens are never sampled.
 
 `sample_window` reproduces the seed's generation: for each new note it
 re-reads the last `seq_len` events from a zero state (cost grows with
@@ -96,11 +96,16 @@ def _reserved_mask(vocab_size: int, allow_eos: bool) -> jax.Array:
   return jnp.zeros(vocab_size, bool).at[jnp.array(banned)].set(True)
 
 
-def _choose(key, pitch_logits, duration_logits, settings: Settings):
-  """Samples the next (pitch, duration) ids, [batch] each."""
-  pitch_logits = jnp.where(
-    _reserved_mask(pitch_logits.shape[-1], True), _NEG, pitch_logits
-  )
+def _choose(
+  t, key, pitch_logits, duration_logits, settings: Settings, rest_id: int
+):
+  """Samples the event after position t: (pitch, duration) ids, [batch]."""
+  # A song starts with a note: neither eos nor a rest right after bos.
+  banned = _reserved_mask(pitch_logits.shape[-1], True)
+  banned = banned.at[tokens.EOS_ID].set(t == 0)
+  if rest_id >= 0:
+    banned = banned.at[rest_id].set(t == 0)
+  pitch_logits = jnp.where(banned, _NEG, pitch_logits)
   duration_logits = jnp.where(
     _reserved_mask(duration_logits.shape[-1], False), _NEG, duration_logits
   )
@@ -156,7 +161,7 @@ def _advance(t, sampled, state, primer_lengths, num_notes):
   return pitch_buffer, duration_buffer, done
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_notes"))
+@functools.partial(jax.jit, static_argnames=("model", "num_notes", "rest_id"))
 def sample(
   model: model_lib.MelodyModel,
   params,
@@ -167,6 +172,7 @@ def sample(
   settings: Settings,
   *,
   num_notes: int,
+  rest_id: int = -1,
 ) -> tuple[jax.Array, jax.Array]:
   """Generates a batch of melodies, carrying the LSTM state.
 
@@ -179,6 +185,7 @@ def sample(
     key: PRNG key; note t uses `fold_in(key, t)`.
     settings: temperature, top-k and top-p (traced).
     num_notes: events generated after each primer at most (static).
+    rest_id: the rest's pitch id, never sampled first (static; -1: none).
 
   Returns:
     (pitch, duration) int32 [batch, 1 + max_primer + num_notes]: bos, the
@@ -204,7 +211,12 @@ def sample(
       method=model_lib.MelodyModel.step,
     )
     sampled = _choose(
-      jax.random.fold_in(key, t), pitch_logits, duration_logits, settings
+      t,
+      jax.random.fold_in(key, t),
+      pitch_logits,
+      duration_logits,
+      settings,
+      rest_id,
     )
     buffers = _advance(
       t,
@@ -222,7 +234,9 @@ def sample(
   return pitch_buffer, duration_buffer
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_notes", "seq_len"))
+@functools.partial(
+  jax.jit, static_argnames=("model", "num_notes", "seq_len", "rest_id")
+)
 def sample_window(
   model: model_lib.MelodyModel,
   params,
@@ -234,6 +248,7 @@ def sample_window(
   *,
   num_notes: int,
   seq_len: int,
+  rest_id: int = -1,
 ) -> tuple[jax.Array, jax.Array]:
   """The seed's generation: each note re-reads the last `seq_len` events.
 
@@ -258,10 +273,12 @@ def sample_window(
       variables, window(pitch_buffer), window(duration_buffer), last_only=True
     )
     sampled = _choose(
+      t,
       jax.random.fold_in(key, t),
       pitch_logits[:, 0],
       duration_logits[:, 0],
       settings,
+      rest_id,
     )
     return _advance(t, sampled, state, primer_lengths, num_notes), None
 

@@ -86,8 +86,8 @@ def create_optimizer(
   # with another one.
   clip = train_config["grad_clip_norm"] or float("inf")
   return optax.chain(
-      optax.clip_by_global_norm(clip),
-      optax.adamw(schedule, weight_decay=train_config["weight_decay"]),
+    optax.clip_by_global_norm(clip),
+    optax.adamw(schedule, weight_decay=train_config["weight_decay"]),
   )
 
 

@@ -1,0 +1,258 @@
+"""The sampler, primers, generation outputs and their errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from melodyjax import generate, midi_io, tokens, train
+from melodyjax import model as model_lib
+from melodyjax import sample as sample_lib
+from tests.test_corpus import tune
+from tests.test_train import PROJECT, tiny_config
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  root = tmp_path_factory.mktemp("sample")
+  midi_dir = root / "midi"
+  midi_dir.mkdir()
+  for i in range(40):
+    midi_io.write_midi(tune(i, 14 + i % 9), midi_dir / f"t{i}.mid")
+  config = tiny_config(midi_dir, root / "data")
+  config.train.num_train_steps = 10
+  train.train_and_evaluate(config, str(root / "run"))
+  return root / "run"
+
+
+@pytest.fixture(scope="module")
+def run(workdir):
+  return generate.load_run(str(workdir))
+
+
+def primer_arrays(run, text, batch=3, capacity=8):
+  events = generate.parse_primer_text(text)
+  pitch, duration = generate.encode_primer(events, run, "test")
+  primer_pitch = np.zeros((batch, capacity), np.int32)
+  primer_duration = np.zeros((batch, capacity), np.int32)
+  primer_pitch[:, : len(pitch)] = pitch
+  primer_duration[:, : len(duration)] = duration
+  lengths = np.full(batch, len(pitch), np.int32)
+  return (
+    jnp.asarray(primer_pitch),
+    jnp.asarray(primer_duration),
+    jnp.asarray(lengths),
+  )
+
+
+def test_filter_logits_top_k_and_top_p():
+  logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
+  keep = lambda out: (np.asarray(out[0]) > -1e29).tolist()  # noqa: E731
+  assert keep(sample_lib.filter_logits(logits, 1.0, 0, 1.0)) == [True] * 4
+  assert keep(sample_lib.filter_logits(logits, 1.0, 2, 1.0)) == [
+    True,
+    True,
+    False,
+    False,
+  ]
+  # Nucleus 0.7: 0.5 alone is not enough, 0.5 + 0.3 is.
+  assert keep(sample_lib.filter_logits(logits, 1.0, 0, 0.7)) == [
+    True,
+    True,
+    False,
+    False,
+  ]
+  assert keep(sample_lib.filter_logits(logits, 1.0, 0, 0.4)) == [
+    True,
+    False,
+    False,
+    False,
+  ]
+  # Temperature sharpens without changing the order.
+  cold = jax.nn.softmax(sample_lib.filter_logits(logits, 0.1, 0, 1.0))
+  assert float(cold[0, 0]) > 0.99
+
+
+def test_same_seed_same_notes_and_primer_kept(run):
+  primer = primer_arrays(run, "C4:1 D4:0.5 E4:0.5")
+  settings = sample_lib.make_settings(1.0)
+  args = (run.model, run.params, *primer)
+  a = sample_lib.sample(*args, jax.random.key(7), settings, num_notes=20)
+  b = sample_lib.sample(*args, jax.random.key(7), settings, num_notes=20)
+  c = sample_lib.sample(*args, jax.random.key(8), settings, num_notes=20)
+  np.testing.assert_array_equal(a[0], b[0])
+  np.testing.assert_array_equal(a[1], b[1])
+  assert not np.array_equal(a[0], c[0])
+  pitch = np.asarray(a[0])
+  assert (pitch[:, 0] == tokens.BOS_ID).all()
+  assert run.pitch_vocab.decode(pitch[0, 1:4]) == ["C4", "D4", "E4"]
+  assert run.duration_vocab.decode(np.asarray(a[1])[0, 1:4]) == [
+    "1.0",
+    "0.5",
+    "0.5",
+  ]
+  # Reserved tokens other than eos are never sampled.
+  generated = pitch[:, 4:]
+  assert not np.isin(generated, [tokens.BOS_ID, tokens.UNK_ID]).any()
+
+
+def test_changing_settings_and_primer_does_not_retrace(run):
+  traces = {"count": 0}
+  model = run.model
+  original = model_lib.MelodyModel.step
+
+  def counting_step(self, *args, **kwargs):
+    traces["count"] += 1
+    return original(self, *args, **kwargs)
+
+  model_lib.MelodyModel.step = counting_step
+  try:
+    jax.clear_caches()
+    for text, temperature, top_k, top_p, seed in [
+      ("C4:1", 1.0, 0, 1.0, 0),
+      ("C4:1 D4:0.5 E4:0.5", 0.5, 3, 0.9, 1),
+      ("", (0.8, 1.2), (5, 2), (1.0, 0.5), 2),
+    ]:
+      primer = primer_arrays(run, text)
+      sample_lib.sample(
+        model,
+        run.params,
+        *primer,
+        jax.random.key(seed),
+        sample_lib.make_settings(temperature, top_k, top_p),
+        num_notes=16,
+      )
+  finally:
+    model_lib.MelodyModel.step = original
+  assert traces["count"] == 1
+
+
+def test_window_mode_is_jitted_deterministic_and_keeps_the_primer(run):
+  primer = primer_arrays(run, "E4:0.5 D4:0.5")
+  settings = sample_lib.make_settings(1.0)
+  args = (run.model, run.params, *primer, jax.random.key(1), settings)
+  a = sample_lib.sample_window(*args, num_notes=12, seq_len=16)
+  b = sample_lib.sample_window(*args, num_notes=12, seq_len=16)
+  np.testing.assert_array_equal(a[0], b[0])
+  assert run.pitch_vocab.decode(np.asarray(a[0])[0, 1:3]) == ["E4", "D4"]
+
+
+def test_melodies_stop_at_eos_or_num_notes(run):
+  melodies = generate.generate(run, num_outputs=16, num_notes=30, seed=3)
+  assert all(1 <= len(m) <= 30 for m in melodies)
+  events = [e for m in melodies for e in m]
+  assert all(e.quarters > 0 for e in events)
+
+
+def test_written_files_read_back_as_generated(run, tmp_path):
+  melodies = generate.generate(
+    run,
+    num_outputs=4,
+    num_notes=40,
+    seed=5,
+    primer=generate.parse_primer_text("C4:1 R:0.5 G4:0.5"),
+  )
+  paths = generate.write_outputs(
+    melodies,
+    str(tmp_path),
+    step=run.step,
+    settings={"seed": 5},
+    tempo_bpm=90,
+    program=41,
+    velocity=70,
+  )
+  for path, events in zip(paths, melodies, strict=True):
+    assert midi_io.read_midi(path).events == events
+    sidecar = json.loads(open(path[:-4] + ".json").read())
+    assert tokens.tokens_to_events(sidecar["pitch"], sidecar["duration"]) == (
+      events
+    )
+    assert sidecar["seed"] == 5 and sidecar["program"] == 41
+    assert os.path.getsize(path[:-4] + ".png") > 1000
+
+
+def test_canonical_events_match_what_a_file_keeps():
+  q = lambda *pairs: [midi_io.Event(p, x) for p, x in pairs]  # noqa: E731
+  from fractions import Fraction as F
+
+  events = q(
+    ((), F(1)),
+    ((60,), F(1)),
+    ((), F(1, 2)),
+    ((), F(1, 2)),
+    ((62,), F(1)),
+    ((), F(2)),
+  )
+  assert midi_io.canonical_events(events) == q(
+    ((60,), F(1)), ((), F(1)), ((62,), F(1))
+  )
+
+
+def run_main(*args):
+  return subprocess.run(
+    [sys.executable, "sample_main.py", *args],
+    capture_output=True,
+    text=True,
+    cwd=PROJECT,
+    timeout=300,
+  )
+
+
+def test_main_writes_files(workdir, tmp_path):
+  result = run_main(
+    f"--workdir={workdir}",
+    f"--output_dir={tmp_path}",
+    "--num_outputs=2",
+    "--num_notes=10",
+    "--primer=C4:1",
+    "--temperature=0.8,1.1",
+    "--top_p=0.95",
+  )
+  assert result.returncode == 0, result.stderr
+  assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".mid") == [
+    "sample_10_0.mid",
+    "sample_10_1.mid",
+  ]
+
+
+@pytest.mark.parametrize(
+  "args, message",
+  [
+    (["--primer=C4:1 X9:1"], "not a note name"),
+    (["--primer=C4:1 C#0:1"], "nearest valid"),
+    (["--primer=C4:0.7"], "duration '7/10' is not in this model's vocab"),
+    (["--step=999"], "no checkpoint at step 999"),
+  ],
+)
+def test_main_user_errors_are_one_line(workdir, args, message):
+  result = run_main(f"--workdir={workdir}", "--num_notes=4", *args)
+  assert result.returncode == 1
+  assert message in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_workdir_problems_are_one_line(workdir, tmp_path):
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  result = run_main(f"--workdir={empty}")
+  assert result.returncode == 1 and "config.json not found" in result.stderr
+  # A workdir whose vocabulary does not match its checkpoint.
+  broken = tmp_path / "broken"
+  subprocess.run(["cp", "-r", str(workdir), str(broken)], check=True)
+  vocab = json.loads((broken / "vocab_pitch.json").read_text())
+  vocab["tokens"] = vocab["tokens"][:-3]
+  (broken / "vocab_pitch.json").write_text(json.dumps(vocab))
+  result = run_main(f"--workdir={broken}")
+  assert result.returncode == 1
+  assert "does not match" in result.stderr
+  assert "Traceback" not in result.stderr
+  # A primer MIDI without notes.
+  silent = tmp_path / "silent.mid"
+  midi_io.write_midi([midi_io.Event((), 1)], silent)
+  result = run_main(f"--workdir={workdir}", f"--primer_midi={silent}")
+  assert result.returncode == 1 and "no notes" in result.stderr
