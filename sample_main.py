@@ -60,7 +60,8 @@ def _pair(values, kind, name):
   try:
     parsed = [kind(v) for v in values]
   except ValueError:
-    raise app.UsageError(f"--{name}: not a number: {','.join(values)}") from None
+    joined = ",".join(values)
+    raise app.UsageError(f"--{name}: not a number: {joined}") from None
   if len(parsed) not in (1, 2):
     raise app.UsageError(f"--{name} takes one value or pitch,duration")
   return parsed if len(parsed) == 2 else parsed * 2
