@@ -1,0 +1,97 @@
+"""Held-out scoring arithmetic and the evaluation report on a tiny run."""
+
+import os
+import wave
+
+import jax
+import numpy as np
+import pytest
+
+from melodyjax import evaluate, generate, midi_io, tokens
+from tests.test_sample import workdir  # noqa: F401 - a trained tiny run
+
+
+def constant_model(run, pitch_probs, duration_probs):
+  """The run's model with heads that always give these distributions."""
+  params = jax.tree.map(np.asarray, run.params)
+  for head, probs in (
+    ("pitch_head", pitch_probs),
+    ("duration_head", duration_probs),
+  ):
+    params[head]["kernel"] = np.zeros_like(params[head]["kernel"])
+    params[head]["bias"] = np.log(np.asarray(probs, np.float32))
+  return run.__class__(**{**run.__dict__, "params": params})
+
+
+def test_bits_per_note_of_a_model_with_known_probabilities(workdir):  # noqa: F811
+  run = generate.load_run(str(workdir))
+  dataset = evaluate.load_dataset_of(run)
+  rng = np.random.default_rng(0)
+  pitch_probs = rng.dirichlet(np.ones(len(run.pitch_vocab)))
+  duration_probs = rng.dirichlet(np.ones(len(run.duration_vocab)))
+  fixed = constant_model(run, pitch_probs, duration_probs)
+  scores = evaluate.score(evaluate.model_distributions(fixed, dataset.test))
+  # By hand: every event and one eos per test song, each -log2 p(target).
+  test = dataset.test
+  targets = {"pitch": [], "duration": []}
+  for i in range(len(test)):
+    pitch, duration = test.song(i)
+    targets["pitch"] += list(pitch) + [tokens.EOS_ID]
+    targets["duration"] += list(duration) + [tokens.EOS_ID]
+  expected_pitch = -np.mean(np.log2(pitch_probs[targets["pitch"]]))
+  expected_duration = -np.mean(np.log2(duration_probs[targets["duration"]]))
+  assert scores["num_targets"] == test.num_events + len(test)
+  assert scores["bits_per_note_pitch"] == pytest.approx(expected_pitch, 1e-5)
+  assert scores["bits_per_note_duration"] == pytest.approx(
+    expected_duration, 1e-5
+  )
+  assert scores["bits_per_note"] == pytest.approx(
+    expected_pitch + expected_duration, 1e-5
+  )
+  # Top-1 is the share of targets equal to the most likely token.
+  best = np.argmax(pitch_probs)
+  assert scores["top1_pitch"] == pytest.approx(
+    np.mean(np.array(targets["pitch"]) == best)
+  )
+  assert scores["top5_pitch"] >= scores["top1_pitch"]
+
+
+def test_report_on_a_tiny_run(workdir, tmp_path):  # noqa: F811
+  result = evaluate.evaluate_run(
+    str(workdir),
+    output_dir=str(tmp_path),
+    num_samples=6,
+    num_notes=24,
+    max_order=3,
+    log=lambda message: None,
+  )
+  report = (tmp_path / "report.md").read_text()
+  assert "| bits per note (both) |" in report
+  for name in (
+    "curves.png",
+    "histograms.png",
+    "preview.wav",
+    "evaluation.json",
+  ):
+    assert (tmp_path / name).exists(), name
+  assert "![curves](curves.png)" in report
+  with wave.open(str(tmp_path / "preview.wav")) as f:
+    assert f.getnframes() > 1000 and f.getframerate() == 22050
+  assert set(result["statistics"]) >= {"pitch_class", "interval", "duration"}
+  assert 0 <= result["statistics"]["pitch_class"]["overlap"] <= 1
+  assert result["ngram"]["num_targets"] == result["model"]["num_targets"]
+  mids = sorted(os.listdir(tmp_path / "report_samples"))
+  assert any(name.endswith(".mid") for name in mids)
+
+
+def test_synthesize_length_matches_the_events(tmp_path):
+  events = [
+    midi_io.Event((60,), 1),
+    midi_io.Event((), 1),
+    midi_io.Event((64, 67), 2),
+  ]
+  path = tmp_path / "a.wav"
+  evaluate.synthesize(events, str(path), tempo_bpm=120, sample_rate=8000)
+  with wave.open(str(path)) as f:
+    seconds = f.getnframes() / f.getframerate()
+  assert seconds == pytest.approx(4 * 0.5 + 0.5, abs=0.01)
