@@ -59,7 +59,7 @@ def main():
     )
     for mode in ("scan", "window"):
       if mode == "scan":
-        fn = lambda i: sample_lib.sample(  # noqa: E731
+        fn = lambda i, primer=primer: sample_lib.sample(  # noqa: E731
           model,
           params,
           *primer,
@@ -68,7 +68,7 @@ def main():
           num_notes=args.num_notes,
         )
       else:
-        fn = lambda i: sample_lib.sample_window(  # noqa: E731
+        fn = lambda i, primer=primer: sample_lib.sample_window(  # noqa: E731
           model,
           params,
           *primer,
