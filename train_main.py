@@ -2,7 +2,8 @@
 --workdir=DIR [--config.train.batch_size=128 ...]`. Resumes if DIR has a
 checkpoint. Multi-host: pass --coordinator_address, --num_processes and
 --process_id (or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-JAX_PROCESS_ID)."""
+JAX_PROCESS_ID) to every process; each feeds its part of the global batch
+and only process 0 writes logs, metrics and the config."""
 
 import os
 import sys
@@ -15,37 +16,113 @@ config_flags.DEFINE_config_file(
   "config", None, "Config file.", lock_config=True
 )
 flags.DEFINE_string("workdir", None, "Run folder (checkpoints, logs).")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-flags.DEFINE_integer("num_processes", None, "Processes in a multi-host run.")
-flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.DEFINE_string(
+  "coordinator_address",
+  None,
+  "host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS).",
+)
+flags.DEFINE_integer(
+  "num_processes",
+  None,
+  "Processes in a multi-host run (default: $JAX_NUM_PROCESSES).",
+)
+flags.DEFINE_integer(
+  "process_id", None, "This process's index (default: $JAX_PROCESS_ID)."
+)
 flags.mark_flags_as_required(["config", "workdir"])
+
+PROG = "train_main.py"
+
+
+class DistributedError(Exception):
+  """The multi-host settings are incomplete or not valid."""
+
+
+def _setting(flag: str, variable: str) -> str | None:
+  value = FLAGS[flag].value
+  if value is not None:
+    return str(value)
+  return os.environ.get(variable) or None
+
+
+def distributed_settings() -> tuple[str, int, int] | None:
+  """(coordinator address, process count, process id) from the flags, else
+  the JAX_* variables; None for a single-process run.
+
+  Raises:
+    DistributedError: some but not all are set, or they are not valid.
+  """
+  names = (
+    ("coordinator_address", "JAX_COORDINATOR_ADDRESS"),
+    ("num_processes", "JAX_NUM_PROCESSES"),
+    ("process_id", "JAX_PROCESS_ID"),
+  )
+  values = [_setting(flag, variable) for flag, variable in names]
+  if all(v is None for v in values):
+    return None
+  missing = [
+    f"--{flag} (or {variable})"
+    for (flag, variable), value in zip(names, values, strict=True)
+    if value is None
+  ]
+  if missing:
+    raise DistributedError(
+      "a multi-host run needs " + ", ".join(missing) + " as well"
+    )
+  address, count, index = values
+  if ":" not in address or not address.rsplit(":", 1)[1].isdigit():
+    raise DistributedError(
+      f"the coordinator address must be host:port, got {address!r}"
+    )
+  try:
+    count, index = int(count), int(index)
+  except ValueError:
+    raise DistributedError(
+      f"the process count and id must be integers, got {count!r} and {index!r}"
+    ) from None
+  if count < 1 or not 0 <= index < count:
+    raise DistributedError(
+      f"need 0 <= process id < process count, got id {index} of {count}"
+    )
+  return address, count, index
+
+
+def initialize_distributed(settings: tuple[str, int, int]) -> None:
+  """Joins the multi-host run; must come before any other JAX call.
+
+  Waits (up to JAX's 5 minutes) for every process to connect; JAX itself
+  ends the process when that fails or the coordinator's port is taken.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+
+  # Collectives across processes on CPU need an implementation: gloo (TCP)
+  # is JAX's default; keep one chosen with JAX_CPU_COLLECTIVES_IMPLEMENTATION.
+  if jax.config.jax_cpu_collectives_implementation is None:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(*settings)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    settings = distributed_settings()
+  except DistributedError as e:
+    print(f"{PROG}: error: {e}", file=sys.stderr)
+    sys.exit(2)
+  if settings is not None:
+    initialize_distributed(settings)
   import jax  # pylint: disable=g-import-not-at-top
 
   from melodyjax import cli, train  # pylint: disable=g-import-not-at-top
 
-  address = FLAGS.coordinator_address or os.environ.get(
-    "JAX_COORDINATOR_ADDRESS"
-  )
-  if address:
-    jax.distributed.initialize(
-      address,
-      FLAGS.num_processes or int(os.environ["JAX_NUM_PROCESSES"]),
-      FLAGS.process_id
-      if FLAGS.process_id is not None
-      else int(os.environ["JAX_PROCESS_ID"]),
-    )
   logging.info(
     "process %d of %d; devices: %s",
     jax.process_index(),
     jax.process_count(),
     jax.devices(),
   )
-  with cli.user_errors("train_main.py"):
+  with cli.user_errors(PROG):
     metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     if jax.process_index() == 0:
       print(cli.format_result(FLAGS.workdir, metrics))

@@ -209,7 +209,8 @@ def make_steps(model, tx, objective: str, mode: str, mesh):
       )
     )
   elif mode == "pmap":
-    devices = parallel.local_devices(mesh)
+    # Every process names all devices (pmap maps over its local ones).
+    devices = list(mesh.devices.flat)
     train_step = jax.pmap(
       train_body,
       axis_name=parallel.DATA_AXIS,
@@ -262,14 +263,27 @@ class Runner:
   def put_state(self, state):
     if self.mode == "pmap":
       return jax.tree.map(
-        lambda x: jnp.broadcast_to(x, (self.num_local_devices, *x.shape)), state
+        lambda x: np.broadcast_to(
+          np.asarray(jax.device_get(x)), (self.num_local_devices, *x.shape)
+        ),
+        state,
       )
     return jax.device_put(state, parallel.replicated_sharding(self.mesh))
 
   def host_state(self, state):
     """The state as saved: unreplicated (pmap), global arrays (jit)."""
     if self.mode == "pmap":
-      return jax.tree.map(lambda x: x[0], state)
+      # One replica as a global array: Orbax cannot save pmap's per-process
+      # outputs in a multi-process run.
+      sharding = parallel.replicated_sharding(self.mesh)
+
+      def global_replica(x):
+        replica = np.asarray(x[0])
+        return jax.make_array_from_callback(
+          replica.shape, sharding, lambda index: replica[index]
+        )
+
+      return jax.tree.map(global_replica, state)
     return state
 
   def params(self, state):
@@ -487,9 +501,15 @@ def train_and_evaluate(
     writer.write_hparams(config)
 
   stop = {"signal": None}
-  previous = signal.signal(
-    signal.SIGTERM, lambda signum, frame: stop.update(signal=signum)
-  )
+  multihost = jax.process_count() > 1
+  if multihost:
+    # JAX's preemption service catches SIGTERM on any process and picks a
+    # step that every process reaches, so that all stop and save together.
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  else:
+    previous = signal.signal(
+      signal.SIGTERM, lambda signum, frame: stop.update(signal=signum)
+    )
   num_steps = train_config.num_train_steps
   last_metrics: dict[str, float] = {}
   eval_metrics: dict[str, float] | None = None
@@ -527,6 +547,8 @@ def train_and_evaluate(
       batch = runner.put_batch(next(iterator))
       state, sums = train_step(state, batch, dropout_key)
       step += 1
+      if multihost and multihost_utils.reached_preemption_sync_point(step):
+        stop["signal"] = signal.SIGTERM
       pending.append((step, sums))
       progress.update(1)
       is_last = step == num_steps
@@ -574,7 +596,8 @@ def train_and_evaluate(
     manager.wait_until_finished()
     manager.close()
     writer.close()
-    signal.signal(signal.SIGTERM, previous)
+    if not multihost:
+      signal.signal(signal.SIGTERM, previous)
   return last_metrics
 
 
