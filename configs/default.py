@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   model.spatial_dropout = 0.2  # share of feature channels dropped
   model.lstm_sizes = (256, 128, 128)
   model.dense_size = 128  # shared Dense with ReLU before both heads
-  model.dtype = "float32"  # compute dtype; 'bfloat16' on GPU/TPU
+  model.dtype = "auto"  # compute dtype: 'auto' = bfloat16 on GPU/TPU, else f32
 
   config.train = train = ml_collections.ConfigDict()
   train.objective = "all"  # 'all': every position; 'last': the seed's

@@ -46,7 +46,8 @@ class ModelConfig:
     spatial_dropout: share of embedding channels dropped in training.
     lstm_sizes: hidden units of each stacked LSTM, bottom first.
     dense_size: units of the shared ReLU layer before the heads.
-    dtype: compute dtype of the matrix products ('float32', 'bfloat16');
+    dtype: compute dtype of the matrix products ('auto': bfloat16 on GPU
+      and TPU, float32 on CPU; or 'float32', 'bfloat16', 'float16');
       parameters, LSTM cell state and logits stay float32.
   """
 
@@ -57,12 +58,15 @@ class ModelConfig:
   spatial_dropout: float = 0.2
   lstm_sizes: tuple[int, ...] = (256, 128, 128)
   dense_size: int = 128
-  dtype: str = "float32"
+  dtype: str = "auto"
 
   def __post_init__(self):
     object.__setattr__(self, "lstm_sizes", tuple(self.lstm_sizes))
-    if self.dtype not in _DTYPES:
-      raise ValueError(f"model.dtype must be one of {tuple(_DTYPES)}")
+    if self.dtype != "auto" and self.dtype not in _DTYPES:
+      raise ValueError(
+        f"model.dtype must be 'auto' or one of {tuple(_DTYPES)}, got "
+        f"{self.dtype!r}"
+      )
     if not 0.0 <= self.spatial_dropout < 1.0:
       raise ValueError("model.spatial_dropout must be in [0, 1)")
 
@@ -72,6 +76,9 @@ class ModelConfig:
 
   @property
   def compute_dtype(self):
+    """'auto' is bfloat16 on GPU and TPU, float32 on CPU."""
+    if self.dtype == "auto":
+      return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
     return _DTYPES[self.dtype]
 
 
