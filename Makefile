@@ -35,8 +35,10 @@ test: install
 lint: install
 	$(PY) -m ruff check melodyjax tests configs benchmarks *.py
 
+# All benchmarks, one table; the PyTorch reference needs the `bench` extra
+# (see BENCHMARKS.md). Run `make run` first: it converts ESAC.
 bench: install
-	$(PY) benchmarks/bench_ingest.py --midi_dir $(ESAC_MIDI)
+	$(PY) benchmarks/bench_all.py --midi_dir $(ESAC_MIDI)
 
 clean-venv:
 	rm -rf $(VENV)

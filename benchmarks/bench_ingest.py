@@ -15,9 +15,13 @@ Measures in one run, on this machine:
      found and loaded), and `corpus.load_dataset` alone.
 
 The files are read once before any timing, so every measurement sees a warm
-page cache. The figures are printed as a table and merged by name into a JSON
-list of {"name", "value", "unit"} entries (entries of other benchmarks
-already in the file are kept).
+page cache. With `--repeats R` each part runs R times, the parts taking turns,
+and its fastest run counts. On Linux the share of the CPUs that other
+processes used during each part is printed as well: on a shared machine the
+figures are only meaningful when it is near 0 (R = 3 makes that likelier).
+The figures are printed as a table and merged by name into a JSON list of
+{"name", "value", "unit"} entries (entries of other benchmarks already in the
+file are kept).
 
 Usage: `python benchmarks/bench_ingest.py [--midi_dir DIR] [--music21_files N]
 [--out benchmarks/results.json] [--repeats R]`.
@@ -115,21 +119,43 @@ def build(midi_dir: str, out_dir: str, workers: int) -> None:
   )
 
 
-def best_of(repeats: int, fn, *args, **kwargs) -> tuple[float, float | None]:
-  """Calls `fn(*args, **kwargs)` `repeats` times and keeps the fastest call.
+def time_call(fn, *args, **kwargs) -> tuple[float, float | None]:
+  """Calls `fn(*args, **kwargs)` once.
 
   Returns:
     Its seconds, and the share of the CPUs other processes used meanwhile
     (None if unknown).
   """
-  best = (float("inf"), None)
+  before = cpu_snapshot()
+  start = time.perf_counter()
+  fn(*args, **kwargs)
+  seconds = time.perf_counter() - start
+  return seconds, others_share(before, cpu_snapshot())
+
+
+def best_of(
+  repeats: int, parts: dict[str, tuple]
+) -> dict[str, tuple[float, float | None]]:
+  """Times each part `repeats` times, in turns, and keeps its fastest call.
+
+  Taking turns spreads each part's calls over the whole run, so that a burst
+  of load from other processes does not spoil every call of one part.
+
+  Args:
+    repeats: calls per part.
+    parts: name -> (function, *arguments).
+
+  Returns:
+    name -> (seconds, share of the CPUs other processes used meanwhile) of
+    the part's fastest call.
+  """
+  best = {}
   for _ in range(max(1, repeats)):
-    before = cpu_snapshot()
-    start = time.perf_counter()
-    fn(*args, **kwargs)
-    seconds = time.perf_counter() - start
-    if seconds < best[0]:
-      best = (seconds, others_share(before, cpu_snapshot()))
+    for name, (fn, *args) in parts.items():
+      print(f"  {name}...", flush=True)
+      seconds, others = time_call(fn, *args)
+      if name not in best or seconds < best[name][0]:
+        best[name] = (seconds, others)
   return best
 
 
@@ -268,43 +294,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     {"name": "ingest_files", "value": num_files, "unit": "files"},
     {"name": "ingest_cores", "value": cores, "unit": "cores"},
   ]
-  others = {}  # part -> share of the CPUs other processes used meanwhile
 
   def add(name: str, value: float, unit: str, digits: int) -> None:
     entries.append({"name": name, "value": round(value, digits), "unit": unit})
 
-  music21_rate = None
+  sample = spread(relpaths, max(1, args.music21_files))
   try:
     import music21  # pylint: disable=g-import-not-at-top
   except ImportError:
     print("music21 is not installed: its part is skipped", flush=True)
+    music21 = None
   else:
-    sample = spread(relpaths, max(1, args.music21_files))
-    print(
-      f"music21 {music21.__version__}: parsing {len(sample)} files...",
-      flush=True,
-    )
-    seconds, others["music21"] = best_of(
-      args.repeats, parse_with_music21, midi_dir, sample
-    )
-    music21_rate = len(sample) / seconds
-    add("ingest_music21_files_per_s", music21_rate, "files/s", 2)
-
+    print(f"music21 {music21.__version__}, {len(sample)} files", flush=True)
   with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
-    print("melodyjax, 1 worker...", flush=True)
-    one, others["1 worker"] = best_of(
-      args.repeats, build, midi_dir, f"{tmp}/one", workers=1
-    )
-    print(f"melodyjax, {cores} workers...", flush=True)
     out_dir = os.path.join(tmp, "all")
-    every, others[f"{cores} workers"] = best_of(
-      args.repeats, build, midi_dir, out_dir, workers=cores
+    parts = {}
+    if music21:
+      parts["music21"] = (parse_with_music21, midi_dir, sample)
+    parts["1 worker"] = (build, midi_dir, os.path.join(tmp, "one"), 1)
+    parts[f"{cores} workers"] = (build, midi_dir, out_dir, cores)
+    timings = best_of(args.repeats, parts)
+    # The cache is fresh now: build_dataset finds it and loads it.
+    cached = best_of(
+      args.repeats,
+      {
+        "cache reload": (corpus.build_dataset, midi_dir, out_dir),
+        "load_dataset": (corpus.load_dataset, out_dir),
+      },
     )
-    reload, _ = best_of(
-      args.repeats, corpus.build_dataset, midi_dir, out_dir, progress=False
-    )
-    load, _ = best_of(args.repeats, corpus.load_dataset, out_dir)
-
+  reload = cached["cache reload"][0]
+  load = cached["load_dataset"][0]
+  one = timings["1 worker"][0]
+  every = timings[f"{cores} workers"][0]
+  music21_rate = None
+  if "music21" in timings:
+    music21_rate = len(sample) / timings["music21"][0]
+    add("ingest_music21_files_per_s", music21_rate, "files/s", 2)
   add("ingest_1_worker_files_per_s", num_files / one, "files/s", 1)
   add("ingest_1_worker_seconds", one, "s", 3)
   add("ingest_all_cores_files_per_s", num_files / every, "files/s", 1)
@@ -324,9 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
       "x",
       1,
     )
+  shares = {name: t[1] for name, t in timings.items() if t[1] is not None}
+  if shares:  # the most of any part: near 0 for meaningful figures
+    add("ingest_others_cpu_share", 100 * max(shares.values()), "%", 1)
   print()
   print(format_table(entries))
-  shares = {part: share for part, share in others.items() if share is not None}
   if shares:
     print(
       "\nCPU share used by other processes meanwhile: "
