@@ -91,8 +91,7 @@ def filter_logits(
     keep = keep & (mass_before < top_p)
     return jnp.where(keep, logits, _NEG)
 
-  needed = (top_k > 0) | (top_p < 1.0)
-  return jax.lax.cond(needed, apply_filters, lambda x: x, logits)
+  return apply_filters(logits)
 
 
 def _reserved_mask(vocab_size: int, allow_eos: bool) -> jax.Array:
@@ -115,25 +114,26 @@ def _choose(
   duration_logits = jnp.where(
     _reserved_mask(duration_logits.shape[-1], False), _NEG, duration_logits
   )
-  pitch_key, duration_key = jax.random.split(key)
-  pitch = jax.random.categorical(
-    pitch_key,
-    filter_logits(
-      pitch_logits,
-      settings.temperature[0],
-      settings.top_k[0],
-      settings.top_p[0],
-    ),
+  pitch_logits = pitch_logits / settings.temperature[0]
+  duration_logits = duration_logits / settings.temperature[1]
+
+  def apply_filters(logits):
+    return (
+      filter_logits(logits[0], 1.0, settings.top_k[0], settings.top_p[0]),
+      filter_logits(logits[1], 1.0, settings.top_k[1], settings.top_p[1]),
+    )
+
+  needed = jnp.any(settings.top_k > 0) | jnp.any(settings.top_p < 1.0)
+  pitch_logits, duration_logits = jax.lax.cond(
+    needed, apply_filters, lambda x: x, (pitch_logits, duration_logits)
   )
-  duration = jax.random.categorical(
-    duration_key,
-    filter_logits(
-      duration_logits,
-      settings.temperature[1],
-      settings.top_k[1],
-      settings.top_p[1],
-    ),
+  # Gumbel-max for both streams from one draw (as jax.random.categorical).
+  vocab = pitch_logits.shape[-1]
+  noise = jax.random.gumbel(
+    key, (pitch_logits.shape[0], vocab + duration_logits.shape[-1])
   )
+  pitch = jnp.argmax(pitch_logits + noise[:, :vocab], axis=-1)
+  duration = jnp.argmax(duration_logits + noise[:, vocab:], axis=-1)
   duration = jnp.where(pitch == tokens.EOS_ID, tokens.EOS_ID, duration)
   return pitch.astype(jnp.int32), duration.astype(jnp.int32)
 
