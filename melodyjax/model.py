@@ -17,6 +17,7 @@ implementation can replace the scan behind the same two calls.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,6 +50,7 @@ class ModelConfig:
     dtype: compute dtype of the matrix products ('auto': bfloat16 on GPU
       and TPU, float32 on CPU; or 'float32', 'bfloat16', 'float16');
       parameters, LSTM cell state and logits stay float32.
+    lstm_impl: 'scan' or 'fused' (see `LSTMStack`).
   """
 
   pitch_vocab_size: int
@@ -59,6 +61,7 @@ class ModelConfig:
   lstm_sizes: tuple[int, ...] = (256, 128, 128)
   dense_size: int = 128
   dtype: str = "auto"
+  lstm_impl: str = "fused"
 
   def __post_init__(self):
     object.__setattr__(self, "lstm_sizes", tuple(self.lstm_sizes))
@@ -66,6 +69,10 @@ class ModelConfig:
       raise ValueError(
         f"model.dtype must be 'auto' or one of {tuple(_DTYPES)}, got "
         f"{self.dtype!r}"
+      )
+    if self.lstm_impl not in ("scan", "fused"):
+      raise ValueError(
+        f"model.lstm_impl must be 'scan' or 'fused', got {self.lstm_impl!r}"
       )
     if not 0.0 <= self.spatial_dropout < 1.0:
       raise ValueError("model.spatial_dropout must be in [0, 1)")
@@ -103,6 +110,12 @@ def _matmul(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
   )
 
 
+def _gates(z: jax.Array) -> tuple[jax.Array, ...]:
+  """Activated gates (input, forget, cell, output) from pre-activations."""
+  i, f, g, o = jnp.split(z, 4, axis=-1)
+  return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+
+
 def lstm_cell(
   recurrent_kernel: jax.Array,
   carry: tuple[jax.Array, jax.Array],
@@ -121,11 +134,96 @@ def lstm_cell(
     The new (h, c).
   """
   h, c = carry
-  z = projected_input + _matmul(h, recurrent_kernel, dtype)
-  i, f, g, o = jnp.split(z, 4, axis=-1)
-  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-  h = jax.nn.sigmoid(o) * jnp.tanh(c)
+  i, f, g, o = _gates(projected_input + _matmul(h, recurrent_kernel, dtype))
+  c = f * c + i * g
+  h = o * jnp.tanh(c)
   return h, c
+
+
+def _recurrence_forward(projected, recurrent_kernel, h0, c0, dtype):
+  def body(carry, projected_t):
+    h, c = carry
+    i, f, g, o = _gates(projected_t + _matmul(h, recurrent_kernel, dtype))
+    c = f * c + i * g
+    h = o * jnp.tanh(c)
+    return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1))
+
+  _, (hs, cs, gates) = jax.lax.scan(body, (h0, c0), projected)
+  return hs, cs, gates
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def lstm_recurrence(projected, recurrent_kernel, h0, c0, dtype=jnp.float32):
+  """A layer's recurrence over time, with a hand-written backward pass.
+
+  The same cell as `lstm_cell`. The backward pass keeps only the activated
+  gates and cell states, runs the recurrence in reverse with one small
+  matmul per step, and computes the recurrent kernel's gradient after the
+  loop as one large matmul (instead of accumulating it at every step).
+
+  Args:
+    projected: [time, batch, 4 * hidden] input projections (bias included).
+    recurrent_kernel: [hidden, 4 * hidden].
+    h0, c0: [batch, hidden] initial state.
+    dtype: compute dtype of the matrix products (static).
+
+  Returns:
+    (hs [time, batch, hidden], (h, c) final state).
+  """
+  hs, cs, _ = _recurrence_forward(projected, recurrent_kernel, h0, c0, dtype)
+  return hs, (hs[-1], cs[-1])
+
+
+def _recurrence_fwd(projected, recurrent_kernel, h0, c0, dtype):
+  hs, cs, gates = _recurrence_forward(
+    projected, recurrent_kernel, h0, c0, dtype
+  )
+  residuals = (recurrent_kernel, h0, c0, hs, cs, gates)
+  return (hs, (hs[-1], cs[-1])), residuals
+
+
+def _recurrence_bwd(dtype, residuals, cotangents):
+  recurrent_kernel, h0, c0, hs, cs, gates = residuals
+  d_hs, (d_h_last, d_c_last) = cotangents
+  c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+  kernel_t = recurrent_kernel.T
+
+  def body(carry, xs):
+    d_h_next, d_c_next = carry
+    d_h_t, gates_t, c_t, c_prev_t = xs
+    i, f, g, o = jnp.split(gates_t, 4, axis=-1)
+    d_h = d_h_t + d_h_next
+    tanh_c = jnp.tanh(c_t)
+    d_c = d_c_next + d_h * o * (1.0 - tanh_c * tanh_c)
+    d_z = jnp.concatenate(
+      [
+        d_c * g * i * (1.0 - i),
+        d_c * c_prev_t * f * (1.0 - f),
+        d_c * i * (1.0 - g * g),
+        d_h * tanh_c * o * (1.0 - o),
+      ],
+      axis=-1,
+    )
+    return (_matmul(d_z, kernel_t, dtype), d_c * f), d_z
+
+  d_hs = d_hs.at[-1].add(d_h_last)
+  (d_h0, d_c0), d_z = jax.lax.scan(
+    body,
+    (jnp.zeros_like(h0), d_c_last),
+    (d_hs, gates, cs, c_prev),
+    reverse=True,
+  )
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+  d_kernel = jnp.einsum(
+    "tbh,tbg->hg",
+    h_prev.astype(dtype),
+    d_z.astype(dtype),
+    preferred_element_type=jnp.float32,
+  )
+  return d_z, d_kernel.astype(recurrent_kernel.dtype), d_h0, d_c0
+
+
+lstm_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
 def _forget_bias_init(key, shape, dtype=jnp.float32):
@@ -142,11 +240,16 @@ class LSTMStack(nn.Module):
     sizes: hidden units per layer, bottom first.
     input_dim: width of the input features.
     dtype: compute dtype of the matrix products.
+    impl: 'scan' (one scan advances every layer per time step, autodiff
+      backward) or 'fused' (a scan per layer with every input projection as
+      one large matmul and the hand-written backward of `lstm_recurrence`).
+      Same parameters, same values and gradients.
   """
 
   sizes: Sequence[int]
   input_dim: int
   dtype: Any = jnp.float32
+  impl: str = "scan"
 
   def setup(self):
     layers = []
@@ -219,6 +322,8 @@ class LSTMStack(nn.Module):
     """
     if carry is None:
       carry = self.initial_carry(x.shape[0])
+    if self.impl == "fused":
+      return self._fused(x, carry)
     # The bottom layer's input projection for all steps is one large matmul.
     first = self.layers[0]
     projected = _matmul(x, first["input_kernel"], self.dtype) + first["bias"]
@@ -228,6 +333,17 @@ class LSTMStack(nn.Module):
 
     carry, outputs = jax.lax.scan(body, carry, jnp.swapaxes(projected, 0, 1))
     return jnp.swapaxes(outputs, 0, 1), carry
+
+  def _fused(self, x: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
+    x = jnp.swapaxes(x, 0, 1)  # time-major inside
+    final = []
+    for layer, (h0, c0) in zip(self.layers, carry, strict=True):
+      projected = _matmul(x, layer["input_kernel"], self.dtype) + layer["bias"]
+      x, last = lstm_recurrence(
+        projected, layer["recurrent_kernel"], h0, c0, self.dtype
+      )
+      final.append(last)
+    return jnp.swapaxes(x, 0, 1), tuple(final)
 
 
 class MelodyModel(nn.Module):
@@ -243,7 +359,10 @@ class MelodyModel(nn.Module):
     )
     self.norm = nn.LayerNorm()
     self.lstm = LSTMStack(
-      config.lstm_sizes, config.input_dim, config.compute_dtype
+      config.lstm_sizes,
+      config.input_dim,
+      config.compute_dtype,
+      config.lstm_impl,
     )
     self.dense = nn.Dense(config.dense_size, dtype=config.compute_dtype)
     self.pitch_head = nn.Dense(
