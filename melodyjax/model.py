@@ -133,20 +133,25 @@ def lstm_cell(
   Returns:
     The new (h, c).
   """
+  h, c, _ = _cell_with_gates(recurrent_kernel, carry, projected_input, dtype)
+  return h, c
+
+
+def _cell_with_gates(recurrent_kernel, carry, projected_input, dtype):
+  """`lstm_cell` that also returns the activated gates [batch, 4 * hidden]."""
   h, c = carry
   i, f, g, o = _gates(projected_input + _matmul(h, recurrent_kernel, dtype))
   c = f * c + i * g
   h = o * jnp.tanh(c)
-  return h, c
+  return h, c, jnp.concatenate([i, f, g, o], axis=-1)
 
 
-def _recurrence_forward(projected, recurrent_kernel, h0, c0, dtype):
+def _recurrence_forward(
+  projected, recurrent_kernel, h0, c0, dtype, keep_gates=True
+):
   def body(carry, projected_t):
-    h, c = carry
-    i, f, g, o = _gates(projected_t + _matmul(h, recurrent_kernel, dtype))
-    c = f * c + i * g
-    h = o * jnp.tanh(c)
-    return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1))
+    h, c, gates = _cell_with_gates(recurrent_kernel, carry, projected_t, dtype)
+    return (h, c), (h, c, gates if keep_gates else None)
 
   _, (hs, cs, gates) = jax.lax.scan(body, (h0, c0), projected)
   return hs, cs, gates
@@ -170,7 +175,9 @@ def lstm_recurrence(projected, recurrent_kernel, h0, c0, dtype=jnp.float32):
   Returns:
     (hs [time, batch, hidden], (h, c) final state).
   """
-  hs, cs, _ = _recurrence_forward(projected, recurrent_kernel, h0, c0, dtype)
+  hs, cs, _ = _recurrence_forward(
+    projected, recurrent_kernel, h0, c0, dtype, keep_gates=False
+  )
   return hs, (hs[-1], cs[-1])
 
 
