@@ -315,3 +315,40 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(midi_dir, tmp_path):
   steps = [int(p) for p in os.listdir(workdir / "checkpoints") if p.isdigit()]
   assert len(steps) == 1 and 3 <= steps[0] < 100000
   assert "checkpoints:" in stdout
+
+
+GOLDEN_FIRST_LOSS = 5.29210
+
+
+def test_golden_first_step_loss():
+  """A fixed seed, batch and tiny config give a known first-step loss.
+
+  If this fails after an intended change to the model, its initialization,
+  the dropout or the loss, check the change and set GOLDEN_FIRST_LOSS to the
+  new value printed here; an unintended failure means numerics changed.
+  """
+  config = tiny.get_config()
+  model = model_lib.MelodyModel(
+    model_lib.get_model_config(config.model, 20, 10)
+  )
+  tx = train.create_optimizer(config.train)
+  rng = np.random.default_rng(0)
+  batch = {
+    "pitch": rng.integers(4, 20, (8, 16)).astype(np.int32),
+    "duration": rng.integers(4, 10, (8, 16)).astype(np.int32),
+    "target_pitch": rng.integers(4, 20, (8, 16)).astype(np.int32),
+    "target_duration": rng.integers(4, 10, (8, 16)).astype(np.int32),
+    "rows": np.arange(8, dtype=np.int32),
+  }
+  mesh = parallel.create_mesh(jax.devices()[:4])
+  step, _ = train.make_steps(model, tx, "all", "jit", mesh)
+  state = jax.device_put(
+    train.create_train_state(jax.random.key(0), model, tx, 16),
+    parallel.replicated_sharding(mesh),
+  )
+  _, sums = step(state, parallel.to_global(batch, mesh), jax.random.key(1))
+  sums = jax.device_get(sums)
+  loss = float((sums["nll_pitch"] + sums["nll_duration"]) / sums["count"])
+  assert loss == pytest.approx(GOLDEN_FIRST_LOSS, abs=1e-4), (
+    f"first-step loss is {loss!r}; see the docstring before updating"
+  )
