@@ -386,6 +386,8 @@ def load_dataset(config: ml_collections.ConfigDict) -> corpus.Dataset:
   midi_dir = os.path.expanduser(data.midi_dir)
   dataset_dir = os.path.expanduser(data.dataset_dir)
   corpus_config = corpus.CorpusConfig.from_config(data)
+  if jax.process_index() == 0:
+    _convert_esac_if_missing(midi_dir)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
 
@@ -395,6 +397,20 @@ def load_dataset(config: ml_collections.ConfigDict) -> corpus.Dataset:
   return corpus.build_dataset(
     midi_dir, dataset_dir, corpus_config, progress=jax.process_index() == 0
   )
+
+
+def _convert_esac_if_missing(midi_dir: str) -> None:
+  """The default corpus is made on first use: ESAC from music21 to MIDI."""
+  from melodyjax import esac  # pylint: disable=g-import-not-at-top
+
+  default = esac.default_midi_dir()
+  if os.path.abspath(midi_dir) != str(default) or os.path.isdir(midi_dir):
+    return
+  logging.warning("Converting ESAC to MIDI once into %s (minutes)", default)
+  try:
+    esac.convert_corpus(default)
+  except esac.EsacError as e:
+    raise TrainingError(f"{midi_dir} does not exist and {e}") from None
 
 
 def _check_workdir_vocabs(workdir: str, dataset: corpus.Dataset) -> None:
