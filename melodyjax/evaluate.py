@@ -5,10 +5,11 @@ statistics of generated melodies against the corpus, and a report.
 
 Predictive metrics count every event and every eos of every song of the test
 split, each song predicted from its start (bos) to its end, not from fixed
-windows. The same scoring code serves the model and the Kneser-Ney baseline
-(fitted on the same training split, order chosen on validation), so the two
-columns of the report are computed alike. Writes `report.md`, PNG figures and
-a WAV preview into the workdir (or --output_dir).
+windows. The same scoring code (`ngram.score_distributions`) serves the model
+and the Kneser-Ney baseline (fitted on the same training split, order chosen
+on validation), so the two columns of the report are computed alike. Writes
+`report.md`, PNG figures and a WAV preview into the workdir (or
+--output_dir).
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ import os
 import sys
 import time
 import wave
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
 from melodyjax import corpus, generate, midi_io, ngram, stats, tokens
-
-TOP_K = (1, 5)
 
 
 @functools.partial(jax.jit, static_argnames="model")
@@ -91,58 +90,6 @@ def model_distributions(
     stream: (np.concatenate(p), np.concatenate(t))
     for stream, (p, t) in out.items()
   }
-
-
-def score(
-  distributions: Mapping[str, tuple[np.ndarray, np.ndarray]],
-) -> dict[str, float]:
-  """Bits per note and top-k accuracy from per-target distributions.
-
-  Args:
-    distributions: {stream: (probs [num_targets, vocab], targets)}. The two
-      streams are scored as independent given the context (true of both the
-      model's heads and the baseline), so the joint bits are their sum and
-      the joint distribution is their product.
-
-  Returns:
-    {"bits_per_note", "bits_per_note_pitch", "bits_per_note_duration",
-    "top1_pitch", "top5_pitch", "top1_duration", "top5_duration", "top1",
-    "top5" (both streams: the true pair among the k likeliest pairs),
-    "num_targets"}.
-  """
-  result = {}
-  for stream in tokens.STREAMS:
-    probs, targets = distributions[stream]
-    p_target = np.take_along_axis(probs, targets[:, None], axis=1)[:, 0]
-    result[f"bits_per_note_{stream}"] = float(
-      -np.mean(np.log2(np.maximum(p_target, 1e-300)))
-    )
-    rank = ngram.ranks(probs, targets)
-    for k in TOP_K:
-      result[f"top{k}_{stream}"] = float(np.mean(rank < k))
-  result["bits_per_note"] = (
-    result["bits_per_note_pitch"] + result["bits_per_note_duration"]
-  )
-  rank = ngram.joint_ranks(*distributions["pitch"], *distributions["duration"])
-  for k in TOP_K:
-    result[f"top{k}"] = float(np.mean(rank < k))
-  result["num_targets"] = len(distributions["pitch"][1])
-  return result
-
-
-def baseline_distributions(
-  dataset: corpus.Dataset, fitted, split: corpus.Split
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """The n-gram's distributions at the same targets as `model_distributions`."""
-  rows = np.flatnonzero(split.transpositions == 0)
-  lengths = np.diff(split.offsets)[rows]
-  rows = rows[np.argsort(lengths, kind="stable")]
-  out = {}
-  for stream in tokens.STREAMS:
-    flat = getattr(split, stream)
-    songs = [flat[split.offsets[r] : split.offsets[r + 1]] for r in rows]
-    out[stream] = fitted[stream]["model"].distributions(songs)
-  return out
 
 
 def load_dataset_of(run: generate.Run) -> corpus.Dataset:
@@ -318,9 +265,11 @@ def evaluate_run(
     f"step {run.step}: scoring {int(np.sum(dataset.test.transpositions == 0))}"
     " test songs"
   )
-  model_scores = score(model_distributions(run, dataset.test))
+  model_scores = ngram.score_distributions(
+    model_distributions(run, dataset.test)
+  )
   fitted = ngram.fit_streams(dataset, max_order=max_order)
-  ngram_scores = score(baseline_distributions(dataset, fitted, dataset.test))
+  ngram_scores = ngram.evaluate_streams(dataset, fitted, "test")
   log(f"generating {num_samples} melodies of up to {num_notes} notes")
   melodies = generate.generate(
     run,

@@ -491,6 +491,46 @@ def fit_streams(
   return fitted
 
 
+def score_distributions(
+  distributions: Mapping[str, tuple[np.ndarray, np.ndarray]],
+) -> dict[str, float]:
+  """Bits per note and top-k accuracy from per-target distributions.
+
+  Shared by the baseline and the LSTM (melodyjax.evaluate), so both columns
+  of a report are computed alike. The streams are scored as independent
+  given the context (true of both models), so the joint bits are the sum of
+  the two streams' and the joint distribution is their product.
+
+  Args:
+    distributions: {stream: (probs float [num_targets, vocab], targets int
+      [num_targets])}, the same targets in the same order for both streams.
+
+  Returns:
+    {"bits_per_note", "bits_per_note_pitch", "bits_per_note_duration",
+    "top1_pitch", "top5_pitch", "top1_duration", "top5_duration", "top1"
+    (both streams right), "top5" (the pair among the 5 likeliest pairs),
+    "num_targets"}.
+  """
+  result = {}
+  for stream in tokens.STREAMS:
+    probs, targets = distributions[stream]
+    p_target = np.take_along_axis(probs, targets[:, None], axis=1)[:, 0]
+    result[f"bits_per_note_{stream}"] = float(
+      -np.mean(np.log2(np.maximum(p_target, 1e-300)))
+    )
+    rank = ranks(probs, targets)
+    for k in TOP_K:
+      result[f"top{k}_{stream}"] = float(np.mean(rank < k))
+  result["bits_per_note"] = (
+    result["bits_per_note_pitch"] + result["bits_per_note_duration"]
+  )
+  rank = joint_ranks(*distributions["pitch"], *distributions["duration"])
+  for k in TOP_K:
+    result[f"top{k}"] = float(np.mean(rank < k))
+  result["num_targets"] = len(distributions["pitch"][1])
+  return result
+
+
 def evaluate_streams(
   dataset: corpus.Dataset,
   fitted: Mapping[str, Mapping[str, Any]],
@@ -498,9 +538,7 @@ def evaluate_streams(
 ) -> dict[str, float]:
   """Bits per note and top-k accuracy of the fitted models on a split.
 
-  Original songs only; every event and each song's eos is a target. The
-  baseline models the streams independently, so the joint bits are the sum
-  of the two streams' and the joint distribution is their product.
+  Original songs only; every event and each song's eos is a target.
 
   Args:
     dataset: the dataset.
@@ -508,34 +546,17 @@ def evaluate_streams(
     split: 'valid' or 'test'.
 
   Returns:
-    {"bits_per_note", "bits_per_note_pitch", "bits_per_note_duration",
-    "top1_pitch", "top5_pitch", "top1_duration", "top5_duration", "top1"
-    (both streams right), "top5" (the pair among the 5 likeliest pairs),
-    "num_targets", "order_pitch", "order_duration"}.
+    `score_distributions`'s result plus "order_pitch" and "order_duration".
   """
   data = dataset.splits[split]
-  result, probs, targets = {}, {}, {}
+  result = score_distributions(
+    {
+      stream: fitted[stream]["model"].distributions(split_songs(data, stream))
+      for stream in tokens.STREAMS
+    }
+  )
   for stream in tokens.STREAMS:
-    model = fitted[stream]["model"]
-    songs = split_songs(data, stream)
-    probs[stream], targets[stream] = model.distributions(songs)
-    p_target = np.take_along_axis(
-      probs[stream], targets[stream][:, None], axis=1
-    )[:, 0]
-    result[f"bits_per_note_{stream}"] = float(-np.mean(np.log2(p_target)))
-    rank = ranks(probs[stream], targets[stream])
-    for k in TOP_K:
-      result[f"top{k}_{stream}"] = float(np.mean(rank < k))
-    result[f"order_{stream}"] = model.order
-  result["bits_per_note"] = (
-    result["bits_per_note_pitch"] + result["bits_per_note_duration"]
-  )
-  rank = joint_ranks(
-    probs["pitch"], targets["pitch"], probs["duration"], targets["duration"]
-  )
-  for k in TOP_K:
-    result[f"top{k}"] = float(np.mean(rank < k))
-  result["num_targets"] = len(targets["pitch"])
+    result[f"order_{stream}"] = fitted[stream]["model"].order
   return result
 
 

@@ -87,22 +87,6 @@ def _song_counts(events: Melody) -> dict[str, int]:
   return counts
 
 
-def song_features(events: Melody) -> dict[str, float]:
-  """The per-song features of one melody (NaN where undefined).
-
-  Returns:
-    {"pitch_range": semitones, "notes_per_song": note events, "in_key":
-    share of notes in key, "repeated": share of repeated note events}.
-  """
-  c = _song_counts(events)
-  return {
-    "pitch_range": float(c["range"]) if c["pitches"] else math.nan,
-    "notes_per_song": float(c["notes"]),
-    "in_key": c["in_key"] / c["pitches"] if c["pitches"] else math.nan,
-    "repeated": c["repeats"] / c["pairs"] if c["pairs"] else math.nan,
-  }
-
-
 def _ratio(a: int, b: int) -> float:
   return a / b if b else math.nan
 
@@ -258,14 +242,6 @@ def compare(
     g, r = _aligned(name, generated_stats, corpus_stats)
     result[name] = {"overlap": overlap(g, r), "kl": kl_divergence(g, r)}
   return result
-
-
-def format_comparison(comparison: Mapping[str, Mapping[str, float]]) -> str:
-  """The comparison as an aligned table, one feature per line."""
-  lines = [f"{'feature':16s} {'overlap':>8s} {'KL (nats)':>10s}"]
-  for name, values in comparison.items():
-    lines.append(f"{name:16s} {values['overlap']:8.4f} {values['kl']:10.4f}")
-  return "\n".join(lines)
 
 
 # ------------------------------------------------------------ copying check

@@ -628,8 +628,3 @@ def _progress_bar(active: bool, start: int, total: int):
     dynamic_ncols=True,
     mininterval=1.0,
   )
-
-
-def count_params(params) -> int:
-  """Number of parameters."""
-  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from melodyjax import evaluate, generate, midi_io, tokens
+from melodyjax import evaluate, generate, midi_io, ngram, tokens
 from tests.test_sample import workdir  # noqa: F401 - a trained tiny run
 
 
@@ -30,7 +30,9 @@ def test_bits_per_note_of_a_model_with_known_probabilities(workdir):  # noqa: F8
   pitch_probs = rng.dirichlet(np.ones(len(run.pitch_vocab)))
   duration_probs = rng.dirichlet(np.ones(len(run.duration_vocab)))
   fixed = constant_model(run, pitch_probs, duration_probs)
-  scores = evaluate.score(evaluate.model_distributions(fixed, dataset.test))
+  scores = ngram.score_distributions(
+    evaluate.model_distributions(fixed, dataset.test)
+  )
   # By hand: every event and one eos per test song, each -log2 p(target).
   test = dataset.test
   targets = {"pitch": [], "duration": []}
