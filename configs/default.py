@@ -2,8 +2,10 @@
 
   python train_main.py --config=configs/default.py --workdir=/tmp/mj/default
 
-Builds the ESAC dataset if needed (`make run` converts ESAC to MIDI first).
-20,000 steps of 64 windows of 64 events: minutes on a GPU, hours on a CPU.
+Converts ESAC to MIDI and builds its dataset on first use. 20,000 steps of
+64 windows of 64 events (about 130 epochs of ESAC's 9,838 training windows):
+about an hour on a 2-core CPU, where the 1,500 steps of configs/cpu.py take
+4m20s.
 """
 
 import ml_collections

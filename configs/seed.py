@@ -3,7 +3,8 @@
   python train_main.py --config=configs/seed.py --workdir=/tmp/mj/seed
 
 Same model and data as configs/default.py; only the objective differs (one
-target per window, one window per event), so an epoch has ~64x the windows.
+target per window, one window per event and eos), so an epoch of ESAC has
+421,295 windows, 43x the 9,838 of the default objective.
 """
 
 import ml_collections

@@ -286,8 +286,6 @@ class Runner:
       return jax.tree.map(global_replica, state)
     return state
 
-  def params(self, state):
-    return state.params
 
   def fetch(self, sums):
     sums = jax.device_get(sums)
@@ -587,7 +585,7 @@ def train_and_evaluate(
           evaluate(
             eval_step,
             runner,
-            runner.params(state),
+            state.params,
             valid_windows,
             config.eval.batch_size,
           ),
