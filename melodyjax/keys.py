@@ -80,11 +80,18 @@ def pitch_class_histogram(events: Sequence[midi_io.Event]) -> np.ndarray:
   return histogram
 
 
-def _correlation(histogram: np.ndarray, tonic: int, mode: str) -> float:
-  profile = np.roll(_PROFILES[mode], tonic)
-  if not histogram.any():
-    return 0.0
-  return float(np.corrcoef(histogram, profile)[0, 1])
+def _standardize(x: np.ndarray) -> np.ndarray:
+  x = x - x.mean(axis=-1, keepdims=True)
+  norm = np.linalg.norm(x, axis=-1, keepdims=True)
+  return x / np.where(norm > 0, norm, 1.0)
+
+
+# Standardized profiles of all 24 keys, [mode, tonic, pitch class]: a key's
+# Pearson correlation with a histogram is one dot product.
+_KEY_PROFILES = {
+  mode: _standardize(np.stack([np.roll(profile, t) for t in range(12)]))
+  for mode, profile in _PROFILES.items()
+}
 
 
 def estimate_key(
@@ -99,8 +106,8 @@ def estimate_key(
   """
   if candidates is None:
     candidates = [(t, m) for m in (MAJOR, MINOR) for t in range(12)]
-  histogram = pitch_class_histogram(events)
-  scores = [_correlation(histogram, t, m) for t, m in candidates]
+  histogram = _standardize(pitch_class_histogram(events))
+  scores = [float(_KEY_PROFILES[m][t] @ histogram) for t, m in candidates]
   return candidates[int(np.argmax(scores))]
 
 
