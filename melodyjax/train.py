@@ -286,7 +286,6 @@ class Runner:
       return jax.tree.map(global_replica, state)
     return state
 
-
   def fetch(self, sums):
     sums = jax.device_get(sums)
     if self.mode == "pmap":
@@ -580,7 +579,11 @@ def train_and_evaluate(
         or stop["signal"] is not None
       )
       if do_eval or do_save:
-        flush_pending()  # never save past a non-finite loss
+        # Never save past a non-finite loss; steps since the last log line
+        # are logged here rather than dropped.
+        if pending:
+          last_metrics = flush_pending()
+          writer.write(step, last_metrics)
         eval_metrics = summarize(
           evaluate(
             eval_step,

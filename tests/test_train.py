@@ -352,3 +352,22 @@ def test_golden_first_step_loss():
   assert loss == pytest.approx(GOLDEN_FIRST_LOSS, abs=1e-4), (
     f"first-step loss is {loss!r}; see the docstring before updating"
   )
+
+
+def test_every_step_is_logged_when_eval_falls_between_log_lines(
+  midi_dir, tmp_path
+):
+  config = tiny_config(midi_dir, tmp_path / "data")
+  config.train.num_train_steps = 12
+  config.train.log_every_steps = 5
+  config.train.eval_every_steps = 7
+  config.train.checkpoint_every_steps = 7
+  workdir = tmp_path / "run"
+  train.train_and_evaluate(config, str(workdir))
+  lines = [
+    json.loads(line)
+    for line in (workdir / "metrics.jsonl").read_text().splitlines()
+  ]
+  logged = [line["step"] for line in lines if "train/loss" in line]
+  # Steps 6-7 are logged at the step-7 evaluation, not dropped.
+  assert logged == [5, 7, 10, 12]
