@@ -140,19 +140,18 @@ def make_windows(
   lengths = np.diff(split.offsets)
   if objective == "all":
     # Windows at bos, bos + seq_len, ... while a target (up to eos) remains.
-    per_song = (lengths + 1 + seq_len - 1) // seq_len
-    song = np.repeat(np.arange(len(split)), per_song)
-    k = np.arange(int(per_song.sum())) - np.repeat(
-      np.cumsum(per_song) - per_song, per_song
-    )
-    starts = bos[song] + k * seq_len
+    per_song = (lengths + seq_len) // seq_len
   else:
     # One window per target: events 1..n and eos, inputs the seq_len before.
     per_song = lengths + 1
-    song = np.repeat(np.arange(len(split)), per_song)
-    k = np.arange(int(per_song.sum())) - np.repeat(
-      np.cumsum(per_song) - per_song, per_song
-    )
+  # Window k of song s, for every (s, k).
+  song = np.repeat(np.arange(len(split)), per_song)
+  k = np.arange(int(per_song.sum())) - np.repeat(
+    np.cumsum(per_song) - per_song, per_song
+  )
+  if objective == "all":
+    starts = bos[song] + k * seq_len
+  else:
     starts = bos[song] + k + 1 - seq_len
   return Windows(pitch, duration, starts.astype(np.int64), seq_len, objective)
 
