@@ -129,6 +129,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from melodyjax import cli
+  from melodyjax import cli, runtime
+
+  runtime.reexec_with_fast_malloc()
 
   sys.exit(app.run(main, flags_parser=cli.parse_flags))

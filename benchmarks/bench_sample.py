@@ -16,6 +16,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+if __name__ == "__main__":
+  from melodyjax import runtime
+
+  # Before JAX allocates anything; MELODYJAX_MALLOC=system opts out.
+  runtime.reexec_with_fast_malloc()
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 

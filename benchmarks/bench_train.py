@@ -47,13 +47,19 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+if __name__ == "__main__":
+  from melodyjax import runtime
+
+  # Before JAX allocates anything; MELODYJAX_MALLOC=system opts out.
+  runtime.reexec_with_fast_malloc()
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import results  # noqa: E402
 from melodyjax import model as model_lib  # noqa: E402
-from melodyjax import parallel, pipeline  # noqa: E402
+from melodyjax import parallel, pipeline, runtime  # noqa: E402
 from melodyjax import sample as sample_lib  # noqa: E402
 from melodyjax import train as train_lib  # noqa: E402
 
@@ -742,7 +748,8 @@ def main():
   print(
     f"jax {jax.__version__} on {jax.devices()[0].platform} "
     f"({jax.device_count()} devices, using 1)"
-    + (f", torch {torch.__version__}" if torch is not None else ""),
+    + (f", torch {torch.__version__}" if torch is not None else "")
+    + f"; allocator {runtime.active_allocator()} for both",
     flush=True,
   )
   start_load = load_average()
