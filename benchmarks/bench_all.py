@@ -4,8 +4,10 @@
       [--out benchmarks/results.json]
 
 Runs bench_ingest.py (MIDI to tokens against music21), bench_sample.py
-(sampling speed) and bench_train.py (training throughput and sampling
-against the PyTorch reference) one after another, each in its own process,
+(sampling speed), bench_train.py (training throughput and sampling
+against the PyTorch reference) and bench_quality.py (minutes of training
+until the model beats the n-gram baseline; about 20 minutes) one after
+another, each in its own process,
 so none shares threads or memory with the next. Each merges its figures by
 name into the results file; the combined table printed at the end shows
 every figure there with the target it has in its benchmark (the `TARGETS`
@@ -32,6 +34,7 @@ BENCHMARKS = {
   "ingest": "bench_ingest.py",
   "sample": "bench_sample.py",
   "train": "bench_train.py",
+  "quality": "bench_quality.py",
 }
 
 
@@ -91,7 +94,8 @@ def format_table(entries, targets) -> str:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
-    "--midi_dir", help="folder of MIDI files for bench_ingest.py"
+    "--midi_dir",
+    help="folder of MIDI files for bench_ingest.py and bench_quality.py",
   )
   parser.add_argument(
     "--only",
@@ -112,7 +116,7 @@ def main():
     if name not in names:
       continue
     command = [sys.executable, script, "--out", args.out]
-    if name == "ingest" and args.midi_dir:
+    if name in ("ingest", "quality") and args.midi_dir:
       command += ["--midi_dir", args.midi_dir]
     print(f"=== {name}: {' '.join(command)}", flush=True)
     start = time.perf_counter()
