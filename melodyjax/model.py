@@ -299,6 +299,11 @@ class LSTMStack(nn.Module):
       for h in self.sizes
     )
 
+  def input_projection(self, x: jax.Array) -> jax.Array:
+    """The bottom layer's x @ input_kernel + bias, [..., 4 * sizes[0]]."""
+    first = self.layers[0]
+    return _matmul(x, first["input_kernel"], self.dtype) + first["bias"]
+
   def _advance(
     self, x: jax.Array, carry: Carry, first_projected: jax.Array | None = None
   ):
@@ -306,6 +311,8 @@ class LSTMStack(nn.Module):
     for i, layer in enumerate(self.layers):
       if i == 0 and first_projected is not None:
         projected = first_projected
+      elif i == 0:
+        projected = self.input_projection(x)
       else:
         projected = (
           _matmul(x, layer["input_kernel"], self.dtype) + layer["bias"]
@@ -316,17 +323,23 @@ class LSTMStack(nn.Module):
       new_carry.append((x, c))
     return x, tuple(new_carry)
 
-  def step(self, x: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
+  def step(
+    self,
+    x: jax.Array | None,
+    carry: Carry,
+    projected: jax.Array | None = None,
+  ) -> tuple[jax.Array, Carry]:
     """One time step through every layer.
 
     Args:
-      x: [batch, input_dim].
+      x: [batch, input_dim], or None when `projected` is given.
       carry: from `initial_carry` or a previous call.
+      projected: the bottom layer's `input_projection(x)`, if known.
 
     Returns:
       (top layer output [batch, sizes[-1]], new carry).
     """
-    return self._advance(x, carry)
+    return self._advance(x, carry, projected)
 
   def __call__(
     self, x: jax.Array, carry: Carry | None = None
@@ -345,8 +358,7 @@ class LSTMStack(nn.Module):
     if self.impl == "fused":
       return self._fused(x, carry)
     # The bottom layer's input projection for all steps is one large matmul.
-    first = self.layers[0]
-    projected = _matmul(x, first["input_kernel"], self.dtype) + first["bias"]
+    projected = self.input_projection(x)
 
     def body(carry, projected_t):
       return self._advance(None, carry, projected_t)[::-1]
@@ -437,8 +449,31 @@ class MelodyModel(nn.Module):
     pitch_logits, duration_logits = self._heads(h)
     return pitch_logits, duration_logits, carry
 
+  def input_table(self) -> jax.Array:
+    """The bottom LSTM layer's input projection of every event, once.
+
+    Embeddings, layer norm and the first input matmul depend on the event
+    alone, so a sampler can look a step's projection up instead of
+    computing it: one gather instead of two embeddings, a layer norm and a
+    [batch, input_dim] @ [input_dim, 4 * hidden] matmul per note.
+
+    Returns:
+      [pitch_vocab, duration_vocab, 4 * lstm_sizes[0]].
+    """
+    config = self.config
+    pitch, duration = jnp.meshgrid(
+      jnp.arange(config.pitch_vocab_size),
+      jnp.arange(config.duration_vocab_size),
+      indexing="ij",
+    )
+    return self.lstm.input_projection(self._features(pitch, duration))
+
   def step(
-    self, pitch: jax.Array, duration: jax.Array, carry: Carry
+    self,
+    pitch: jax.Array,
+    duration: jax.Array,
+    carry: Carry,
+    input_table: jax.Array | None = None,
   ) -> tuple[jax.Array, jax.Array, Carry]:
     """One event in, logits of the next one out.
 
@@ -446,12 +481,16 @@ class MelodyModel(nn.Module):
       pitch: int [batch] pitch ids.
       duration: int [batch] duration ids.
       carry: LSTM state.
+      input_table: `input_table()`, to look the input projection up.
 
     Returns:
       (pitch logits [batch, pitch_vocab], duration logits
       [batch, duration_vocab], new carry).
     """
-    h, carry = self.lstm.step(self._features(pitch, duration), carry)
+    if input_table is None:
+      h, carry = self.lstm.step(self._features(pitch, duration), carry)
+    else:
+      h, carry = self.lstm.step(None, carry, input_table[pitch, duration])
     pitch_logits, duration_logits = self._heads(h)
     return pitch_logits, duration_logits, carry
 

@@ -32,6 +32,10 @@ from melodyjax import model as model_lib
 from melodyjax import tokens
 
 _NEG = -1e30
+# The sampler looks each note's bottom-layer input projection up in a table
+# of every (pitch, duration) pair when the table is at most this large
+# (ESAC: 49 x 42 pairs x 1,024 floats = 8.4 MB).
+MAX_INPUT_TABLE_BYTES = 64 << 20
 
 
 class Settings(NamedTuple):
@@ -206,6 +210,19 @@ def sample(
     variables, batch, method=model_lib.MelodyModel.initial_carry
   )
   done = jnp.zeros(batch, bool)
+  config = model.config
+  table_bytes = (
+    4
+    * config.pitch_vocab_size
+    * config.duration_vocab_size
+    * 4
+    * config.lstm_sizes[0]
+  )
+  input_table = None
+  if table_bytes <= MAX_INPUT_TABLE_BYTES:
+    input_table = model.apply(
+      variables, method=model_lib.MelodyModel.input_table
+    )
 
   def body(state, t):
     pitch_buffer, duration_buffer, done, carry = state
@@ -214,6 +231,7 @@ def sample(
       pitch_buffer[:, t],
       duration_buffer[:, t],
       carry,
+      input_table,
       method=model_lib.MelodyModel.step,
     )
     sampled = _choose(

@@ -98,6 +98,28 @@ def test_step_equals_sequence(params):
     np.testing.assert_allclose(c, c2, atol=1e-5)
 
 
+def test_step_with_input_table_equals_step(params):
+  model = model_lib.MelodyModel(CONFIG)
+  table = model.apply(params, method=model_lib.MelodyModel.input_table)
+  assert table.shape == (30, 12, 4 * 24)
+  pitch, duration = inputs(batch=5, time=6, seed=1)
+  step = jax.jit(
+    lambda p, d, c, table: model.apply(
+      params, p, d, c, table, method=model_lib.MelodyModel.step
+    )
+  )
+  carry = model.apply(params, 5, method=model_lib.MelodyModel.initial_carry)
+  looked_up = carry
+  for t in range(pitch.shape[1]):
+    p, d, carry = step(pitch[:, t], duration[:, t], carry, None)
+    p2, d2, looked_up = step(pitch[:, t], duration[:, t], looked_up, table)
+    np.testing.assert_allclose(p2, p, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(d2, d, rtol=1e-5, atol=1e-5)
+  for (h, c), (h2, c2) in zip(carry, looked_up, strict=True):
+    np.testing.assert_allclose(h2, h, atol=1e-5)
+    np.testing.assert_allclose(c2, c, atol=1e-5)
+
+
 def test_bfloat16_compute_keeps_float32_params_and_logits():
   config = model_lib.ModelConfig(**{**CONFIG.__dict__, "dtype": "bfloat16"})
   model = model_lib.MelodyModel(config)

@@ -101,6 +101,19 @@ def test_same_seed_same_notes_and_primer_kept(run):
   assert not np.isin(generated, [tokens.BOS_ID, tokens.UNK_ID]).any()
 
 
+def test_input_table_lookup_samples_the_same_notes(run, monkeypatch):
+  primer = primer_arrays(run, "C4:1 D4:0.5")
+  settings = sample_lib.make_settings(1.0)
+  args = (run.model, run.params, *primer, jax.random.key(3), settings)
+  looked_up = sample_lib.sample(*args, num_notes=24)
+  monkeypatch.setattr(sample_lib, "MAX_INPUT_TABLE_BYTES", 0)
+  jax.clear_caches()  # trace again, without the table
+  computed = sample_lib.sample(*args, num_notes=24)
+  jax.clear_caches()
+  np.testing.assert_array_equal(computed[0], looked_up[0])
+  np.testing.assert_array_equal(computed[1], looked_up[1])
+
+
 def test_changing_settings_and_primer_does_not_retrace(run):
   traces = {"count": 0}
   model = run.model
