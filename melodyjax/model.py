@@ -104,6 +104,12 @@ def get_model_config(
   )
 
 
+# From this batch size on, a step of the upper LSTM layers (the sampler's
+# path) multiplies [x, h] by the stacked kernels at once: faster for 64
+# melodies, slower for one (BENCHMARKS.md).
+STACKED_MATMUL_MIN_BATCH = 16
+
+
 def _matmul(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
   return jnp.dot(
     x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32
@@ -154,7 +160,14 @@ def _cell_with_gates(recurrent_kernel, carry, projected_input, dtype):
   backward loop made that loop about 45% slower on XLA:CPU.
   """
   h, c = carry
-  i, f, g, o = _gates(projected_input + _matmul(h, recurrent_kernel, dtype))
+  return _cell_from_preactivations(
+    projected_input + _matmul(h, recurrent_kernel, dtype), c
+  )
+
+
+def _cell_from_preactivations(z, c):
+  """(h, c, gates) from the pre-activations z = x Wi + h Wh + b."""
+  i, f, g, o = _gates(z)
   c = f * c + i * g
   h = o * jnp.tanh(c)
   return h, c, (i, f, g, o)
@@ -308,18 +321,28 @@ class LSTMStack(nn.Module):
     self, x: jax.Array, carry: Carry, first_projected: jax.Array | None = None
   ):
     new_carry = []
+    batch = carry[0][0].shape[0]
     for i, layer in enumerate(self.layers):
-      if i == 0 and first_projected is not None:
-        projected = first_projected
-      elif i == 0:
-        projected = self.input_projection(x)
-      else:
-        projected = (
-          _matmul(x, layer["input_kernel"], self.dtype) + layer["bias"]
+      if i > 0 and batch >= STACKED_MATMUL_MIN_BATCH:
+        # One matmul [x, h] @ [input_kernel; recurrent_kernel] instead of
+        # two (the kernels' concatenation is loop-invariant in a scan).
+        kernel = jnp.concatenate(
+          [layer["input_kernel"], layer["recurrent_kernel"]], axis=0
         )
-      x, c = lstm_cell(
-        layer["recurrent_kernel"], carry[i], projected, self.dtype
-      )
+        z = _matmul(jnp.concatenate([x, carry[i][0]], -1), kernel, self.dtype)
+        x, c, _ = _cell_from_preactivations(z + layer["bias"], carry[i][1])
+      else:
+        if i == 0 and first_projected is not None:
+          projected = first_projected
+        elif i == 0:
+          projected = self.input_projection(x)
+        else:
+          projected = (
+            _matmul(x, layer["input_kernel"], self.dtype) + layer["bias"]
+          )
+        x, c = lstm_cell(
+          layer["recurrent_kernel"], carry[i], projected, self.dtype
+        )
       new_carry.append((x, c))
     return x, tuple(new_carry)
 

@@ -142,6 +142,18 @@ def _choose(
   return pitch.astype(jnp.int32), duration.astype(jnp.int32)
 
 
+def use_input_table(config: model_lib.ModelConfig, lookups: int) -> bool:
+  """Whether a sampler call of `lookups` events builds the input table.
+
+  The table costs as much as projecting one event per (pitch, duration)
+  pair, so it pays when a call has more events than pairs (64 melodies of
+  256 notes on ESAC: 16,448 against 2,058; one melody: 257, so no).
+  """
+  pairs = config.pitch_vocab_size * config.duration_vocab_size
+  table_bytes = 4 * pairs * 4 * config.lstm_sizes[0]
+  return table_bytes <= MAX_INPUT_TABLE_BYTES and lookups > pairs
+
+
 def _buffers(primer_pitch, primer_duration, num_notes):
   """[batch, 1 + max_primer + num_notes] buffers: bos, primer, then room."""
   batch = primer_pitch.shape[0]
@@ -210,16 +222,8 @@ def sample(
     variables, batch, method=model_lib.MelodyModel.initial_carry
   )
   done = jnp.zeros(batch, bool)
-  config = model.config
-  table_bytes = (
-    4
-    * config.pitch_vocab_size
-    * config.duration_vocab_size
-    * 4
-    * config.lstm_sizes[0]
-  )
   input_table = None
-  if table_bytes <= MAX_INPUT_TABLE_BYTES:
+  if use_input_table(model.config, batch * length):
     input_table = model.apply(
       variables, method=model_lib.MelodyModel.input_table
     )

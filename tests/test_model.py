@@ -79,7 +79,10 @@ def test_causality(params):
     assert np.all(per_step[: t + 1] > 0), t
 
 
-def test_step_equals_sequence(params):
+@pytest.mark.parametrize("stacked", [False, True])
+def test_step_equals_sequence(params, stacked, monkeypatch):
+  if stacked:  # one [x, h] matmul per upper layer, as for large batches
+    monkeypatch.setattr(model_lib, "STACKED_MATMUL_MIN_BATCH", 1)
   model = model_lib.MelodyModel(CONFIG)
   pitch, duration = inputs()
   full_pitch, full_duration, full_carry = model.apply(params, pitch, duration)

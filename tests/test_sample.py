@@ -105,6 +105,8 @@ def test_input_table_lookup_samples_the_same_notes(run, monkeypatch):
   primer = primer_arrays(run, "C4:1 D4:0.5")
   settings = sample_lib.make_settings(1.0)
   args = (run.model, run.params, *primer, jax.random.key(3), settings)
+  length = 1 + primer[0].shape[1] + 24
+  assert sample_lib.use_input_table(run.model.config, 3 * length)
   looked_up = sample_lib.sample(*args, num_notes=24)
   monkeypatch.setattr(sample_lib, "MAX_INPUT_TABLE_BYTES", 0)
   jax.clear_caches()  # trace again, without the table
