@@ -7,7 +7,7 @@ CACHE ?= $(or $(MELODYJAX_CACHE),$(HOME)/.cache/melodyjax)
 ESAC_MIDI := $(CACHE)/esac_midi
 ESAC_DATA := $(CACHE)/datasets/esac
 
-.PHONY: run test install lint bench clean-venv
+.PHONY: run test install sysdeps lint bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,25 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Optional: tcmalloc, which the mains preload (melodyjax/runtime.py) so that
+# XLA:CPU stops re-faulting its buffers at every step. Installed only where
+# apt-get runs as root; elsewhere the mains fall back to glibc's huge-page
+# malloc, and nothing fails.
+sysdeps:
+	@if ! ldconfig -p 2>/dev/null | grep -q libtcmalloc_minimal.so.4 \
+	  && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing libtcmalloc-minimal4 (optional)"; \
+	  (apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 \
+	   || (apt-get update -q >/dev/null 2>&1 \
+	       && apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1)) \
+	  || echo "tcmalloc not installed; using glibc's huge-page malloc"; \
+	fi
+
 RUN_DIR ?= runs/esac_cpu
 
 # Main job on the default corpus: ESAC (from music21) -> MIDI -> dataset
 # (round trip checked, report printed) -> a few minutes of CPU training.
-run: install
+run: install sysdeps
 	$(PY) -m melodyjax.esac --out $(ESAC_MIDI)
 	$(PY) -m melodyjax.corpus --midi_dir $(ESAC_MIDI) --out $(ESAC_DATA) \
 	  --check_roundtrip --export_jsonl $(ESAC_DATA)/songs.jsonl
@@ -37,7 +51,7 @@ lint: install
 
 # All benchmarks, one table; the PyTorch reference needs the `bench` extra
 # (see BENCHMARKS.md). Run `make run` first: it converts ESAC.
-bench: install
+bench: install sysdeps
 	$(PY) benchmarks/bench_all.py --midi_dir $(ESAC_MIDI)
 
 clean-venv:
