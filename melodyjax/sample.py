@@ -36,6 +36,9 @@ _NEG = -1e30
 # of every (pitch, duration) pair when the table is at most this large
 # (ESAC: 49 x 42 pairs x 1,024 floats = 8.4 MB).
 MAX_INPUT_TABLE_BYTES = 64 << 20
+# Every note's Gumbel noise is drawn before the scan up to this size (64
+# melodies of 256 notes on ESAC: 6 MB), else per note inside it.
+MAX_NOISE_BYTES = 64 << 20
 
 
 class Settings(NamedTuple):
@@ -105,10 +108,34 @@ def _reserved_mask(vocab_size: int, allow_eos: bool) -> jax.Array:
   return jnp.zeros(vocab_size, bool).at[jnp.array(banned)].set(True)
 
 
+def _gumbel(key, t, batch: int, vocab: int) -> jax.Array:
+  """Note t's Gumbel noise for both streams, [batch, vocab]."""
+  return jax.random.gumbel(jax.random.fold_in(key, t), (batch, vocab))
+
+
+def _noise_source(key, steps: int, batch: int, vocab: int):
+  """(scanned noise or None, per-step noise function).
+
+  Threefry on XLA:CPU runs as a loop of its own, about a quarter of a note's
+  time for one melody; drawing every note's noise in one batched call before
+  the scan removes it from the loop. The values are the same either way
+  (note t always uses `fold_in(key, t)`); above `MAX_NOISE_BYTES` the noise
+  is drawn per note instead.
+  """
+  draw = functools.partial(_gumbel, key, batch=batch, vocab=vocab)
+  if 4 * steps * batch * vocab > MAX_NOISE_BYTES:
+    return None, lambda t, noise: draw(t)
+  return jax.vmap(draw)(jnp.arange(steps)), lambda t, noise: noise
+
+
 def _choose(
-  t, key, pitch_logits, duration_logits, settings: Settings, rest_id: int
+  t, noise, pitch_logits, duration_logits, settings: Settings, rest_id: int
 ):
-  """Samples the event after position t: (pitch, duration) ids, [batch]."""
+  """Samples the event after position t: (pitch, duration) ids, [batch].
+
+  `noise` is the note's Gumbel noise for both streams, [batch, pitch_vocab
+  + duration_vocab].
+  """
   # A song starts with a note: neither eos nor a rest right after bos.
   banned = _reserved_mask(pitch_logits.shape[-1], True)
   banned = banned.at[tokens.EOS_ID].set(t == 0)
@@ -133,9 +160,6 @@ def _choose(
   )
   # Gumbel-max for both streams from one draw (as jax.random.categorical).
   vocab = pitch_logits.shape[-1]
-  noise = jax.random.gumbel(
-    key, (pitch_logits.shape[0], vocab + duration_logits.shape[-1])
-  )
   pitch = jnp.argmax(pitch_logits + noise[:, :vocab], axis=-1)
   duration = jnp.argmax(duration_logits + noise[:, vocab:], axis=-1)
   duration = jnp.where(pitch == tokens.EOS_ID, tokens.EOS_ID, duration)
@@ -228,7 +252,11 @@ def sample(
       variables, method=model_lib.MelodyModel.input_table
     )
 
-  def body(state, t):
+  vocab = model.config.pitch_vocab_size + model.config.duration_vocab_size
+  noise, note_noise = _noise_source(key, length - 1, batch, vocab)
+
+  def body(state, xs):
+    t, noise = xs
     pitch_buffer, duration_buffer, done, carry = state
     pitch_logits, duration_logits, carry = model.apply(
       variables,
@@ -240,7 +268,7 @@ def sample(
     )
     sampled = _choose(
       t,
-      jax.random.fold_in(key, t),
+      note_noise(t, noise),
       pitch_logits,
       duration_logits,
       settings,
@@ -257,7 +285,7 @@ def sample(
 
   state = (pitch_buffer, duration_buffer, done, carry)
   (pitch_buffer, duration_buffer, _, _), _ = jax.lax.scan(
-    body, state, jnp.arange(length - 1)
+    body, state, (jnp.arange(length - 1), noise)
   )
   return pitch_buffer, duration_buffer
 
@@ -291,8 +319,11 @@ def sample_window(
   batch, length = pitch_buffer.shape
   pad = jnp.full((batch, seq_len - 1), tokens.PAD_ID, jnp.int32)
   done = jnp.zeros(batch, bool)
+  vocab = model.config.pitch_vocab_size + model.config.duration_vocab_size
+  noise, note_noise = _noise_source(key, length - 1, batch, vocab)
 
-  def body(state, t):
+  def body(state, xs):
+    t, noise = xs
     pitch_buffer, duration_buffer, done = state
     window = lambda b: jax.lax.dynamic_slice_in_dim(  # noqa: E731
       jnp.concatenate([pad, b], 1), t, seq_len, axis=1
@@ -302,7 +333,7 @@ def sample_window(
     )
     sampled = _choose(
       t,
-      jax.random.fold_in(key, t),
+      note_noise(t, noise),
       pitch_logits[:, 0],
       duration_logits[:, 0],
       settings,
@@ -311,7 +342,9 @@ def sample_window(
     return _advance(t, sampled, state, primer_lengths, num_notes), None
 
   (pitch_buffer, duration_buffer, _), _ = jax.lax.scan(
-    body, (pitch_buffer, duration_buffer, done), jnp.arange(length - 1)
+    body,
+    (pitch_buffer, duration_buffer, done),
+    (jnp.arange(length - 1), noise),
   )
   return pitch_buffer, duration_buffer
 

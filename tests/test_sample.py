@@ -101,19 +101,26 @@ def test_same_seed_same_notes_and_primer_kept(run):
   assert not np.isin(generated, [tokens.BOS_ID, tokens.UNK_ID]).any()
 
 
-def test_input_table_lookup_samples_the_same_notes(run, monkeypatch):
+@pytest.mark.parametrize(
+  "slow_path", ["MAX_INPUT_TABLE_BYTES", "MAX_NOISE_BYTES"]
+)
+def test_fast_paths_sample_the_same_notes(run, monkeypatch, slow_path):
+  """Input table and noise drawn before the scan, against per-note work."""
   primer = primer_arrays(run, "C4:1 D4:0.5")
   settings = sample_lib.make_settings(1.0)
   args = (run.model, run.params, *primer, jax.random.key(3), settings)
   length = 1 + primer[0].shape[1] + 24
   assert sample_lib.use_input_table(run.model.config, 3 * length)
-  looked_up = sample_lib.sample(*args, num_notes=24)
-  monkeypatch.setattr(sample_lib, "MAX_INPUT_TABLE_BYTES", 0)
-  jax.clear_caches()  # trace again, without the table
-  computed = sample_lib.sample(*args, num_notes=24)
+  fast = sample_lib.sample(*args, num_notes=24)
+  fast_window = sample_lib.sample_window(*args, num_notes=24, seq_len=8)
+  monkeypatch.setattr(sample_lib, slow_path, 0)
+  jax.clear_caches()  # trace again, without the fast path
+  slow = sample_lib.sample(*args, num_notes=24)
+  slow_window = sample_lib.sample_window(*args, num_notes=24, seq_len=8)
   jax.clear_caches()
-  np.testing.assert_array_equal(computed[0], looked_up[0])
-  np.testing.assert_array_equal(computed[1], looked_up[1])
+  for a, b in [(fast, slow), (fast_window, slow_window)]:
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
 
 
 def test_changing_settings_and_primer_does_not_retrace(run):
