@@ -295,7 +295,13 @@ def write_outputs(
   Returns:
     The paths of the MIDI files.
   """
-  os.makedirs(output_dir, exist_ok=True)
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+  except OSError as e:
+    raise GenerateError(
+      f"cannot create the output folder {output_dir}: "
+      f"{e.strerror or e} (is part of the path a file?)"
+    ) from None
   paths = []
   for i, events in enumerate(melodies):
     stem = os.path.join(output_dir, f"sample_{step}_{i}")

@@ -254,7 +254,7 @@ def test_main_reports_a_missing_midi_folder_in_one_line(tmp_path):
     "--config.data.midi_dir=/no/such/folder",
     f"--config.data.dataset_dir={tmp_path}/d",
   )
-  assert result.returncode == 1
+  assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == (
     "train_main.py: error: MIDI folder not found: /no/such/folder"
   )
@@ -276,6 +276,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     train.train_and_evaluate(config, str(workdir))
   message = str(e.value)
   assert "non-finite loss at step 1" in message  # steps 11-15
+  assert "Hint: lower config.train.learning_rate" in message
   assert "last good checkpoint: step 10" in message
   assert sorted(os.listdir(workdir / "checkpoints")) == ["10"]
 
