@@ -286,6 +286,10 @@ def _check_shapes(state_dir: str, abstract_state: Any) -> None:
     for path, leaf in jax.tree_util.tree_flatten_with_path(metadata)[0]
     if hasattr(leaf, "shape")
   }
+  if not stored:
+    raise DamagedCheckpointError(
+      f"cannot read checkpoint {state_dir} (no array metadata)"
+    )
   for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
     name = _path_name(path)
     if name not in stored:

@@ -205,6 +205,15 @@ def check_workdir_config(
       f"{path} cannot be read ({e}); this workdir has checkpoints, so it "
       "is not overwritten: use a new workdir"
     ) from None
+  old_seed = old.get("seed")
+  old_batch = old.get("train", {}).get("batch_size")
+  if (old_seed, old_batch) != (config.seed, config.train.batch_size):
+    # The data order depends on both: resuming with others is another run.
+    raise ConfigError(
+      f"{workdir} was trained with seed {old_seed} and batch size "
+      f"{old_batch}; the config says {config.seed} and "
+      f"{config.train.batch_size}: use a new workdir"
+    )
   old_model: Mapping[str, Any] = old.get("model", {})
   for field in _MODEL_FIELDS:
     before = old_model.get(field)

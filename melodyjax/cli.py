@@ -90,7 +90,12 @@ def parse_flags(argv: list[str]) -> list[str]:
     return rest
   except flags.Error as e:
     message = str(e)
-    if "defined twice" in message:  # an override given twice
+    required = re.search(
+      r"Flag --(\w+) must have a value other than None", message
+    )
+    if required:
+      message = f"--{required.group(1)} is required"
+    elif "defined twice" in message:  # an override given twice
       name = re.search(r"'([\w.]+)'", message)
       message = f"--{name.group(1) if name else 'a flag'} is given twice"
   except OSError as e:
