@@ -530,7 +530,10 @@ def build_dataset(
   try:
     os.makedirs(out_dir, exist_ok=True)
   except OSError as e:
-    raise CorpusError(f"cannot create {out_dir}: {e.strerror}") from None
+    raise CorpusError(
+      f"cannot create the dataset folder {out_dir}: {e.strerror} "
+      "(a file in the way?); give another dataset folder"
+    ) from None
   if not os.access(out_dir, os.W_OK):
     raise CorpusError(f"cannot write to {out_dir}")
 

@@ -314,7 +314,7 @@ CASES = [
     "train",
     "a dataset folder that is a file",
     lambda c: c.train(f"--config.data.dataset_dir={c.file('data_file')}"),
-    "cannot create",
+    "cannot create the dataset folder",
   ),
   # train_main.py: workdir
   Case(
