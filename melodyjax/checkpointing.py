@@ -162,9 +162,10 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
         data=ocp.args.JsonRestore(),
       ),
     )
-  except (ValueError, KeyError, TypeError, OSError, RuntimeError) as e:
+  except Exception as e:  # noqa: BLE001 - orbax raises bare Exception too
     # The shapes matched above, so a failure here is a damaged file.
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e)
+    first = str(first).split(" See full TensorStore details")[0][:200]
     raise DamagedCheckpointError(
       f"checkpoint {manager.directory}/{step} cannot be read ({first})"
     ) from None
