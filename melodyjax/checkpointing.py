@@ -102,6 +102,9 @@ def create_manager(
     # Not orbax's read_only, which warns on every restore: nothing is saved
     # through this manager, so nothing is ever deleted either.
     create=not read_only,
+    # A write cut by a kill leaves a tmp folder; the next run (which holds
+    # the workdir lock, so no other run is writing) removes it.
+    cleanup_tmp_directories=not read_only,
   )
   return ocp.CheckpointManager(
     os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), options=options
