@@ -230,6 +230,8 @@ def restore_latest(
     # Only once a good one is found: with none, a later run must not start
     # afresh over the damaged ones.
     for bad_step, problem in damaged:
+      if jax.process_index() != 0:  # process 0 moves; all skip the same
+        continue
       moved = _move_aside(directory, bad_step)
       logging.warning(
         "%s: skipped, moved to %s; resuming from step %d",

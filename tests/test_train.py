@@ -281,6 +281,22 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
   assert sorted(os.listdir(workdir / "checkpoints")) == ["10"]
 
 
+def test_a_non_finite_gradient_alone_stops_training():
+  finite = {"nll_pitch": 10.0, "nll_duration": 5.0, "grad_norm": 3.0}
+  train.check_finite(7, finite, 5, "/w")  # nothing to report
+  for sums, what in (
+    ({**finite, "grad_norm": float("nan")}, "gradient"),
+    ({**finite, "grad_norm": float("inf")}, "gradient"),
+    ({**finite, "nll_pitch": float("inf")}, "loss"),
+  ):
+    with pytest.raises(train.TrainingError) as e:
+      train.check_finite(7, sums, 5, "/w")
+    message = str(e.value)
+    assert f"non-finite {what} at step 7" in message
+    assert "last good checkpoint: step 5 in /w" in message
+    assert "Hint: lower config.train.learning_rate" in message
+
+
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(midi_dir, tmp_path):
   workdir = tmp_path / "run"
   process = subprocess.Popen(
