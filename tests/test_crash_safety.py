@@ -164,6 +164,11 @@ def kill_loop(midi, data, workdir, num_steps, num_kills, seed):
   while kills < num_kills:
     resumed = logged_step(workdir)
     lines = count_lines(workdir)
+    # A few steps past the furthest point so far, so that every kill (not
+    # only the first few) lands inside the run.
+    target = resumed + int(rng.integers(1, 2 * INTERVAL + 1))
+    if target >= num_steps:
+      break
     process = start_run(midi, data, workdir, num_steps)
     try:
       if kills % 2:  # during an asynchronous checkpoint write of this run
@@ -175,7 +180,6 @@ def kill_loop(midi, data, workdir, num_steps, num_kills, seed):
           ),
         )
       else:  # at a random step, a few milliseconds into the next one
-        target = int(rng.integers(resumed + 1, num_steps))
         hit = wait_for(
           process,
           lambda target=target: logged_step(workdir) >= target,
