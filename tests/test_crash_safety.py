@@ -5,7 +5,6 @@ no stale lock. Also: damaged checkpoints are skipped with a warning."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -274,13 +273,10 @@ def test_damaged_latest_checkpoints_are_skipped_with_a_warning(
   config.checkpoint.async_save = False
   workdir = tmp_path / "run"
   train.train_and_evaluate(config, str(workdir))
-  reference = tmp_path / "reference"
-  shutil.copytree(workdir, reference)
-  shutil.rmtree(reference / "checkpoints" / "15")
-  shutil.rmtree(reference / "checkpoints" / "10")
+  expected_5 = read_all(workdir)[5][1]
   damage(workdir / "checkpoints" / "15", "delete")
   damage(workdir / "checkpoints" / "10", "truncate")
-  config.train.num_train_steps = 20
+  config.train.num_train_steps = 6  # resume from 5, one step, save
   with caplog.at_level("WARNING"):
     train.train_and_evaluate(config, str(workdir))
   warnings = [
@@ -293,14 +289,12 @@ def test_damaged_latest_checkpoints_are_skipped_with_a_warning(
     ), warnings
   moved = sorted(os.listdir(workdir / checkpointing.DAMAGED_DIR))
   assert [name.split("-")[0] for name in moved] == ["10", "15"]
-  # Resumed from step 5: the same as resuming a copy that stopped there.
-  train.train_and_evaluate(config, str(reference))
-  (state, _), (expected, _) = final_state(workdir), final_state(reference)
-  assert int(state.step) == 20
-  for a, b in zip(
-    jax.tree.leaves(state), jax.tree.leaves(expected), strict=True
-  ):
-    np.testing.assert_array_equal(a, b)
+  steps = read_all(workdir)  # all readable again, 6 saved after 5
+  assert sorted(steps) == [5, 6]
+  state, data_state = steps[6]
+  assert int(state.step) == 6 and data_state["step"] == expected_5["step"] + 1
+  # (That a resumed run equals an uninterrupted one is the kill loop's
+  # test above and test_train's.)
 
 
 def check_second_run_refused(midi, data, workdir):
