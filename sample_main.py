@@ -13,8 +13,17 @@ import sys
 
 from absl import app, flags
 
+from melodyjax import cli
+
+PROG = "sample_main.py"
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Run folder written by train_main.py.")
+# allow_override: train_main defines --workdir too, and tests import both.
+flags.DEFINE_string(
+  "workdir",
+  None,
+  "Run folder written by train_main.py.",
+  allow_override=True,
+)
 flags.DEFINE_string("step", "latest", "'latest', 'best' or a step number.")
 flags.DEFINE_string("output_dir", None, "Default: WORKDIR/samples/<step>.")
 flags.DEFINE_integer("num_outputs", 4, "Melodies to generate.")
@@ -61,28 +70,91 @@ def _pair(values, kind, name):
     parsed = [kind(v) for v in values]
   except ValueError:
     joined = ",".join(values)
-    raise app.UsageError(f"--{name}: not a number: {joined}") from None
+    raise cli.UsageError(f"--{name}: not a number: {joined}") from None
   if len(parsed) not in (1, 2):
-    raise app.UsageError(f"--{name} takes one value or pitch,duration")
+    raise cli.UsageError(f"--{name} takes one value or pitch,duration")
   return parsed if len(parsed) == 2 else parsed * 2
+
+
+def check_flags() -> dict:
+  """The sampling flags, checked before the (slow) model restore.
+
+  Returns:
+    temperature, top_k, top_p (each [pitch, duration]) and time_signature.
+
+  Raises:
+    cli.UsageError: the first bad flag, by name.
+  """
+  temperature = _pair(FLAGS.temperature, float, "temperature")
+  top_k = _pair(FLAGS.top_k, int, "top_k")
+  top_p = _pair(FLAGS.top_p, float, "top_p")
+  if min(temperature) <= 0:
+    raise cli.UsageError(
+      f"--temperature must be > 0, got {','.join(FLAGS.temperature)} "
+      "(lower values are more conservative; try 0.8)"
+    )
+  if not all(0 < p <= 1 for p in top_p):
+    raise cli.UsageError(
+      f"--top_p must be in (0, 1], got {','.join(FLAGS.top_p)} "
+      "(1 keeps every token)"
+    )
+  if min(top_k) < 0:
+    raise cli.UsageError(
+      f"--top_k must be >= 0 (0 keeps every token), got {','.join(FLAGS.top_k)}"
+    )
+  for name in ("num_outputs", "num_notes", "max_primer_notes"):
+    if FLAGS[name].value < 1:
+      raise cli.UsageError(f"--{name} must be >= 1, got {FLAGS[name].value}")
+  try:
+    numerator, denominator = (int(x) for x in FLAGS.time_signature.split("/"))
+  except ValueError:
+    raise cli.UsageError(
+      f"--time_signature must look like 3/4, got {FLAGS.time_signature!r}"
+    ) from None
+  if numerator < 1 or denominator not in (1, 2, 4, 8, 16, 32):
+    raise cli.UsageError(
+      f"--time_signature {FLAGS.time_signature}: the numerator must be >= 1 "
+      "and the denominator a power of two up to 32"
+    )
+  if not FLAGS.tempo > 0:
+    raise cli.UsageError(
+      f"--tempo must be > 0 (quarters per minute), got {FLAGS.tempo}"
+    )
+  if not 1 <= FLAGS.velocity <= 127:
+    raise cli.UsageError(f"--velocity must be 1-127, got {FLAGS.velocity}")
+  if not 0 <= FLAGS.program <= 127:
+    raise cli.UsageError(f"--program must be 0-127, got {FLAGS.program}")
+  if FLAGS.primer_midi and FLAGS.primer:
+    raise cli.UsageError("give --primer or --primer_midi, not both")
+  if FLAGS.primer_midi and not os.path.isfile(FLAGS.primer_midi):
+    raise cli.UsageError(f"primer MIDI not found: {FLAGS.primer_midi}")
+  if FLAGS.output_dir and os.path.exists(FLAGS.output_dir):
+    if not os.path.isdir(FLAGS.output_dir):
+      raise cli.UsageError(
+        f"--output_dir {FLAGS.output_dir} is a file, not a folder"
+      )
+  return {
+    "temperature": temperature,
+    "top_k": top_k,
+    "top_p": top_p,
+    "time_signature": (numerator, denominator),
+  }
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from melodyjax import cli, generate  # pylint: disable=g-import-not-at-top
+    cli.fail(PROG, f"unexpected arguments: {' '.join(argv[1:])}")
+  with cli.user_errors(PROG):
+    checked = check_flags()
+    temperature = checked["temperature"]
+    top_k = checked["top_k"]
+    top_p = checked["top_p"]
+    numerator, denominator = checked["time_signature"]
+    from melodyjax import generate  # pylint: disable=g-import-not-at-top
 
-  temperature = _pair(FLAGS.temperature, float, "temperature")
-  top_k = _pair(FLAGS.top_k, int, "top_k")
-  top_p = _pair(FLAGS.top_p, float, "top_p")
-  try:
-    numerator, denominator = (int(x) for x in FLAGS.time_signature.split("/"))
-  except ValueError:
-    raise app.UsageError("--time_signature must look like 3/4") from None
-  with cli.user_errors("sample_main.py"):
+    if FLAGS.primer:  # before the restore: a typo costs no waiting
+      generate.parse_primer_text(FLAGS.primer)
     run = generate.load_run(FLAGS.workdir, FLAGS.step)
-    if FLAGS.primer_midi and FLAGS.primer:
-      raise generate.GenerateError("give --primer or --primer_midi, not both")
     if FLAGS.primer_midi:
       primer = generate.read_primer_midi(FLAGS.primer_midi, run)
       if not primer:
@@ -140,8 +212,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from melodyjax import cli, runtime
+  from melodyjax import runtime
 
   runtime.reexec_with_fast_malloc()
-
   sys.exit(app.run(main, flags_parser=cli.parse_flags))

@@ -11,11 +11,16 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from melodyjax import cli
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
   "config", None, "Config file.", lock_config=True
 )
-flags.DEFINE_string("workdir", None, "Run folder (checkpoints, logs).")
+# allow_override: sample_main defines --workdir too, and tests import both.
+flags.DEFINE_string(
+  "workdir", None, "Run folder (checkpoints, logs).", allow_override=True
+)
 flags.DEFINE_string(
   "coordinator_address",
   None,
@@ -104,17 +109,16 @@ def initialize_distributed(settings: tuple[str, int, int]) -> None:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.fail(PROG, f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     settings = distributed_settings()
   except DistributedError as e:
-    print(f"{PROG}: error: {e}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(PROG, str(e))
   if settings is not None:
     initialize_distributed(settings)
   import jax  # pylint: disable=g-import-not-at-top
 
-  from melodyjax import cli, train  # pylint: disable=g-import-not-at-top
+  from melodyjax import train  # pylint: disable=g-import-not-at-top
 
   logging.info(
     "process %d of %d; devices: %s",
@@ -129,8 +133,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from melodyjax import cli, runtime
+  from melodyjax import runtime
 
   runtime.reexec_with_fast_malloc()
-
   sys.exit(app.run(main, flags_parser=cli.parse_flags))

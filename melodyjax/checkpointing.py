@@ -7,9 +7,13 @@ nothing else.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Mapping
+import shutil
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -21,11 +25,48 @@ from melodyjax import tokens
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+DAMAGED_DIR = "checkpoints_damaged"
+LOCK_FILE = "train.lock"
 BEST_METRIC = "eval_loss"
 
 
 class CheckpointError(Exception):
   """A workdir or checkpoint that cannot be used; the message says why."""
+
+
+class DamagedCheckpointError(CheckpointError):
+  """A checkpoint whose files are missing, truncated or unreadable."""
+
+
+@contextlib.contextmanager
+def lock_workdir(workdir: str) -> Iterator[None]:
+  """Holds an exclusive lock on `workdir/train.lock` for a run's life.
+
+  The lock is an `fcntl.flock` on an open file: the OS drops it when the
+  process ends in any way (SIGKILL included), so it is never stale. The
+  file stays (deleting it would race with a run taking it).
+
+  Raises:
+    CheckpointError: another process holds the lock.
+  """
+  path = os.path.join(workdir, LOCK_FILE)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+    os.close(fd)
+    raise CheckpointError(
+      f"workdir {workdir} is in use by another training run"
+      + (f" (pid {holder})" if holder.isdigit() else "")
+      + "; wait for it to end or use another workdir"
+    ) from None
+  try:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    yield
+  finally:
+    os.close(fd)  # releases the lock
 
 
 def create_manager(
@@ -61,6 +102,9 @@ def create_manager(
     # Not orbax's read_only, which warns on every restore: nothing is saved
     # through this manager, so nothing is ever deleted either.
     create=not read_only,
+    # A write cut by a kill leaves a tmp folder; the next run (which holds
+    # the workdir lock, so no other run is writing) removes it.
+    cleanup_tmp_directories=not read_only,
   )
   return ocp.CheckpointManager(
     os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), options=options
@@ -121,13 +165,98 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
         data=ocp.args.JsonRestore(),
       ),
     )
-  except (ValueError, KeyError, TypeError) as e:
+  except Exception as e:  # noqa: BLE001 - orbax raises bare Exception too
+    # The shapes matched above, so a failure here is a damaged file.
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e)
-    raise CheckpointError(
-      f"checkpoint {manager.directory}/{step} does not match the model "
-      f"of this config ({first})"
+    first = str(first).split(" See full TensorStore details")[0][:200]
+    raise DamagedCheckpointError(
+      f"checkpoint {manager.directory}/{step} cannot be read ({first})"
     ) from None
-  return restored["state"], restored["data"]
+  data = restored["data"]
+  if not isinstance(data, dict) or not {"step", "seed"} <= set(data):
+    raise DamagedCheckpointError(
+      f"checkpoint {manager.directory}/{step} has no data position"
+    )
+  return restored["state"], data
+
+
+def latest_step(manager: ocp.CheckpointManager) -> int | None:
+  """The newest step, or None for a workdir without checkpoints.
+
+  Raises:
+    CheckpointError: the folder holds step folders that orbax does not
+      list (damaged metadata): never a silent fresh start over them.
+  """
+  latest = manager.latest_step()
+  if latest is None:
+    directory = os.fspath(manager.directory)
+    found = (
+      sorted(n for n in os.listdir(directory) if n.isdigit())
+      if os.path.isdir(directory)
+      else []
+    )
+    if found:
+      raise CheckpointError(
+        f"{directory} holds step folders {found} that cannot be read as "
+        "checkpoints; move them away to start afresh"
+      )
+  return latest
+
+
+def restore_latest(
+  manager: ocp.CheckpointManager, abstract_state: Any
+) -> tuple[Any, dict, int]:
+  """Restores the newest readable checkpoint, skipping damaged ones.
+
+  A damaged checkpoint (missing or truncated files) is moved to
+  `workdir/checkpoints_damaged/<step>-<time>` with a warning, so that its
+  step can be saved again and nothing is deleted. A checkpoint of another
+  model is an error, not skipped.
+
+  Returns:
+    (state, data position, step).
+
+  Raises:
+    CheckpointError: no checkpoint is readable, or one is of another model.
+  """
+  directory = os.fspath(manager.directory)
+  damaged: list[tuple[int, str]] = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      state, data = restore(manager, step, abstract_state)
+    except DamagedCheckpointError as e:
+      damaged.append((step, str(e)))
+      continue
+    # Only once a good one is found: with none, a later run must not start
+    # afresh over the damaged ones.
+    for bad_step, problem in damaged:
+      if jax.process_index() != 0:  # process 0 moves; all skip the same
+        continue
+      moved = _move_aside(directory, bad_step)
+      logging.warning(
+        "%s: skipped, moved to %s; resuming from step %d",
+        problem,
+        moved,
+        step,
+      )
+    if damaged:
+      manager.reload()
+    return state, data, step
+  raise CheckpointError(
+    f"no readable checkpoint in {directory} ("
+    + "; ".join(problem for _, problem in damaged)
+    + "): use a new workdir, or move the checkpoints away to start afresh"
+  )
+
+
+def _move_aside(directory: str, step: int) -> str:
+  target_dir = os.path.join(os.path.dirname(directory), DAMAGED_DIR)
+  os.makedirs(target_dir, exist_ok=True)
+  target = os.path.join(target_dir, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+  while os.path.exists(target):
+    target += "x"
+  shutil.move(os.path.join(directory, str(step)), target)
+  return target
 
 
 def _path_name(path) -> str:
@@ -151,8 +280,11 @@ def _check_shapes(state_dir: str, abstract_state: Any) -> None:
   logging.set_verbosity(logging.ERROR)  # orbax warns of a missing step file
   try:
     metadata = ocp.StandardCheckpointer().metadata(state_dir).item_metadata
-  except (OSError, ValueError, KeyError) as e:
-    raise CheckpointError(f"cannot read checkpoint {state_dir}: {e}") from None
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e)
+    raise DamagedCheckpointError(
+      f"cannot read checkpoint {state_dir} ({first})"
+    ) from None
   finally:
     logging.set_verbosity(verbosity)
   stored = {
@@ -160,6 +292,10 @@ def _check_shapes(state_dir: str, abstract_state: Any) -> None:
     for path, leaf in jax.tree_util.tree_flatten_with_path(metadata)[0]
     if hasattr(leaf, "shape")
   }
+  if not stored:
+    raise DamagedCheckpointError(
+      f"cannot read checkpoint {state_dir} (no array metadata)"
+    )
   for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
     name = _path_name(path)
     if name not in stored:

@@ -1,4 +1,10 @@
-"""What the command-line mains share: one-line user errors, a result line."""
+"""What the command-line mains share: one-line user errors, a result line.
+
+Every user mistake (a flag, a config value, a corpus, a workdir, a primer)
+ends the program with one line `PROG: error: ...` on stderr and exit status
+2 (`USAGE_EXIT`); `--debug` also prints the traceback. The catalogue of
+mistakes and their messages is docs/errors.md.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,52 @@ import contextlib
 import os
 import re
 import sys
+import traceback
 from collections.abc import Iterator, Mapping
+
+from absl import flags
+
+USAGE_EXIT = 2
+
+flags.DEFINE_bool(
+  "debug", False, "Also print the traceback of a reported error."
+)
+
+
+class UsageError(Exception):
+  """A flag value that a main rejects; the message names the flag."""
+
+
+def _debug() -> bool:
+  try:
+    return bool(flags.FLAGS.debug)
+  except (AttributeError, flags.UnparsedFlagAccessError):
+    return False
+
+
+def fail(prog: str, message: str) -> None:
+  """Prints `PROG: error: MESSAGE` and exits with status 2."""
+  print(f"{prog}: error: {message}", file=sys.stderr)
+  sys.exit(USAGE_EXIT)
 
 
 @contextlib.contextmanager
 def user_errors(prog: str) -> Iterator[None]:
-  """Turns the package's user-facing errors into one line and exit code 1."""
+  """Turns the package's user-facing errors into one line and exit code 2."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+
   from melodyjax import (  # pylint: disable=g-import-not-at-top
     checkpointing,
+    checks,
     corpus,
     generate,
     train,
   )
 
   known = (
+    UsageError,
+    app.UsageError,
+    checks.ConfigError,
     corpus.CorpusError,
     checkpointing.CheckpointError,
     train.TrainingError,
@@ -28,8 +66,9 @@ def user_errors(prog: str) -> Iterator[None]:
   try:
     yield
   except known as e:
-    print(f"{prog}: error: {e}", file=sys.stderr)
-    sys.exit(1)
+    if _debug():
+      traceback.print_exc()
+    fail(prog, str(e))
   except KeyboardInterrupt:
     print(f"{prog}: interrupted", file=sys.stderr)
     sys.exit(130)
@@ -37,8 +76,6 @@ def user_errors(prog: str) -> Iterator[None]:
 
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing with one-line errors (config typos included)."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
   prog = os.path.basename(argv[0])
   try:
     rest = flags.FLAGS(argv)
@@ -53,6 +90,14 @@ def parse_flags(argv: list[str]) -> list[str]:
     return rest
   except flags.Error as e:
     message = str(e)
+    required = re.search(
+      r"Flag --(\w+) must have a value other than None", message
+    )
+    if required:
+      message = f"--{required.group(1)} is required"
+    elif "defined twice" in message:  # an override given twice
+      name = re.search(r"'([\w.]+)'", message)
+      message = f"--{name.group(1) if name else 'a flag'} is given twice"
   except OSError as e:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     message = "cannot load the config file: " + (lines[-1] if lines else "")
@@ -64,8 +109,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     message = f"unknown config field {key.group(0) if key else text!r}"
     if hint:
       message += f' (did you mean "{hint.group(1)}"?)'
-  print(f"{prog}: error: {message}", file=sys.stderr)
-  sys.exit(2)
+  fail(prog, message)
 
 
 def format_result(workdir: str, metrics: Mapping[str, float]) -> str:

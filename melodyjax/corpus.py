@@ -530,7 +530,10 @@ def build_dataset(
   try:
     os.makedirs(out_dir, exist_ok=True)
   except OSError as e:
-    raise CorpusError(f"cannot create {out_dir}: {e.strerror}") from None
+    raise CorpusError(
+      f"cannot create the dataset folder {out_dir}: {e.strerror} "
+      "(a file in the way?); give another dataset folder"
+    ) from None
   if not os.access(out_dir, os.W_OK):
     raise CorpusError(f"cannot write to {out_dir}")
 
@@ -609,6 +612,33 @@ def load_dataset(out_dir: str | os.PathLike) -> Dataset:
     )
   config = CorpusConfig(**{**manifest["config"]})
   return Dataset(out_dir, config, splits, pitch_vocab, duration_vocab, report)
+
+
+def check_trainable(dataset: Dataset, seq_len: int) -> None:
+  """Refuses a dataset that training cannot use with windows of `seq_len`.
+
+  Raises:
+    CorpusError: no training song, or `seq_len` longer than every one.
+  """
+  report = dataset.report
+  if len(dataset.train) == 0:
+    reasons = ", ".join(
+      f"{k} {v}" for k, v in report.get("dropped_by_reason", {}).items()
+    )
+    raise CorpusError(
+      f"no training songs in {report.get('midi_dir', dataset.path)}: "
+      f"{report.get('dropped', 0)} of {report.get('files', 0)} files dropped"
+      + (f" ({reasons})" if reasons else "")
+      + f"; see {os.path.join(dataset.path, 'report.json')}"
+    )
+  longest = int(np.max(np.diff(dataset.train.offsets)))
+  # A window holds bos and the events; eos is the last target.
+  if seq_len > longest + 1:
+    raise CorpusError(
+      f"config.train.seq_len={seq_len} is longer than every training song "
+      f"(the longest has {longest} events): lower it to at most "
+      f"{longest + 1}"
+    )
 
 
 def format_report(report: Mapping[str, Any], limit: int = 10) -> str:
@@ -776,9 +806,9 @@ def run(argv: Sequence[str] | None = None) -> None:
     if args.export_jsonl:
       export_jsonl(dataset, args.export_jsonl)
   except CorpusError as e:
-    parser.exit(1, f"{parser.prog}: error: {e}\n")
+    parser.exit(2, f"{parser.prog}: error: {e}\n")
   except OSError as e:
-    parser.exit(1, f"{parser.prog}: error: {e.filename}: {e.strerror}\n")
+    parser.exit(2, f"{parser.prog}: error: {e.filename}: {e.strerror}\n")
   print(format_report(dataset.report))
   print(f"dataset: {dataset.path} (ready in {seconds:.2f} s)")
   if args.export_jsonl:

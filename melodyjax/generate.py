@@ -82,14 +82,20 @@ def load_run(workdir: str, step: str | int = "latest") -> Run:
   )
   checkpoint_dir = os.path.join(workdir, checkpointing.CHECKPOINT_DIR)
   if not os.path.isdir(checkpoint_dir):
-    raise GenerateError(f"no checkpoints in {workdir}")
+    raise GenerateError(
+      f"no checkpoints in {workdir}: train first (train_main.py "
+      f"--workdir={workdir}) until a checkpoint is saved"
+    )
   manager = checkpointing.create_manager(
     workdir, max_to_keep=1, keep_best=0, enable_async=False, read_only=True
   )
   try:
     steps = sorted(manager.all_steps())
     if not steps:
-      raise GenerateError(f"no checkpoints in {checkpoint_dir}")
+      raise GenerateError(
+        f"no checkpoints in {checkpoint_dir}: train first until a "
+        "checkpoint is saved"
+      )
     if step == "latest":
       chosen = steps[-1]
     elif step == "best":
@@ -295,7 +301,13 @@ def write_outputs(
   Returns:
     The paths of the MIDI files.
   """
-  os.makedirs(output_dir, exist_ok=True)
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+  except OSError as e:
+    raise GenerateError(
+      f"cannot create the output folder {output_dir}: "
+      f"{e.strerror or e} (is part of the path a file?)"
+    ) from None
   paths = []
   for i, events in enumerate(melodies):
     stem = os.path.join(output_dir, f"sample_{step}_{i}")

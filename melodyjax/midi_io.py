@@ -6,6 +6,10 @@ notes. Onsets are implicit: an event starts where the previous one ends.
 
 Reading policy (the same for every file, so results are deterministic):
 - Type 0 and type 1 files. Type 2 and SMPTE-timed files are rejected.
+- Per-file limits keep a hostile file from exhausting time or memory: at
+  most `MAX_FILE_BYTES` bytes (checked before parsing, which bounds mido's
+  time and memory), `MAX_MESSAGES` messages, notes ending before quarter
+  `MAX_QUARTERS`, and `MAX_SECONDS` of note processing after parsing.
 - A note_on with velocity 0 is a note-off. A note_on on a pitch that is already
   sounding on the same channel of the same track ends the sounding note there
   (re-articulation). A note-off with no sounding note is ignored. A note still
@@ -32,12 +36,17 @@ import functools
 import io
 import math
 import os
+import time
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO, NamedTuple
 
 import mido
 
 DRUM_CHANNEL = 9
+MAX_FILE_BYTES = 2 * 2**20  # larger files are refused unparsed
+MAX_MESSAGES = 1_000_000  # messages over all tracks
+MAX_QUARTERS = 100_000  # a note ending later means absurd delta times
+MAX_SECONDS = 60.0  # note processing after parsing, per file
 POLYPHONY_POLICIES = ("chord", "top", "reject")
 TRACK_POLICIES = ("merge", "melody")
 
@@ -75,7 +84,8 @@ class MidiError(Exception):
   """A file that cannot become a song; `reason` is a short code for reports.
 
   Reasons: 'not_midi', 'truncated', 'bad_meta', 'unsupported', 'unreadable',
-  'no_notes', 'polyphonic'.
+  'no_notes', 'polyphonic', and the limits: 'too_large', 'too_many_events',
+  'absurd_time', 'too_slow'.
   """
 
   def __init__(self, reason: str, message: str):
@@ -95,15 +105,30 @@ def _quarters(steps: int, grid: int) -> fractions.Fraction:
   return fractions.Fraction(steps, grid)
 
 
+def _read_bytes(source: str | os.PathLike | bytes | BinaryIO, name) -> bytes:
+  """The file's bytes, refusing more than MAX_FILE_BYTES unread."""
+  if isinstance(source, bytes):
+    data = source
+  elif isinstance(source, str | os.PathLike):
+    with open(os.fspath(source), "rb") as f:
+      data = f.read(MAX_FILE_BYTES + 1)
+  else:
+    data = source.read(MAX_FILE_BYTES + 1)
+  if len(data) > MAX_FILE_BYTES:
+    raise MidiError(
+      "too_large",
+      f"{name}: larger than the {MAX_FILE_BYTES / 2**20:g} MiB limit "
+      "(midi_io.MAX_FILE_BYTES)",
+    )
+  return data
+
+
 def _open_midi(source: str | os.PathLike | bytes | BinaryIO) -> mido.MidiFile:
   """Parses a file with mido, mapping its many failure modes to MidiError."""
   name = source if isinstance(source, str | os.PathLike) else "<bytes>"
+  data = _read_bytes(source, name)
   try:
-    if isinstance(source, bytes):
-      return mido.MidiFile(file=io.BytesIO(source))
-    if isinstance(source, str | os.PathLike):
-      return mido.MidiFile(os.fspath(source))
-    return mido.MidiFile(file=source)
+    midi = mido.MidiFile(file=io.BytesIO(data))
   except EOFError as e:
     raise MidiError("truncated", f"{name}: truncated MIDI data") from e
   except (KeyError, mido.midifiles.meta.KeySignatureError) as e:
@@ -114,6 +139,14 @@ def _open_midi(source: str | os.PathLike | bytes | BinaryIO) -> mido.MidiFile:
     raise MidiError("unreadable", f"{name}: {e}") from e
   except (ValueError, TypeError, IndexError) as e:
     raise MidiError("unreadable", f"{name}: corrupt MIDI data ({e})") from e
+  num_messages = sum(len(track) for track in midi.tracks)
+  if num_messages > MAX_MESSAGES:
+    raise MidiError(
+      "too_many_events",
+      f"{name}: {num_messages} messages, more than the {MAX_MESSAGES} limit "
+      "(midi_io.MAX_MESSAGES)",
+    )
+  return midi
 
 
 def read_midi(
@@ -149,7 +182,11 @@ def read_midi(
   if not isinstance(tpb, int) or tpb <= 0:
     raise MidiError("unsupported", f"{name}: SMPTE timing is not supported")
 
-  notes, meta = _collect_notes(midi.tracks, tpb, grid)
+  deadline = time.monotonic() + MAX_SECONDS
+  try:
+    notes, meta = _collect_notes(midi.tracks, tpb, grid, deadline)
+  except MidiError as e:
+    raise MidiError(e.reason, f"{name}: {e}") from None
   if tracks == "melody" and notes:
     notes = _select_melody(notes)
   if not notes:
@@ -162,8 +199,12 @@ def read_midi(
   return Song(events, tempo, time_signature, key_signature)
 
 
-def _collect_notes(midi_tracks, tpb: int, grid: int):
-  """Pairs note-ons with note-offs per (track, channel, pitch), quantized."""
+def _collect_notes(midi_tracks, tpb: int, grid: int, deadline: float):
+  """Pairs note-ons with note-offs per (track, channel, pitch), quantized.
+
+  Raises:
+    MidiError: past `deadline` (time.monotonic) or past MAX_QUARTERS.
+  """
   half = tpb  # rounding: (ticks * 2 * grid + tpb) // (2 * tpb)
   two_tpb = 2 * tpb
   two_grid = 2 * grid
@@ -172,7 +213,11 @@ def _collect_notes(midi_tracks, tpb: int, grid: int):
   for track_index, track in enumerate(midi_tracks):
     tick = 0
     sounding: dict[tuple[int, int], int] = {}  # (channel, pitch) -> start
-    for msg in track:
+    for count, msg in enumerate(track):
+      if not count & 0xFFFF and time.monotonic() > deadline:
+        raise MidiError(
+          "too_slow", f"over {MAX_SECONDS:g} s (midi_io.MAX_SECONDS)"
+        )
       tick += msg.time
       kind = msg.type
       if kind == "note_on" or kind == "note_off":
@@ -202,6 +247,13 @@ def _collect_notes(midi_tracks, tpb: int, grid: int):
       e = (tick * two_grid + half) // two_tpb
       if e > s:
         notes.append(_Note(s, e, pitch, (track_index, channel)))
+  last_end = max((note.end for note in notes), default=0)
+  if last_end > MAX_QUARTERS * grid:
+    raise MidiError(
+      "absurd_time",
+      f"a note ends at quarter {last_end // grid}, past the {MAX_QUARTERS} "
+      "limit (midi_io.MAX_QUARTERS): absurd delta times",
+    )
   tempo = mido.tempo2bpm(first_tempo[1]) if first_tempo else 120.0
   time_signature = first_time[1] if first_time else (4, 4)
   key_signature = first_key[1] if first_key else None

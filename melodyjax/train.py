@@ -27,7 +27,7 @@ import optax
 from absl import logging
 from jax.sharding import PartitionSpec as P
 
-from melodyjax import checkpointing, corpus, parallel, pipeline, tokens
+from melodyjax import checkpointing, checks, corpus, parallel, pipeline, tokens
 from melodyjax import model as model_lib
 
 PARALLEL_MODES = ("jit", "pmap")
@@ -425,16 +425,52 @@ def _check_workdir_vocabs(workdir: str, dataset: corpus.Dataset) -> None:
         )
 
 
+def check_finite(
+  step: int, sums: Mapping[str, Any], last_good: int | None, workdir: str
+) -> None:
+  """Stops at a non-finite loss or gradient norm, naming step and remedy."""
+  loss = float(sums["nll_pitch"]) + float(sums["nll_duration"])
+  grad_norm = float(sums["grad_norm"])
+  if np.isfinite(loss) and np.isfinite(grad_norm):
+    return
+  what = "loss" if not np.isfinite(loss) else "gradient"
+  raise TrainingError(
+    f"non-finite {what} at step {step} (loss {loss}, gradient norm "
+    f"{grad_norm}); training stopped, last good checkpoint: step "
+    f"{last_good} in {workdir}. Hint: lower config.train.learning_rate or "
+    "set config.train.grad_clip_norm, then run again to resume from it"
+  )
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict,
   workdir: str,
 ) -> dict[str, float]:
-  """Trains (or resumes) in `workdir`; returns the last metrics."""
-  workdir = os.path.abspath(os.path.expanduser(workdir))
+  """Trains (or resumes) in `workdir`; returns the last metrics.
+
+  Checks the config and the workdir before anything is written, and holds
+  the workdir's lock (process 0) for the whole run: a second run on the
+  same workdir is refused.
+  """
+  checks.check_config(config)
   check_config(config)
+  if jax.process_index() != 0:
+    return _train_and_evaluate(config, workdir)
+  workdir = checks.prepare_workdir(workdir)
+  with checkpointing.lock_workdir(workdir):
+    checks.check_workdir_config(workdir, config)
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+) -> dict[str, float]:
+  workdir = os.path.abspath(os.path.expanduser(workdir))
   train_config = config.train
   is_main = jax.process_index() == 0
   dataset = load_dataset(config)
+  corpus.check_trainable(dataset, train_config.seq_len)
   os.makedirs(workdir, exist_ok=True)
   _check_workdir_vocabs(workdir, dataset)
   if is_main:
@@ -467,7 +503,7 @@ def train_and_evaluate(
     keep_best=config.checkpoint.keep_best,
     enable_async=config.checkpoint.async_save,
   )
-  latest = manager.latest_step()
+  latest = checkpointing.latest_step(manager)
   if latest is None:
     state = jax.jit(create, out_shardings=parallel.replicated_sharding(mesh))(
       init_key
@@ -480,7 +516,7 @@ def train_and_evaluate(
       ),
       abstract,
     )
-    state, data_state = checkpointing.restore(manager, latest, abstract)
+    state, data_state, latest = checkpointing.restore_latest(manager, abstract)
     logging.info("Resumed from %s at step %d", workdir, latest)
     if (data_state["seed"], data_state["batch_size"]) != (
       config.seed,
@@ -540,11 +576,7 @@ def train_and_evaluate(
     fetched = [(s, runner.fetch(sums)) for s, sums in pending]
     pending.clear()
     for s, sums in fetched:
-      if not np.isfinite(sums["nll_pitch"] + sums["nll_duration"]):
-        raise TrainingError(
-          f"non-finite loss at step {s}; training stopped, last good "
-          f"checkpoint: step {manager.latest_step()} in {workdir}"
-        )
+      check_finite(s, sums, manager.latest_step(), workdir)
     totals = {k: sum(float(sums[k]) for _, sums in fetched) for k in SUM_KEYS}
     elapsed = time.perf_counter() - window_start
     window_start = time.perf_counter()

@@ -253,7 +253,7 @@ def test_main_writes_files(workdir, tmp_path):
 )
 def test_main_user_errors_are_one_line(workdir, args, message):
   result = run_main(f"--workdir={workdir}", "--num_notes=4", *args)
-  assert result.returncode == 1
+  assert result.returncode == 2
   assert message in result.stderr
   assert "Traceback" not in result.stderr
 
@@ -262,7 +262,7 @@ def test_workdir_problems_are_one_line(workdir, tmp_path):
   empty = tmp_path / "empty"
   empty.mkdir()
   result = run_main(f"--workdir={empty}")
-  assert result.returncode == 1 and "config.json not found" in result.stderr
+  assert result.returncode == 2 and "config.json not found" in result.stderr
   # A workdir whose vocabulary does not match its checkpoint.
   broken = tmp_path / "broken"
   subprocess.run(["cp", "-r", str(workdir), str(broken)], check=True)
@@ -270,11 +270,11 @@ def test_workdir_problems_are_one_line(workdir, tmp_path):
   vocab["tokens"] = vocab["tokens"][:-3]
   (broken / "vocab_pitch.json").write_text(json.dumps(vocab))
   result = run_main(f"--workdir={broken}")
-  assert result.returncode == 1
+  assert result.returncode == 2
   assert "does not match" in result.stderr
   assert "Traceback" not in result.stderr
   # A primer MIDI without notes.
   silent = tmp_path / "silent.mid"
   midi_io.write_midi([midi_io.Event((), 1)], silent)
   result = run_main(f"--workdir={workdir}", f"--primer_midi={silent}")
-  assert result.returncode == 1 and "no notes" in result.stderr
+  assert result.returncode == 2 and "no notes" in result.stderr

@@ -254,7 +254,7 @@ def test_main_reports_a_missing_midi_folder_in_one_line(tmp_path):
     "--config.data.midi_dir=/no/such/folder",
     f"--config.data.dataset_dir={tmp_path}/d",
   )
-  assert result.returncode == 1
+  assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == (
     "train_main.py: error: MIDI folder not found: /no/such/folder"
   )
@@ -276,8 +276,25 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     train.train_and_evaluate(config, str(workdir))
   message = str(e.value)
   assert "non-finite loss at step 1" in message  # steps 11-15
+  assert "Hint: lower config.train.learning_rate" in message
   assert "last good checkpoint: step 10" in message
   assert sorted(os.listdir(workdir / "checkpoints")) == ["10"]
+
+
+def test_a_non_finite_gradient_alone_stops_training():
+  finite = {"nll_pitch": 10.0, "nll_duration": 5.0, "grad_norm": 3.0}
+  train.check_finite(7, finite, 5, "/w")  # nothing to report
+  for sums, what in (
+    ({**finite, "grad_norm": float("nan")}, "gradient"),
+    ({**finite, "grad_norm": float("inf")}, "gradient"),
+    ({**finite, "nll_pitch": float("inf")}, "loss"),
+  ):
+    with pytest.raises(train.TrainingError) as e:
+      train.check_finite(7, sums, 5, "/w")
+    message = str(e.value)
+    assert f"non-finite {what} at step 7" in message
+    assert "last good checkpoint: step 5 in /w" in message
+    assert "Hint: lower config.train.learning_rate" in message
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(midi_dir, tmp_path):

@@ -1,0 +1,704 @@
+"""Every user mistake: one line naming it, exit status 2, nothing lost.
+
+The table below is the catalogue of docs/errors.md. The mains run in this
+process (a subprocess costs seconds of JAX start-up per case); a few true
+subprocess runs check the real entry points, `--debug` and the corpus CLI.
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+from absl import flags
+
+from melodyjax import checkpointing, cli, midi_io, train
+from tests.test_corpus import tune
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PROJECT)
+import sample_main  # noqa: E402
+import train_main  # noqa: E402
+from configs import tiny  # noqa: E402
+
+DOC = os.path.join(PROJECT, "docs", "errors.md")
+MAINS = {"train": train_main, "sample": sample_main}
+
+
+@dataclasses.dataclass
+class Context:
+  """Paths a case builds its arguments from."""
+
+  tmp: str
+  midi: str  # a good corpus of 24 tunes
+  data: str  # its built dataset
+  trained: str  # a trained workdir (read-only: copy it with `run()`)
+  stack: contextlib.ExitStack
+
+  def run(self) -> str:
+    """A fresh copy of the trained workdir."""
+    path = os.path.join(self.tmp, "run")
+    if not os.path.exists(path):
+      shutil.copytree(self.trained, path)
+    return path
+
+  def train(self, *args, workdir=None) -> list[str]:
+    return [
+      "--config=configs/tiny.py",
+      f"--workdir={workdir or os.path.join(self.tmp, 'w')}",
+      f"--config.data.midi_dir={self.midi}",
+      f"--config.data.dataset_dir={self.data}",
+      "--config.train.num_train_steps=10",
+      *args,
+    ]
+
+  def folder(self, name: str, files: dict[str, bytes] | None = None) -> str:
+    path = os.path.join(self.tmp, name)
+    os.makedirs(path, exist_ok=True)
+    for file_name, data in (files or {}).items():
+      with open(os.path.join(path, file_name), "wb") as f:
+        f.write(data)
+    return path
+
+  def file(self, name: str, data: bytes = b"x") -> str:
+    path = os.path.join(self.tmp, name)
+    with open(path, "wb") as f:
+      f.write(data)
+    return path
+
+
+@dataclasses.dataclass
+class Case:
+  id: str
+  main: str  # 'train' or 'sample'
+  mistake: str
+  argv: Callable[[Context], list[str]]
+  message: str  # a part of the one error line
+
+
+def _silent_midi(ctx):
+  path = os.path.join(ctx.tmp, "silent.mid")
+  midi_io.write_midi([midi_io.Event((), 1)], path)
+  return path
+
+
+def _unwritable(ctx):
+  """A path this user cannot create, or skip with the reason."""
+  if os.geteuid() != 0:
+    parent = ctx.folder("locked")
+    os.chmod(parent, 0o500)
+    ctx.stack.callback(os.chmod, parent, 0o700)
+    return os.path.join(parent, "w")
+  # root ignores file modes; sysfs refuses new entries even to root.
+  path = "/sys/melodyjax_workdir"
+  try:
+    os.makedirs(path)
+  except PermissionError:
+    return path
+  except OSError:
+    pass
+  else:
+    os.rmdir(path)
+  pytest.skip("root, and no path here refuses root with EPERM")
+
+
+def _damage_all(ctx):
+  run = ctx.run()
+  for step in os.listdir(os.path.join(run, "checkpoints")):
+    state = os.path.join(run, "checkpoints", step, "state")
+    for root, _, files in os.walk(state):
+      for name in files:
+        with open(os.path.join(root, name), "r+b") as f:
+          f.truncate(0)
+  return ctx.train(workdir=run)
+
+
+def _in_use(ctx):
+  run = ctx.run()
+  ctx.stack.enter_context(checkpointing.lock_workdir(run))
+  return ctx.train(workdir=run)
+
+
+def _no_checkpoints(ctx):
+  run = ctx.run()
+  shutil.rmtree(os.path.join(run, "checkpoints"))
+  return [f"--workdir={run}"]
+
+
+def _other_vocabulary(ctx):
+  return ctx.train(
+    "--config.data.transpositions=(1, 2)",
+    f"--config.data.dataset_dir={ctx.tmp}/data2",
+    workdir=ctx.run(),
+  )
+
+
+CASES = [
+  # train_main.py: flags and config
+  Case(
+    "config-missing",
+    "train",
+    "a config file that does not exist",
+    lambda c: ["--config=configs/nope.py", f"--workdir={c.tmp}/w"],
+    "cannot load the config file: [Errno 2] No such file or directory",
+  ),
+  Case(
+    "config-typo",
+    "train",
+    "a misspelled config field",
+    lambda c: c.train("--config.train.batch_sise=4"),
+    "unknown config field 'batch_sise' (did you mean \"batch_size\"?)",
+  ),
+  Case(
+    "config-type",
+    "train",
+    "a value of the wrong type",
+    lambda c: c.train("--config.train.batch_size=abc"),
+    "flag --config.train.batch_size=abc: invalid literal for int()",
+  ),
+  Case(
+    "config-tuple-type",
+    "train",
+    "a text where a tuple of sizes belongs",
+    lambda c: c.train("--config.model.lstm_sizes=abc"),
+    "config.model.lstm_sizes must be a tuple of positive integers",
+  ),
+  Case(
+    "batch-zero",
+    "train",
+    "a zero batch size",
+    lambda c: c.train("--config.train.batch_size=0"),
+    "config.train.batch_size=0 must be a positive multiple of the 4 devices",
+  ),
+  Case(
+    "batch-negative",
+    "train",
+    "a negative batch size",
+    lambda c: c.train("--config.train.batch_size=-8"),
+    "config.train.batch_size=-8 must be a positive multiple of the 4",
+  ),
+  Case(
+    "batch-devices",
+    "train",
+    "a batch not divisible by the device count",
+    lambda c: c.train("--config.train.batch_size=6"),
+    "config.train.batch_size=6 must be a positive multiple of the 4",
+  ),
+  Case(
+    "eval-batch-devices",
+    "train",
+    "an evaluation batch not divisible by the device count",
+    lambda c: c.train("--config.eval.batch_size=10"),
+    "config.eval.batch_size=10 must be a positive multiple of the 4",
+  ),
+  Case(
+    "steps-zero",
+    "train",
+    "zero training steps",
+    lambda c: c.train("--config.train.num_train_steps=0"),
+    "config.train.num_train_steps must be positive",
+  ),
+  Case(
+    "objective-unknown",
+    "train",
+    "an unknown objective",
+    lambda c: c.train("--config.train.objective=every"),
+    "config.train.objective must be one of ('all', 'last'), got 'every'",
+  ),
+  Case(
+    "learning-rate",
+    "train",
+    "a negative learning rate",
+    lambda c: c.train("--config.train.learning_rate=-0.001"),
+    "config.train.learning_rate must be a number > 0.0, got -0.001",
+  ),
+  Case(
+    "decay-unknown",
+    "train",
+    "an unknown learning-rate decay",
+    lambda c: c.train("--config.train.decay=linear"),
+    "config.train.decay must be one of ('cosine', 'constant')",
+  ),
+  Case(
+    "dtype-unknown",
+    "train",
+    "an unknown compute dtype",
+    lambda c: c.train("--config.model.dtype=float8"),
+    "config.model.dtype must be one of",
+  ),
+  Case(
+    "polyphony-unknown",
+    "train",
+    "an unknown data option value",
+    lambda c: c.train("--config.data.polyphony=all"),
+    "polyphony must be one of ('chord', 'top', 'reject'), got 'all'",
+  ),
+  Case(
+    "fractions",
+    "train",
+    "validation and test shares that leave no training data",
+    lambda c: c.train(
+      "--config.data.valid_fraction=0.6", "--config.data.test_fraction=0.5"
+    ),
+    "valid_fraction and test_fraction must be >= 0 and sum to < 1",
+  ),
+  Case(
+    "workdir-flag-missing",
+    "train",
+    "no --workdir",
+    lambda c: ["--config=configs/tiny.py"],
+    "--workdir is required",
+  ),
+  Case(
+    "stray-argument",
+    "train",
+    "a stray argument",
+    lambda c: [*c.train(), "extra"],
+    "unexpected arguments: extra",
+  ),
+  Case(
+    "multihost-incomplete",
+    "train",
+    "half of the multi-host settings",
+    lambda c: [*c.train(), "--num_processes=2"],
+    "a multi-host run needs --coordinator_address",
+  ),
+  # train_main.py: corpus
+  Case(
+    "corpus-missing",
+    "train",
+    "a corpus folder that does not exist",
+    lambda c: c.train(f"--config.data.midi_dir={c.tmp}/nothing"),
+    "MIDI folder not found: ",
+  ),
+  Case(
+    "corpus-empty",
+    "train",
+    "an empty corpus folder",
+    lambda c: c.train(f"--config.data.midi_dir={c.folder('empty')}"),
+    "no MIDI files (.mid, .midi) found below",
+  ),
+  Case(
+    "corpus-no-midi",
+    "train",
+    "a corpus folder without MIDI files",
+    lambda c: c.train(
+      f"--config.data.midi_dir={c.folder('texts', {'a.txt': b'la'})}"
+    ),
+    "no MIDI files (.mid, .midi) found below",
+  ),
+  Case(
+    "corpus-all-bad",
+    "train",
+    "a corpus whose every file is unusable",
+    lambda c: c.train(
+      f"--config.data.midi_dir={c.folder('bad', {'a.mid': b'no'})}",
+      f"--config.data.dataset_dir={c.tmp}/bad_data",
+    ),
+    "no training songs in",
+  ),
+  Case(
+    "seq-len-too-long",
+    "train",
+    "seq_len longer than every song",
+    lambda c: c.train("--config.train.seq_len=500"),
+    "config.train.seq_len=500 is longer than every training song",
+  ),
+  Case(
+    "dataset-dir-file",
+    "train",
+    "a dataset folder that is a file",
+    lambda c: c.train(f"--config.data.dataset_dir={c.file('data_file')}"),
+    "cannot create the dataset folder",
+  ),
+  # train_main.py: workdir
+  Case(
+    "workdir-file",
+    "train",
+    "a workdir that is a file",
+    lambda c: c.train(workdir=c.file("a_file")),
+    "is a file, not a folder: give a folder path",
+  ),
+  Case(
+    "workdir-below-file",
+    "train",
+    "a workdir below a file",
+    lambda c: c.train(workdir=os.path.join(c.file("a_file"), "w")),
+    "part of the path is a file",
+  ),
+  Case(
+    "workdir-permission",
+    "train",
+    "a workdir without write permission",
+    lambda c: c.train(workdir=_unwritable(c)),
+    "permission denied; choose a folder you can write",
+  ),
+  Case(
+    "workdir-other-model",
+    "train",
+    "a workdir from another model config",
+    lambda c: c.train("--config.model.dense_size=32", workdir=c.run()),
+    "holds checkpoints of another model: config.model.dense_size was 16",
+  ),
+  Case(
+    "workdir-other-vocabulary",
+    "train",
+    "a workdir from another vocabulary",
+    _other_vocabulary,
+    "differs from the dataset's pitch vocabulary",
+  ),
+  Case(
+    "workdir-other-seed",
+    "train",
+    "resuming a workdir with another seed",
+    lambda c: c.train("--config.seed=1", workdir=c.run()),
+    "was trained with seed 0 and batch size 8; the config says 1 and 8",
+  ),
+  Case(
+    "workdir-in-use",
+    "train",
+    "two runs on one workdir at once",
+    _in_use,
+    "is in use by another training run",
+  ),
+  Case(
+    "checkpoints-all-damaged",
+    "train",
+    "a workdir whose every checkpoint is damaged",
+    _damage_all,
+    "no readable checkpoint in",
+  ),
+  # sample_main.py
+  Case(
+    "sample-workdir-missing",
+    "sample",
+    "a workdir that does not exist",
+    lambda c: [f"--workdir={c.tmp}/nothing"],
+    "workdir not found: ",
+  ),
+  Case(
+    "sample-not-workdir",
+    "sample",
+    "a folder that is not a workdir",
+    lambda c: [f"--workdir={c.folder('empty')}"],
+    "config.json not found: not a melodyjax workdir",
+  ),
+  Case(
+    "sample-no-checkpoint",
+    "sample",
+    "sampling before any checkpoint",
+    _no_checkpoints,
+    "no checkpoints in",
+  ),
+  Case(
+    "sample-step-missing",
+    "sample",
+    "a checkpoint step that does not exist",
+    lambda c: [f"--workdir={c.run()}", "--step=999"],
+    "no checkpoint at step 999",
+  ),
+  Case(
+    "sample-step-text",
+    "sample",
+    "a step that is not a number",
+    lambda c: [f"--workdir={c.run()}", "--step=last"],
+    "--step must be 'latest', 'best' or a number, got 'last'",
+  ),
+  Case(
+    "primer-token",
+    "sample",
+    "an unknown primer token",
+    lambda c: [f"--workdir={c.run()}", "--primer=C4:1 X9:1"],
+    "primer event 'X9:1'",
+  ),
+  Case(
+    "primer-form",
+    "sample",
+    "a primer event without a duration",
+    lambda c: [f"--workdir={c.run()}", "--primer=C4"],
+    "primer event 'C4' is not PITCH:DURATION (e.g. C4:1, R:0.5)",
+  ),
+  Case(
+    "primer-vocabulary",
+    "sample",
+    "a primer duration the model never saw",
+    lambda c: [f"--workdir={c.run()}", "--primer=C4:0.7"],
+    "duration '7/10' is not in this model's vocab",
+  ),
+  Case(
+    "primer-too-long",
+    "sample",
+    "a primer longer than --max_primer_notes",
+    lambda c: [
+      f"--workdir={c.run()}",
+      "--primer=" + " ".join(["C4:1"] * 5),
+      "--max_primer_notes=4",
+    ],
+    "--primer: 5 events, more than max_primer_notes=4",
+  ),
+  Case(
+    "primer-midi-silent",
+    "sample",
+    "a primer MIDI with no notes",
+    lambda c: [f"--workdir={c.run()}", f"--primer_midi={_silent_midi(c)}"],
+    "no notes",
+  ),
+  Case(
+    "primer-midi-missing",
+    "sample",
+    "a primer MIDI that does not exist",
+    lambda c: [f"--workdir={c.run()}", f"--primer_midi={c.tmp}/no.mid"],
+    "primer MIDI not found: ",
+  ),
+  Case(
+    "primer-both",
+    "sample",
+    "both --primer and --primer_midi",
+    lambda c: [
+      f"--workdir={c.run()}",
+      "--primer=C4:1",
+      f"--primer_midi={_silent_midi(c)}",
+    ],
+    "give --primer or --primer_midi, not both",
+  ),
+  Case(
+    "temperature-zero",
+    "sample",
+    "temperature 0",
+    lambda c: [f"--workdir={c.run()}", "--temperature=0"],
+    "--temperature must be > 0, got 0",
+  ),
+  Case(
+    "temperature-negative",
+    "sample",
+    "a negative temperature",
+    lambda c: [f"--workdir={c.run()}", "--temperature=1,-0.5"],
+    "--temperature must be > 0, got 1,-0.5",
+  ),
+  Case(
+    "temperature-text",
+    "sample",
+    "a temperature that is not a number",
+    lambda c: [f"--workdir={c.run()}", "--temperature=hot"],
+    "--temperature: not a number: hot",
+  ),
+  Case(
+    "top-p-zero",
+    "sample",
+    "top-p 0",
+    lambda c: [f"--workdir={c.run()}", "--top_p=0"],
+    "--top_p must be in (0, 1], got 0",
+  ),
+  Case(
+    "top-p-above-one",
+    "sample",
+    "top-p above 1",
+    lambda c: [f"--workdir={c.run()}", "--top_p=1.5"],
+    "--top_p must be in (0, 1], got 1.5",
+  ),
+  Case(
+    "top-k-negative",
+    "sample",
+    "a negative top-k",
+    lambda c: [f"--workdir={c.run()}", "--top_k=-1"],
+    "--top_k must be >= 0 (0 keeps every token), got -1",
+  ),
+  Case(
+    "output-dir-file",
+    "sample",
+    "an output folder that is a file",
+    lambda c: [f"--workdir={c.run()}", f"--output_dir={c.file('out')}"],
+    "is a file, not a folder",
+  ),
+  Case(
+    "output-dir-below-file",
+    "sample",
+    "an output folder below a file",
+    lambda c: [
+      f"--workdir={c.run()}",
+      f"--output_dir={os.path.join(c.file('out'), 'x')}",
+      "--num_notes=2",
+      "--num_outputs=1",
+    ],
+    "cannot create the output folder",
+  ),
+  Case(
+    "num-outputs-zero",
+    "sample",
+    "zero melodies",
+    lambda c: [f"--workdir={c.run()}", "--num_outputs=0"],
+    "--num_outputs must be >= 1, got 0",
+  ),
+  Case(
+    "num-notes-text",
+    "sample",
+    "a note count that is not a number",
+    lambda c: [f"--workdir={c.run()}", "--num_notes=many"],
+    "flag --num_notes=many: invalid literal for int()",
+  ),
+  Case(
+    "time-signature",
+    "sample",
+    "a malformed time signature",
+    lambda c: [f"--workdir={c.run()}", "--time_signature=4-4"],
+    "--time_signature must look like 3/4, got '4-4'",
+  ),
+  Case(
+    "velocity",
+    "sample",
+    "a velocity above 127",
+    lambda c: [f"--workdir={c.run()}", "--velocity=200"],
+    "--velocity must be 1-127, got 200",
+  ),
+  Case(
+    "tempo",
+    "sample",
+    "tempo 0",
+    lambda c: [f"--workdir={c.run()}", "--tempo=0"],
+    "--tempo must be > 0 (quarters per minute), got 0.0",
+  ),
+  Case(
+    "flag-typo",
+    "sample",
+    "a misspelled flag",
+    lambda c: [f"--workdir={c.run()}", "--temprature=1"],
+    "Unknown command line flag 'temprature'",
+  ),
+]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+  """A corpus, its dataset and a workdir trained for 10 steps."""
+  root = tmp_path_factory.mktemp("shared")
+  midi = root / "midi"
+  midi.mkdir()
+  for i in range(24):
+    midi_io.write_midi(tune(i, 14 + i % 9), midi / f"tune{i:02d}.mid")
+  config = tiny.get_config()
+  config.data.midi_dir = str(midi)
+  config.data.dataset_dir = str(root / "data")
+  config.train.num_train_steps = 10
+  train.train_and_evaluate(config, str(root / "trained"))
+  return str(midi), str(root / "data"), str(root / "trained")
+
+
+def run_main(name: str, argv: list[str]) -> int:
+  """Parses flags and runs a main in this process; returns the exit code."""
+  module = MAINS[name]
+  values = flags.FLAGS
+  values.unparse_flags()
+  for flag in list(values):  # overrides registered by an earlier --config
+    if flag.startswith("config."):
+      delattr(values, flag)
+  argv = [module.PROG, *argv]
+  saved = sys.argv, values["config"].validators
+  sys.argv = argv  # ml_collections reads overrides from sys.argv
+  if name == "sample":  # as in its own process, where --config is not known
+    values["config"].validators = []
+  try:
+    module.main(cli.parse_flags(argv))
+  except SystemExit as e:
+    return e.code
+  finally:
+    sys.argv, values["config"].validators = saved
+    values.unparse_flags()
+  return 0
+
+
+def snapshot(*roots: str) -> dict[str, str]:
+  """Every file below `roots` with a digest of its content."""
+  files = {}
+  for root in roots:
+    for dirpath, _, names in os.walk(root):
+      for name in names:
+        path = os.path.join(dirpath, name)
+        with open(path, "rb") as f:
+          files[path] = hashlib.sha1(f.read()).hexdigest()
+  return files
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_mistake_is_one_line_exit_2_and_loses_nothing(
+  case, shared, tmp_path, capsys
+):
+  midi, data, trained = shared
+  with contextlib.ExitStack() as stack:
+    ctx = Context(str(tmp_path), midi, data, trained, stack)
+    argv = case.argv(ctx)
+    before = snapshot(str(tmp_path), trained)
+    capsys.readouterr()
+    code = run_main(case.main, argv)
+    out, err = capsys.readouterr()
+  prog = MAINS[case.main].PROG
+  # Lines other than the error are the dataset progress bar, if any.
+  errors = [line for line in err.splitlines() if ": error: " in line]
+  assert code == 2, (code, out, err)
+  assert len(errors) == 1 and "Traceback" not in err, err
+  assert err.strip().splitlines()[-1] == errors[0]
+  assert errors[0].startswith(f"{prog}: error: "), errors[0]
+  assert case.message in errors[0], errors[0]
+  after = snapshot(str(tmp_path), trained)
+  lost = {
+    path
+    for path in before
+    if before[path] != after.get(path)
+    and os.path.basename(path) != checkpointing.LOCK_FILE  # holds a pid
+  }
+  assert not lost, f"changed or deleted: {sorted(lost)}"
+
+
+def test_catalogue_lists_every_case():
+  assert len(CASES) >= 25
+  assert len({case.id for case in CASES}) == len(CASES)
+  with open(DOC) as f:
+    text = f.read()
+  for case in CASES:
+    assert f"`{case.id}`" in text, f"{case.id} is not in docs/errors.md"
+
+
+def _subprocess(*args):
+  return subprocess.run(
+    [sys.executable, *args],
+    capture_output=True,
+    text=True,
+    cwd=PROJECT,
+    timeout=300,
+  )
+
+
+def test_entry_points_exit_2_and_debug_shows_the_traceback(shared, tmp_path):
+  midi, data, _ = shared
+  args = [
+    "train_main.py",
+    "--config=configs/tiny.py",
+    f"--workdir={tmp_path}/w",
+    f"--config.data.midi_dir={tmp_path}/nothing",
+    f"--config.data.dataset_dir={data}",
+  ]
+  result = _subprocess(*args)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+    f"train_main.py: error: MIDI folder not found: {tmp_path}/nothing"
+  ]
+  result = _subprocess(*args, "--debug")
+  assert result.returncode == 2
+  assert "Traceback" in result.stderr
+  assert (
+    result.stderr.strip()
+    .splitlines()[-1]
+    .startswith("train_main.py: error: MIDI folder not found")
+  )
+  result = _subprocess(
+    "-m", "melodyjax.corpus", f"--midi_dir={tmp_path}/nothing", "--out=x"
+  )
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+    "python -m melodyjax.corpus: error: MIDI folder not found: "
+    f"{tmp_path}/nothing"
+  ]
