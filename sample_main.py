@@ -72,7 +72,7 @@ def _pair(values, kind, name):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from melodyjax import cli, generate  # pylint: disable=g-import-not-at-top
+  from melodyjax import audition, cli, generate  # pylint: disable=g-import-not-at-top
 
   temperature = _pair(FLAGS.temperature, float, "temperature")
   top_k = _pair(FLAGS.top_k, int, "top_k")
@@ -135,6 +135,9 @@ def main(argv):
       piano_roll=FLAGS.piano_roll,
       wav=FLAGS.wav,
     )
+    workdir = os.path.join(run.workdir, "")
+    if os.path.abspath(output_dir).startswith(workdir):
+      audition.write_page(run.workdir)
     lengths = [len(m) for m in melodies]
     print(
       f"step {run.step}: wrote {len(paths)} melodies "

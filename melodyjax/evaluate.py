@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from melodyjax import audio, corpus, generate, ngram, stats, tokens
+from melodyjax import audio, audition, corpus, generate, ngram, stats, tokens
 
 
 @functools.partial(jax.jit, static_argnames="model")
@@ -373,6 +373,8 @@ def evaluate_run(
   }
   with open(os.path.join(output_dir, "evaluation.json"), "w") as f:
     json.dump(result, f, indent=1, default=float)
+  if os.path.abspath(output_dir) == run.workdir:
+    audition.write_page(run.workdir)
   return result
 
 

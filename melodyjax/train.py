@@ -355,7 +355,7 @@ class _MetricWriter:
         encoded_audio_string=wav,
         content_type="audio/wav",
       )
-      self._tb.file_writer.add_summary(
+      self._tb._get_file_writer().add_summary(
         summary_pb2.Summary(
           value=[summary_pb2.Summary.Value(tag=name, audio=value)]
         ),
