@@ -339,6 +339,28 @@ def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
       f"{html.escape(command)}</code> scores the held-out bits per note "
       "against the n-gram baseline and rewrites this page.</p>"
     )
+  sampled = [r for r in records if "sample/overlap_pitch_class" in r]
+  if sampled:
+    parts.append(
+      "<p>Melodies sampled during training (below), against the training "
+      "songs: mean notes per song and pitch range (semitones), share of "
+      "notes in key and of repeated notes, and the overlap of pitch-class, "
+      "interval and duration histograms (1 = same distribution).</p>"
+    )
+    columns = (
+      ("notes", "notes_per_song"),
+      ("range", "pitch_range"),
+      ("in key", "in_key_share"),
+      ("repeated", "repeated_share"),
+      ("pitch class", "overlap_pitch_class"),
+      ("interval", "overlap_interval"),
+      ("duration", "overlap_duration"),
+    )
+    rows = [
+      (r["step"], *(r.get(f"sample/{key}", "") for _, key in columns))
+      for r in sampled
+    ]
+    parts.append(_table(("step", *(label for label, _ in columns)), rows))
   evals = [r for r in records if "eval/bits_per_note" in r]
   if evals:
     last = evals[-1]
@@ -354,7 +376,6 @@ def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
 def _sample_section(
   step: int,
   sidecars: Sequence[Mapping[str, Any]],
-  metrics: Mapping[str, float] | None,
   exists: Callable[[str], bool],
 ) -> str:
   first = sidecars[0]
@@ -367,9 +388,6 @@ def _sample_section(
     )
     + "</p>"
   )
-  if metrics:
-    rows = [(name[len("sample/") :], v) for name, v in sorted(metrics.items())]
-    parts.append(_table(("statistic", "value"), rows))
   for sidecar in sidecars:
     stem = sidecar["stem"]
     name = html.escape(os.path.basename(stem))
@@ -416,12 +434,6 @@ def write_page(workdir: str) -> str:
   workdir = os.path.abspath(workdir)
   records = _read_metrics(workdir)
   samples = _sample_steps(workdir)
-  by_step = {}
-  for record in records:
-    values = {k: v for k, v in record.items() if k.startswith("sample/")}
-    if values:
-      values.pop("sample/seconds", None)
-      by_step[record["step"]] = values
   title = f"Audition: {os.path.basename(workdir)}"
   parts = [
     "<!DOCTYPE html>",
@@ -448,7 +460,7 @@ def write_page(workdir: str) -> str:
     parts.append("<p>No samples yet.</p>")
   exists = lambda stem: os.path.exists(os.path.join(workdir, stem))  # noqa: E731
   for step, sidecars in samples:
-    parts.append(_sample_section(step, sidecars, by_step.get(step), exists))
+    parts.append(_sample_section(step, sidecars, exists))
   parts.append("</body></html>\n")
   path = os.path.join(workdir, PAGE)
   tmp = f"{path}.tmp{os.getpid()}"
