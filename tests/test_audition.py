@@ -16,8 +16,8 @@ from melodyjax import audition, evaluate, midi_io, tokens, train
 from tests.test_corpus import tune
 from tests.test_train import PROJECT, tiny_config
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
