@@ -1,0 +1,73 @@
+"""The README's launch commands name real configs, fields and flags."""
+
+import os
+import re
+import shlex
+import sys
+
+import pytest
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PROJECT)
+
+
+def readme_train_commands() -> list[list[str]]:
+  """Every `train_main.py` command in the README's code blocks, as argv."""
+  with open(os.path.join(PROJECT, "README.md")) as f:
+    text = f.read()
+  commands = []
+  for block in re.findall(r"```(?:bash)?\n(.*?)```", text, re.S):
+    for line in block.replace("\\\n", " ").splitlines():
+      line = line.split("#")[0].rstrip(" &")
+      argv = shlex.split(line)
+      if "train_main.py" in argv:
+        commands.append(argv[argv.index("train_main.py") :])
+  return commands
+
+
+def test_readme_launch_commands_are_valid():
+  from ml_collections import config_flags
+
+  import train_main
+
+  commands = readme_train_commands()
+  # Train, one GPU, 8 GPUs, multi-host, two CPU processes.
+  assert len(commands) >= 6
+  flags = set(train_main.FLAGS)
+  seen = set()
+  for argv in commands:
+    args = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--"))
+    path = os.path.join(PROJECT, args.pop("config"))
+    config = config_flags.config_flags._LoadConfigModule(
+      "readme_config", path
+    ).get_config()
+    for name in args:
+      if name.startswith("config."):
+        node = config
+        for part in name.split(".")[1:]:
+          assert part in node, f"{' '.join(argv)}: no field {name}"
+          node = node[part]
+      else:
+        assert name in flags, f"{' '.join(argv)}: no flag --{name}"
+        seen.add(name)
+    if "coordinator_address" in args:
+      assert re.fullmatch(r"[\w.]+:\d+", args["coordinator_address"])
+      assert 0 <= int(args["process_id"]) < int(args["num_processes"])
+  assert {"coordinator_address", "num_processes", "process_id"} <= seen
+
+
+@pytest.mark.parametrize("name", ["gpu", "cpu", "tiny"])
+def test_accelerator_config_is_a_variant_of_default(name):
+  from configs import default, gpu, tiny  # noqa: F401
+
+  config = {"gpu": gpu, "tiny": tiny}.get(name)
+  if config is None:
+    from configs import cpu as config
+  config = config.get_config()
+  assert set(config) == set(default.get_config())
+  if name == "gpu":
+    assert config.model.dtype == "bfloat16"
+    assert config.model.lstm_impl == "fused"
+    # Divides evenly over 1, 2, 4 or 8 GPUs and TPU cores.
+    assert config.train.batch_size >= 1024
+    assert config.train.batch_size % 8 == 0
