@@ -69,6 +69,7 @@ def describe_launch(batch_size: int, dtype: str, mode: str) -> str:
     f"({jax.default_backend()}: {', '.join(kinds)}; local "
     f"{', '.join(str(d.id) for d in local)})\n"
     f"global batch {batch_size} = {per_device} per device x {len(devices)} "
-    f"devices ({batch_size // jax.process_count()} per process); compute "
+    f"device{'s' if len(devices) > 1 else ''} "
+    f"({batch_size // jax.process_count()} per process); compute "
     f"dtype {dtype}; parallel {mode}"
   )

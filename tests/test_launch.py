@@ -1,5 +1,6 @@
 """The README's launch commands name real configs, fields and flags."""
 
+import importlib
 import os
 import re
 import shlex
@@ -26,8 +27,6 @@ def readme_train_commands() -> list[list[str]]:
 
 
 def test_readme_launch_commands_are_valid():
-  from ml_collections import config_flags
-
   import train_main
 
   commands = readme_train_commands()
@@ -37,10 +36,10 @@ def test_readme_launch_commands_are_valid():
   seen = set()
   for argv in commands:
     args = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--"))
-    path = os.path.join(PROJECT, args.pop("config"))
-    config = config_flags.config_flags._LoadConfigModule(
-      "readme_config", path
-    ).get_config()
+    path = args.pop("config")
+    assert os.path.exists(os.path.join(PROJECT, path)), path
+    module = path.removesuffix(".py").replace("/", ".")
+    config = importlib.import_module(module).get_config()
     for name in args:
       if name.startswith("config."):
         node = config
