@@ -311,7 +311,7 @@ def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
       f"<p>Test split at step {evaluation['step']} "
       f"({int(model['num_targets'])} targets): bits per note of the model "
       "against an interpolated Kneser-Ney n-gram fitted on the same training "
-      "songs (<code>report.md</code> has the details).</p>"
+      'songs (<a href="report.md">report.md</a> has the details).</p>'
     )
     rows = [
       (label, model[key], ngram[key], model[key] - ngram[key])

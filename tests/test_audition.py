@@ -129,7 +129,9 @@ def test_page_links_files_of_the_workdir_only(workdir):
   page = (workdir / audition.PAGE).read_text()
   links = re.findall(r'(?:src|href)="([^"]+)"', page)
   local = [link for link in links if not link.startswith(("#", "data:"))]
-  assert len(local) == 2 * 2 * 4  # 2 steps x 2 melodies x mid/json/wav/png
+  samples = [link for link in local if link.startswith("samples/")]
+  assert len(samples) == 2 * 2 * 4  # 2 steps x 2 melodies x mid/json/wav/png
+  assert "report.md" in local
   for link in local:
     assert (workdir / link).is_file(), link
   assert "http://" not in page and "https://" not in page
