@@ -115,7 +115,7 @@ class Auditioner:
   def sample(
     self, step: int, params: Any
   ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Writes `samples/<step>/` and rewrites the audition page.
+    """Writes `samples/<step>/`; the caller logs and then `write_page`s.
 
     Args:
       step: the optimizer step of `params`.
@@ -179,7 +179,6 @@ class Auditioner:
         stem + ".png"
       )[..., :3]
       media["audio"][f"samples/audio_{i}"] = read_wav(stem + ".wav")
-    write_page(self.workdir)
     return metrics, media
 
 

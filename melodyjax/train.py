@@ -649,6 +649,7 @@ def train_and_evaluate(
           sample_metrics, media = auditioner.sample(step, params)
           writer.write(step, sample_metrics)
           writer.write_media(step, media)
+          audition.write_page(workdir)
         window_start = time.perf_counter()
       if stop["signal"] is not None:
         logging.warning("SIGTERM: saved a checkpoint at step %d", step)

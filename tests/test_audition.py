@@ -31,6 +31,7 @@ def workdir(tmp_path_factory):
   config = tiny_config(midi_dir, root / "data")
   config.train.sample_every_steps = 10
   train.train_and_evaluate(config, str(root / "run"))
+  shutil.copy(root / "run" / audition.PAGE, root / "trained.html")
   evaluate.evaluate_run(
     str(root / "run"),
     num_samples=4,
@@ -139,6 +140,12 @@ def test_page_links_files_of_the_workdir_only(workdir):
   # The evaluation's numbers (test split against the n-gram) are on it.
   assert "n-gram" in page and "No test-split evaluation" not in page
   assert 'alt="training curves"' in page
+  # The table of sampled steps includes the last one, as soon as training
+  # ends (before the evaluation rewrote the page).
+  trained = (workdir.parent / "trained.html").read_text()
+  for text in (page, trained):
+    assert re.search(r"<tr><td>20</td><td>[0-9.]+</td>", text)
+  assert "No test-split evaluation" in trained
 
 
 def test_page_without_samples_or_metrics(tmp_path):
