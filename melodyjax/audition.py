@@ -308,7 +308,7 @@ def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
     model, ngram = evaluation["model"], evaluation["ngram"]
     parts.append(
       f"<p>Test split at step {evaluation['step']} "
-      f"({int(model['num_targets'])} targets): bits per note of the model "
+      f"({int(model['num_targets']):,} targets): bits per note of the model "
       "against an interpolated Kneser-Ney n-gram fitted on the same training "
       'songs (<a href="report.md">report.md</a> has the details).</p>'
     )
