@@ -118,7 +118,7 @@ def test_gpu_config_trains_and_samples_on_an_accelerator(tmp_path):
   if launch and "(cpu:" in launch[0]:
     pytest.skip("JAX sees no GPU or TPU here: " + launch[0])
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "compute dtype bfloat16" in launch[1]
+  assert "compute dtype bfloat16" in launch[1], launch
   assert "global batch 16" in launch[1]
   wavs = list((tmp_path / "run" / "samples" / "4").glob("*.wav"))
   assert len(wavs) == 8
