@@ -192,6 +192,31 @@ def read_wav(path: str) -> tuple[bytes, int, int]:
     return f.read(), rate, frames
 
 
+def write_media(tensorboard: Any, step: int, media: Mapping[str, Any]) -> None:
+  """Adds `Auditioner.sample`'s piano rolls and WAVs to a tensorboardX
+  SummaryWriter."""
+  from tensorboardX.proto import summary_pb2  # pylint: disable=g-import-not-at-top
+
+  for name, image in media["images"].items():
+    tensorboard.add_image(name, image, step, dataformats="HWC")
+  for name, (wav, rate, frames) in media["audio"].items():
+    # add_audio would re-encode through soundfile; these are WAVs already.
+    value = summary_pb2.Summary.Audio(
+      sample_rate=rate,
+      num_channels=1,
+      length_frames=frames,
+      encoded_audio_string=wav,
+      content_type="audio/wav",
+    )
+    tensorboard._get_file_writer().add_summary(  # what add_* use
+      summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag=name, audio=value)]
+      ),
+      step,
+    )
+  tensorboard.flush()
+
+
 # --------------------------------------------------------------------- page
 
 

@@ -339,29 +339,8 @@ class _MetricWriter:
     self._tb.flush()
 
   def write_media(self, step: int, media: Mapping[str, Any]) -> None:
-    """Piano rolls ([height, width, 3] floats) and WAV files (bytes)."""
-    if not self.active:
-      return
-    from tensorboardX.proto import summary_pb2  # pylint: disable=g-import-not-at-top
-
-    for name, image in media["images"].items():
-      self._tb.add_image(name, image, step, dataformats="HWC")
-    for name, (wav, rate, frames) in media["audio"].items():
-      # add_audio would re-encode through soundfile; these are WAVs already.
-      value = summary_pb2.Summary.Audio(
-        sample_rate=rate,
-        num_channels=1,
-        length_frames=frames,
-        encoded_audio_string=wav,
-        content_type="audio/wav",
-      )
-      self._tb._get_file_writer().add_summary(
-        summary_pb2.Summary(
-          value=[summary_pb2.Summary.Value(tag=name, audio=value)]
-        ),
-        step,
-      )
-    self._tb.flush()
+    if self.active:
+      audition.write_media(self._tb, step, media)
 
   def write_hparams(self, config: ml_collections.ConfigDict) -> None:
     if self.active:
