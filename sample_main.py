@@ -4,8 +4,9 @@
     --num_notes=128 --temperature=0.9 --primer="C4:1 D4:0.5 E4:0.5"
 
 Writes sample_<step>_<i>.mid, a .json sidecar (tokens and every setting
-needed to regenerate it) and a piano-roll .png into --output_dir (default:
-WORKDIR/samples/<step>).
+needed to regenerate it), a piano-roll .png and a .wav preview into
+--output_dir (default: WORKDIR/samples/<step>, and then the workdir's
+audition page is rewritten).
 """
 
 import os
@@ -62,6 +63,7 @@ flags.DEFINE_string("time_signature", "4/4", "Written to the MIDI file.")
 flags.DEFINE_integer("program", 0, "General MIDI program (0: piano).")
 flags.DEFINE_integer("velocity", 80, "Note velocity, 1-127.")
 flags.DEFINE_bool("piano_roll", True, "Also write a piano-roll PNG.")
+flags.DEFINE_bool("wav", True, "Also write a WAV preview.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -144,6 +146,8 @@ def check_flags() -> dict:
 def main(argv):
   if len(argv) > 1:
     cli.fail(PROG, f"unexpected arguments: {' '.join(argv[1:])}")
+  from melodyjax import audition  # pylint: disable=g-import-not-at-top
+
   with cli.user_errors(PROG):
     checked = check_flags()
     temperature = checked["temperature"]
@@ -203,7 +207,11 @@ def main(argv):
       velocity=FLAGS.velocity,
       key_signature="C" if run.config.data.normalize_key else None,
       piano_roll=FLAGS.piano_roll,
+      wav=FLAGS.wav,
     )
+    workdir = os.path.join(run.workdir, "")
+    if os.path.abspath(output_dir).startswith(workdir):
+      audition.write_page(run.workdir)
     lengths = [len(m) for m in melodies]
     print(
       f"step {run.step}: wrote {len(paths)} melodies "

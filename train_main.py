@@ -8,7 +8,7 @@ and only process 0 writes logs, metrics and the config."""
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from melodyjax import cli
@@ -117,19 +117,30 @@ def main(argv):
   if settings is not None:
     initialize_distributed(settings)
   import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  from melodyjax import train  # pylint: disable=g-import-not-at-top
-
-  logging.info(
-    "process %d of %d; devices: %s",
-    jax.process_index(),
-    jax.process_count(),
-    jax.devices(),
+  from melodyjax import (  # pylint: disable=g-import-not-at-top
+    audition,
+    parallel,
+    runtime,
+    train,
   )
+  from melodyjax import model as model_lib  # pylint: disable=g-import-not-at-top
+
+  config = FLAGS.config
   with cli.user_errors(PROG):
-    metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    # First lines of every process: a wrong launch shows at once.
+    dtype = model_lib.get_model_config(config.model, 1, 1).compute_dtype
+    launch = parallel.describe_launch(
+      config.train.batch_size, jnp.dtype(dtype).name, config.train.parallel
+    )
+    launch += f"\nmemory allocator: {runtime.active_allocator()}"
+    for line in launch.splitlines():
+      print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+    metrics = train.train_and_evaluate(config, FLAGS.workdir)
     if jax.process_index() == 0:
       print(cli.format_result(FLAGS.workdir, metrics))
+      print(audition.describe_outputs(FLAGS.workdir))
 
 
 if __name__ == "__main__":

@@ -18,4 +18,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.warmup_steps = 100
   config.train.eval_every_steps = 250
   config.train.checkpoint_every_steps = 250
+  config.train.sample_every_steps = 500
   return config

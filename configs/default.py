@@ -55,7 +55,17 @@ def get_config() -> ml_collections.ConfigDict:
   train.log_every_steps = 50
   train.eval_every_steps = 1000
   train.checkpoint_every_steps = 1000
+  train.sample_every_steps = 5000  # also at the last step; 0: only there
   train.progress = True  # console progress bar (process 0)
+
+  # Melodies sampled while training, into workdir/samples/<step>/.
+  config.sample = sample = ml_collections.ConfigDict()
+  sample.num_outputs = 4  # melodies per sampled step
+  sample.num_notes = 64  # events after bos at most (eos may end a melody)
+  sample.temperature = 1.0  # softmax temperature of both heads
+  sample.top_p = 1.0  # nucleus mass of both heads (1: all tokens)
+  sample.seed = 0  # the same seed at every step: the same draws, compared
+  sample.tempo_bpm = 100.0  # quarter notes per minute (MIDI and WAV)
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 256  # windows per evaluation batch (global)

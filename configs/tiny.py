@@ -23,6 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.eval_every_steps = 10
   config.train.checkpoint_every_steps = 10
   config.train.progress = False
+  config.train.sample_every_steps = 0  # only at the last step
+  config.sample.num_outputs = 2
+  config.sample.num_notes = 24
   config.eval.batch_size = 16
   config.checkpoint.async_save = False
   return config

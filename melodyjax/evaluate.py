@@ -20,14 +20,13 @@ import json
 import os
 import sys
 import time
-import wave
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from melodyjax import corpus, generate, midi_io, ngram, stats, tokens
+from melodyjax import audio, audition, corpus, generate, ngram, stats, tokens
 
 
 @functools.partial(jax.jit, static_argnames="model")
@@ -114,37 +113,8 @@ def load_dataset_of(run: generate.Run) -> corpus.Dataset:
 # ------------------------------------------------------------------- report
 
 
-def synthesize(
-  events: Sequence[midi_io.Event],
-  path: str,
-  *,
-  tempo_bpm: float = 100.0,
-  sample_rate: int = 22050,
-) -> None:
-  """Writes a 16-bit mono WAV: each note a few decaying harmonics."""
-  seconds_per_quarter = 60.0 / tempo_bpm
-  total = sum(float(e.quarters) for e in events) * seconds_per_quarter + 0.5
-  audio = np.zeros(int(total * sample_rate) + 1)
-  onset = 0.0
-  for event in events:
-    length = float(event.quarters) * seconds_per_quarter
-    n = int(length * sample_rate)
-    t = np.arange(n) / sample_rate
-    envelope = np.minimum(1.0, t / 0.01) * np.exp(-3.0 * t)
-    envelope *= np.minimum(1.0, (length - t) / 0.02)
-    start = int(onset * sample_rate)
-    for pitch in event.pitches:
-      f = 440.0 * 2.0 ** ((pitch - 69) / 12)
-      tone = sum(np.sin(2 * np.pi * f * h * t) / h**1.5 for h in (1, 2, 3, 4))
-      audio[start : start + n] += 0.25 * envelope * tone
-    onset += length
-  peak = np.max(np.abs(audio)) or 1.0
-  samples = (audio / peak * 0.8 * 32767).astype("<i2")
-  with wave.open(path, "wb") as f:
-    f.setnchannels(1)
-    f.setsampwidth(2)
-    f.setframerate(sample_rate)
-    f.writeframes(samples.tobytes())
+# One synthesizer for the report, the samples and the audition page.
+synthesize = audio.synthesize
 
 
 def _plot_curves(metrics_path: str, path: str) -> bool:
@@ -403,6 +373,8 @@ def evaluate_run(
   }
   with open(os.path.join(output_dir, "evaluation.json"), "w") as f:
     json.dump(result, f, indent=1, default=float)
+  if os.path.abspath(output_dir) == run.workdir:
+    audition.write_page(run.workdir)
   return result
 
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from melodyjax import checkpointing, keys, midi_io, tokens
+from melodyjax import audio, checkpointing, keys, midi_io, tokens
 from melodyjax import model as model_lib
 from melodyjax import sample as sample_lib
 
@@ -295,8 +295,10 @@ def write_outputs(
   velocity: int = 80,
   key_signature: str | None = "C",
   piano_roll: bool = True,
+  wav: bool = True,
 ) -> list[str]:
-  """Writes sample_<step>_<i>.mid, a .json sidecar and a .png piano roll.
+  """Writes sample_<step>_<i>.mid, a .json sidecar, a .png piano roll and a
+  .wav preview (`audio.synthesize`, at the MIDI file's tempo).
 
   Returns:
     The paths of the MIDI files.
@@ -337,5 +339,7 @@ def write_outputs(
       from melodyjax import plots  # pylint: disable=g-import-not-at-top
 
       plots.save_piano_roll(events, stem + ".png", title=os.path.basename(stem))
+    if wav:
+      audio.synthesize(events, stem + ".wav", tempo_bpm=tempo_bpm)
     paths.append(stem + ".mid")
   return paths

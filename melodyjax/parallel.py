@@ -50,3 +50,26 @@ def to_pmap(local: dict[str, np.ndarray], num_devices: int):
     )
     for name, value in local.items()
   }
+
+
+def describe_launch(batch_size: int, dtype: str, mode: str) -> str:
+  """What this process sees: processes, devices, batch split, dtype.
+
+  Printed first by `train_main.py`, so that a wrong launch (one GPU where
+  eight were meant, processes that did not join) shows in the first lines.
+  """
+  devices = jax.devices()
+  local = jax.local_devices()
+  kinds = sorted({d.device_kind for d in devices})
+  per_device = batch_size / len(devices)
+  per_device = int(per_device) if per_device.is_integer() else per_device
+  return (
+    f"process {jax.process_index()} of {jax.process_count()}: "
+    f"{len(local)} local of {len(devices)} global devices "
+    f"({jax.default_backend()}: {', '.join(kinds)}; local "
+    f"{', '.join(str(d.id) for d in local)})\n"
+    f"global batch {batch_size} = {per_device} per device x {len(devices)} "
+    f"device{'s' if len(devices) > 1 else ''} "
+    f"({batch_size // jax.process_count()} per process); compute "
+    f"dtype {dtype}; parallel {mode}"
+  )

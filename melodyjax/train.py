@@ -27,7 +27,15 @@ import optax
 from absl import logging
 from jax.sharding import PartitionSpec as P
 
-from melodyjax import checkpointing, checks, corpus, parallel, pipeline, tokens
+from melodyjax import (
+  audition,
+  checkpointing,
+  checks,
+  corpus,
+  parallel,
+  pipeline,
+  tokens,
+)
 from melodyjax import model as model_lib
 
 PARALLEL_MODES = ("jit", "pmap")
@@ -331,6 +339,10 @@ class _MetricWriter:
       self._tb.add_scalar(name, value, step)
     self._tb.flush()
 
+  def write_media(self, step: int, media: Mapping[str, Any]) -> None:
+    if self.active:
+      audition.write_media(self._tb, step, media)
+
   def write_hparams(self, config: ml_collections.ConfigDict) -> None:
     if self.active:
       self._tb.add_text(
@@ -375,6 +387,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   ):
     if train[field] <= 0:
       raise TrainingError(f"config.train.{field} must be positive")
+  audition.check_config(config)
 
 
 def load_dataset(config: ml_collections.ConfigDict) -> corpus.Dataset:
@@ -546,6 +559,8 @@ def _train_and_evaluate(
     process_count=jax.process_count(),
   )
   writer = _MetricWriter(workdir, is_main)
+  # Only process 0 samples (from its copy of the replicated parameters).
+  auditioner = is_main and audition.Auditioner(config, workdir, model, dataset)
   if start_step == 0:
     writer.write_hparams(config)
 
@@ -637,6 +652,17 @@ def _train_and_evaluate(
           iterator.state(),
           {checkpointing.BEST_METRIC: eval_metrics["eval/loss"]},
         )
+      if stop["signal"] is None and audition.is_sample_step(config, step):
+        if pending:
+          last_metrics = flush_pending()
+          writer.write(step, last_metrics)
+        if auditioner:
+          params = audition.host_params(state.params, train_config.parallel)
+          sample_metrics, media = auditioner.sample(step, params)
+          writer.write(step, sample_metrics)
+          writer.write_media(step, media)
+          audition.write_page(workdir)
+        window_start = time.perf_counter()
       if stop["signal"] is not None:
         logging.warning("SIGTERM: saved a checkpoint at step %d", step)
         break

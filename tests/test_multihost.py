@@ -169,15 +169,38 @@ def test_two_processes_equal_one_with_as_many_devices(data, tmp_path, mode):
   ):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
 
-  # One line per (step, train or eval), with global sums (not process 0's).
+  # One line per (step, train, eval or sample), with global sums (not
+  # process 0's).
   metrics_one, metrics_two = read_metrics(one), read_metrics(two)
-  keys = [(m["step"], "eval/loss" in m) for m in metrics_two]
+  keys = [(m["step"], min(m.keys() - {"step"})[:5]) for m in metrics_two]
   assert len(keys) == len(set(keys)) == len(metrics_one)
   for a, b in zip(metrics_one, metrics_two, strict=True):
     assert a.keys() == b.keys()
     for name in a:
-      if not name.endswith("_per_second"):
-        assert b[name] == pytest.approx(a[name], rel=1e-4), name
+      # Samples are discrete draws: parameters equal to 1e-4 may still
+      # flip one; both runs sampled at the last step (checked above).
+      if not name.endswith(("_per_second", "sample/seconds")):
+        if not name.startswith("sample/"):
+          assert b[name] == pytest.approx(a[name], rel=1e-4), name
+
+  # Every process says first what it sees; process 0 alone samples.
+  launch_one = read_log(logs[0], "err").splitlines()[:2]
+  assert launch_one == [
+    "train_main.py: process 0 of 1: 4 local of 4 global devices (cpu: cpu; "
+    "local 0, 1, 2, 3)",
+    "train_main.py: global batch 8 = 2 per device x 4 devices (8 per "
+    f"process); compute dtype float32; parallel {mode}",
+  ]
+  for index, log in enumerate(logs[1:]):
+    first = read_log(log, "err").splitlines()[:2]
+    assert first[0].startswith(
+      f"train_main.py: process {index} of 2: 2 local of 4 global devices"
+    )
+    assert first[1].startswith(
+      "train_main.py: global batch 8 = 2 per device x 4 devices (4 per process)"
+    )
+  assert sorted(os.listdir(two / "samples")) == ["20"]
+  assert "audition:" in out_0 and (two / "audition.html").exists()
 
 
 @pytest.mark.parametrize(

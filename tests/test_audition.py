@@ -1,0 +1,238 @@
+"""Samples written while training, and the audition page in a real browser."""
+
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import wave
+
+import pytest
+
+from melodyjax import audition, evaluate, midi_io, tokens, train
+from tests.test_corpus import tune
+from tests.test_train import PROJECT, tiny_config
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  """A tiny run sampled at steps 10 and 20, then evaluated (page rewritten)."""
+  root = tmp_path_factory.mktemp("audition")
+  midi_dir = root / "midi"
+  midi_dir.mkdir()
+  for i in range(40):
+    midi_io.write_midi(tune(i, 14 + i % 9), midi_dir / f"t{i}.mid")
+  config = tiny_config(midi_dir, root / "data")
+  config.train.sample_every_steps = 10
+  train.train_and_evaluate(config, str(root / "run"))
+  shutil.copy(root / "run" / audition.PAGE, root / "trained.html")
+  evaluate.evaluate_run(
+    str(root / "run"),
+    num_samples=4,
+    num_notes=16,
+    max_order=2,
+    log=lambda message: None,
+  )
+  return root / "run"
+
+
+def read_events(path):
+  """(tag, step, kind) of every summary in a TensorBoard event file."""
+  from tensorboardX.proto import event_pb2
+
+  found = []
+  with open(path, "rb") as f:
+    while header := f.read(12):
+      (length,) = struct.unpack("<Q", header[:8])
+      event = event_pb2.Event.FromString(f.read(length))
+      f.read(4)
+      for value in event.summary.value:
+        found.append((value.tag, event.step, value.WhichOneof("value")))
+  return found
+
+
+def test_training_samples_every_n_steps_and_at_the_end(workdir):
+  for step in (10, 20):
+    folder = workdir / "samples" / str(step)
+    names = sorted(os.listdir(folder))
+    assert names == sorted(
+      f"sample_{step}_{i}.{ext}"
+      for i in range(2)
+      for ext in ("json", "mid", "png", "wav")
+    )
+    for i in range(2):
+      stem = folder / f"sample_{step}_{i}"
+      sidecar = json.loads(stem.with_suffix(".json").read_text())
+      events = tokens.tokens_to_events(sidecar["pitch"], sidecar["duration"])
+      assert midi_io.read_midi(stem.with_suffix(".mid")).events == events
+      with wave.open(str(stem.with_suffix(".wav"))) as f:
+        seconds = f.getnframes() / f.getframerate()
+      quarters = sum(float(e.quarters) for e in events)
+      assert seconds == pytest.approx(quarters * 60 / 100 + 0.5, abs=0.01)
+  records = [
+    json.loads(line)
+    for line in (workdir / "metrics.jsonl").read_text().splitlines()
+  ]
+  sampled = [r for r in records if "sample/overlap_pitch_class" in r]
+  assert [r["step"] for r in sampled] == [10, 20]
+  for record in sampled:
+    assert 0 <= record["sample/overlap_interval"] <= 1
+    assert 0 <= record["sample/in_key_share"] <= 1
+    assert record["sample/notes_per_song"] >= 1
+  (event_file,) = os.listdir(workdir / "tensorboard")
+  summaries = read_events(workdir / "tensorboard" / event_file)
+  for step in (10, 20):
+    assert ("samples/piano_roll_1", step, "image") in summaries
+    assert ("samples/audio_1", step, "audio") in summaries
+    assert ("sample/overlap_duration", step, "simple_value") in summaries
+
+
+def test_training_samples_equal_sample_main(workdir, tmp_path):
+  """The train loop's sampler is sample_main.py's: same seed, same notes."""
+  result = subprocess.run(
+    [
+      sys.executable,
+      "sample_main.py",
+      f"--workdir={workdir}",
+      "--step=20",
+      f"--output_dir={tmp_path}",
+      "--num_outputs=2",
+      "--num_notes=24",
+      "--seed=0",
+    ],
+    capture_output=True,
+    text=True,
+    cwd=PROJECT,
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stderr
+  for i in range(2):
+    ours = json.loads((tmp_path / f"sample_20_{i}.json").read_text())
+    trained = json.loads(
+      (workdir / "samples" / "20" / f"sample_20_{i}.json").read_text()
+    )
+    assert (ours["pitch"], ours["duration"]) == (
+      trained["pitch"],
+      trained["duration"],
+    )
+    assert (tmp_path / f"sample_20_{i}.wav").read_bytes() == (
+      workdir / "samples" / "20" / f"sample_20_{i}.wav"
+    ).read_bytes()
+
+
+def test_page_links_files_of_the_workdir_only(workdir):
+  page = (workdir / audition.PAGE).read_text()
+  links = re.findall(r'(?:src|href)="([^"]+)"', page)
+  local = [link for link in links if not link.startswith(("#", "data:"))]
+  samples = [link for link in local if link.startswith("samples/")]
+  assert len(samples) == 2 * 2 * 4  # 2 steps x 2 melodies x mid/json/wav/png
+  assert "report.md" in local
+  for link in local:
+    assert (workdir / link).is_file(), link
+  assert "http://" not in page and "https://" not in page
+  assert page.index('id="step-20"') < page.index('id="step-10"')
+  # The evaluation's numbers (test split against the n-gram) are on it.
+  assert "n-gram" in page and "No test-split evaluation" not in page
+  assert 'alt="training curves"' in page
+  # The table of sampled steps includes the last one, as soon as training
+  # ends (before the evaluation rewrote the page).
+  trained = (workdir.parent / "trained.html").read_text()
+  for text in (page, trained):
+    assert re.search(r"<tr><td>20</td><td>[0-9.]+</td>", text)
+  assert "No test-split evaluation" in trained
+
+
+def test_page_without_samples_or_metrics(tmp_path):
+  audition.write_page(str(tmp_path))
+  page = (tmp_path / audition.PAGE).read_text()
+  assert "No samples yet." in page and "melodyjax.evaluate" in page
+
+
+def _browser_problem() -> str | None:
+  if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    return (
+      f"no browser: {CHROMIUM} and {CHROMEDRIVER} are needed (Debian: "
+      "apt-get install chromium chromium-driver; `make test` installs them "
+      "when run as root)"
+    )
+  try:
+    import selenium  # noqa: F401
+  except ImportError:
+    return "selenium is not installed (pip install -e '.[dev]')"
+  return None
+
+
+# Every audio element has loaded its WAV's metadata (a duration) without an
+# error, and every image has decoded to a size.
+CHECK_MEDIA = """
+const done = arguments[arguments.length - 1];
+const audios = Array.from(document.querySelectorAll('audio'));
+const images = Array.from(document.querySelectorAll('img'));
+function report() {
+  return {
+    audios: audios.map(a => ({src: a.currentSrc, ready: a.readyState,
+      duration: a.duration, error: a.error && a.error.code})),
+    images: images.map(i => ({src: i.src.slice(0, 80), complete: i.complete,
+      width: i.naturalWidth, height: i.naturalHeight})),
+  };
+}
+const start = Date.now();
+(function poll() {
+  const r = report();
+  const settled = r.audios.every(a => a.ready >= 1 || a.error) &&
+    r.images.every(i => i.complete);
+  if (settled || Date.now() - start > 20000) { done(r); }
+  else { setTimeout(poll, 100); }
+})();
+"""
+
+
+def test_page_in_headless_chromium(workdir):
+  problem = _browser_problem()
+  if problem:
+    pytest.skip(problem)
+  from selenium import webdriver
+  from selenium.webdriver.chrome.service import Service
+
+  profile = tempfile.mkdtemp(prefix="chromium-profile-")
+  options = webdriver.ChromeOptions()
+  options.binary_location = CHROMIUM
+  for flag in (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    f"--user-data-dir={profile}",
+    "--window-size=1200,1600",
+  ):
+    options.add_argument(flag)
+  # An explicit driver: selenium-manager never looks for one online.
+  driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+  try:
+    driver.set_script_timeout(30)
+    driver.get((workdir / audition.PAGE).as_uri())
+    assert driver.title == f"Audition: {workdir.name}"
+    result = driver.execute_async_script(CHECK_MEDIA)
+    shot = os.environ.get("MELODYJAX_SCREENSHOT")
+    if shot:
+      driver.save_screenshot(shot)
+  finally:
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+  assert len(result["audios"]) == 4 and len(result["images"]) == 5
+  for a in result["audios"]:
+    assert a["error"] is None and a["ready"] >= 1, a
+    assert a["duration"] > 0.5, a
+  for image in result["images"]:
+    assert image["width"] > 100 and image["height"] > 50, image
