@@ -121,6 +121,7 @@ def main(argv):
 
   from melodyjax import (  # pylint: disable=g-import-not-at-top
     audition,
+    checks,
     parallel,
     runtime,
     train,
@@ -130,13 +131,14 @@ def main(argv):
   config = FLAGS.config
   with cli.user_errors(PROG):
     # First lines of every process: a wrong launch shows at once.
+    checks.check_config(config)
     dtype = model_lib.get_model_config(config.model, 1, 1).compute_dtype
     launch = parallel.describe_launch(
       config.train.batch_size, jnp.dtype(dtype).name, config.train.parallel
     )
     launch += f"\nmemory allocator: {runtime.active_allocator()}"
     for line in launch.splitlines():
-      print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+      print(f"{PROG}: {line}", flush=True)
     metrics = train.train_and_evaluate(config, FLAGS.workdir)
     if jax.process_index() == 0:
       print(cli.format_result(FLAGS.workdir, metrics))

@@ -184,7 +184,7 @@ def test_two_processes_equal_one_with_as_many_devices(data, tmp_path, mode):
           assert b[name] == pytest.approx(a[name], rel=1e-4), name
 
   # Every process says first what it sees; process 0 alone samples.
-  launch_one = read_log(logs[0], "err").splitlines()[:2]
+  launch_one = read_log(logs[0], "out").splitlines()[:2]
   assert launch_one == [
     "train_main.py: process 0 of 1: 4 local of 4 global devices (cpu: cpu; "
     "local 0, 1, 2, 3)",
@@ -192,7 +192,7 @@ def test_two_processes_equal_one_with_as_many_devices(data, tmp_path, mode):
     f"process); compute dtype float32; parallel {mode}",
   ]
   for index, log in enumerate(logs[1:]):
-    first = read_log(log, "err").splitlines()[:2]
+    first = read_log(log, "out").splitlines()[:2]
     assert first[0].startswith(
       f"train_main.py: process {index} of 2: 2 local of 4 global devices"
     )
