@@ -25,7 +25,6 @@ quality_<config>_minutes, quality_<config>_steps and quality_ngram_valid_bits.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -44,19 +43,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 from benchmarks import results  # noqa: E402
-
-
-def read_metrics(path: str) -> list[dict]:
-  if not os.path.exists(path):
-    return []
-  rows = []
-  with open(path) as f:
-    for line in f:
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError:
-        break  # a line being written
-  return rows
+from melodyjax import audition  # noqa: E402
 
 
 def training_seconds(rows: list[dict]) -> dict[int, float]:
@@ -95,12 +82,11 @@ def train_until(
   print(" ".join(command[1:]), flush=True)
   start = time.perf_counter()
   process = subprocess.Popen(command, cwd=ROOT)
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
   stop_at = max_steps
   try:
     while process.poll() is None:
       time.sleep(1.0)
-      rows = read_metrics(metrics_path)
+      rows = audition.read_metrics(workdir)
       steps = [r["step"] for r in rows]
       last = max(steps, default=0)
       if stop_below is not None and stop_at == max_steps:
@@ -188,7 +174,7 @@ def main():
       overrides,
       target if objective == "all" else None,
     )
-    logged = training_seconds(read_metrics(f"{workdir}/metrics.jsonl"))
+    logged = training_seconds(audition.read_metrics(workdir))
     steps = sorted(
       int(d)
       for d in os.listdir(os.path.join(workdir, "checkpoints"))

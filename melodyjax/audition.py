@@ -220,7 +220,8 @@ def write_media(tensorboard: Any, step: int, media: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------- page
 
 
-def _read_metrics(workdir: str) -> list[dict[str, Any]]:
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """metrics.jsonl's records ([] before the first), skipping a cut line."""
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return []
@@ -456,7 +457,7 @@ def write_page(workdir: str) -> str:
   and no network.
   """
   workdir = os.path.abspath(workdir)
-  records = _read_metrics(workdir)
+  records = read_metrics(workdir)
   samples = _sample_steps(workdir)
   title = f"Audition: {os.path.basename(workdir)}"
   parts = [

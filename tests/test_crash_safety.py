@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from melodyjax import checkpointing, midi_io, train
-from melodyjax import model as model_lib
 from tests.test_corpus import tune
+from tests.test_train import abstract_state
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
@@ -109,20 +109,6 @@ def in_flight(workdir) -> list[str]:
   if not os.path.isdir(directory):
     return []
   return [name for name in os.listdir(directory) if "tmp" in name]
-
-
-def abstract_state(workdir):
-  config = checkpointing.read_config(str(workdir))
-  pitch_vocab, duration_vocab = checkpointing.read_vocabs(str(workdir))
-  model = model_lib.MelodyModel(
-    model_lib.get_model_config(
-      config.model, len(pitch_vocab), len(duration_vocab)
-    )
-  )
-  tx = train.create_optimizer(config.train)
-  return jax.eval_shape(
-    lambda k: train.create_train_state(k, model, tx, 16), jax.random.key(0)
-  )
 
 
 def read_all(workdir) -> dict[int, tuple]:

@@ -164,7 +164,8 @@ def test_end_to_end_run_writes_a_complete_workdir(midi_dir, tmp_path):
   assert os.listdir(workdir / "tensorboard")
 
 
-def final_params(workdir):
+def abstract_state(workdir):
+  """The shapes of a run's train state, from its config and vocabularies."""
   config = checkpointing.read_config(str(workdir))
   pitch_vocab, duration_vocab = checkpointing.read_vocabs(str(workdir))
   model = model_lib.MelodyModel(
@@ -173,9 +174,13 @@ def final_params(workdir):
     )
   )
   tx = train.create_optimizer(config.train)
-  abstract = jax.eval_shape(
+  return jax.eval_shape(
     lambda k: train.create_train_state(k, model, tx, 16), jax.random.key(0)
   )
+
+
+def final_params(workdir):
+  abstract = abstract_state(workdir)
   manager = checkpointing.create_manager(
     str(workdir), max_to_keep=5, keep_best=0, enable_async=False
   )
