@@ -178,6 +178,20 @@ def use_input_table(config: model_lib.ModelConfig, lookups: int) -> bool:
   return table_bytes <= MAX_INPUT_TABLE_BYTES and lookups > pairs
 
 
+def _start(model, params, primer_pitch, primer_duration, key, num_notes):
+  """What both samplers start from: variables, (pitch buffer, duration
+  buffer, done), and every note's noise (see `_noise_source`)."""
+  variables = params if "params" in params else {"params": params}
+  pitch_buffer, duration_buffer = _buffers(
+    primer_pitch, primer_duration, num_notes
+  )
+  batch, length = pitch_buffer.shape
+  vocab = model.config.pitch_vocab_size + model.config.duration_vocab_size
+  noise, note_noise = _noise_source(key, length - 1, batch, vocab)
+  done = jnp.zeros(batch, bool)
+  return variables, (pitch_buffer, duration_buffer, done), noise, note_noise
+
+
 def _buffers(primer_pitch, primer_duration, num_notes):
   """[batch, 1 + max_primer + num_notes] buffers: bos, primer, then room."""
   batch = primer_pitch.shape[0]
@@ -237,23 +251,18 @@ def sample(
     (pitch, duration) int32 [batch, 1 + max_primer + num_notes]: bos, the
     primer, the generated events, then eos and/or padding.
   """
-  variables = params if "params" in params else {"params": params}
-  pitch_buffer, duration_buffer = _buffers(
-    primer_pitch, primer_duration, num_notes
+  variables, (pitch_buffer, duration_buffer, done), noise, note_noise = _start(
+    model, params, primer_pitch, primer_duration, key, num_notes
   )
   batch, length = pitch_buffer.shape
   carry = model.apply(
     variables, batch, method=model_lib.MelodyModel.initial_carry
   )
-  done = jnp.zeros(batch, bool)
   input_table = None
   if use_input_table(model.config, batch * length):
     input_table = model.apply(
       variables, method=model_lib.MelodyModel.input_table
     )
-
-  vocab = model.config.pitch_vocab_size + model.config.duration_vocab_size
-  noise, note_noise = _noise_source(key, length - 1, batch, vocab)
 
   def body(state, xs):
     t, noise = xs
@@ -312,15 +321,11 @@ def sample_window(
   window the model was trained on. Events before bos are padding, as in
   training with the 'last' objective.
   """
-  variables = params if "params" in params else {"params": params}
-  pitch_buffer, duration_buffer = _buffers(
-    primer_pitch, primer_duration, num_notes
+  variables, (pitch_buffer, duration_buffer, done), noise, note_noise = _start(
+    model, params, primer_pitch, primer_duration, key, num_notes
   )
   batch, length = pitch_buffer.shape
   pad = jnp.full((batch, seq_len - 1), tokens.PAD_ID, jnp.int32)
-  done = jnp.zeros(batch, bool)
-  vocab = model.config.pitch_vocab_size + model.config.duration_vocab_size
-  noise, note_noise = _noise_source(key, length - 1, batch, vocab)
 
   def body(state, xs):
     t, noise = xs
