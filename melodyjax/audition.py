@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
 import os
@@ -26,7 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from melodyjax import corpus, generate, midi_io, stats
+from melodyjax import corpus, generate, midi_io, plots, stats
 from melodyjax import model as model_lib
 
 PAGE = "audition.html"
@@ -260,53 +259,16 @@ def _sample_steps(workdir: str) -> list[tuple[int, list[dict[str, Any]]]]:
   return sorted(steps, reverse=True)
 
 
-def _curves_png(records: Sequence[Mapping[str, Any]]) -> bytes | None:
-  """Bits per note (train, validation) and sample overlaps against steps."""
-  panels = [
-    ("bits per note", ("train/bits_per_note", "eval/bits_per_note")),
-    (
-      "samples against training songs",
-      (
-        "sample/overlap_pitch_class",
-        "sample/overlap_interval",
-        "sample/overlap_duration",
-        "sample/in_key_share",
-      ),
-    ),
-  ]
-  series = []
-  for title, names in panels:
-    lines = {}
-    for name in names:
-      points = [(r["step"], r[name]) for r in records if name in r]
-      if points:
-        lines[name] = sorted(points)
-    if lines:
-      series.append((title, lines))
-  if not series:
-    return None
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  figure, axes = plt.subplots(
-    1, len(series), figsize=(6 * len(series), 3.2), squeeze=False
-  )
-  for ax, (title, lines) in zip(axes[0], series, strict=True):
-    for name, points in lines.items():
-      steps, values = zip(*points, strict=True)
-      many = len(points) > 20
-      ax.plot(steps, values, label=name, marker="" if many else ".")
-    ax.set_title(title)
-    ax.set_xlabel("step")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-  figure.tight_layout()
-  buffer = io.BytesIO()
-  figure.savefig(buffer, format="png", dpi=80)
-  plt.close(figure)
-  return buffer.getvalue()
+BITS_PANEL = ("bits per note", ("train/bits_per_note", "eval/bits_per_note"))
+SAMPLE_PANEL = (
+  "samples against training songs",
+  (
+    "sample/overlap_pitch_class",
+    "sample/overlap_interval",
+    "sample/overlap_duration",
+    "sample/in_key_share",
+  ),
+)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -472,7 +434,7 @@ def write_page(workdir: str) -> str:
     links = " ".join(f'<a href="#step-{s}">step {s}</a>' for s, _ in samples)
     parts.append(f"<nav>Samples: {links}</nav>")
   parts.append(_numbers_section(workdir, records))
-  curves = _curves_png(records)
+  curves = plots.curves_png(records, [BITS_PANEL, SAMPLE_PANEL])
   if curves:
     data = base64.b64encode(curves).decode("ascii")
     parts += [

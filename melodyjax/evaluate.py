@@ -26,7 +26,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from melodyjax import audio, audition, corpus, generate, ngram, stats, tokens
+from melodyjax import (
+  audio,
+  audition,
+  corpus,
+  generate,
+  ngram,
+  plots,
+  stats,
+  tokens,
+)
 
 
 @functools.partial(jax.jit, static_argnames="model")
@@ -113,38 +122,13 @@ def load_dataset_of(run: generate.Run) -> corpus.Dataset:
 # ------------------------------------------------------------------- report
 
 
-# One synthesizer for the report, the samples and the audition page.
-synthesize = audio.synthesize
-
-
-def _plot_curves(metrics_path: str, path: str) -> bool:
-  if not os.path.exists(metrics_path):
+def _plot_curves(workdir: str, path: str) -> bool:
+  """Train and validation bits per note against steps, into `path`."""
+  png = plots.curves_png(audition.read_metrics(workdir), [audition.BITS_PANEL])
+  if png is None:
     return False
-  import matplotlib  # pylint: disable=g-import-not-at-top
-
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  series: dict[str, list[tuple[int, float]]] = {}
-  with open(metrics_path) as f:
-    for line in f:
-      record = json.loads(line)
-      for name in ("train/bits_per_note", "eval/bits_per_note"):
-        if name in record:
-          series.setdefault(name, []).append((record["step"], record[name]))
-  if not series:
-    return False
-  figure, axes = plt.subplots(figsize=(7, 3.5))
-  for name, points in series.items():
-    steps, values = zip(*sorted(points), strict=True)
-    axes.plot(steps, values, label=name, marker="." if "eval" in name else "")
-  axes.set_xlabel("step")
-  axes.set_ylabel("bits per note")
-  axes.legend()
-  axes.grid(alpha=0.3)
-  figure.tight_layout()
-  figure.savefig(path, dpi=90)
-  plt.close(figure)
+  with open(path, "wb") as f:
+    f.write(png)
   return True
 
 
@@ -264,10 +248,7 @@ def evaluate_run(
     "test_max": int(copied_test.max()),
   }
 
-  curves = _plot_curves(
-    os.path.join(run.workdir, "metrics.jsonl"),
-    os.path.join(output_dir, "curves.png"),
-  )
+  curves = _plot_curves(run.workdir, os.path.join(output_dir, "curves.png"))
   _plot_histograms(
     generated_stats, train_stats, os.path.join(output_dir, "histograms.png")
   )
@@ -283,7 +264,7 @@ def evaluate_run(
       "workdir": run.workdir,
     },
   )
-  synthesize(melodies[0], os.path.join(output_dir, "preview.wav"))
+  audio.synthesize(melodies[0], os.path.join(output_dir, "preview.wav"))
 
   rows = []
   for name, label in (

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from melodyjax import midi_io, tokens
 
@@ -43,3 +45,51 @@ def save_piano_roll(
   figure.tight_layout()
   figure.savefig(path, dpi=80)
   plt.close(figure)
+
+
+def curves_png(
+  records: Sequence[Mapping[str, Any]],
+  panels: Sequence[tuple[str, Sequence[str]]],
+) -> bytes | None:
+  """Metrics against steps as a PNG, one panel per (title, metric names).
+
+  Args:
+    records: metrics.jsonl's records (`audition.read_metrics`).
+    panels: the panels; names absent from every record are left out.
+
+  Returns:
+    The PNG's bytes, or None when no panel has a point.
+  """
+  series = []
+  for title, names in panels:
+    lines = {}
+    for name in names:
+      points = [(r["step"], r[name]) for r in records if name in r]
+      if points:
+        lines[name] = sorted(points)
+    if lines:
+      series.append((title, lines))
+  if not series:
+    return None
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  figure, axes = plt.subplots(
+    1, len(series), figsize=(6 * len(series), 3.2), squeeze=False
+  )
+  for ax, (title, lines) in zip(axes[0], series, strict=True):
+    for name, points in lines.items():
+      steps, values = zip(*points, strict=True)
+      many = len(points) > 20
+      ax.plot(steps, values, label=name, marker="" if many else ".")
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  figure.tight_layout()
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png", dpi=80)
+  plt.close(figure)
+  return buffer.getvalue()

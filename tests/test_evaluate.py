@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from melodyjax import evaluate, generate, midi_io, ngram, tokens
+from melodyjax import audio, evaluate, generate, midi_io, ngram, tokens
 from tests.test_sample import workdir  # noqa: F401 - a trained tiny run
 
 
@@ -93,7 +93,7 @@ def test_synthesize_length_matches_the_events(tmp_path):
     midi_io.Event((64, 67), 2),
   ]
   path = tmp_path / "a.wav"
-  evaluate.synthesize(events, str(path), tempo_bpm=120, sample_rate=8000)
+  audio.synthesize(events, str(path), tempo_bpm=120, sample_rate=8000)
   with wave.open(str(path)) as f:
     seconds = f.getnframes() / f.getframerate()
   assert seconds == pytest.approx(4 * 0.5 + 0.5, abs=0.01)
