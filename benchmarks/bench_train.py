@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import time
@@ -411,12 +412,19 @@ def bench_training(args, config, peak, rows):
       for name in trainers:
         for kind, fn in fns[name].items():
           block_meter = OthersMeter()
+          usage = resource.getrusage(resource.RUSAGE_SELF)
           block = timed(fn, args.steps)
+          after = resource.getrusage(resource.RUSAGE_SELF)
           times[name][kind] += block
+          # Page faults and system CPU of this process per step: what the
+          # allocator changes (melodyjax/runtime.py).
+          faults = (after.ru_minflt - usage.ru_minflt) / len(block)
+          system_ms = (after.ru_stime - usage.ru_stime) / len(block) * 1000
           print(
             f"[{objective}] round {r + 1} {name:5s} {kind:16s}: median "
             f"{median_ms(block):7.1f} ms, best {min(block) * 1000:7.1f} ms "
-            f"over {len(block)} (others' CPU "
+            f"over {len(block)}; {faults:,.0f} page faults, {system_ms:.1f} "
+            f"ms system CPU per step (others' CPU "
             f"{share_text(block_meter.share())})",
             flush=True,
           )

@@ -12,8 +12,9 @@ set before the process starts, hence the re-exec:
   pages in `madvise` or `always` mode): the same mmaps, but in 2 MiB pages;
   about 550 page faults per step.
 
-`benchmarks/bench_train.py --malloc ...` measures them (BENCHMARKS.md). No
-JAX import here: this runs before anything else in a main.
+`MELODYJAX_MALLOC=system .venv/bin/python benchmarks/bench_train.py` against
+the default measures the difference (BENCHMARKS.md). No JAX import here:
+this runs before anything else in a main.
 """
 
 from __future__ import annotations
