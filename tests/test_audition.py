@@ -5,16 +5,14 @@ import os
 import re
 import shutil
 import struct
-import subprocess
-import sys
 import tempfile
 import wave
 
 import pytest
 
 from melodyjax import audition, evaluate, midi_io, tokens, train
-from tests.test_corpus import tune
-from tests.test_train import PROJECT, tiny_config
+from tests.test_corpus import run_python, write_tunes
+from tests.test_train import tiny_config
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -25,9 +23,7 @@ def workdir(tmp_path_factory):
   """A tiny run sampled at steps 10 and 20, then evaluated (page rewritten)."""
   root = tmp_path_factory.mktemp("audition")
   midi_dir = root / "midi"
-  midi_dir.mkdir()
-  for i in range(40):
-    midi_io.write_midi(tune(i, 14 + i % 9), midi_dir / f"t{i}.mid")
+  write_tunes(midi_dir, 40, 9, name="t{}.mid")
   config = tiny_config(midi_dir, root / "data")
   config.train.sample_every_steps = 10
   train.train_and_evaluate(config, str(root / "run"))
@@ -95,21 +91,14 @@ def test_training_samples_every_n_steps_and_at_the_end(workdir):
 
 def test_training_samples_equal_sample_main(workdir, tmp_path):
   """The train loop's sampler is sample_main.py's: same seed, same notes."""
-  result = subprocess.run(
-    [
-      sys.executable,
-      "sample_main.py",
-      f"--workdir={workdir}",
-      "--step=20",
-      f"--output_dir={tmp_path}",
-      "--num_outputs=2",
-      "--num_notes=24",
-      "--seed=0",
-    ],
-    capture_output=True,
-    text=True,
-    cwd=PROJECT,
-    timeout=300,
+  result = run_python(
+    "sample_main.py",
+    f"--workdir={workdir}",
+    "--step=20",
+    f"--output_dir={tmp_path}",
+    "--num_outputs=2",
+    "--num_notes=24",
+    "--seed=0",
   )
   assert result.returncode == 0, result.stderr
   for i in range(2):

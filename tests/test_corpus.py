@@ -29,6 +29,26 @@ def tune(i, length=12):
   return midi_io.Song(events, key_signature="C")
 
 
+def write_tunes(folder, count, spread, name="tune{:02d}.mid"):
+  """`count` tunes of 14 + i % spread events into a new folder."""
+  folder.mkdir(exist_ok=True)
+  for i in range(count):
+    midi_io.write_midi(tune(i, 14 + i % spread), folder / name.format(i))
+  return folder
+
+
+def run_python(*args, env=None, timeout=300):
+  """`python ARGS` in the project folder, output captured as text."""
+  return subprocess.run(
+    [sys.executable, *args],
+    capture_output=True,
+    text=True,
+    cwd=PROJECT,
+    timeout=timeout,
+    env=env,
+  )
+
+
 @pytest.fixture
 def midi_dir(tmp_path):
   root = tmp_path / "midi"
@@ -180,13 +200,7 @@ def test_bad_options_name_the_field():
 
 
 def run_cli(*args):
-  return subprocess.run(
-    [sys.executable, "-m", "melodyjax.corpus", *args],
-    capture_output=True,
-    text=True,
-    cwd=PROJECT,
-    timeout=120,
-  )
+  return run_python("-m", "melodyjax.corpus", *args, timeout=120)
 
 
 def test_cli_builds_reports_and_exports(midi_dir, tmp_path):

@@ -13,8 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from melodyjax import checkpointing, midi_io, train
-from tests.test_corpus import tune
+from melodyjax import checkpointing, train
+from tests.test_corpus import write_tunes
 from tests.test_train import abstract_state
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,9 +29,7 @@ def corpus_dirs(tmp_path_factory):
   """A corpus and its dataset, built once (the runs only load it)."""
   root = tmp_path_factory.mktemp("crash")
   midi = root / "midi"
-  midi.mkdir()
-  for i in range(32):
-    midi_io.write_midi(tune(i, 14 + i % 11), midi / f"tune{i:02d}.mid")
+  write_tunes(midi, 32, 11)
   config = make_config(midi, root / "data", 10)
   train.load_dataset(config)
   return midi, root / "data"

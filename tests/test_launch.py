@@ -75,45 +75,35 @@ def test_accelerator_config_is_a_variant_of_default(name):
 @pytest.mark.accelerator
 def test_gpu_config_trains_and_samples_on_an_accelerator(tmp_path):
   """configs/gpu.py for a few steps on the machine's GPU or TPU."""
-  import subprocess
 
-  from melodyjax import midi_io
-  from tests.test_corpus import tune
+  from tests.test_corpus import run_python, write_tunes
 
   midi_dir = tmp_path / "midi"
-  midi_dir.mkdir()
-  for i in range(40):
-    midi_io.write_midi(tune(i, 14 + i % 9), midi_dir / f"t{i}.mid")
+  write_tunes(midi_dir, 40, 9, name="t{}.mid")
   # The tests force CPU for themselves; this command must see the device.
   env = {
     k: v
     for k, v in os.environ.items()
     if k not in ("JAX_PLATFORMS", "XLA_FLAGS")
   }
-  result = subprocess.run(
-    [
-      sys.executable,
-      "train_main.py",
-      "--config=configs/gpu.py",
-      f"--workdir={tmp_path / 'run'}",
-      f"--config.data.midi_dir={midi_dir}",
-      f"--config.data.dataset_dir={tmp_path / 'data'}",
-      "--config.train.num_train_steps=4",
-      "--config.train.eval_every_steps=2",
-      "--config.train.checkpoint_every_steps=2",
-      "--config.train.progress=False",
-      # The test corpus has fewer windows than the config's batch.
-      "--config.train.batch_size=16",
-      "--config.eval.batch_size=16",
-    ],
-    capture_output=True,
-    text=True,
-    cwd=PROJECT,
+  result = run_python(
+    "train_main.py",
+    "--config=configs/gpu.py",
+    f"--workdir={tmp_path / 'run'}",
+    f"--config.data.midi_dir={midi_dir}",
+    f"--config.data.dataset_dir={tmp_path / 'data'}",
+    "--config.train.num_train_steps=4",
+    "--config.train.eval_every_steps=2",
+    "--config.train.checkpoint_every_steps=2",
+    "--config.train.progress=False",
+    # The test corpus has fewer windows than the config's batch.
+    "--config.train.batch_size=16",
+    "--config.eval.batch_size=16",
     env=env,
     timeout=600,
   )
   launch = [
-    line for line in result.stderr.splitlines() if "train_main.py:" in line
+    line for line in result.stdout.splitlines() if "train_main.py:" in line
   ][:2]
   if launch and "(cpu:" in launch[0]:
     pytest.skip("JAX sees no GPU or TPU here: " + launch[0])

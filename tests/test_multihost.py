@@ -15,8 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from melodyjax import corpus, midi_io
-from tests.test_corpus import tune
+from melodyjax import corpus
+from tests.test_corpus import run_python, write_tunes
 from tests.test_train import final_params
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,8 +35,7 @@ DISTRIBUTED_VARIABLES = (
 def data(tmp_path_factory):
   """(midi_dir, dataset_dir) with the dataset of configs/tiny.py built."""
   midi_dir = tmp_path_factory.mktemp("midi")
-  for i in range(48):
-    midi_io.write_midi(tune(i, 14 + i % 17), midi_dir / f"tune{i:02d}.mid")
+  write_tunes(midi_dir, 48, 17)
   dataset_dir = tmp_path_factory.mktemp("data")
   corpus.build_dataset(
     midi_dir,
@@ -231,18 +230,12 @@ def test_two_processes_equal_one_with_as_many_devices(data, tmp_path, mode):
 def test_incomplete_multihost_settings_are_one_line_errors(
   tmp_path, variables, message
 ):
-  result = subprocess.run(
-    [
-      sys.executable,
-      "train_main.py",
-      "--config=configs/tiny.py",
-      f"--workdir={tmp_path}/w",
-    ],
-    capture_output=True,
-    text=True,
-    cwd=PROJECT,
-    timeout=120,
+  result = run_python(
+    "train_main.py",
+    "--config=configs/tiny.py",
+    f"--workdir={tmp_path}/w",
     env=env_with(1, **variables),
+    timeout=120,
   )
   assert result.returncode == 2
   last = result.stderr.strip().splitlines()[-1]

@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,17 +12,15 @@ import pytest
 from melodyjax import generate, midi_io, tokens, train
 from melodyjax import model as model_lib
 from melodyjax import sample as sample_lib
-from tests.test_corpus import tune
-from tests.test_train import PROJECT, tiny_config
+from tests.test_corpus import run_python, write_tunes
+from tests.test_train import tiny_config
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   root = tmp_path_factory.mktemp("sample")
   midi_dir = root / "midi"
-  midi_dir.mkdir()
-  for i in range(40):
-    midi_io.write_midi(tune(i, 14 + i % 9), midi_dir / f"t{i}.mid")
+  write_tunes(midi_dir, 40, 9, name="t{}.mid")
   config = tiny_config(midi_dir, root / "data")
   config.train.num_train_steps = 10
   train.train_and_evaluate(config, str(root / "run"))
@@ -216,13 +213,7 @@ def test_canonical_events_match_what_a_file_keeps():
 
 
 def run_main(*args):
-  return subprocess.run(
-    [sys.executable, "sample_main.py", *args],
-    capture_output=True,
-    text=True,
-    cwd=PROJECT,
-    timeout=300,
-  )
+  return run_python("sample_main.py", *args)
 
 
 def test_main_writes_files(workdir, tmp_path):

@@ -12,9 +12,9 @@ import jax
 import numpy as np
 import pytest
 
-from melodyjax import checkpointing, corpus, midi_io, parallel, pipeline, train
+from melodyjax import checkpointing, corpus, parallel, pipeline, train
 from melodyjax import model as model_lib
-from tests.test_corpus import tune
+from tests.test_corpus import run_python, write_tunes
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
@@ -24,8 +24,7 @@ from configs import tiny  # noqa: E402
 @pytest.fixture(scope="module")
 def midi_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("midi")
-  for i in range(48):
-    midi_io.write_midi(tune(i, 14 + i % 17), root / f"tune{i:02d}.mid")
+  write_tunes(root, 48, 17)
   return root
 
 
@@ -231,14 +230,7 @@ def test_bad_config_values_name_the_field(midi_dir, tmp_path):
 
 
 def run_main(*args, env=None):
-  return subprocess.run(
-    [sys.executable, "train_main.py", *args],
-    capture_output=True,
-    text=True,
-    cwd=PROJECT,
-    timeout=300,
-    env=env,
-  )
+  return run_python("train_main.py", *args, env=env)
 
 
 def test_main_rejects_a_typo_in_a_config_key(tmp_path):

@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 
@@ -18,7 +17,7 @@ import pytest
 from absl import flags
 
 from melodyjax import checkpointing, cli, midi_io, train
-from tests.test_corpus import tune
+from tests.test_corpus import run_python, write_tunes
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
@@ -577,9 +576,7 @@ def shared(tmp_path_factory):
   """A corpus, its dataset and a workdir trained for 10 steps."""
   root = tmp_path_factory.mktemp("shared")
   midi = root / "midi"
-  midi.mkdir()
-  for i in range(24):
-    midi_io.write_midi(tune(i, 14 + i % 9), midi / f"tune{i:02d}.mid")
+  write_tunes(midi, 24, 9)
   config = tiny.get_config()
   config.data.midi_dir = str(midi)
   config.data.dataset_dir = str(root / "data")
@@ -662,16 +659,6 @@ def test_catalogue_lists_every_case():
     assert f"`{case.id}`" in text, f"{case.id} is not in docs/errors.md"
 
 
-def _subprocess(*args):
-  return subprocess.run(
-    [sys.executable, *args],
-    capture_output=True,
-    text=True,
-    cwd=PROJECT,
-    timeout=300,
-  )
-
-
 def test_entry_points_exit_2_and_debug_shows_the_traceback(shared, tmp_path):
   midi, data, _ = shared
   args = [
@@ -681,12 +668,12 @@ def test_entry_points_exit_2_and_debug_shows_the_traceback(shared, tmp_path):
     f"--config.data.midi_dir={tmp_path}/nothing",
     f"--config.data.dataset_dir={data}",
   ]
-  result = _subprocess(*args)
+  result = run_python(*args)
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [
     f"train_main.py: error: MIDI folder not found: {tmp_path}/nothing"
   ]
-  result = _subprocess(*args, "--debug")
+  result = run_python(*args, "--debug")
   assert result.returncode == 2
   assert "Traceback" in result.stderr
   assert (
@@ -694,7 +681,7 @@ def test_entry_points_exit_2_and_debug_shows_the_traceback(shared, tmp_path):
     .splitlines()[-1]
     .startswith("train_main.py: error: MIDI folder not found")
   )
-  result = _subprocess(
+  result = run_python(
     "-m", "melodyjax.corpus", f"--midi_dir={tmp_path}/nothing", "--out=x"
   )
   assert result.returncode == 2
