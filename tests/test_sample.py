@@ -110,10 +110,15 @@ def test_fast_paths_sample_the_same_notes(run, monkeypatch, slow_path):
   assert sample_lib.use_input_table(run.model.config, 3 * length)
   fast = sample_lib.sample(*args, num_notes=24)
   fast_window = sample_lib.sample_window(*args, num_notes=24, seq_len=8)
+  fast_program = sample_lib.sample.lower(*args, num_notes=24).as_text()
   monkeypatch.setattr(sample_lib, slow_path, 0)
   jax.clear_caches()  # trace again, without the fast path
   slow = sample_lib.sample(*args, num_notes=24)
   slow_window = sample_lib.sample_window(*args, num_notes=24, seq_len=8)
+  # The slow path really ran: the compiled program is another one.
+  assert sample_lib.sample.lower(*args, num_notes=24).as_text() != (
+    fast_program
+  )
   jax.clear_caches()
   for a, b in [(fast, slow), (fast_window, slow_window)]:
     np.testing.assert_array_equal(a[0], b[0])
