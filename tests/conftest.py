@@ -13,6 +13,9 @@ if "xla_force_host_platform_device_count" not in _flags:
 
 import pytest  # noqa: E402
 
+from melodyjax import train  # noqa: E402
+from tests.helpers import tiny_config, write_tunes  # noqa: E402
+
 
 def pytest_addoption(parser):
   parser.addoption(
@@ -30,3 +33,15 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if "slow" in item.keywords or "accelerator" in item.keywords:
       item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  """A tiny run trained for 10 steps (one per test module that uses it)."""
+  root = tmp_path_factory.mktemp("sample")
+  midi_dir = root / "midi"
+  write_tunes(midi_dir, 40, 9, name="t{}.mid")
+  config = tiny_config(midi_dir, root / "data")
+  config.train.num_train_steps = 10
+  train.train_and_evaluate(config, str(root / "run"))
+  return root / "run"

@@ -11,8 +11,7 @@ import wave
 import pytest
 
 from melodyjax import audition, evaluate, midi_io, tokens, train
-from tests.test_corpus import run_python, write_tunes
-from tests.test_train import tiny_config
+from tests.helpers import run_python, tiny_config, write_tunes
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

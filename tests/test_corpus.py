@@ -2,51 +2,14 @@
 
 import json
 import os
-import subprocess
-import sys
 from fractions import Fraction as F
 
 import numpy as np
 import pytest
 
+from configs import default
 from melodyjax import corpus, midi_io, tokens
-
-PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tune(i, length=12):
-  """A C major tune that differs per i."""
-  scale = [60, 62, 64, 65, 67, 69, 71, 72]
-  events = []
-  for j in range(length):
-    events.append(
-      midi_io.Event(
-        (scale[(i * 3 + j * (i % 5 + 1)) % 8],), F(1 + (i + j) % 2, 2)
-      )
-    )
-    if j == 5:
-      events.append(midi_io.Event((), F(1, 2)))
-  return midi_io.Song(events, key_signature="C")
-
-
-def write_tunes(folder, count, spread, name="tune{:02d}.mid"):
-  """`count` tunes of 14 + i % spread events into a new folder."""
-  folder.mkdir(exist_ok=True)
-  for i in range(count):
-    midi_io.write_midi(tune(i, 14 + i % spread), folder / name.format(i))
-  return folder
-
-
-def run_python(*args, env=None, timeout=300):
-  """`python ARGS` in the project folder, output captured as text."""
-  return subprocess.run(
-    [sys.executable, *args],
-    capture_output=True,
-    text=True,
-    cwd=PROJECT,
-    timeout=timeout,
-    env=env,
-  )
+from tests.helpers import run_python, tune
 
 
 @pytest.fixture
@@ -185,9 +148,6 @@ def test_export_jsonl_and_duplicates(midi_dir, tmp_path):
 
 
 def test_config_defaults_match_configs_default():
-  sys.path.insert(0, PROJECT)
-  from configs import default  # pylint: disable=import-outside-toplevel
-
   data = default.get_config().data
   assert corpus.CorpusConfig.from_config(data) == corpus.CorpusConfig()
 

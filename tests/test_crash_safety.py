@@ -13,13 +13,9 @@ import jax
 import numpy as np
 import pytest
 
+from configs import tiny
 from melodyjax import checkpointing, train
-from tests.test_corpus import write_tunes
-from tests.test_train import abstract_state
-
-PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, PROJECT)
-from configs import tiny  # noqa: E402
+from tests.helpers import PROJECT, abstract_state, write_tunes
 
 INTERVAL = 5  # checkpoint_every_steps in these runs
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from melodyjax import audio, evaluate, generate, midi_io, ngram, tokens
-from tests.test_sample import workdir  # noqa: F401 - a trained tiny run
 
 
 def constant_model(run, pitch_probs, duration_probs):
@@ -23,7 +22,7 @@ def constant_model(run, pitch_probs, duration_probs):
   return run.__class__(**{**run.__dict__, "params": params})
 
 
-def test_bits_per_note_of_a_model_with_known_probabilities(workdir):  # noqa: F811
+def test_bits_per_note_of_a_model_with_known_probabilities(workdir):
   run = generate.load_run(str(workdir))
   dataset = evaluate.load_dataset_of(run)
   rng = np.random.default_rng(0)
@@ -58,7 +57,7 @@ def test_bits_per_note_of_a_model_with_known_probabilities(workdir):  # noqa: F8
   assert scores["top5_pitch"] >= scores["top1_pitch"]
 
 
-def test_report_on_a_tiny_run(workdir, tmp_path):  # noqa: F811
+def test_report_on_a_tiny_run(workdir, tmp_path):
   result = evaluate.evaluate_run(
     str(workdir),
     output_dir=str(tmp_path),

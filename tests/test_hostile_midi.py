@@ -10,7 +10,7 @@ import pytest
 
 from melodyjax import corpus, midi_io
 from tests import midi_helpers
-from tests.test_corpus import tune
+from tests.helpers import tune
 
 NUM_GOOD = 12
 

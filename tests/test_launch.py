@@ -4,12 +4,10 @@ import importlib
 import os
 import re
 import shlex
-import sys
 
 import pytest
 
-PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, PROJECT)
+from tests.helpers import PROJECT
 
 
 def readme_train_commands() -> list[list[str]]:

@@ -15,13 +15,9 @@ import jax
 import numpy as np
 import pytest
 
+from configs import tiny
 from melodyjax import corpus
-from tests.test_corpus import run_python, write_tunes
-from tests.test_train import final_params
-
-PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, PROJECT)
-from configs import tiny  # noqa: E402
+from tests.helpers import PROJECT, final_params, run_python, write_tunes
 
 TIMEOUT_S = 240
 DISTRIBUTED_VARIABLES = (

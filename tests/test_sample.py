@@ -9,22 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from melodyjax import generate, midi_io, tokens, train
+from melodyjax import generate, midi_io, tokens
 from melodyjax import model as model_lib
 from melodyjax import sample as sample_lib
-from tests.test_corpus import run_python, write_tunes
-from tests.test_train import tiny_config
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("sample")
-  midi_dir = root / "midi"
-  write_tunes(midi_dir, 40, 9, name="t{}.mid")
-  config = tiny_config(midi_dir, root / "data")
-  config.train.num_train_steps = 10
-  train.train_and_evaluate(config, str(root / "run"))
-  return root / "run"
+from tests.helpers import run_python
 
 
 @pytest.fixture(scope="module")

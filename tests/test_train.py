@@ -12,13 +12,16 @@ import jax
 import numpy as np
 import pytest
 
+from configs import tiny
 from melodyjax import checkpointing, corpus, parallel, pipeline, train
 from melodyjax import model as model_lib
-from tests.test_corpus import run_python, write_tunes
-
-PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, PROJECT)
-from configs import tiny  # noqa: E402
+from tests.helpers import (
+  PROJECT,
+  final_params,
+  run_python,
+  tiny_config,
+  write_tunes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +29,6 @@ def midi_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("midi")
   write_tunes(root, 48, 17)
   return root
-
-
-def tiny_config(midi_dir, data_dir, **train_overrides):
-  config = tiny.get_config()
-  config.data.midi_dir = str(midi_dir)
-  config.data.dataset_dir = str(data_dir)
-  config.data.valid_fraction = 0.15
-  config.data.test_fraction = 0.1
-  for key, value in train_overrides.items():
-    config.train[key] = value
-  return config
 
 
 @pytest.fixture(scope="module")
@@ -161,31 +153,6 @@ def test_end_to_end_run_writes_a_complete_workdir(midi_dir, tmp_path):
   assert {"train/loss", "train/tokens_per_second"} <= set(lines[0])
   assert any("eval/accuracy_duration" in line for line in lines)
   assert os.listdir(workdir / "tensorboard")
-
-
-def abstract_state(workdir):
-  """The shapes of a run's train state, from its config and vocabularies."""
-  config = checkpointing.read_config(str(workdir))
-  pitch_vocab, duration_vocab = checkpointing.read_vocabs(str(workdir))
-  model = model_lib.MelodyModel(
-    model_lib.get_model_config(
-      config.model, len(pitch_vocab), len(duration_vocab)
-    )
-  )
-  tx = train.create_optimizer(config.train)
-  return jax.eval_shape(
-    lambda k: train.create_train_state(k, model, tx, 16), jax.random.key(0)
-  )
-
-
-def final_params(workdir):
-  abstract = abstract_state(workdir)
-  manager = checkpointing.create_manager(
-    str(workdir), max_to_keep=5, keep_best=0, enable_async=False
-  )
-  state, data = checkpointing.restore(manager, manager.latest_step(), abstract)
-  manager.close()
-  return state, data
 
 
 def test_resume_equals_uninterrupted(midi_dir, tmp_path):

@@ -16,14 +16,11 @@ from collections.abc import Callable
 import pytest
 from absl import flags
 
+import sample_main
+import train_main
+from configs import tiny
 from melodyjax import checkpointing, cli, midi_io, train
-from tests.test_corpus import run_python, write_tunes
-
-PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, PROJECT)
-import sample_main  # noqa: E402
-import train_main  # noqa: E402
-from configs import tiny  # noqa: E402
+from tests.helpers import PROJECT, run_python, write_tunes
 
 DOC = os.path.join(PROJECT, "docs", "errors.md")
 MAINS = {"train": train_main, "sample": sample_main}

@@ -1,0 +1,91 @@
+"""What several test modules share: tiny corpora, configs and subprocesses.
+
+Test modules import from here (or use the fixtures of `conftest.py`), never
+from one another.
+"""
+
+import os
+import subprocess
+import sys
+from fractions import Fraction as F
+
+import jax
+
+from configs import tiny
+from melodyjax import checkpointing, midi_io, train
+from melodyjax import model as model_lib
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tune(i, length=12):
+  """A C major tune that differs per i."""
+  scale = [60, 62, 64, 65, 67, 69, 71, 72]
+  events = []
+  for j in range(length):
+    events.append(
+      midi_io.Event(
+        (scale[(i * 3 + j * (i % 5 + 1)) % 8],), F(1 + (i + j) % 2, 2)
+      )
+    )
+    if j == 5:
+      events.append(midi_io.Event((), F(1, 2)))
+  return midi_io.Song(events, key_signature="C")
+
+
+def write_tunes(folder, count, spread, name="tune{:02d}.mid"):
+  """`count` tunes of 14 + i % spread events into a new folder."""
+  folder.mkdir(exist_ok=True)
+  for i in range(count):
+    midi_io.write_midi(tune(i, 14 + i % spread), folder / name.format(i))
+  return folder
+
+
+def run_python(*args, env=None, timeout=300):
+  """`python ARGS` in the project folder, output captured as text."""
+  return subprocess.run(
+    [sys.executable, *args],
+    capture_output=True,
+    text=True,
+    cwd=PROJECT,
+    timeout=timeout,
+    env=env,
+  )
+
+
+def tiny_config(midi_dir, data_dir, **train_overrides):
+  """configs/tiny.py on a test corpus, with larger held-out splits."""
+  config = tiny.get_config()
+  config.data.midi_dir = str(midi_dir)
+  config.data.dataset_dir = str(data_dir)
+  config.data.valid_fraction = 0.15
+  config.data.test_fraction = 0.1
+  for key, value in train_overrides.items():
+    config.train[key] = value
+  return config
+
+
+def abstract_state(workdir):
+  """The shapes of a run's train state, from its config and vocabularies."""
+  config = checkpointing.read_config(str(workdir))
+  pitch_vocab, duration_vocab = checkpointing.read_vocabs(str(workdir))
+  model = model_lib.MelodyModel(
+    model_lib.get_model_config(
+      config.model, len(pitch_vocab), len(duration_vocab)
+    )
+  )
+  tx = train.create_optimizer(config.train)
+  return jax.eval_shape(
+    lambda k: train.create_train_state(k, model, tx, 16), jax.random.key(0)
+  )
+
+
+def final_params(workdir):
+  """(train state, data position) of a run's latest checkpoint."""
+  abstract = abstract_state(workdir)
+  manager = checkpointing.create_manager(
+    str(workdir), max_to_keep=5, keep_best=0, enable_async=False
+  )
+  state, data = checkpointing.restore(manager, manager.latest_step(), abstract)
+  manager.close()
+  return state, data
