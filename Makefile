@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Optional: tcmalloc, which the mains preload (melodyjax/runtime.py) so that
+# Optional: tcmalloc, which the mains preload (melodyjax/cli/runtime.py) so that
 # XLA:CPU stops re-faulting its buffers at every step. Installed only where
 # apt-get runs as root; elsewhere the mains fall back to glibc's huge-page
 # malloc, and nothing fails.

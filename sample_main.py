@@ -146,7 +146,6 @@ def check_flags() -> dict:
 def main(argv):
   if len(argv) > 1:
     cli.fail(PROG, f"unexpected arguments: {' '.join(argv[1:])}")
-  from melodyjax import audition  # pylint: disable=g-import-not-at-top
 
   with cli.user_errors(PROG):
     checked = check_flags()
@@ -154,7 +153,11 @@ def main(argv):
     top_k = checked["top_k"]
     top_p = checked["top_p"]
     numerator, denominator = checked["time_signature"]
-    from melodyjax import generate  # pylint: disable=g-import-not-at-top
+    from melodyjax.listening import (  # pylint: disable=g-import-not-at-top
+      outputs,
+      page,
+    )
+    from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
 
     if FLAGS.primer:  # before the restore: a typo costs no waiting
       generate.parse_primer_text(FLAGS.primer)
@@ -196,7 +199,7 @@ def main(argv):
       "primer_midi": FLAGS.primer_midi,
       "max_primer_notes": FLAGS.max_primer_notes,
     }
-    paths = generate.write_outputs(
+    paths = outputs.write_outputs(
       melodies,
       output_dir,
       step=run.step,
@@ -211,7 +214,7 @@ def main(argv):
     )
     workdir = os.path.join(run.workdir, "")
     if os.path.abspath(output_dir).startswith(workdir):
-      audition.write_page(run.workdir)
+      page.write_page(run.workdir)
     lengths = [len(m) for m in melodies]
     print(
       f"step {run.step}: wrote {len(paths)} melodies "
@@ -220,7 +223,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from melodyjax import runtime
+  from melodyjax.cli import runtime
 
   runtime.reexec_with_fast_malloc()
   sys.exit(app.run(main, flags_parser=cli.parse_flags))

@@ -119,14 +119,14 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  from melodyjax import (  # pylint: disable=g-import-not-at-top
-    audition,
+  from melodyjax.cli import runtime  # pylint: disable=g-import-not-at-top
+  from melodyjax.listening import page  # pylint: disable=g-import-not-at-top
+  from melodyjax.model import model as model_lib  # pylint: disable=g-import-not-at-top
+  from melodyjax.training import (  # pylint: disable=g-import-not-at-top
     checks,
+    loop,
     parallel,
-    runtime,
-    train,
   )
-  from melodyjax import model as model_lib  # pylint: disable=g-import-not-at-top
 
   config = FLAGS.config
   with cli.user_errors(PROG):
@@ -139,14 +139,14 @@ def main(argv):
     launch += f"\nmemory allocator: {runtime.active_allocator()}"
     for line in launch.splitlines():
       print(f"{PROG}: {line}", flush=True)
-    metrics = train.train_and_evaluate(config, FLAGS.workdir)
+    metrics = loop.train_and_evaluate(config, FLAGS.workdir)
     if jax.process_index() == 0:
       print(cli.format_result(FLAGS.workdir, metrics))
-      print(audition.describe_outputs(FLAGS.workdir))
+      print(page.describe_outputs(FLAGS.workdir))
 
 
 if __name__ == "__main__":
-  from melodyjax import runtime
+  from melodyjax.cli import runtime
 
   runtime.reexec_with_fast_malloc()
   sys.exit(app.run(main, flags_parser=cli.parse_flags))

@@ -8,11 +8,11 @@ Measures in one run, on this machine:
      One process. The parse is forced from the MIDI source
      (`forceSource=True`), so music21's pickle cache neither helps nor is
      written.
-  b) melodyjax, one worker: `corpus.build_dataset` of the whole folder
+  b) melodyjax, one worker: `build.build_dataset` of the whole folder
      (read, tokenize, split, vocabularies, write), the per-core comparison.
   c) melodyjax, one worker per CPU core: the same build.
   d) cache reload: `build_dataset` again on the same folder (a fresh cache is
-     found and loaded), and `corpus.load_dataset` alone.
+     found and loaded), and `dataset_lib.load_dataset` alone.
 
 The files are read once before any timing, so every measurement sees a warm
 page cache. With `--repeats R` each part runs R times, the parts taking turns,
@@ -37,7 +37,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from melodyjax import corpus, esac
+from melodyjax.data import build, esac
+from melodyjax.data import dataset as dataset_lib
 
 DEFAULT_OUT = os.path.join(
   os.path.dirname(os.path.abspath(__file__)), "results.json"
@@ -112,9 +113,9 @@ def parse_with_music21(midi_dir: str, relpaths: Sequence[str]) -> None:
     music21_events(os.path.join(midi_dir, relpath))
 
 
-def build(midi_dir: str, out_dir: str, workers: int) -> None:
-  """A forced `corpus.build_dataset` with `workers` processes."""
-  corpus.build_dataset(
+def build_once(midi_dir: str, out_dir: str, workers: int) -> None:
+  """A forced `build.build_dataset` with `workers` processes."""
+  build.build_dataset(
     midi_dir, out_dir, workers=workers, force=True, progress=False
   )
 
@@ -263,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 1
   midi_dir = os.path.abspath(os.path.expanduser(args.midi_dir))
-  relpaths = corpus.list_midi_files(midi_dir) if os.path.isdir(midi_dir) else []
+  relpaths = build.list_midi_files(midi_dir) if os.path.isdir(midi_dir) else []
   if not relpaths:
     problem = "holds no MIDI file" if os.path.isdir(midi_dir) else "not found"
     print(
@@ -311,15 +312,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parts = {}
     if music21:
       parts["music21"] = (parse_with_music21, midi_dir, sample)
-    parts["1 worker"] = (build, midi_dir, os.path.join(tmp, "one"), 1)
-    parts[f"{cores} workers"] = (build, midi_dir, out_dir, cores)
+    parts["1 worker"] = (build_once, midi_dir, os.path.join(tmp, "one"), 1)
+    parts[f"{cores} workers"] = (build_once, midi_dir, out_dir, cores)
     timings = best_of(args.repeats, parts)
     # The cache is fresh now: build_dataset finds it and loads it.
     cached = best_of(
       args.repeats,
       {
-        "cache reload": (corpus.build_dataset, midi_dir, out_dir),
-        "load_dataset": (corpus.load_dataset, out_dir),
+        "cache reload": (build.build_dataset, midi_dir, out_dir),
+        "load_dataset": (dataset_lib.load_dataset, out_dir),
       },
     )
   reload = cached["cache reload"][0]

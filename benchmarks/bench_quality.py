@@ -32,18 +32,22 @@ import sys
 import tempfile
 import time
 
+from melodyjax.cli import runtime
+from melodyjax.evaluation import report as evaluation
+from melodyjax.listening import hook
+from melodyjax.training import loop
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 if __name__ == "__main__":
-  from melodyjax import runtime
+  from melodyjax.cli import runtime
 
   runtime.reexec_with_fast_malloc()
 
 import numpy as np  # noqa: E402
 
 from benchmarks import results  # noqa: E402
-from melodyjax import audition  # noqa: E402
 
 
 def training_seconds(rows: list[dict]) -> dict[int, float]:
@@ -86,7 +90,7 @@ def train_until(
   try:
     while process.poll() is None:
       time.sleep(1.0)
-      rows = audition.read_metrics(workdir)
+      rows = hook.read_metrics(workdir)
       steps = [r["step"] for r in rows]
       last = max(steps, default=0)
       if stop_below is not None and stop_at == max_steps:
@@ -131,18 +135,14 @@ def main():
   import jax  # pylint: disable=g-import-not-at-top
 
   from configs import default  # pylint: disable=g-import-not-at-top
-  from melodyjax import (  # pylint: disable=g-import-not-at-top
-    evaluate,
-    generate,
-    ngram,
-    train,
-  )
+  from melodyjax.evaluation import ngram  # pylint: disable=g-import-not-at-top
+  from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
 
   jax.config.update("jax_platforms", "cpu")
   config = default.get_config()
   config.data.midi_dir = args.midi_dir
   config.data.dataset_dir = args.dataset_dir
-  dataset = train.load_dataset(config)
+  dataset = loop.load_dataset(config)
   start = time.perf_counter()
   fitted = ngram.fit_streams(dataset, max_order=8)
   baseline = ngram.evaluate_streams(dataset, fitted, "valid")
@@ -174,7 +174,7 @@ def main():
       overrides,
       target if objective == "all" else None,
     )
-    logged = training_seconds(audition.read_metrics(workdir))
+    logged = training_seconds(hook.read_metrics(workdir))
     steps = sorted(
       int(d)
       for d in os.listdir(os.path.join(workdir, "checkpoints"))
@@ -184,7 +184,7 @@ def main():
     for step in steps:
       run = generate.load_run(workdir, step)
       bits = ngram.score_distributions(
-        evaluate.model_distributions(run, dataset.valid)
+        evaluation.model_distributions(run, dataset.valid)
       )["bits_per_note"]
       seconds = logged.get(step, np.nan)
       curve.append((step, seconds, bits))

@@ -14,10 +14,14 @@ import statistics
 import sys
 import time
 
+from melodyjax.cli import runtime
+from melodyjax.model import model as model_lib
+from melodyjax.sampling import sampler
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":
-  from melodyjax import runtime
+  from melodyjax.cli import runtime
 
   # Before JAX allocates anything; MELODYJAX_MALLOC=system opts out.
   runtime.reexec_with_fast_malloc()
@@ -26,8 +30,6 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import results  # noqa: E402
-from melodyjax import model as model_lib  # noqa: E402
-from melodyjax import sample as sample_lib  # noqa: E402
 
 
 def time_call(fn, repeats):
@@ -49,7 +51,7 @@ def main():
   parser.add_argument("--out", default=results.DEFAULT_PATH)
   args = parser.parse_args()
   if args.workdir:
-    from melodyjax import generate  # pylint: disable=g-import-not-at-top
+    from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
 
     run = generate.load_run(args.workdir)
     model, params = run.model, run.params
@@ -57,7 +59,7 @@ def main():
     model = model_lib.MelodyModel(model_lib.ModelConfig(49, 42))
     dummy = jnp.zeros((1, 4), jnp.int32)
     params = model.init(jax.random.key(0), dummy, dummy)
-  settings = sample_lib.make_settings(1.0)
+  settings = sampler.make_settings(1.0)
   rows = []
   for batch in (1, 64):
     primer = (jnp.zeros((batch, 1), jnp.int32),) * 2 + (
@@ -65,7 +67,7 @@ def main():
     )
     for mode in ("scan", "window"):
       if mode == "scan":
-        fn = lambda i, primer=primer: sample_lib.sample(  # noqa: E731
+        fn = lambda i, primer=primer: sampler.sample(  # noqa: E731
           model,
           params,
           *primer,
@@ -74,7 +76,7 @@ def main():
           num_notes=args.num_notes,
         )
       else:
-        fn = lambda i, primer=primer: sample_lib.sample_window(  # noqa: E731
+        fn = lambda i, primer=primer: sampler.sample_window(  # noqa: E731
           model,
           params,
           *primer,

@@ -46,10 +46,18 @@ import statistics
 import sys
 import time
 
+from melodyjax.cli import runtime
+from melodyjax.data import windows as windows_lib
+from melodyjax.model import model as model_lib
+from melodyjax.sampling import sampler
+from melodyjax.training import parallel
+from melodyjax.training import state as state_lib
+from melodyjax.training import steps as steps_lib
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":
-  from melodyjax import runtime
+  from melodyjax.cli import runtime
 
   # Before JAX allocates anything; MELODYJAX_MALLOC=system opts out.
   runtime.reexec_with_fast_malloc()
@@ -59,10 +67,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import results  # noqa: E402
-from melodyjax import model as model_lib  # noqa: E402
-from melodyjax import parallel, pipeline, runtime  # noqa: E402
-from melodyjax import sample as sample_lib  # noqa: E402
-from melodyjax import train as train_lib  # noqa: E402
 
 try:
   import torch
@@ -251,7 +255,7 @@ def recurrent_matmul_gflops(
 
 def random_batch(
   batch: int, seq_len: int, objective: str, seed: int = 0
-) -> pipeline.Batch:
+) -> windows_lib.Batch:
   """Random windows of real ids (no padding), as the pipeline lays them."""
   rng = np.random.default_rng(seed)
   pitch = rng.integers(FIRST_REAL_ID, PITCH_VOCAB, (batch, seq_len + 1))
@@ -261,7 +265,7 @@ def random_batch(
     targets = pitch[:, 1:], duration[:, 1:]
   else:
     targets = pitch[:, -1], duration[:, -1]
-  return pipeline.Batch(
+  return windows_lib.Batch(
     pitch=np.ascontiguousarray(pitch[:, :-1]),
     duration=np.ascontiguousarray(duration[:, :-1]),
     target_pitch=np.ascontiguousarray(targets[0]),
@@ -276,16 +280,16 @@ def random_batch(
 class JaxTrainer:
   """melodyjax's jitted train step on one CPU device, state carried."""
 
-  def __init__(self, model, batch: pipeline.Batch, objective: str):
+  def __init__(self, model, batch: windows_lib.Batch, objective: str):
     self.model = model
     self.objective = objective
     mesh = parallel.create_mesh(jax.devices()[:1])
-    tx = train_lib.create_optimizer(TRAIN_CONFIG)
-    self.train_step, _ = train_lib.make_steps(model, tx, objective, "jit", mesh)
-    runner = train_lib.Runner("jit", mesh)
+    tx = state_lib.create_optimizer(TRAIN_CONFIG)
+    self.train_step, _ = steps_lib.make_steps(model, tx, objective, "jit", mesh)
+    runner = steps_lib.Runner("jit", mesh)
     init_key, self.dropout_key = jax.random.split(jax.random.key(0))
     self.state = runner.put_state(
-      train_lib.create_train_state(init_key, model, tx, batch.pitch.shape[1])
+      state_lib.create_train_state(init_key, model, tx, batch.pitch.shape[1])
     )
     self.batch = runner.put_batch(batch)
     self.local_batch = {k: jnp.asarray(v) for k, v in batch.as_dict().items()}
@@ -304,7 +308,7 @@ class JaxTrainer:
     )
 
     def loss_fn(params):
-      sums = train_lib.compute_sums(model, params, batch, objective, mask)
+      sums = steps_lib.compute_sums(model, params, batch, objective, mask)
       return (sums["nll_pitch"] + sums["nll_duration"]) / sums["count"]
 
     forward = jax.jit(loss_fn)
@@ -322,7 +326,7 @@ class JaxTrainer:
 class TorchTrainer:
   """The PyTorch reference's eager train step on the same data."""
 
-  def __init__(self, config, batch: pipeline.Batch, objective: str):
+  def __init__(self, config, batch: windows_lib.Batch, objective: str):
     torch.manual_seed(0)
     self.model = torch_reference.TorchMelodyModel(
       config.pitch_vocab_size,
@@ -417,7 +421,7 @@ def bench_training(args, config, peak, rows):
           after = resource.getrusage(resource.RUSAGE_SELF)
           times[name][kind] += block
           # Page faults and system CPU of this process per step: what the
-          # allocator changes (melodyjax/runtime.py).
+          # allocator changes (melodyjax/cli/runtime.py).
           faults = (after.ru_minflt - usage.ru_minflt) / len(block)
           system_ms = (after.ru_stime - usage.ru_stime) / len(block) * 1000
           print(
@@ -538,7 +542,7 @@ def bench_sampling(args, config, rows):
   model = model_lib.MelodyModel(config)
   dummy = jnp.zeros((1, 4), jnp.int32)
   params = model.init(jax.random.key(0), dummy, dummy)
-  settings = sample_lib.make_settings(1.0)
+  settings = sampler.make_settings(1.0)
   num_notes = args.num_notes
   summary = {}
   if torch is not None:
@@ -554,7 +558,7 @@ def bench_sampling(args, config, rows):
 
     def run_jax(i, primer=primer):
       jax.block_until_ready(
-        sample_lib.sample(
+        sampler.sample(
           model,
           params,
           *primer,

@@ -12,8 +12,11 @@ from fractions import Fraction as F
 import jax
 
 from configs import tiny
-from melodyjax import checkpointing, midi_io, train
-from melodyjax import model as model_lib
+from melodyjax.model import model as model_lib
+from melodyjax.music import midi_io
+from melodyjax.music.events import Event, Song
+from melodyjax.training import checkpoints
+from melodyjax.training import state as state_lib
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,13 +27,11 @@ def tune(i, length=12):
   events = []
   for j in range(length):
     events.append(
-      midi_io.Event(
-        (scale[(i * 3 + j * (i % 5 + 1)) % 8],), F(1 + (i + j) % 2, 2)
-      )
+      Event((scale[(i * 3 + j * (i % 5 + 1)) % 8],), F(1 + (i + j) % 2, 2))
     )
     if j == 5:
-      events.append(midi_io.Event((), F(1, 2)))
-  return midi_io.Song(events, key_signature="C")
+      events.append(Event((), F(1, 2)))
+  return Song(events, key_signature="C")
 
 
 def write_tunes(folder, count, spread, name="tune{:02d}.mid"):
@@ -67,25 +68,25 @@ def tiny_config(midi_dir, data_dir, **train_overrides):
 
 def abstract_state(workdir):
   """The shapes of a run's train state, from its config and vocabularies."""
-  config = checkpointing.read_config(str(workdir))
-  pitch_vocab, duration_vocab = checkpointing.read_vocabs(str(workdir))
+  config = checkpoints.read_config(str(workdir))
+  pitch_vocab, duration_vocab = checkpoints.read_vocabs(str(workdir))
   model = model_lib.MelodyModel(
     model_lib.get_model_config(
       config.model, len(pitch_vocab), len(duration_vocab)
     )
   )
-  tx = train.create_optimizer(config.train)
+  tx = state_lib.create_optimizer(config.train)
   return jax.eval_shape(
-    lambda k: train.create_train_state(k, model, tx, 16), jax.random.key(0)
+    lambda k: state_lib.create_train_state(k, model, tx, 16), jax.random.key(0)
   )
 
 
 def final_params(workdir):
   """(train state, data position) of a run's latest checkpoint."""
   abstract = abstract_state(workdir)
-  manager = checkpointing.create_manager(
+  manager = checkpoints.create_manager(
     str(workdir), max_to_keep=5, keep_best=0, enable_async=False
   )
-  state, data = checkpointing.restore(manager, manager.latest_step(), abstract)
+  state, data = checkpoints.restore(manager, manager.latest_step(), abstract)
   manager.close()
   return state, data

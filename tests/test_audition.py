@@ -10,7 +10,10 @@ import wave
 
 import pytest
 
-from melodyjax import audition, evaluate, midi_io, tokens, train
+from melodyjax.evaluation import report as evaluation
+from melodyjax.listening import page
+from melodyjax.music import midi_io, tokens
+from melodyjax.training import loop
 from tests.helpers import run_python, tiny_config, write_tunes
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,9 +28,9 @@ def workdir(tmp_path_factory):
   write_tunes(midi_dir, 40, 9, name="t{}.mid")
   config = tiny_config(midi_dir, root / "data")
   config.train.sample_every_steps = 10
-  train.train_and_evaluate(config, str(root / "run"))
-  shutil.copy(root / "run" / audition.PAGE, root / "trained.html")
-  evaluate.evaluate_run(
+  loop.train_and_evaluate(config, str(root / "run"))
+  shutil.copy(root / "run" / page.PAGE, root / "trained.html")
+  evaluation.evaluate_run(
     str(root / "run"),
     num_samples=4,
     num_notes=16,
@@ -115,31 +118,31 @@ def test_training_samples_equal_sample_main(workdir, tmp_path):
 
 
 def test_page_links_files_of_the_workdir_only(workdir):
-  page = (workdir / audition.PAGE).read_text()
-  links = re.findall(r'(?:src|href)="([^"]+)"', page)
+  text = (workdir / page.PAGE).read_text()
+  links = re.findall(r'(?:src|href)="([^"]+)"', text)
   local = [link for link in links if not link.startswith(("#", "data:"))]
   samples = [link for link in local if link.startswith("samples/")]
   assert len(samples) == 2 * 2 * 4  # 2 steps x 2 melodies x mid/json/wav/png
   assert "report.md" in local
   for link in local:
     assert (workdir / link).is_file(), link
-  assert "http://" not in page and "https://" not in page
-  assert page.index('id="step-20"') < page.index('id="step-10"')
+  assert "http://" not in text and "https://" not in text
+  assert text.index('id="step-20"') < text.index('id="step-10"')
   # The evaluation's numbers (test split against the n-gram) are on it.
-  assert "n-gram" in page and "No test-split evaluation" not in page
-  assert 'alt="training curves"' in page
+  assert "n-gram" in text and "No test-split evaluation" not in text
+  assert 'alt="training curves"' in text
   # The table of sampled steps includes the last one, as soon as training
   # ends (before the evaluation rewrote the page).
   trained = (workdir.parent / "trained.html").read_text()
-  for text in (page, trained):
-    assert re.search(r"<tr><td>20</td><td>[0-9.]+</td>", text)
+  for html in (text, trained):
+    assert re.search(r"<tr><td>20</td><td>[0-9.]+</td>", html)
   assert "No test-split evaluation" in trained
 
 
 def test_page_without_samples_or_metrics(tmp_path):
-  audition.write_page(str(tmp_path))
-  page = (tmp_path / audition.PAGE).read_text()
-  assert "No samples yet." in page and "melodyjax.evaluate" in page
+  page.write_page(str(tmp_path))
+  text = (tmp_path / page.PAGE).read_text()
+  assert "No samples yet." in text and "melodyjax.evaluate" in text
 
 
 def _browser_problem() -> str | None:
@@ -209,7 +212,7 @@ def test_page_in_headless_chromium(workdir):
   driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
   try:
     driver.set_script_timeout(30)
-    driver.get((workdir / audition.PAGE).as_uri())
+    driver.get((workdir / page.PAGE).as_uri())
     assert driver.title == f"Audition: {workdir.name}"
     result = driver.execute_async_script(CHECK_MEDIA)
     shot = os.environ.get("MELODYJAX_SCREENSHOT")

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from configs import default
-from melodyjax import corpus, midi_io, tokens
+from melodyjax.data import build
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.music import midi_io, tokens
+from melodyjax.music.events import Event, Song
 from tests.helpers import run_python, tune
 
 
@@ -23,17 +26,17 @@ def midi_dir(tmp_path):
   good = midi_io.song_to_bytes(tune(0))
   (root / "truncated.mid").write_bytes(good[:-9])
   midi_io.write_midi(tune(1, length=2), root / "short.mid")
-  chord = [midi_io.Event((60, 64), F(1))] * 6
+  chord = [Event((60, 64), F(1))] * 6
   midi_io.write_midi(chord, root / "chords.mid")
   (root / "readme.txt").write_text("not a MIDI file name")
   return root
 
 
 def test_build_report_drops_and_splits(midi_dir, tmp_path):
-  config = corpus.CorpusConfig(
+  config = dataset_lib.CorpusConfig(
     polyphony="reject", valid_fraction=0.2, test_fraction=0.2
   )
-  dataset = corpus.build_dataset(
+  dataset = build.build_dataset(
     midi_dir, tmp_path / "out", config, workers=2, progress=False
   )
   report = dataset.report
@@ -47,7 +50,7 @@ def test_build_report_drops_and_splits(midi_dir, tmp_path):
   }
   dropped = {d["source"]: d["reason"] for d in report["dropped_files"]}
   assert dropped["chords.mid"] == "polyphonic"
-  sizes = {split: len(dataset.splits[split]) for split in corpus.SPLITS}
+  sizes = {split: len(dataset.splits[split]) for split in dataset_lib.SPLITS}
   assert sum(sizes.values()) == 40 and min(sizes.values()) > 0
   # Every song's tokens decode back to its events.
   train = dataset.train
@@ -63,36 +66,36 @@ def test_build_report_drops_and_splits(midi_dir, tmp_path):
 
 
 def test_split_is_a_deterministic_hash_of_the_path():
-  config = corpus.CorpusConfig(valid_fraction=0.1, test_fraction=0.1)
+  config = dataset_lib.CorpusConfig(valid_fraction=0.1, test_fraction=0.1)
   paths = [f"dir/song{i}.mid" for i in range(2000)]
-  splits = [corpus.assign_split(p, config) for p in paths]
-  assert splits == [corpus.assign_split(p, config) for p in paths]
-  shares = {s: splits.count(s) / len(paths) for s in corpus.SPLITS}
+  splits = [dataset_lib.assign_split(p, config) for p in paths]
+  assert splits == [dataset_lib.assign_split(p, config) for p in paths]
+  shares = {s: splits.count(s) / len(paths) for s in dataset_lib.SPLITS}
   assert shares["valid"] == pytest.approx(0.1, abs=0.025)
   assert shares["test"] == pytest.approx(0.1, abs=0.025)
   # Growing the validation share only moves songs out of train.
-  bigger = corpus.CorpusConfig(valid_fraction=0.2, test_fraction=0.1)
+  bigger = dataset_lib.CorpusConfig(valid_fraction=0.2, test_fraction=0.1)
   for path, split in zip(paths, splits, strict=True):
     if split != "train":
-      assert corpus.assign_split(path, bigger) == split
+      assert dataset_lib.assign_split(path, bigger) == split
 
 
 def test_cache_reloads_and_rebuilds_on_change(midi_dir, tmp_path):
   out = tmp_path / "out"
-  first = corpus.build_dataset(midi_dir, out, workers=1, progress=False)
+  first = build.build_dataset(midi_dir, out, workers=1, progress=False)
   built_at = os.path.getmtime(out / "manifest.json")
-  again = corpus.build_dataset(midi_dir, out, workers=1, progress=False)
+  again = build.build_dataset(midi_dir, out, workers=1, progress=False)
   assert os.path.getmtime(out / "manifest.json") == built_at
   np.testing.assert_array_equal(first.train.pitch, again.train.pitch)
   # A changed data config rebuilds.
-  coarse = corpus.build_dataset(
-    midi_dir, out, corpus.CorpusConfig(grid=4), workers=1, progress=False
+  coarse = build.build_dataset(
+    midi_dir, out, dataset_lib.CorpusConfig(grid=4), workers=1, progress=False
   )
   assert coarse.config.grid == 4
   # A changed folder rebuilds.
   midi_io.write_midi(tune(99), midi_dir / "new.mid")
-  grown = corpus.build_dataset(
-    midi_dir, out, corpus.CorpusConfig(grid=4), workers=1, progress=False
+  grown = build.build_dataset(
+    midi_dir, out, dataset_lib.CorpusConfig(grid=4), workers=1, progress=False
   )
   assert grown.report["files"] == coarse.report["files"] + 1
 
@@ -101,17 +104,16 @@ def test_key_normalisation_and_augmentation(tmp_path):
   root = tmp_path / "midi"
   root.mkdir()
   # The same tune in G major (signature G) and D minor (signature D).
-  g_major = [midi_io.Event((p,), F(1)) for p in (67, 71, 74, 72, 71, 69, 67)]
+  g_major = [Event((p,), F(1)) for p in (67, 71, 74, 72, 71, 69, 67)]
   d_minor = [
-    midi_io.Event((p,), F(1))
-    for p in (62, 65, 69, 67, 65, 64, 62, 61, 62, 65, 62)
+    Event((p,), F(1)) for p in (62, 65, 69, 67, 65, 64, 62, 61, 62, 65, 62)
   ]
-  midi_io.write_midi(midi_io.Song(g_major, key_signature="G"), root / "g.mid")
-  midi_io.write_midi(midi_io.Song(d_minor, key_signature="D"), root / "d.mid")
-  config = corpus.CorpusConfig(
+  midi_io.write_midi(Song(g_major, key_signature="G"), root / "g.mid")
+  midi_io.write_midi(Song(d_minor, key_signature="D"), root / "d.mid")
+  config = dataset_lib.CorpusConfig(
     valid_fraction=0, test_fraction=0, transpositions=(-1, 0, 2)
   )
-  dataset = corpus.build_dataset(
+  dataset = build.build_dataset(
     root, tmp_path / "out", config, workers=1, progress=False
   )
   assert dataset.report["keys"] == {"Dm": 1, "G": 1}
@@ -132,13 +134,13 @@ def test_export_jsonl_and_duplicates(midi_dir, tmp_path):
   # The same tune under two names lands in different splits for some name.
   for i in range(30):
     midi_io.write_midi(tune(3), midi_dir / f"copy{i}.mid")
-  dataset = corpus.build_dataset(
+  dataset = build.build_dataset(
     midi_dir, tmp_path / "out", workers=2, progress=False
   )
   assert dataset.report["duplicates_across_splits"]
   export = tmp_path / "songs.jsonl"
-  corpus.export_jsonl(dataset, export)
-  lines = list(corpus.iter_export(export))
+  build.export_jsonl(dataset, export)
+  lines = list(dataset_lib.iter_export(export))
   assert len(lines) == dataset.report["songs"]
   first = next(line for line in lines if line["source"] == "copy0.mid")
   assert set(first) == {"source", "split", "pitch", "duration"}
@@ -149,14 +151,16 @@ def test_export_jsonl_and_duplicates(midi_dir, tmp_path):
 
 def test_config_defaults_match_configs_default():
   data = default.get_config().data
-  assert corpus.CorpusConfig.from_config(data) == corpus.CorpusConfig()
+  assert (
+    dataset_lib.CorpusConfig.from_config(data) == dataset_lib.CorpusConfig()
+  )
 
 
 def test_bad_options_name_the_field():
-  with pytest.raises(corpus.CorpusError, match="polyphony"):
-    corpus.CorpusConfig(polyphony="mono")
-  with pytest.raises(corpus.CorpusError, match="valid_fraction"):
-    corpus.CorpusConfig(valid_fraction=0.6, test_fraction=0.5)
+  with pytest.raises(dataset_lib.CorpusError, match="polyphony"):
+    dataset_lib.CorpusConfig(polyphony="mono")
+  with pytest.raises(dataset_lib.CorpusError, match="valid_fraction"):
+    dataset_lib.CorpusConfig(valid_fraction=0.6, test_fraction=0.5)
 
 
 def run_cli(*args):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from melodyjax import checkpointing, train
+from melodyjax.training import checkpoints, loop
 from tests.helpers import PROJECT, abstract_state, write_tunes
 
 INTERVAL = 5  # checkpoint_every_steps in these runs
@@ -27,7 +27,7 @@ def corpus_dirs(tmp_path_factory):
   midi = root / "midi"
   write_tunes(midi, 32, 11)
   config = make_config(midi, root / "data", 10)
-  train.load_dataset(config)
+  loop.load_dataset(config)
   return midi, root / "data"
 
 
@@ -107,13 +107,13 @@ def in_flight(workdir) -> list[str]:
 
 def read_all(workdir) -> dict[int, tuple]:
   """Every checkpoint of the workdir, restored (a failure fails the test)."""
-  manager = checkpointing.create_manager(
+  manager = checkpoints.create_manager(
     str(workdir), max_to_keep=1, keep_best=0, enable_async=False, read_only=True
   )
   try:
     abstract = abstract_state(workdir)
     return {
-      step: checkpointing.restore(manager, step, abstract)
+      step: checkpoints.restore(manager, step, abstract)
       for step in manager.all_steps()
     }
   finally:
@@ -194,7 +194,7 @@ def final_state(workdir):
 def check_kills(corpus_dirs, tmp_path, num_steps, num_kills, seed):
   midi, data = corpus_dirs
   reference = tmp_path / "reference"
-  train.train_and_evaluate(make_config(midi, data, num_steps), str(reference))
+  loop.train_and_evaluate(make_config(midi, data, num_steps), str(reference))
   workdir = tmp_path / "killed"
   kills, kills_in_write, most_lost = kill_loop(
     midi, data, workdir, num_steps, num_kills, seed
@@ -207,7 +207,7 @@ def check_kills(corpus_dirs, tmp_path, num_steps, num_kills, seed):
   process = start_run(midi, data, workdir, num_steps)  # to the end
   _, stderr = process.communicate(timeout=300)
   assert process.returncode == 0, stderr
-  assert not (workdir / checkpointing.DAMAGED_DIR).exists()
+  assert not (workdir / checkpoints.DAMAGED_DIR).exists()
   (state, data_state), (expected, expected_data) = (
     final_state(workdir),
     final_state(reference),
@@ -252,13 +252,13 @@ def test_damaged_latest_checkpoints_are_skipped_with_a_warning(
   config = make_config(midi, data, 15)
   config.checkpoint.async_save = False
   workdir = tmp_path / "run"
-  train.train_and_evaluate(config, str(workdir))
+  loop.train_and_evaluate(config, str(workdir))
   expected_5 = read_all(workdir)[5][1]
   damage(workdir / "checkpoints" / "15", "delete")
   damage(workdir / "checkpoints" / "10", "truncate")
   config.train.num_train_steps = 6  # resume from 5, one step, save
   with caplog.at_level("WARNING"):
-    train.train_and_evaluate(config, str(workdir))
+    loop.train_and_evaluate(config, str(workdir))
   warnings = [
     r.getMessage() for r in caplog.records if r.levelname == "WARNING"
   ]
@@ -267,7 +267,7 @@ def test_damaged_latest_checkpoints_are_skipped_with_a_warning(
       f"checkpoints/{step} " in w and "resuming from step 5" in w
       for w in warnings
     ), warnings
-  moved = sorted(os.listdir(workdir / checkpointing.DAMAGED_DIR))
+  moved = sorted(os.listdir(workdir / checkpoints.DAMAGED_DIR))
   assert [name.split("-")[0] for name in moved] == ["10", "15"]
   steps = read_all(workdir)  # all readable again, 6 saved after 5
   assert sorted(steps) == [5, 6]
@@ -283,7 +283,7 @@ def check_second_run_refused(midi, data, workdir):
     name: os.path.getmtime(os.path.join(workdir, name))
     for name in ("config.json", "vocab_pitch.json", "vocab_duration.json")
   }
-  with pytest.raises(checkpointing.CheckpointError, match="in use by"):
-    train.train_and_evaluate(make_config(midi, data, 10), str(workdir))
+  with pytest.raises(checkpoints.CheckpointError, match="in use by"):
+    loop.train_and_evaluate(make_config(midi, data, 10), str(workdir))
   for name, mtime in before.items():
     assert os.path.getmtime(os.path.join(workdir, name)) == mtime, name

@@ -6,10 +6,11 @@ import sys
 
 import pytest
 
+from melodyjax.cli import esac as esac_cli
+from melodyjax.data import esac
+
 pytest.importorskip("music21")
 mido = pytest.importorskip("mido")
-
-from melodyjax import esac  # noqa: E402
 
 
 def _notes(data: bytes) -> list[tuple[int, float, float]]:
@@ -198,7 +199,7 @@ def test_convert_corpus_writes_readable_files(tmp_path):
 def test_cli_unwritable_dir_is_one_line(tmp_path, capsys):
   blocker = tmp_path / "file"
   blocker.write_text("not a folder")
-  status = esac.main(["--out", str(blocker / "sub"), "--limit_files", "1"])
+  status = esac_cli.main(["--out", str(blocker / "sub"), "--limit_files", "1"])
   assert status == 1
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "cannot write" in err
@@ -206,7 +207,7 @@ def test_cli_unwritable_dir_is_one_line(tmp_path, capsys):
 
 
 def test_cli_converts(tmp_path, capsys):
-  status = esac.main(
+  status = esac_cli.main(
     [
       "--out",
       str(tmp_path),

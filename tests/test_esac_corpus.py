@@ -12,9 +12,12 @@ from fractions import Fraction
 
 import pytest
 
+from melodyjax.data import build, esac
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.music import midi_io, tokens, tonality
+
 pytest.importorskip("music21")
 
-from melodyjax import corpus, esac, keys, midi_io, tokens  # noqa: E402
 
 ESAC_TUNES = 8462
 WHITE_KEYS = frozenset({0, 2, 4, 5, 7, 9, 11})  # C major / A minor
@@ -35,7 +38,7 @@ def esac_midi(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dataset(esac_midi, tmp_path_factory):
   """The default data config (keys normalised, three splits)."""
-  return corpus.build_dataset(
+  return build.build_dataset(
     esac_midi,
     tmp_path_factory.mktemp("dataset"),
     workers=1,
@@ -47,10 +50,10 @@ def dataset(esac_midi, tmp_path_factory):
 @pytest.fixture(scope="module")
 def raw_dataset(esac_midi, tmp_path_factory):
   """Keys as written and every song in the training split (no unk token)."""
-  config = corpus.CorpusConfig(
+  config = dataset_lib.CorpusConfig(
     normalize_key=False, valid_fraction=0.0, test_fraction=0.0
   )
-  return corpus.build_dataset(
+  return build.build_dataset(
     esac_midi,
     tmp_path_factory.mktemp("raw_dataset"),
     config,
@@ -79,7 +82,7 @@ def _read(esac_midi, source):
 @pytest.mark.parametrize("which", ["dataset", "raw_dataset"])
 def test_every_tune_kept_and_round_trips(esac_midi, which, request):
   report = request.getfixturevalue(which).report
-  files = corpus.list_midi_files(esac_midi)
+  files = build.list_midi_files(esac_midi)
   assert report["files"] == len(files) == 40
   assert report["songs"] == 40
   assert report["dropped"] == 0, report["dropped_files"]
@@ -115,7 +118,9 @@ def test_normalised_tokens_are_the_midi_events_transposed(esac_midi, dataset):
       for ours, theirs in zip(events, song.events, strict=True)
       if theirs.pitches
     }
-    assert shifts == {keys.normalizing_shift(*keys.find_key(song))}, source
+    assert shifts == {tonality.normalizing_shift(*tonality.find_key(song))}, (
+      source
+    )
     assert [bool(e.pitches) for e in events] == [
       bool(e.pitches) for e in song.events
     ]
@@ -166,10 +171,10 @@ def test_full_esac_corpus(tmp_path):
   midi_dir = esac.default_midi_dir()
   if not midi_dir.is_dir():
     pytest.skip(f"no ESAC MIDI folder at {midi_dir}; run `make run`")
-  found = len(corpus.list_midi_files(midi_dir))
+  found = len(build.list_midi_files(midi_dir))
   if found != ESAC_TUNES:
     pytest.skip(f"{midi_dir} holds {found} MIDI files, not {ESAC_TUNES}")
-  dataset = corpus.build_dataset(
+  dataset = build.build_dataset(
     midi_dir, tmp_path, check_roundtrip=True, progress=False
   )
   report = dataset.report

@@ -7,7 +7,12 @@ import jax
 import numpy as np
 import pytest
 
-from melodyjax import audio, evaluate, generate, midi_io, ngram, tokens
+from melodyjax.evaluation import ngram
+from melodyjax.evaluation import report as evaluation
+from melodyjax.listening import audio
+from melodyjax.music import tokens
+from melodyjax.music.events import Event
+from melodyjax.sampling import generate
 
 
 def constant_model(run, pitch_probs, duration_probs):
@@ -24,13 +29,13 @@ def constant_model(run, pitch_probs, duration_probs):
 
 def test_bits_per_note_of_a_model_with_known_probabilities(workdir):
   run = generate.load_run(str(workdir))
-  dataset = evaluate.load_dataset_of(run)
+  dataset = evaluation.load_dataset_of(run)
   rng = np.random.default_rng(0)
   pitch_probs = rng.dirichlet(np.ones(len(run.pitch_vocab)))
   duration_probs = rng.dirichlet(np.ones(len(run.duration_vocab)))
   fixed = constant_model(run, pitch_probs, duration_probs)
   scores = ngram.score_distributions(
-    evaluate.model_distributions(fixed, dataset.test)
+    evaluation.model_distributions(fixed, dataset.test)
   )
   # By hand: every event and one eos per test song, each -log2 p(target).
   test = dataset.test
@@ -58,7 +63,7 @@ def test_bits_per_note_of_a_model_with_known_probabilities(workdir):
 
 
 def test_report_on_a_tiny_run(workdir, tmp_path):
-  result = evaluate.evaluate_run(
+  result = evaluation.evaluate_run(
     str(workdir),
     output_dir=str(tmp_path),
     num_samples=6,
@@ -87,9 +92,9 @@ def test_report_on_a_tiny_run(workdir, tmp_path):
 
 def test_synthesize_length_matches_the_events(tmp_path):
   events = [
-    midi_io.Event((60,), 1),
-    midi_io.Event((), 1),
-    midi_io.Event((64, 67), 2),
+    Event((60,), 1),
+    Event((), 1),
+    Event((64, 67), 2),
   ]
   path = tmp_path / "a.wav"
   audio.synthesize(events, str(path), tempo_bpm=120, sample_rate=8000)

@@ -8,7 +8,9 @@ import mido
 import numpy as np
 import pytest
 
-from melodyjax import corpus, midi_io
+from melodyjax.data import build
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.music import midi_io
 from tests import midi_helpers
 from tests.helpers import tune
 
@@ -172,12 +174,12 @@ def test_hostile_folder_builds_and_good_files_are_unchanged(tmp_path, workers):
   _write_good(mixed_dir)
   for name, data in hostile.items():
     (mixed_dir / name).write_bytes(data)
-  config = corpus.CorpusConfig(valid_fraction=0.2, test_fraction=0.1)
-  alone = corpus.build_dataset(
+  config = dataset_lib.CorpusConfig(valid_fraction=0.2, test_fraction=0.1)
+  alone = build.build_dataset(
     alone_dir, tmp_path / "d1", config, workers=1, progress=False
   )
   start = time.perf_counter()
-  mixed = corpus.build_dataset(
+  mixed = build.build_dataset(
     mixed_dir, tmp_path / "d2", config, workers=2, progress=False
   )
   seconds = time.perf_counter() - start

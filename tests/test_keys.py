@@ -4,14 +4,15 @@ from fractions import Fraction as F
 
 import pytest
 
-from melodyjax import keys, midi_io
+from melodyjax.music import tonality
+from melodyjax.music.events import Event, Song
 
 
 def scale_song(tonic_pitch, steps, key_signature=None):
   """A tune from scale steps (semitones above the tonic), tonic weighted."""
-  events = [midi_io.Event((tonic_pitch + s,), F(1)) for s in steps]
-  events += [midi_io.Event((tonic_pitch,), F(2))]
-  return midi_io.Song(events, key_signature=key_signature)
+  events = [Event((tonic_pitch + s,), F(1)) for s in steps]
+  events += [Event((tonic_pitch,), F(2))]
+  return Song(events, key_signature=key_signature)
 
 
 MAJOR_TUNE = [0, 2, 4, 5, 7, 4, 0, 7, 9, 7, 5, 4, 2, 0]
@@ -19,33 +20,45 @@ MINOR_TUNE = [0, 2, 3, 5, 7, 3, 0, 7, 8, 7, 5, 3, 2, 0]
 
 
 def test_signature_names():
-  assert keys.parse_key_signature("F#m") == (6, keys.MINOR)
-  assert keys.parse_key_signature("Bb") == (10, keys.MAJOR)
-  assert keys.key_signature_name(9, keys.MINOR) == "Am"
+  assert tonality.parse_key_signature("F#m") == (6, tonality.MINOR)
+  assert tonality.parse_key_signature("Bb") == (10, tonality.MAJOR)
+  assert tonality.key_signature_name(9, tonality.MINOR) == "Am"
   with pytest.raises(ValueError):
-    keys.parse_key_signature("H")
+    tonality.parse_key_signature("H")
 
 
 @pytest.mark.parametrize("tonic", range(12))
 def test_estimate_without_signature(tonic):
-  assert keys.find_key(scale_song(60 + tonic, MAJOR_TUNE)) == (
+  assert tonality.find_key(scale_song(60 + tonic, MAJOR_TUNE)) == (
     tonic,
-    keys.MAJOR,
+    tonality.MAJOR,
   )
-  assert keys.find_key(scale_song(60 + tonic, MINOR_TUNE)) == (
+  assert tonality.find_key(scale_song(60 + tonic, MINOR_TUNE)) == (
     tonic,
-    keys.MINOR,
+    tonality.MINOR,
   )
 
 
 def test_signature_gives_tonic_and_notes_give_mode():
   # ESAC writes a D minor tune with the D major signature.
-  assert keys.find_key(scale_song(62, MINOR_TUNE, "D")) == (2, keys.MINOR)
-  assert keys.find_key(scale_song(62, MAJOR_TUNE, "D")) == (2, keys.MAJOR)
+  assert tonality.find_key(scale_song(62, MINOR_TUNE, "D")) == (
+    2,
+    tonality.MINOR,
+  )
+  assert tonality.find_key(scale_song(62, MAJOR_TUNE, "D")) == (
+    2,
+    tonality.MAJOR,
+  )
   # A minor tune under the C signature is its relative minor.
-  assert keys.find_key(scale_song(57, MINOR_TUNE, "C")) == (9, keys.MINOR)
+  assert tonality.find_key(scale_song(57, MINOR_TUNE, "C")) == (
+    9,
+    tonality.MINOR,
+  )
   # A minor signature is taken as it is.
-  assert keys.find_key(scale_song(64, MAJOR_TUNE, "Em")) == (4, keys.MINOR)
+  assert tonality.find_key(scale_song(64, MAJOR_TUNE, "Em")) == (
+    4,
+    tonality.MINOR,
+  )
 
 
 @pytest.mark.parametrize(
@@ -62,17 +75,17 @@ def test_signature_gives_tonic_and_notes_give_mode():
   ],
 )
 def test_normalizing_shift(tonic, mode, shift):
-  assert keys.normalizing_shift(tonic, mode) == shift
+  assert tonality.normalizing_shift(tonic, mode) == shift
   assert (tonic + shift) % 12 == (0 if mode == "major" else 9)
 
 
 def test_transpose_keeps_durations_and_guards_range():
   song = scale_song(62, MAJOR_TUNE)
-  moved = keys.transpose(song.events, -2)
+  moved = tonality.transpose(song.events, -2)
   assert [e.pitches[0] for e in moved] == [
     e.pitches[0] - 2 for e in song.events
   ]
   assert [e.quarters for e in moved] == [e.quarters for e in song.events]
-  assert keys.transpose([midi_io.Event((126,), F(1))], 3) is None
-  rest = [midi_io.Event((), F(1))]
-  assert keys.transpose(rest, 5) == rest
+  assert tonality.transpose([Event((126,), F(1))], 3) is None
+  rest = [Event((), F(1))]
+  assert tonality.transpose(rest, 5) == rest

@@ -6,14 +6,15 @@ from fractions import Fraction as F
 import mido
 import pytest
 
-from melodyjax import midi_io
+from melodyjax.music import midi_io
+from melodyjax.music.events import Event, Song
 from tests import midi_helpers as mh
 
 Q = 480  # ticks per quarter note in these files
 
 
 def events(*pairs):
-  return [midi_io.Event(tuple(p), F(q)) for p, q in pairs]
+  return [Event(tuple(p), F(q)) for p, q in pairs]
 
 
 def read(midi, **kwargs):
@@ -130,14 +131,14 @@ def test_meta_data_is_read():
 @pytest.mark.parametrize(
   "song",
   [
-    midi_io.Song(events(((60,), 1), ((), F(1, 2)), ((62,), F(1, 2)))),
-    midi_io.Song(
+    Song(events(((60,), 1), ((), F(1, 2)), ((62,), F(1, 2)))),
+    Song(
       events(((60, 64, 67), F(1, 3)), ((60,), F(2, 3)), ((60,), 4)),
       tempo_bpm=90.0,
       time_signature=(3, 4),
       key_signature="Am",
     ),
-    midi_io.Song(events(((30,), F(1, 12)), ((), F(5, 12)), ((100,), 7))),
+    Song(events(((30,), F(1, 12)), ((), F(5, 12)), ((100,), 7))),
   ],
 )
 def test_write_then_read_is_identity(song, tmp_path):
@@ -188,7 +189,7 @@ def test_writer_options():
 )
 def test_corrupt_files_raise_midi_error_with_reason(data, reason):
   good = midi_io.song_to_bytes(
-    midi_io.Song(events(((60,), 1), ((62,), 1)), key_signature="D")
+    Song(events(((60,), 1), ((62,), 1)), key_signature="D")
   )
   if data == "truncate":
     data = good[: len(good) - 7]

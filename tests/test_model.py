@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from melodyjax import model as model_lib
+from melodyjax.model import lstm
+from melodyjax.model import model as model_lib
 
 CONFIG = model_lib.ModelConfig(
   pitch_vocab_size=30,
@@ -82,7 +83,7 @@ def test_causality(params):
 @pytest.mark.parametrize("stacked", [False, True])
 def test_step_equals_sequence(params, stacked, monkeypatch):
   if stacked:  # one [x, h] matmul per upper layer, as for large batches
-    monkeypatch.setattr(model_lib, "STACKED_MATMUL_MIN_BATCH", 1)
+    monkeypatch.setattr(lstm, "STACKED_MATMUL_MIN_BATCH", 1)
   model = model_lib.MelodyModel(CONFIG)
   pitch, duration = inputs()
   full_pitch, full_duration, full_carry = model.apply(params, pitch, duration)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from melodyjax import corpus
+from melodyjax.data import build
+from melodyjax.data import dataset as dataset_lib
 from tests.helpers import PROJECT, final_params, run_python, write_tunes
 
 TIMEOUT_S = 240
@@ -33,10 +34,10 @@ def data(tmp_path_factory):
   midi_dir = tmp_path_factory.mktemp("midi")
   write_tunes(midi_dir, 48, 17)
   dataset_dir = tmp_path_factory.mktemp("data")
-  corpus.build_dataset(
+  build.build_dataset(
     midi_dir,
     dataset_dir,
-    corpus.CorpusConfig.from_config(tiny.get_config().data),
+    dataset_lib.CorpusConfig.from_config(tiny.get_config().data),
     workers=1,
     progress=False,
   )

@@ -8,7 +8,9 @@ from fractions import Fraction as Q
 import numpy as np
 import pytest
 
-from melodyjax import corpus, ngram, tokens
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.evaluation import ngram
+from melodyjax.music import tokens
 
 # A toy stream: pad 0, bos 1, eos 2, unk 3, then a = 4, b = 5, c = 6.
 BOS, EOS, UNK, A, B, C = 1, 2, 3, 4, 5, 6
@@ -312,7 +314,7 @@ def toy_dataset():
     pitch = [pitch_vocab.encode(p) for p, _ in songs]
     duration = [duration_vocab.encode(d) for _, d in songs]
     lengths = [len(p) for p, _ in songs]
-    return corpus.Split(
+    return dataset_lib.Split(
       pitch=np.concatenate(pitch),
       duration=np.concatenate(duration),
       offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
@@ -327,8 +329,8 @@ def toy_dataset():
     "valid": split([song, other], [0, 0]),
     "test": split([other, song, other], [0, 0, 1]),
   }
-  return corpus.Dataset(
-    "toy", corpus.CorpusConfig(), splits, pitch_vocab, duration_vocab, {}
+  return dataset_lib.Dataset(
+    "toy", dataset_lib.CorpusConfig(), splits, pitch_vocab, duration_vocab, {}
   )
 
 
@@ -363,7 +365,7 @@ ESAC = os.path.expanduser("~/.cache/melodyjax/datasets/esac")
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(ESAC), reason="no ESAC dataset cached")
 def test_esac_baseline():
-  dataset = corpus.load_dataset(ESAC)
+  dataset = dataset_lib.load_dataset(ESAC)
   fitted = ngram.fit_streams(dataset, max_order=8)
   result = ngram.evaluate_streams(dataset, fitted)
   for stream in tokens.STREAMS:

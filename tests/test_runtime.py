@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from melodyjax import runtime
+from melodyjax.cli import runtime
 
 
 def test_system_and_already_active_keep_the_process():
@@ -49,7 +49,7 @@ SCRIPT = textwrap.dedent(
   """
   import os, sys
   print("start", flush=True)
-  from melodyjax import runtime
+  from melodyjax.cli import runtime
   runtime.reexec_with_fast_malloc()
   print("args", sys.argv[1:], os.getpid(), runtime.active_allocator())
   """

@@ -9,9 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from melodyjax import generate, midi_io, tokens
-from melodyjax import model as model_lib
-from melodyjax import sample as sample_lib
+from melodyjax.listening import outputs
+from melodyjax.model import model as model_lib
+from melodyjax.music import midi_io, tokens
+from melodyjax.music.events import Event
+from melodyjax.sampling import generate, sampler
 from tests.helpers import run_python
 
 
@@ -38,38 +40,38 @@ def primer_arrays(run, text, batch=3, capacity=8):
 def test_filter_logits_top_k_and_top_p():
   logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
   keep = lambda out: (np.asarray(out[0]) > -1e29).tolist()  # noqa: E731
-  assert keep(sample_lib.filter_logits(logits, 1.0, 0, 1.0)) == [True] * 4
-  assert keep(sample_lib.filter_logits(logits, 1.0, 2, 1.0)) == [
+  assert keep(sampler.filter_logits(logits, 1.0, 0, 1.0)) == [True] * 4
+  assert keep(sampler.filter_logits(logits, 1.0, 2, 1.0)) == [
     True,
     True,
     False,
     False,
   ]
   # Nucleus 0.7: 0.5 alone is not enough, 0.5 + 0.3 is.
-  assert keep(sample_lib.filter_logits(logits, 1.0, 0, 0.7)) == [
+  assert keep(sampler.filter_logits(logits, 1.0, 0, 0.7)) == [
     True,
     True,
     False,
     False,
   ]
-  assert keep(sample_lib.filter_logits(logits, 1.0, 0, 0.4)) == [
+  assert keep(sampler.filter_logits(logits, 1.0, 0, 0.4)) == [
     True,
     False,
     False,
     False,
   ]
   # Temperature sharpens without changing the order.
-  cold = jax.nn.softmax(sample_lib.filter_logits(logits, 0.1, 0, 1.0))
+  cold = jax.nn.softmax(sampler.filter_logits(logits, 0.1, 0, 1.0))
   assert float(cold[0, 0]) > 0.99
 
 
 def test_same_seed_same_notes_and_primer_kept(run):
   primer = primer_arrays(run, "C4:1 D4:0.5 E4:0.5")
-  settings = sample_lib.make_settings(1.0)
+  settings = sampler.make_settings(1.0)
   args = (run.model, run.params, *primer)
-  a = sample_lib.sample(*args, jax.random.key(7), settings, num_notes=20)
-  b = sample_lib.sample(*args, jax.random.key(7), settings, num_notes=20)
-  c = sample_lib.sample(*args, jax.random.key(8), settings, num_notes=20)
+  a = sampler.sample(*args, jax.random.key(7), settings, num_notes=20)
+  b = sampler.sample(*args, jax.random.key(7), settings, num_notes=20)
+  c = sampler.sample(*args, jax.random.key(8), settings, num_notes=20)
   np.testing.assert_array_equal(a[0], b[0])
   np.testing.assert_array_equal(a[1], b[1])
   assert not np.array_equal(a[0], c[0])
@@ -92,21 +94,19 @@ def test_same_seed_same_notes_and_primer_kept(run):
 def test_fast_paths_sample_the_same_notes(run, monkeypatch, slow_path):
   """Input table and noise drawn before the scan, against per-note work."""
   primer = primer_arrays(run, "C4:1 D4:0.5")
-  settings = sample_lib.make_settings(1.0)
+  settings = sampler.make_settings(1.0)
   args = (run.model, run.params, *primer, jax.random.key(3), settings)
   length = 1 + primer[0].shape[1] + 24
-  assert sample_lib.use_input_table(run.model.config, 3 * length)
-  fast = sample_lib.sample(*args, num_notes=24)
-  fast_window = sample_lib.sample_window(*args, num_notes=24, seq_len=8)
-  fast_program = sample_lib.sample.lower(*args, num_notes=24).as_text()
-  monkeypatch.setattr(sample_lib, slow_path, 0)
+  assert sampler.use_input_table(run.model.config, 3 * length)
+  fast = sampler.sample(*args, num_notes=24)
+  fast_window = sampler.sample_window(*args, num_notes=24, seq_len=8)
+  fast_program = sampler.sample.lower(*args, num_notes=24).as_text()
+  monkeypatch.setattr(sampler, slow_path, 0)
   jax.clear_caches()  # trace again, without the fast path
-  slow = sample_lib.sample(*args, num_notes=24)
-  slow_window = sample_lib.sample_window(*args, num_notes=24, seq_len=8)
+  slow = sampler.sample(*args, num_notes=24)
+  slow_window = sampler.sample_window(*args, num_notes=24, seq_len=8)
   # The slow path really ran: the compiled program is another one.
-  assert sample_lib.sample.lower(*args, num_notes=24).as_text() != (
-    fast_program
-  )
+  assert sampler.sample.lower(*args, num_notes=24).as_text() != (fast_program)
   jax.clear_caches()
   for a, b in [(fast, slow), (fast_window, slow_window)]:
     np.testing.assert_array_equal(a[0], b[0])
@@ -131,12 +131,12 @@ def test_changing_settings_and_primer_does_not_retrace(run):
       ("", (0.8, 1.2), (5, 2), (1.0, 0.5), 2),
     ]:
       primer = primer_arrays(run, text)
-      sample_lib.sample(
+      sampler.sample(
         model,
         run.params,
         *primer,
         jax.random.key(seed),
-        sample_lib.make_settings(temperature, top_k, top_p),
+        sampler.make_settings(temperature, top_k, top_p),
         num_notes=16,
       )
   finally:
@@ -146,10 +146,10 @@ def test_changing_settings_and_primer_does_not_retrace(run):
 
 def test_window_mode_is_jitted_deterministic_and_keeps_the_primer(run):
   primer = primer_arrays(run, "E4:0.5 D4:0.5")
-  settings = sample_lib.make_settings(1.0)
+  settings = sampler.make_settings(1.0)
   args = (run.model, run.params, *primer, jax.random.key(1), settings)
-  a = sample_lib.sample_window(*args, num_notes=12, seq_len=16)
-  b = sample_lib.sample_window(*args, num_notes=12, seq_len=16)
+  a = sampler.sample_window(*args, num_notes=12, seq_len=16)
+  b = sampler.sample_window(*args, num_notes=12, seq_len=16)
   np.testing.assert_array_equal(a[0], b[0])
   assert run.pitch_vocab.decode(np.asarray(a[0])[0, 1:3]) == ["E4", "D4"]
 
@@ -169,7 +169,7 @@ def test_written_files_read_back_as_generated(run, tmp_path):
     seed=5,
     primer=generate.parse_primer_text("C4:1 R:0.5 G4:0.5"),
   )
-  paths = generate.write_outputs(
+  paths = outputs.write_outputs(
     melodies,
     str(tmp_path),
     step=run.step,
@@ -189,7 +189,7 @@ def test_written_files_read_back_as_generated(run, tmp_path):
 
 
 def test_canonical_events_match_what_a_file_keeps():
-  q = lambda *pairs: [midi_io.Event(p, x) for p, x in pairs]  # noqa: E731
+  q = lambda *pairs: [Event(p, x) for p, x in pairs]  # noqa: E731
   from fractions import Fraction as F
 
   events = q(
@@ -259,6 +259,6 @@ def test_workdir_problems_are_one_line(workdir, tmp_path):
   assert "Traceback" not in result.stderr
   # A primer MIDI without notes.
   silent = tmp_path / "silent.mid"
-  midi_io.write_midi([midi_io.Event((), 1)], silent)
+  midi_io.write_midi([Event((), 1)], silent)
   result = run_main(f"--workdir={workdir}", f"--primer_midi={silent}")
   assert result.returncode == 2 and "no notes" in result.stderr

@@ -8,7 +8,10 @@ from fractions import Fraction as F
 import numpy as np
 import pytest
 
-from melodyjax import corpus, keys, midi_io, stats, tokens
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.evaluation import stats
+from melodyjax.music import tokens, tonality
+from melodyjax.music.events import Event
 
 
 def melody(*notes):
@@ -19,7 +22,7 @@ def melody(*notes):
       pitches = ()
     elif isinstance(pitches, int):
       pitches = (pitches,)
-    events.append(midi_io.Event(tuple(pitches), F(quarters)))
+    events.append(Event(tuple(pitches), F(quarters)))
   return events
 
 
@@ -62,7 +65,7 @@ def test_repeated_note_rest_and_out_of_key():
   np.testing.assert_array_equal(s["notes_per_song"], [5])  # the rest is out
   np.testing.assert_array_equal(s["pitch_range"], [6])
   assert s["duration"] == {"0.5": 2, "1.0": 4}
-  assert keys.estimate_key(song) == (2, keys.MAJOR)
+  assert tonality.estimate_key(song) == (2, tonality.MAJOR)
   np.testing.assert_array_equal(s["in_key"], [4 / 5])
   # The C major scale plus an F#4: C major, 8 of 9 notes in key.
   s = stats.compute_statistics([SCALE + melody((66, 0.5))])
@@ -87,9 +90,9 @@ def test_chord_and_scales():
   # The G4 repeats the chord's top note but not its pitches.
   np.testing.assert_array_equal(s["repeated"], [0.0])
   np.testing.assert_array_equal(s["in_key"], [1.0])
-  assert stats.scale_pitch_classes(0, keys.MAJOR) == {0, 2, 4, 5, 7, 9, 11}
+  assert stats.scale_pitch_classes(0, tonality.MAJOR) == {0, 2, 4, 5, 7, 9, 11}
   # A natural minor: A B C D E F G.
-  assert stats.scale_pitch_classes(9, keys.MINOR) == {9, 11, 0, 2, 4, 5, 7}
+  assert stats.scale_pitch_classes(9, tonality.MINOR) == {9, 11, 0, 2, 4, 5, 7}
 
 
 def test_interval_clip_and_pooled_shares():
@@ -213,7 +216,7 @@ def test_copying_check_is_fast():
   pitches = rng.integers(55, 80, size=(8000, 52))
   durations = rng.choice([F(1, 2), F(1), F(3, 2)], size=(8000, 52))
   training = [
-    [midi_io.Event((int(p),), d) for p, d in zip(ps, ds, strict=True)]
+    [Event((int(p),), d) for p, d in zip(ps, ds, strict=True)]
     for ps, ds in zip(pitches, durations, strict=True)
   ]
   melodies = [song[10:40] + song[:5] for song in training[:100]]
@@ -229,7 +232,7 @@ ESAC = os.path.expanduser("~/.cache/melodyjax/datasets/esac")
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(ESAC), reason="no ESAC dataset cached")
 def test_esac_test_split_against_train():
-  dataset = corpus.load_dataset(ESAC)
+  dataset = dataset_lib.load_dataset(ESAC)
   train, skipped = stats.corpus_melodies(dataset, "train")
   test, _ = stats.corpus_melodies(dataset, "test")
   assert len(train) + skipped == int(np.sum(dataset.train.transpositions == 0))

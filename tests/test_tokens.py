@@ -5,7 +5,8 @@ from fractions import Fraction as F
 import numpy as np
 import pytest
 
-from melodyjax import midi_io, tokens
+from melodyjax.music import tokens
+from melodyjax.music.events import Event
 
 
 @pytest.mark.parametrize(
@@ -57,9 +58,9 @@ def test_bad_duration_tokens():
 
 def test_events_to_tokens_and_back():
   events = [
-    midi_io.Event((60,), F(1, 2)),
-    midi_io.Event((), F(1)),
-    midi_io.Event((60, 67), F(2, 3)),
+    Event((60,), F(1, 2)),
+    Event((), F(1)),
+    Event((60, 67), F(2, 3)),
   ]
   pitch, duration = tokens.event_tokens(events)
   assert pitch == ["C4", "R", "C4.G4"]

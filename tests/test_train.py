@@ -13,8 +13,13 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from melodyjax import checkpointing, corpus, parallel, pipeline, train
-from melodyjax import model as model_lib
+from melodyjax.data import build
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import windows as windows_lib
+from melodyjax.model import model as model_lib
+from melodyjax.training import checkpoints, loop, parallel
+from melodyjax.training import state as state_lib
+from melodyjax.training import steps as steps_lib
 from tests.helpers import (
   PROJECT,
   final_params,
@@ -33,10 +38,10 @@ def midi_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(midi_dir, tmp_path_factory):
-  return corpus.build_dataset(
+  return build.build_dataset(
     midi_dir,
     tmp_path_factory.mktemp("data"),
-    corpus.CorpusConfig(valid_fraction=0.15, test_fraction=0.1),
+    dataset_lib.CorpusConfig(valid_fraction=0.15, test_fraction=0.1),
     workers=1,
     progress=False,
   )
@@ -52,18 +57,18 @@ def setup_step(
       config.model, len(dataset.pitch_vocab), len(dataset.duration_vocab)
     )
   )
-  tx = train.create_optimizer(config.train)
+  tx = state_lib.create_optimizer(config.train)
   mesh = parallel.create_mesh(jax.devices()[:num_devices])
-  train_step, eval_step = train.make_steps(model, tx, objective, mode, mesh)
-  runner = train.Runner(mode, mesh)
-  state = train.create_train_state(jax.random.key(0), model, tx, 16)
+  train_step, eval_step = steps_lib.make_steps(model, tx, objective, mode, mesh)
+  runner = steps_lib.Runner(mode, mesh)
+  state = state_lib.create_train_state(jax.random.key(0), model, tx, 16)
   state = (
     runner.put_state(state)
     if mode == "pmap"
     else jax.device_put(state, parallel.replicated_sharding(mesh))
   )
-  windows = pipeline.make_windows(dataset.train, 16, objective)
-  batches = pipeline.BatchIterator(windows, batch_size, seed=0)
+  windows = windows_lib.make_windows(dataset.train, 16, objective)
+  batches = windows_lib.BatchIterator(windows, batch_size, seed=0)
   return train_step, eval_step, runner, state, batches
 
 
@@ -120,12 +125,12 @@ def test_steps_lower_the_loss_on_a_repeated_batch(dataset):
 
 def test_metrics_are_sums_over_real_targets(dataset):
   _, eval_step, runner, state, _ = setup_step(dataset, "jit", 4)
-  windows = pipeline.make_windows(dataset.valid, 16, "all")
-  sums = train.evaluate(eval_step, runner, state.params, windows, 16)
+  windows = windows_lib.make_windows(dataset.valid, 16, "all")
+  sums = steps_lib.evaluate(eval_step, runner, state.params, windows, 16)
   # Every event and one eos per song is a target, counted once.
   assert sums["count"] == dataset.valid.num_events + len(dataset.valid)
   assert sums["count"] == windows.num_targets
-  metrics = train.summarize(sums, "eval")
+  metrics = steps_lib.summarize(sums, "eval")
   # An untrained model is close to uniform over each vocabulary.
   uniform = np.log2(len(dataset.pitch_vocab)) + np.log2(
     len(dataset.duration_vocab)
@@ -136,11 +141,11 @@ def test_metrics_are_sums_over_real_targets(dataset):
 def test_end_to_end_run_writes_a_complete_workdir(midi_dir, tmp_path):
   workdir = tmp_path / "run"
   config = tiny_config(midi_dir, tmp_path / "data")
-  metrics = train.train_and_evaluate(config, str(workdir))
+  metrics = loop.train_and_evaluate(config, str(workdir))
   assert np.isfinite(metrics["eval/loss"])
   assert (workdir / "config.json").exists()
-  assert checkpointing.read_config(str(workdir)).train.seq_len == 16
-  pitch_vocab, _ = checkpointing.read_vocabs(str(workdir))
+  assert checkpoints.read_config(str(workdir)).train.seq_len == 16
+  pitch_vocab, _ = checkpoints.read_vocabs(str(workdir))
   assert pitch_vocab.tokens[:4] == ("<pad>", "<bos>", "<eos>", "<unk>")
   steps = sorted(
     int(p) for p in os.listdir(workdir / "checkpoints") if p.isdigit()
@@ -159,12 +164,12 @@ def test_resume_equals_uninterrupted(midi_dir, tmp_path):
   config = tiny_config(midi_dir, tmp_path / "data")
   config.checkpoint.max_to_keep = 5
   full = tmp_path / "full"
-  train.train_and_evaluate(config, str(full))
+  loop.train_and_evaluate(config, str(full))
   # Interrupted after step 10: the same workdir without what came later.
   cut = tmp_path / "cut"
   shutil.copytree(full, cut)
   shutil.rmtree(cut / "checkpoints" / "20")
-  train.train_and_evaluate(config, str(cut))
+  loop.train_and_evaluate(config, str(cut))
   state_full, data_full = final_params(full)
   state_cut, data_cut = final_params(cut)
   assert data_full == data_cut == {"step": 20, "seed": 0, "batch_size": 8}
@@ -178,22 +183,22 @@ def test_resume_equals_uninterrupted(midi_dir, tmp_path):
 def test_resume_refuses_other_data(midi_dir, tmp_path):
   config = tiny_config(midi_dir, tmp_path / "data")
   config.train.num_train_steps = 10
-  train.train_and_evaluate(config, str(tmp_path / "run"))
+  loop.train_and_evaluate(config, str(tmp_path / "run"))
   other = tiny_config(midi_dir, tmp_path / "data2")
   other.data.transpositions = (1, 2)  # more pitches -> other vocabulary
-  with pytest.raises(train.TrainingError, match="vocabulary"):
-    train.train_and_evaluate(other, str(tmp_path / "run"))
+  with pytest.raises(loop.TrainingError, match="vocabulary"):
+    loop.train_and_evaluate(other, str(tmp_path / "run"))
 
 
 def test_bad_config_values_name_the_field(midi_dir, tmp_path):
   config = tiny_config(midi_dir, tmp_path / "data")
   config.train.objective = "every"
-  with pytest.raises(train.TrainingError, match="train.objective"):
-    train.train_and_evaluate(config, str(tmp_path / "run"))
+  with pytest.raises(loop.TrainingError, match="train.objective"):
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
   config = tiny_config(midi_dir, tmp_path / "data")
   config.train.batch_size = 6  # not a multiple of 4 devices
-  with pytest.raises(train.TrainingError, match="train.batch_size"):
-    train.train_and_evaluate(config, str(tmp_path / "run"))
+  with pytest.raises(loop.TrainingError, match="train.batch_size"):
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
 
 
 def run_main(*args, env=None):
@@ -231,13 +236,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
   config = tiny_config(midi_dir, tmp_path / "data")
   config.train.num_train_steps = 10
   workdir = tmp_path / "run"
-  train.train_and_evaluate(config, str(workdir))
+  loop.train_and_evaluate(config, str(workdir))
   # Resume with a learning rate that blows the parameters up.
   config.train.num_train_steps = 20
   config.train.learning_rate = 1e30
   config.train.grad_clip_norm = 0.0
-  with pytest.raises(train.TrainingError) as e:
-    train.train_and_evaluate(config, str(workdir))
+  with pytest.raises(loop.TrainingError) as e:
+    loop.train_and_evaluate(config, str(workdir))
   message = str(e.value)
   assert "non-finite loss at step 1" in message  # steps 11-15
   assert "Hint: lower config.train.learning_rate" in message
@@ -247,14 +252,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 
 def test_a_non_finite_gradient_alone_stops_training():
   finite = {"nll_pitch": 10.0, "nll_duration": 5.0, "grad_norm": 3.0}
-  train.check_finite(7, finite, 5, "/w")  # nothing to report
+  loop.check_finite(7, finite, 5, "/w")  # nothing to report
   for sums, what in (
     ({**finite, "grad_norm": float("nan")}, "gradient"),
     ({**finite, "grad_norm": float("inf")}, "gradient"),
     ({**finite, "nll_pitch": float("inf")}, "loss"),
   ):
-    with pytest.raises(train.TrainingError) as e:
-      train.check_finite(7, sums, 5, "/w")
+    with pytest.raises(loop.TrainingError) as e:
+      loop.check_finite(7, sums, 5, "/w")
     message = str(e.value)
     assert f"non-finite {what} at step 7" in message
     assert "last good checkpoint: step 5 in /w" in message
@@ -312,7 +317,7 @@ def test_golden_first_step_loss():
   model = model_lib.MelodyModel(
     model_lib.get_model_config(config.model, 20, 10)
   )
-  tx = train.create_optimizer(config.train)
+  tx = state_lib.create_optimizer(config.train)
   rng = np.random.default_rng(0)
   batch = {
     "pitch": rng.integers(4, 20, (8, 16)).astype(np.int32),
@@ -322,9 +327,9 @@ def test_golden_first_step_loss():
     "rows": np.arange(8, dtype=np.int32),
   }
   mesh = parallel.create_mesh(jax.devices()[:4])
-  step, _ = train.make_steps(model, tx, "all", "jit", mesh)
+  step, _ = steps_lib.make_steps(model, tx, "all", "jit", mesh)
   state = jax.device_put(
-    train.create_train_state(jax.random.key(0), model, tx, 16),
+    state_lib.create_train_state(jax.random.key(0), model, tx, 16),
     parallel.replicated_sharding(mesh),
   )
   _, sums = step(state, parallel.to_global(batch, mesh), jax.random.key(1))
@@ -344,7 +349,7 @@ def test_every_step_is_logged_when_eval_falls_between_log_lines(
   config.train.eval_every_steps = 7
   config.train.checkpoint_every_steps = 7
   workdir = tmp_path / "run"
-  train.train_and_evaluate(config, str(workdir))
+  loop.train_and_evaluate(config, str(workdir))
   lines = [
     json.loads(line)
     for line in (workdir / "metrics.jsonl").read_text().splitlines()

@@ -19,7 +19,10 @@ from absl import flags
 import sample_main
 import train_main
 from configs import tiny
-from melodyjax import checkpointing, cli, midi_io, train
+from melodyjax import cli
+from melodyjax.music import midi_io
+from melodyjax.music.events import Event
+from melodyjax.training import checkpoints, loop
 from tests.helpers import PROJECT, run_python, write_tunes
 
 DOC = os.path.join(PROJECT, "docs", "errors.md")
@@ -79,7 +82,7 @@ class Case:
 
 def _silent_midi(ctx):
   path = os.path.join(ctx.tmp, "silent.mid")
-  midi_io.write_midi([midi_io.Event((), 1)], path)
+  midi_io.write_midi([Event((), 1)], path)
   return path
 
 
@@ -116,7 +119,7 @@ def _damage_all(ctx):
 
 def _in_use(ctx):
   run = ctx.run()
-  ctx.stack.enter_context(checkpointing.lock_workdir(run))
+  ctx.stack.enter_context(checkpoints.lock_workdir(run))
   return ctx.train(workdir=run)
 
 
@@ -578,7 +581,7 @@ def shared(tmp_path_factory):
   config.data.midi_dir = str(midi)
   config.data.dataset_dir = str(root / "data")
   config.train.num_train_steps = 10
-  train.train_and_evaluate(config, str(root / "trained"))
+  loop.train_and_evaluate(config, str(root / "trained"))
   return str(midi), str(root / "data"), str(root / "trained")
 
 
@@ -642,7 +645,7 @@ def test_mistake_is_one_line_exit_2_and_loses_nothing(
     path
     for path in before
     if before[path] != after.get(path)
-    and os.path.basename(path) != checkpointing.LOCK_FILE  # holds a pid
+    and os.path.basename(path) != checkpoints.LOCK_FILE  # holds a pid
   }
   assert not lost, f"changed or deleted: {sorted(lost)}"
 

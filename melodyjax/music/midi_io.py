@@ -42,6 +42,8 @@ from typing import BinaryIO, NamedTuple
 
 import mido
 
+from melodyjax.music.events import Event, Song
+
 DRUM_CHANNEL = 9
 MAX_FILE_BYTES = 2 * 2**20  # larger files are refused unparsed
 MAX_MESSAGES = 1_000_000  # messages over all tracks
@@ -49,35 +51,6 @@ MAX_QUARTERS = 100_000  # a note ending later means absurd delta times
 MAX_SECONDS = 60.0  # note processing after parsing, per file
 POLYPHONY_POLICIES = ("chord", "top", "reject")
 TRACK_POLICIES = ("merge", "melody")
-
-
-class Event(NamedTuple):
-  """One note, chord or rest.
-
-  Attributes:
-    pitches: ascending MIDI pitches; empty for a rest.
-    quarters: duration in quarter notes.
-  """
-
-  pitches: tuple[int, ...]
-  quarters: fractions.Fraction
-
-
-class Song(NamedTuple):
-  """Events of one piece plus the meta data needed to write it back.
-
-  Attributes:
-    events: the note, chord and rest events in order.
-    tempo_bpm: the first tempo, in quarter notes per minute.
-    time_signature: the first time signature as (numerator, denominator).
-    key_signature: the first key signature in mido's spelling ('C', 'F#m',
-      'Bb'), or None when the file has none.
-  """
-
-  events: list[Event]
-  tempo_bpm: float = 120.0
-  time_signature: tuple[int, int] = (4, 4)
-  key_signature: str | None = None
 
 
 class MidiError(Exception):

@@ -28,8 +28,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from melodyjax import model as model_lib
-from melodyjax import tokens
+from melodyjax.model import model as model_lib
+from melodyjax.music import tokens
 
 _NEG = -1e30
 # The sampler looks each note's bottom-layer input projection up in a table

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from melodyjax import midi_io
+from melodyjax.music.events import Event
 
 SAMPLE_RATE = 22050  # samples per second
 
 
 def render(
-  events: Sequence[midi_io.Event],
+  events: Sequence[Event],
   *,
   tempo_bpm: float = 100.0,
   sample_rate: int = SAMPLE_RATE,
@@ -44,7 +44,7 @@ def render(
 
 
 def synthesize(
-  events: Sequence[midi_io.Event],
+  events: Sequence[Event],
   path: str,
   *,
   tempo_bpm: float = 100.0,

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from melodyjax import corpus, tokens
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.music import tokens
 
 OBJECTIVES = ("all", "last")
 
@@ -92,7 +93,7 @@ class Windows:
     )
 
 
-def frame_split(split: corpus.Split, seq_len: int):
+def frame_split(split: dataset_lib.Split, seq_len: int):
   """Flat streams with `seq_len` pads, bos, events, eos per song.
 
   Returns:
@@ -127,7 +128,7 @@ def frame_split(split: corpus.Split, seq_len: int):
 
 
 def make_windows(
-  split: corpus.Split, seq_len: int, objective: str = "all"
+  split: dataset_lib.Split, seq_len: int, objective: str = "all"
 ) -> Windows:
   """All training windows of a split (see module docstring)."""
   if objective not in OBJECTIVES:

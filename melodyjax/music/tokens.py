@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from melodyjax import midi_io
+from melodyjax.music.events import Event
 
 REST = "R"
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -103,7 +103,7 @@ def parse_duration_token(token: str) -> fractions.Fraction:
 
 
 def event_tokens(
-  events: Iterable[midi_io.Event],
+  events: Iterable[Event],
 ) -> tuple[list[str], list[str]]:
   """Events to (pitch tokens, duration tokens)."""
   pitch, duration = [], []
@@ -115,7 +115,7 @@ def event_tokens(
 
 def tokens_to_events(
   pitch: Sequence[str], duration: Sequence[str]
-) -> list[midi_io.Event]:
+) -> list[Event]:
   """(pitch tokens, duration tokens) to events; reserved tokens stop it."""
   if len(pitch) != len(duration):
     raise TokenError(
@@ -126,7 +126,7 @@ def tokens_to_events(
   for p, d in zip(pitch, duration, strict=True):
     if p in RESERVED or d in RESERVED:
       raise TokenError(f"reserved token in events: {p!r}, {d!r}")
-    events.append(midi_io.Event(parse_pitch_token(p), parse_duration_token(d)))
+    events.append(Event(parse_pitch_token(p), parse_duration_token(d)))
   return events
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from melodyjax import midi_io
+from melodyjax.music.events import Event, Song
 
 MAJOR, MINOR = "major", "minor"
 # Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
@@ -71,7 +71,7 @@ def key_signature_name(tonic: int, mode: str) -> str:
   return _MAJOR_NAMES[tonic % 12]
 
 
-def pitch_class_histogram(events: Sequence[midi_io.Event]) -> np.ndarray:
+def pitch_class_histogram(events: Sequence[Event]) -> np.ndarray:
   """Duration-weighted pitch-class histogram, shape [12]."""
   histogram = np.zeros(12)
   for event in events:
@@ -95,7 +95,7 @@ _KEY_PROFILES = {
 
 
 def estimate_key(
-  events: Sequence[midi_io.Event],
+  events: Sequence[Event],
   candidates: Sequence[tuple[int, str]] | None = None,
 ) -> tuple[int, str]:
   """Krumhansl-Schmuckler key estimate: (tonic pitch class, mode).
@@ -111,7 +111,7 @@ def estimate_key(
   return candidates[int(np.argmax(scores))]
 
 
-def find_key(song: midi_io.Song) -> tuple[int, str]:
+def find_key(song: Song) -> tuple[int, str]:
   """The song's key, from its signature and notes (see module docstring)."""
   if song.key_signature is None:
     return estimate_key(song.events)
@@ -128,9 +128,7 @@ def normalizing_shift(tonic: int, mode: str) -> int:
   return (target - tonic + 6) % 12 - 6
 
 
-def transpose(
-  events: Sequence[midi_io.Event], semitones: int
-) -> list[midi_io.Event] | None:
+def transpose(events: Sequence[Event], semitones: int) -> list[Event] | None:
   """Events shifted by `semitones`, or None if a pitch leaves 0-127."""
   if semitones == 0:
     return list(events)
@@ -139,5 +137,5 @@ def transpose(
     pitches = tuple(p + semitones for p in event.pitches)
     if pitches and not (0 <= pitches[0] and pitches[-1] <= 127):
       return None
-    out.append(midi_io.Event(pitches, event.quarters))
+    out.append(Event(pitches, event.quarters))
   return out

@@ -46,21 +46,17 @@ def user_errors(prog: str) -> Iterator[None]:
   """Turns the package's user-facing errors into one line and exit code 2."""
   from absl import app  # pylint: disable=g-import-not-at-top
 
-  from melodyjax import (  # pylint: disable=g-import-not-at-top
-    checkpointing,
-    checks,
-    corpus,
-    generate,
-    train,
-  )
+  from melodyjax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
+  from melodyjax.training import checkpoints, checks, loop  # pylint: disable=g-import-not-at-top
 
   known = (
     UsageError,
     app.UsageError,
     checks.ConfigError,
-    corpus.CorpusError,
-    checkpointing.CheckpointError,
-    train.TrainingError,
+    dataset_lib.CorpusError,
+    checkpoints.CheckpointError,
+    loop.TrainingError,
     generate.GenerateError,
   )
   try:

@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -18,9 +18,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from melodyjax import audio, checkpointing, keys, midi_io, tokens
-from melodyjax import model as model_lib
-from melodyjax import sample as sample_lib
+from melodyjax.model import model as model_lib
+from melodyjax.music import midi_io, tokens, tonality
+from melodyjax.music.events import Event
+from melodyjax.sampling import sampler
+from melodyjax.training import checkpoints
+from melodyjax.training import state as state_lib
 
 
 class GenerateError(Exception):
@@ -66,27 +69,26 @@ def load_run(workdir: str, step: str | int = "latest") -> Run:
     step: 'latest', 'best' (lowest validation loss) or a step number.
 
   Raises:
-    GenerateError, checkpointing.CheckpointError: with a one-line reason.
+    GenerateError, checkpoints.CheckpointError: with a one-line reason.
   """
-  from melodyjax import train  # pylint: disable=g-import-not-at-top
 
   workdir = os.path.abspath(os.path.expanduser(workdir))
   if not os.path.isdir(workdir):
     raise GenerateError(f"workdir not found: {workdir}")
-  config = checkpointing.read_config(workdir)
-  pitch_vocab, duration_vocab = checkpointing.read_vocabs(workdir)
+  config = checkpoints.read_config(workdir)
+  pitch_vocab, duration_vocab = checkpoints.read_vocabs(workdir)
   model = model_lib.MelodyModel(
     model_lib.get_model_config(
       config.model, len(pitch_vocab), len(duration_vocab)
     )
   )
-  checkpoint_dir = os.path.join(workdir, checkpointing.CHECKPOINT_DIR)
+  checkpoint_dir = os.path.join(workdir, checkpoints.CHECKPOINT_DIR)
   if not os.path.isdir(checkpoint_dir):
     raise GenerateError(
       f"no checkpoints in {workdir}: train first (train_main.py "
       f"--workdir={workdir}) until a checkpoint is saved"
     )
-  manager = checkpointing.create_manager(
+  manager = checkpoints.create_manager(
     workdir, max_to_keep=1, keep_best=0, enable_async=False, read_only=True
   )
   try:
@@ -107,11 +109,11 @@ def load_run(workdir: str, step: str | int = "latest") -> Run:
         raise GenerateError(
           f"--step must be 'latest', 'best' or a number, got {step!r}"
         ) from None
-    tx = train.create_optimizer(config.train)
+    tx = state_lib.create_optimizer(config.train)
     abstract = jax.eval_shape(
-      lambda k: train.create_train_state(k, model, tx, 1), jax.random.key(0)
+      lambda k: state_lib.create_train_state(k, model, tx, 1), jax.random.key(0)
     )
-    state, _ = checkpointing.restore(manager, chosen, abstract)
+    state, _ = checkpoints.restore(manager, chosen, abstract)
   finally:
     manager.close()
   return Run(
@@ -146,7 +148,7 @@ def _nearest(token: str, vocab: tokens.Vocab, stream: str) -> list[str]:
 
 
 def encode_primer(
-  events: Sequence[midi_io.Event], run: Run, source: str
+  events: Sequence[Event], run: Run, source: str
 ) -> tuple[list[int], list[int]]:
   """Primer events to ids; a token outside the vocabulary is an error."""
   pitch_ids, duration_ids = [], []
@@ -170,7 +172,7 @@ def encode_primer(
   return pitch_ids, duration_ids
 
 
-def parse_primer_text(text: str) -> list[midi_io.Event]:
+def parse_primer_text(text: str) -> list[Event]:
   """'C4:1 D4:0.5 R:0.5 C4.E4.G4:1/3' to events (flats accepted)."""
   events = []
   for item in text.split():
@@ -181,7 +183,7 @@ def parse_primer_text(text: str) -> list[midi_io.Event]:
       )
     try:
       events.append(
-        midi_io.Event(
+        Event(
           tokens.parse_pitch_token(pitch), tokens.parse_duration_token(duration)
         )
       )
@@ -190,7 +192,7 @@ def parse_primer_text(text: str) -> list[midi_io.Event]:
   return events
 
 
-def read_primer_midi(path: str, run: Run) -> list[midi_io.Event]:
+def read_primer_midi(path: str, run: Run) -> list[Event]:
   """A MIDI file read and key-normalised as the run's corpus was."""
   data = run.config.data
   try:
@@ -203,8 +205,8 @@ def read_primer_midi(path: str, run: Run) -> list[midi_io.Event]:
     raise GenerateError(f"primer MIDI: {e}") from None
   events = song.events
   if data.normalize_key:
-    events = keys.transpose(
-      events, keys.normalizing_shift(*keys.find_key(song))
+    events = tonality.transpose(
+      events, tonality.normalizing_shift(*tonality.find_key(song))
     )
     if events is None:
       raise GenerateError(f"{path}: pitches leave 0-127 when normalised")
@@ -216,7 +218,7 @@ def generate(
   *,
   num_outputs: int,
   num_notes: int,
-  primer: Sequence[midi_io.Event] = (),
+  primer: Sequence[Event] = (),
   primer_source: str = "primer",
   temperature: float | Sequence[float] = 1.0,
   top_k: int | Sequence[int] = 0,
@@ -224,7 +226,7 @@ def generate(
   seed: int = 0,
   mode: str = "scan",
   max_primer_notes: int = 64,
-) -> list[list[midi_io.Event]]:
+) -> list[list[Event]]:
   """Samples `num_outputs` melodies; returns their events (primer included).
 
   Raises:
@@ -249,7 +251,7 @@ def generate(
   primer_pitch[:, : len(pitch_ids)] = pitch_ids
   primer_duration[:, : len(duration_ids)] = duration_ids
   lengths = np.full(num_outputs, len(pitch_ids), np.int32)
-  settings = sample_lib.make_settings(temperatures, top_k, top_ps)
+  settings = sampler.make_settings(temperatures, top_k, top_ps)
   key = jax.random.key(seed)
   args = (
     run.model,
@@ -264,9 +266,9 @@ def generate(
     run.pitch_vocab.id(tokens.REST) if tokens.REST in (run.pitch_vocab) else -1
   )
   if mode == "scan":
-    out = sample_lib.sample(*args, num_notes=num_notes, rest_id=rest_id)
+    out = sampler.sample(*args, num_notes=num_notes, rest_id=rest_id)
   elif mode == "window":
-    out = sample_lib.sample_window(
+    out = sampler.sample_window(
       *args,
       num_notes=num_notes,
       seq_len=run.config.train.seq_len,
@@ -275,71 +277,9 @@ def generate(
   else:
     raise GenerateError(f"--mode must be 'scan' or 'window', got {mode!r}")
   melodies = []
-  for pitch, duration in sample_lib.strip(*jax.device_get(out)):
+  for pitch, duration in sampler.strip(*jax.device_get(out)):
     events = tokens.tokens_to_events(
       run.pitch_vocab.decode(pitch), run.duration_vocab.decode(duration)
     )
     melodies.append(midi_io.canonical_events(events))
   return melodies
-
-
-def write_outputs(
-  melodies: Sequence[Sequence[midi_io.Event]],
-  output_dir: str,
-  *,
-  step: int,
-  settings: Mapping[str, Any],
-  tempo_bpm: float = 100.0,
-  time_signature: tuple[int, int] = (4, 4),
-  program: int = 0,
-  velocity: int = 80,
-  key_signature: str | None = "C",
-  piano_roll: bool = True,
-  wav: bool = True,
-) -> list[str]:
-  """Writes sample_<step>_<i>.mid, a .json sidecar, a .png piano roll and a
-  .wav preview (`audio.synthesize`, at the MIDI file's tempo).
-
-  Returns:
-    The paths of the MIDI files.
-  """
-  try:
-    os.makedirs(output_dir, exist_ok=True)
-  except OSError as e:
-    raise GenerateError(
-      f"cannot create the output folder {output_dir}: "
-      f"{e.strerror or e} (is part of the path a file?)"
-    ) from None
-  paths = []
-  for i, events in enumerate(melodies):
-    stem = os.path.join(output_dir, f"sample_{step}_{i}")
-    song = midi_io.Song(
-      list(events), tempo_bpm, tuple(time_signature), key_signature
-    )
-    midi_io.write_midi(song, stem + ".mid", program=program, velocity=velocity)
-    pitch, duration = tokens.event_tokens(events)
-    sidecar = {
-      "index": i,
-      "step": step,
-      **settings,
-      "tempo_bpm": tempo_bpm,
-      "time_signature": list(time_signature),
-      "program": program,
-      "velocity": velocity,
-      "num_events": len(events),
-      "pitch": pitch,
-      "duration": duration,
-    }
-    tmp = f"{stem}.json.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-      json.dump(sidecar, f, indent=1)
-      f.write("\n")
-    os.replace(tmp, stem + ".json")
-    if piano_roll:
-      from melodyjax import plots  # pylint: disable=g-import-not-at-top
-
-      plots.save_piano_roll(events, stem + ".png", title=os.path.basename(stem))
-    if wav:
-      audio.synthesize(events, stem + ".wav", tempo_bpm=tempo_bpm)
-    paths.append(stem + ".mid")
-  return paths

@@ -6,11 +6,12 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from melodyjax import midi_io, tokens
+from melodyjax.music import tokens
+from melodyjax.music.events import Event
 
 
 def save_piano_roll(
-  events: Sequence[midi_io.Event], path: str, *, title: str = ""
+  events: Sequence[Event], path: str, *, title: str = ""
 ) -> None:
   """Draws events as a piano roll (time in quarter notes) into a PNG."""
   import matplotlib  # pylint: disable=g-import-not-at-top

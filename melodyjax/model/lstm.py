@@ -1,24 +1,16 @@
-"""The multi-stream LSTM melody model (Flax Linen). Knows nothing about MIDI.
+"""The LSTM stack behind one interface, and its implementations.
 
-Pitch and duration ids are embedded separately and concatenated; spatial
-dropout (whole feature channels, one mask per sequence) and layer
-normalization follow; a stack of LSTMs runs over time; a shared Dense layer
-with ReLU feeds two heads that give the logits of the next pitch and of the
-next duration. Both heads read the same context and are sampled
-independently.
-
-The LSTM stack has one small interface: `LSTMStack.__call__` maps a whole
-sequence to outputs and the final carry (a `lax.scan` over time, no Python
-loop over notes), `LSTMStack.step` maps one step to one step. Both run the
-same cell, so training and sampling cannot drift apart, and a faster
-implementation can replace the scan behind the same two calls.
+`LSTMStack.__call__` maps a whole sequence to outputs and the final carry (a
+`lax.scan` over time, no Python loop over notes), `LSTMStack.step` maps one
+step to one step. Both run the same cell, so training and sampling cannot
+drift apart, and a faster implementation can replace the scan behind the
+same two calls.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -27,81 +19,6 @@ import jax.numpy as jnp
 
 # Per layer (h, c), each [batch, hidden], float32.
 Carry = tuple[tuple[jax.Array, jax.Array], ...]
-
-_DTYPES = {
-  "float32": jnp.float32,
-  "bfloat16": jnp.bfloat16,
-  "float16": jnp.float16,
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-  """Sizes of the model; hashable, so it can be a static jit argument.
-
-  Attributes:
-    pitch_vocab_size: pitch vocabulary size, reserved ids included.
-    duration_vocab_size: duration vocabulary size, reserved ids included.
-    pitch_embed_dim: pitch embedding width.
-    duration_embed_dim: duration embedding width.
-    spatial_dropout: share of embedding channels dropped in training.
-    lstm_sizes: hidden units of each stacked LSTM, bottom first.
-    dense_size: units of the shared ReLU layer before the heads.
-    dtype: compute dtype of the matrix products ('auto': bfloat16 on GPU
-      and TPU, float32 on CPU; or 'float32', 'bfloat16', 'float16');
-      parameters, LSTM cell state and logits stay float32.
-    lstm_impl: 'scan' or 'fused' (see `LSTMStack`).
-  """
-
-  pitch_vocab_size: int
-  duration_vocab_size: int
-  pitch_embed_dim: int = 128
-  duration_embed_dim: int = 32
-  spatial_dropout: float = 0.2
-  lstm_sizes: tuple[int, ...] = (256, 128, 128)
-  dense_size: int = 128
-  dtype: str = "auto"
-  lstm_impl: str = "fused"
-
-  def __post_init__(self):
-    object.__setattr__(self, "lstm_sizes", tuple(self.lstm_sizes))
-    if self.dtype != "auto" and self.dtype not in _DTYPES:
-      raise ValueError(
-        f"model.dtype must be 'auto' or one of {tuple(_DTYPES)}, got "
-        f"{self.dtype!r}"
-      )
-    if self.lstm_impl not in ("scan", "fused"):
-      raise ValueError(
-        f"model.lstm_impl must be 'scan' or 'fused', got {self.lstm_impl!r}"
-      )
-    if not 0.0 <= self.spatial_dropout < 1.0:
-      raise ValueError("model.spatial_dropout must be in [0, 1)")
-
-  @property
-  def input_dim(self) -> int:
-    return self.pitch_embed_dim + self.duration_embed_dim
-
-  @property
-  def compute_dtype(self):
-    """'auto' is bfloat16 on GPU and TPU, float32 on CPU."""
-    if self.dtype == "auto":
-      return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
-    return _DTYPES[self.dtype]
-
-
-def get_model_config(
-  model_config: Mapping[str, Any],
-  pitch_vocab_size: int,
-  duration_vocab_size: int,
-) -> ModelConfig:
-  """Builds a ModelConfig from the `model` group of a config (one place)."""
-  names = {f.name for f in dataclasses.fields(ModelConfig)}
-  fields = {k: v for k, v in dict(model_config).items() if k in names}
-  return ModelConfig(
-    pitch_vocab_size=pitch_vocab_size,
-    duration_vocab_size=duration_vocab_size,
-    **fields,
-  )
 
 
 # From this batch size on, a step of the upper LSTM layers (the sampler's
@@ -399,150 +316,3 @@ class LSTMStack(nn.Module):
       )
       final.append(last)
     return jnp.swapaxes(x, 0, 1), tuple(final)
-
-
-class MelodyModel(nn.Module):
-  """Embeddings, spatial dropout, layer norm, LSTM stack, two heads."""
-
-  config: ModelConfig
-
-  def setup(self):
-    config = self.config
-    self.pitch_embed = nn.Embed(config.pitch_vocab_size, config.pitch_embed_dim)
-    self.duration_embed = nn.Embed(
-      config.duration_vocab_size, config.duration_embed_dim
-    )
-    self.norm = nn.LayerNorm()
-    self.lstm = LSTMStack(
-      config.lstm_sizes,
-      config.input_dim,
-      config.compute_dtype,
-      config.lstm_impl,
-    )
-    self.dense = nn.Dense(config.dense_size, dtype=config.compute_dtype)
-    self.pitch_head = nn.Dense(
-      config.pitch_vocab_size, dtype=config.compute_dtype
-    )
-    self.duration_head = nn.Dense(
-      config.duration_vocab_size, dtype=config.compute_dtype
-    )
-
-  def _features(self, pitch, duration, channel_mask=None):
-    x = jnp.concatenate(
-      [self.pitch_embed(pitch), self.duration_embed(duration)], axis=-1
-    )
-    if channel_mask is not None:
-      x = x * jnp.expand_dims(channel_mask, axis=tuple(range(1, x.ndim - 1)))
-    return self.norm(x)
-
-  def _heads(self, h):
-    h = nn.relu(self.dense(h))
-    return (
-      self.pitch_head(h).astype(jnp.float32),
-      self.duration_head(h).astype(jnp.float32),
-    )
-
-  def __call__(
-    self,
-    pitch: jax.Array,
-    duration: jax.Array,
-    *,
-    channel_mask: jax.Array | None = None,
-    carry: Carry | None = None,
-    last_only: bool = False,
-  ) -> tuple[jax.Array, jax.Array, Carry]:
-    """Logits of the next event at every position (or only the last).
-
-    Args:
-      pitch: int [batch, time] pitch ids.
-      duration: int [batch, time] duration ids.
-      channel_mask: [batch, input_dim] spatial dropout mask (training;
-        from `spatial_dropout_mask`), or None.
-      carry: initial LSTM state (default: zeros).
-      last_only: give logits for the last position only (time = 1).
-
-    Returns:
-      (pitch logits [batch, time, pitch_vocab], duration logits
-      [batch, time, duration_vocab], final carry); logits are float32.
-    """
-    x = self._features(pitch, duration, channel_mask)
-    h, carry = self.lstm(x, carry)
-    if last_only:
-      h = h[:, -1:]
-    pitch_logits, duration_logits = self._heads(h)
-    return pitch_logits, duration_logits, carry
-
-  def input_table(self) -> jax.Array:
-    """The bottom LSTM layer's input projection of every event, once.
-
-    Embeddings, layer norm and the first input matmul depend on the event
-    alone, so a sampler can look a step's projection up instead of
-    computing it: one gather instead of two embeddings, a layer norm and a
-    [batch, input_dim] @ [input_dim, 4 * hidden] matmul per note.
-
-    Returns:
-      [pitch_vocab, duration_vocab, 4 * lstm_sizes[0]].
-    """
-    config = self.config
-    pitch, duration = jnp.meshgrid(
-      jnp.arange(config.pitch_vocab_size),
-      jnp.arange(config.duration_vocab_size),
-      indexing="ij",
-    )
-    return self.lstm.input_projection(self._features(pitch, duration))
-
-  def step(
-    self,
-    pitch: jax.Array,
-    duration: jax.Array,
-    carry: Carry,
-    input_table: jax.Array | None = None,
-  ) -> tuple[jax.Array, jax.Array, Carry]:
-    """One event in, logits of the next one out.
-
-    Args:
-      pitch: int [batch] pitch ids.
-      duration: int [batch] duration ids.
-      carry: LSTM state.
-      input_table: `input_table()`, to look the input projection up.
-
-    Returns:
-      (pitch logits [batch, pitch_vocab], duration logits
-      [batch, duration_vocab], new carry).
-    """
-    if input_table is None:
-      h, carry = self.lstm.step(self._features(pitch, duration), carry)
-    else:
-      h, carry = self.lstm.step(None, carry, input_table[pitch, duration])
-    pitch_logits, duration_logits = self._heads(h)
-    return pitch_logits, duration_logits, carry
-
-  def initial_carry(self, batch_size: int) -> Carry:
-    return self.lstm.initial_carry(batch_size)
-
-
-def spatial_dropout_mask(
-  key: jax.Array, rows: jax.Array, dim: int, rate: float
-) -> jax.Array:
-  """Keras SpatialDropout1D: one channel mask per sequence, inverted scaling.
-
-  Each row's mask comes from `key` folded with the row's global index, so a
-  batch gets the same masks however it is split across devices.
-
-  Args:
-    key: the step's dropout key.
-    rows: int [batch] global example indices of the batch rows.
-    dim: feature channels.
-    rate: share of channels dropped.
-
-  Returns:
-    [batch, dim] float32 mask of zeros and 1 / (1 - rate).
-  """
-  if rate == 0.0:
-    return jnp.ones((rows.shape[0], dim), jnp.float32)
-  keep = jax.vmap(
-    lambda row: jax.random.bernoulli(
-      jax.random.fold_in(key, row), 1.0 - rate, (dim,)
-    )
-  )(rows)
-  return keep.astype(jnp.float32) / (1.0 - rate)

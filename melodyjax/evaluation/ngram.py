@@ -49,7 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from melodyjax import corpus, tokens
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.music import tokens
 
 MIN_DISCOUNT = 0.1
 DISCOUNTING = ("modified", "plain")
@@ -434,7 +435,7 @@ def joint_ranks(
 
 
 def split_songs(
-  split: corpus.Split, stream: str, originals_only: bool = True
+  split: dataset_lib.Split, stream: str, originals_only: bool = True
 ) -> list[np.ndarray]:
   """One stream of a split's songs (optionally without augmented copies)."""
   flat = getattr(split, stream)
@@ -445,7 +446,9 @@ def split_songs(
 
 
 def fit_streams(
-  dataset: corpus.Dataset, max_order: int = 8, discounting: str = "modified"
+  dataset: dataset_lib.Dataset,
+  max_order: int = 8,
+  discounting: str = "modified",
 ) -> dict[str, dict[str, Any]]:
   """One model per stream on the training split, order chosen on validation.
 
@@ -532,7 +535,7 @@ def score_distributions(
 
 
 def evaluate_streams(
-  dataset: corpus.Dataset,
+  dataset: dataset_lib.Dataset,
   fitted: Mapping[str, Mapping[str, Any]],
   split: str = "test",
 ) -> dict[str, float]:
@@ -602,8 +605,8 @@ def run(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--split", choices=("valid", "test"), default="test")
   args = parser.parse_args(argv)
   try:
-    dataset = corpus.load_dataset(args.dataset)
-  except corpus.CorpusError as e:
+    dataset = dataset_lib.load_dataset(args.dataset)
+  except dataset_lib.CorpusError as e:
     parser.exit(1, f"{parser.prog}: error: {e}\n")
   fitted = fit_streams(dataset, args.max_order, args.discounting)
   print(format_results(fitted, evaluate_streams(dataset, fitted, args.split)))

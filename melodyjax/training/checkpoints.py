@@ -21,7 +21,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 
-from melodyjax import tokens
+from melodyjax.music import tokens
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"

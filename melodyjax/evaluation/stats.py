@@ -5,7 +5,7 @@ generative models in music"): the same musical features are computed on
 generated melodies and on the training corpus, and each feature's two
 distributions are compared by their overlapping area (OA) and KL divergence.
 
-Features (a melody is a list of `midi_io.Event`; a chord is one event):
+Features (a melody is a list of `Event`; a chord is one event):
 - pitch_class: histogram [12] of pitch classes, one count per sounding note
   (each note of a chord counts; durations are not weighted).
 - interval: histogram [25] of semitone steps between successive note events
@@ -16,7 +16,7 @@ Features (a melody is a list of `midi_io.Event`; a chord is one event):
 - notes_per_song (per song): note and chord events (rests not counted).
 - in_key (per song): share of the song's notes (chord notes each) whose pitch
   class lies in the diatonic scale of the song's key from
-  `keys.estimate_key`: major, or natural minor for a minor key.
+  `tonality.estimate_key`: major, or natural minor for a minor key.
 - repeated (per song): share of note events, after the first, whose pitches
   equal those of the previous note event (rests skipped).
 
@@ -46,7 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from melodyjax import corpus, keys, midi_io, tokens
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.music import tokens, tonality
+from melodyjax.music.events import Event
 
 INTERVAL_CLIP = 12
 MAX_BINS = 40
@@ -58,12 +60,12 @@ HISTOGRAMS = ("pitch_class", "interval", "duration")
 PER_SONG = ("pitch_range", "notes_per_song", "in_key", "repeated")
 INTEGER_FEATURES = ("pitch_range", "notes_per_song")
 
-Melody = Sequence[midi_io.Event]
+Melody = Sequence[Event]
 
 
 def scale_pitch_classes(tonic: int, mode: str) -> frozenset[int]:
   """The 7 pitch classes of a key: major, or natural minor."""
-  steps = MINOR_SCALE if mode == keys.MINOR else MAJOR_SCALE
+  steps = MINOR_SCALE if mode == tonality.MINOR else MAJOR_SCALE
   return frozenset((tonic + s) % 12 for s in steps)
 
 
@@ -82,7 +84,7 @@ def _song_counts(events: Melody) -> dict[str, int]:
     ),
   }
   if pitches:
-    scale = scale_pitch_classes(*keys.estimate_key(events))
+    scale = scale_pitch_classes(*tonality.estimate_key(events))
     counts["in_key"] = sum(p % 12 in scale for p in pitches)
   return counts
 
@@ -95,7 +97,7 @@ def compute_statistics(melodies: Sequence[Melody]) -> dict[str, Any]:
   """The features of a set of melodies.
 
   Args:
-    melodies: songs, each a sequence of `midi_io.Event`.
+    melodies: songs, each a sequence of `Event`.
 
   Returns:
     {"pitch_class": float64 [12] note counts, "interval": float64 [25] step
@@ -248,13 +250,13 @@ def compare(
 
 
 def _event_ids(
-  songs: Sequence[Melody], index: dict[midi_io.Event, int], separator: int
+  songs: Sequence[Melody], index: dict[Event, int], separator: int
 ) -> np.ndarray:
   """Songs as one int64 array of event ids, `separator` after each song."""
   out = []
   for song in songs:
     for event in song:
-      key = midi_io.Event(tuple(event.pitches), event.quarters)
+      key = Event(tuple(event.pitches), event.quarters)
       out.append(index.setdefault(key, len(index)))
     out.append(separator)
   return np.array(out, np.int64)
@@ -271,13 +273,13 @@ def longest_copied_run(
   its next event), so no hashing is involved.
 
   Args:
-    melodies: generated melodies, each a sequence of `midi_io.Event`.
+    melodies: generated melodies, each a sequence of `Event`.
     training_songs: the training songs, the same way.
 
   Returns:
     [len(melodies)] run lengths in events (0 when no event occurs at all).
   """
-  index: dict[midi_io.Event, int] = {}
+  index: dict[Event, int] = {}
   train = _event_ids(training_songs, index, separator=-1)
   query = _event_ids(melodies, index, separator=-2)
   song_of = np.repeat(
@@ -318,8 +320,10 @@ def longest_copied_run(
 
 
 def corpus_melodies(
-  dataset: corpus.Dataset, split: str = "train", originals_only: bool = True
-) -> tuple[list[list[midi_io.Event]], int]:
+  dataset: dataset_lib.Dataset,
+  split: str = "train",
+  originals_only: bool = True,
+) -> tuple[list[list[Event]], int]:
   """A split's songs as events, leaving out songs with an unk token.
 
   Args:

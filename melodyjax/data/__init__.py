@@ -1,0 +1,1 @@
+"""Corpus to training data without JAX: datasets, their build, windows, ESAC."""

@@ -1,0 +1,244 @@
+"""Datasets: how MIDI becomes tokens (`CorpusConfig`), splits, loading. No JAX.
+
+A dataset folder, written by `data.build`, holds:
+
+  OUT/manifest.json        source files (size, mtime), data config, version
+  OUT/arrays.npz           token ids per split (flat, with song offsets)
+  OUT/vocab_pitch.json     the pitch vocabulary (human-readable)
+  OUT/vocab_duration.json  the duration vocabulary
+  OUT/report.json          counts, drops per reason, dropped files, duplicates
+  OUT/songs.jsonl          every song's tokens, one JSON object per line
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from melodyjax.music import midi_io, tokens
+
+FORMAT_VERSION = 1
+
+
+SPLITS = ("train", "valid", "test")
+
+
+class CorpusError(Exception):
+  """A user-facing problem with the corpus folder, cache or options."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusConfig:
+  """How MIDI files become token sequences (mirrors `config.data`).
+
+  Attributes:
+    grid: quantization steps per quarter note.
+    polyphony: 'chord', 'top' or 'reject' for notes that share an onset.
+    tracks: 'merge' every non-drum track, or keep the 'melody' part.
+    normalize_key: transpose each song to C major / A minor.
+    transpositions: extra copies of each training song shifted by these
+      semitones (augmentation; 0 and out-of-range copies are skipped).
+    min_notes: songs with fewer note or chord events are dropped.
+    max_notes: songs with more note or chord events are dropped (0: no limit).
+    min_count: training-set count below which a token maps to unk.
+    valid_fraction: share of songs in the validation split.
+    test_fraction: share of songs in the test split.
+  """
+
+  grid: int = 12
+  polyphony: str = "chord"
+  tracks: str = "merge"
+  normalize_key: bool = True
+  transpositions: tuple[int, ...] = ()
+  min_notes: int = 4
+  max_notes: int = 0
+  min_count: int = 1
+  valid_fraction: float = 0.05
+  test_fraction: float = 0.05
+
+  def __post_init__(self):
+    object.__setattr__(self, "transpositions", tuple(self.transpositions))
+    problems = []
+    if self.grid < 1:
+      problems.append(f"grid must be >= 1, got {self.grid}")
+    if self.polyphony not in midi_io.POLYPHONY_POLICIES:
+      problems.append(
+        f"polyphony must be one of {midi_io.POLYPHONY_POLICIES}, "
+        f"got {self.polyphony!r}"
+      )
+    if self.tracks not in midi_io.TRACK_POLICIES:
+      problems.append(
+        f"tracks must be one of {midi_io.TRACK_POLICIES}, got {self.tracks!r}"
+      )
+    if self.min_notes < 1 or self.max_notes < 0:
+      problems.append("min_notes must be >= 1 and max_notes >= 0")
+    if self.min_count < 1:
+      problems.append(f"min_count must be >= 1, got {self.min_count}")
+    fractions = (self.valid_fraction, self.test_fraction)
+    if min(fractions) < 0 or sum(fractions) >= 1:
+      problems.append(
+        "valid_fraction and test_fraction must be >= 0 and sum to < 1, got "
+        f"{self.valid_fraction} and {self.test_fraction}"
+      )
+    if problems:
+      raise CorpusError("; ".join(problems))
+
+  @classmethod
+  def from_config(cls, data_config: Mapping[str, Any]) -> CorpusConfig:
+    """Builds it from the `data` group of a config (extra fields ignored)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in dict(data_config).items() if k in names})
+
+  def to_json(self) -> dict:
+    return {
+      **dataclasses.asdict(self),
+      "transpositions": list(self.transpositions),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """The songs of one split as flat id arrays.
+
+  Attributes:
+    pitch: int32 [total_events] pitch ids of all songs, concatenated.
+    duration: int32 [total_events] duration ids.
+    offsets: int64 [num_songs + 1]; song i is events offsets[i]:offsets[i+1].
+    sources: [num_songs] source file path relative to the MIDI folder.
+    transpositions: int32 [num_songs] semitones of augmentation (0: original).
+  """
+
+  pitch: np.ndarray
+  duration: np.ndarray
+  offsets: np.ndarray
+  sources: np.ndarray
+  transpositions: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.offsets) - 1
+
+  @property
+  def num_events(self) -> int:
+    return int(self.offsets[-1])
+
+  def song(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pitch ids, duration ids) of song i, each [num_events]."""
+    start, end = self.offsets[i], self.offsets[i + 1]
+    return self.pitch[start:end], self.duration[start:end]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """A built dataset: splits, vocabularies and the build report."""
+
+  path: str
+  config: CorpusConfig
+  splits: Mapping[str, Split]
+  pitch_vocab: tokens.Vocab
+  duration_vocab: tokens.Vocab
+  report: Mapping[str, Any]
+
+  @property
+  def train(self) -> Split:
+    return self.splits["train"]
+
+  @property
+  def valid(self) -> Split:
+    return self.splits["valid"]
+
+  @property
+  def test(self) -> Split:
+    return self.splits["test"]
+
+
+def assign_split(relpath: str, config: CorpusConfig) -> str:
+  """Deterministic split of a song from a hash of its relative path."""
+  digest = hashlib.sha1(relpath.replace(os.sep, "/").encode()).digest()
+  u = int.from_bytes(digest[:8], "big") / 2.0**64
+  if u < config.test_fraction:
+    return "test"
+  if u < config.test_fraction + config.valid_fraction:
+    return "valid"
+  return "train"
+
+
+def load_dataset(out_dir: str | os.PathLike) -> Dataset:
+  """Loads a dataset written by `build_dataset` (no staleness check).
+
+  Raises:
+    CorpusError: `out_dir` holds no complete dataset.
+  """
+  out_dir = os.path.abspath(os.fspath(out_dir))
+  try:
+    with open(os.path.join(out_dir, "manifest.json")) as f:
+      manifest = json.load(f)
+    with open(os.path.join(out_dir, "report.json")) as f:
+      report = json.load(f)
+    pitch_vocab = tokens.Vocab.load(os.path.join(out_dir, "vocab_pitch.json"))
+    duration_vocab = tokens.Vocab.load(
+      os.path.join(out_dir, "vocab_duration.json")
+    )
+    with np.load(os.path.join(out_dir, "arrays.npz")) as npz:
+      splits = {
+        split: Split(
+          **{
+            name: npz[f"{split}/{name}"]
+            for name in (
+              "pitch",
+              "duration",
+              "offsets",
+              "sources",
+              "transpositions",
+            )
+          }
+        )
+        for split in SPLITS
+      }
+  except (OSError, KeyError, ValueError) as e:
+    raise CorpusError(f"no complete dataset in {out_dir} ({e})") from None
+  if manifest.get("format_version") != FORMAT_VERSION:
+    raise CorpusError(
+      f"{out_dir} was built by another melodyjax version; rebuild it"
+    )
+  config = CorpusConfig(**{**manifest["config"]})
+  return Dataset(out_dir, config, splits, pitch_vocab, duration_vocab, report)
+
+
+def check_trainable(dataset: Dataset, seq_len: int) -> None:
+  """Refuses a dataset that training cannot use with windows of `seq_len`.
+
+  Raises:
+    CorpusError: no training song, or `seq_len` longer than every one.
+  """
+  report = dataset.report
+  if len(dataset.train) == 0:
+    reasons = ", ".join(
+      f"{k} {v}" for k, v in report.get("dropped_by_reason", {}).items()
+    )
+    raise CorpusError(
+      f"no training songs in {report.get('midi_dir', dataset.path)}: "
+      f"{report.get('dropped', 0)} of {report.get('files', 0)} files dropped"
+      + (f" ({reasons})" if reasons else "")
+      + f"; see {os.path.join(dataset.path, 'report.json')}"
+    )
+  longest = int(np.max(np.diff(dataset.train.offsets)))
+  # A window holds bos and the events; eos is the last target.
+  if seq_len > longest + 1:
+    raise CorpusError(
+      f"config.train.seq_len={seq_len} is longer than every training song "
+      f"(the longest has {longest} events): lower it to at most "
+      f"{longest + 1}"
+    )
+
+
+def iter_export(path: str | os.PathLike) -> Iterable[dict]:
+  """Yields the song objects of a JSONL export."""
+  with open(path) as f:
+    for line in f:
+      yield json.loads(line)

@@ -1,0 +1,682 @@
+"""The Essen folksong collection (ESAC) from music21, converted to MIDI once.
+
+music21 ships ESAC as ABC text in `music21/corpus/essenFolksong/*.abc`: 27
+files ("opera") of 8,462 tunes, not counting the `test*.abc` files.
+`convert_corpus` parses every tune with music21 (in worker processes, with a
+progress bar) and writes one MIDI file per tune into a cache folder:
+
+  OUT/<abc file stem>/<index in file, 4 digits>_<X: number>.mid
+  OUT/conversion.json     counts, failures per tune, versions, seconds
+
+Every file is written to a hidden temporary name and renamed, so a killed run
+never leaves a half-written .mid. A later call finds the summary complete for
+the same music21 and converter versions and returns it without converting.
+
+music21 needs four corrections on this data, all made here:
+- ABC 2.1 accidentals. music21 reads ABC without a version line as ABC 1.3,
+  where an accidental applies to its own note only. The ESAC transcriptions
+  assume ABC 2.1 (it carries to the end of the bar); about 3,600 notes in
+  1,100 tunes would come out a semitone off. Tunes are parsed as ABC 2.1.
+- Shared objects. When music21 re-bars an over-full bar it puts one
+  TimeSignature object into several measures and its MIDI export then fails
+  (about 900 tunes). Such objects are copied before export.
+- Ties between different pitches (a slur written as a tie). music21 merges
+  tied notes at export whatever their pitch, so a note would disappear. Such
+  ties are removed; both notes are kept.
+- German key names. 'K: H' and 'K: Es' mean B and E flat; music21 reads them
+  as C and E. They are renamed before parsing.
+
+The key field of ESAC names the tonic with a major signature; minor and modal
+tunes carry explicit accidentals. The key signature is written to the MIDI
+file as given; finding the mode is left to the reader.
+
+Each MIDI file (type 1, 10,080 ticks per quarter note) has a conductor track
+(tempo 120, time signature, key signature) and one track with the tune's
+notes on channel 1, named after the tune's title. Rests are gaps; rests at
+the end of a tune leave no trace. As music21 writes them:
+- A pickup (anacrusis) starts at time 0, with no leading gap, so bar lines
+  counted from the time signature are shifted by the pickup's length.
+- Tunes without a meter ('M: none', 214 tunes) get music21's default 4/4.
+- Bars longer than the meter are split by music21, with time signature
+  changes in the MIDI file (about 900 tunes); notes are not changed.
+- Tied notes of equal pitch become one note.
+- ESAC has no repeat signs, grace notes, tuplets or chords. (For other ABC,
+  music21 expands some repeats, not all, and writes a grace note as a
+  zero-length note whose note_off comes before its note_on.)
+
+Command line: `python -m melodyjax.esac --out DIR [--workers N]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import io
+import json
+import multiprocessing
+import os
+import pathlib
+import re
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+CONVERTER_VERSION = 1
+ABC_VERSION = (2, 1, 0)
+SUMMARY_NAME = "conversion.json"
+INSTALL_HINT = "pip install 'melodyjax[corpus]'"
+_CHUNK = 48  # tunes per worker task: a few seconds of work
+_TMP_SUFFIX = ".tmp"
+
+# Key names in German spelling that music21 misreads (seen in ESAC: H, Es).
+_GERMAN_KEYS = {
+  "H": "B",
+  "Es": "Eb",
+  "As": "Ab",
+  "Des": "Db",
+  "Ges": "Gb",
+  "Fis": "F#",
+  "Cis": "C#",
+}
+_KEY_LINE = re.compile(r"^(K:[ \t]*)([A-Za-z]+)([ \t]*)$", re.MULTILINE)
+_TUNE_START = re.compile(r"^X:", re.MULTILINE)
+_NUMBER = re.compile(r"^X:[ \t]*(\d+)", re.MULTILINE)
+_TITLE = re.compile(r"^T:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+
+
+class EsacError(Exception):
+  """A user-facing problem: music21 missing, output folder not writable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AbcTune:
+  """One tune of an ABC file.
+
+  Attributes:
+    stem: the ABC file name without its suffix ('han1').
+    index: position of the tune in its file, from 0.
+    number: the reference number of its X: field (-1 if missing).
+    title: the first T: field ('' if none).
+    text: the tune's ABC text, file header included.
+  """
+
+  stem: str
+  index: int
+  number: int
+  title: str
+  text: str
+
+  @property
+  def relpath(self) -> str:
+    """The MIDI file's path below the output folder."""
+    return f"{self.stem}/{self.index:04d}_{self.number}.mid"
+
+
+@dataclasses.dataclass
+class TuneResult:
+  """What converting one tune gave.
+
+  Attributes:
+    midi: the MIDI file's bytes.
+    notes: number of notes in the MIDI file.
+    rests: number of gaps between notes (silence before the first note and
+      after the last one is not counted).
+    pickup: length in quarter notes of an incomplete first bar, else 0.
+    ties_removed: ties between different pitches that were removed.
+    objects_copied: objects shared by several bars that were copied.
+  """
+
+  midi: bytes
+  notes: int
+  rests: int
+  pickup: float
+  ties_removed: int
+  objects_copied: int
+
+
+# --------------------------------------------------------------- locations
+
+
+def default_midi_dir() -> pathlib.Path:
+  """Returns `$MELODYJAX_CACHE/esac_midi` (default `~/.cache/melodyjax`)."""
+  cache = os.environ.get("MELODYJAX_CACHE") or os.path.join(
+    "~", ".cache", "melodyjax"
+  )
+  return pathlib.Path(cache).expanduser() / "esac_midi"
+
+
+def _import_music21():
+  """Returns the music21 module or raises EsacError naming the fix."""
+  try:
+    import music21  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise EsacError(
+      f"music21 is needed for the ESAC corpus ({e}); install it with: "
+      f"{INSTALL_HINT}"
+    ) from None
+  return music21
+
+
+def find_abc_files() -> list[pathlib.Path]:
+  """Lists the ESAC ABC files of the installed music21.
+
+  Returns:
+    The `essenFolksong/*.abc` files, sorted by name, without `test*.abc`.
+
+  Raises:
+    EsacError: music21 is not installed, or ships no ESAC files.
+  """
+  music21 = _import_music21()
+  folder = pathlib.Path(music21.__file__).parent / "corpus" / "essenFolksong"
+  files = sorted(
+    p for p in folder.glob("*.abc") if not p.name.startswith("test")
+  )
+  if not files:
+    raise EsacError(
+      f"no ESAC files in {folder}; reinstall music21 with: {INSTALL_HINT}"
+    )
+  return files
+
+
+# ------------------------------------------------------------- ABC to MIDI
+
+
+def split_abc_tunes(text: str, stem: str = "") -> list[AbcTune]:
+  """Splits the text of an ABC file into its tunes.
+
+  Lines before the first X: field (the file header) are put in front of
+  every tune, as music21 does.
+
+  Args:
+    text: the ABC file's text.
+    stem: the file's name without suffix, recorded in each tune.
+
+  Returns:
+    The tunes in file order.
+  """
+  starts = [m.start() for m in _TUNE_START.finditer(text)]
+  if not starts:
+    return []
+  header = text[: starts[0]]
+  header = header if header.strip() else ""
+  tunes = []
+  for index, (start, end) in enumerate(
+    zip(starts, starts[1:] + [len(text)], strict=True)
+  ):
+    body = text[start:end].strip("\n") + "\n"
+    number = _NUMBER.match(body)
+    title = _TITLE.search(body)
+    tunes.append(
+      AbcTune(
+        stem=stem,
+        index=index,
+        number=int(number.group(1)) if number else -1,
+        title=title.group(1) if title else "",
+        text=header + body,
+      )
+    )
+  return tunes
+
+
+def read_abc_tunes(path: str | os.PathLike) -> list[AbcTune]:
+  """Reads the tunes of one ABC file (see `split_abc_tunes`)."""
+  path = pathlib.Path(path)
+  return split_abc_tunes(path.read_text(encoding="utf-8"), path.stem)
+
+
+def rename_german_keys(text: str) -> str:
+  """Rewrites K: fields in German spelling ('H', 'Es') in English."""
+
+  def replace(match: re.Match) -> str:
+    name = _GERMAN_KEYS.get(match.group(2), match.group(2))
+    return match.group(1) + name + match.group(3)
+
+  return _KEY_LINE.sub(replace, text)
+
+
+def parse_abc_tune(text: str):
+  """Parses the ABC text of one tune as ABC 2.1 into a music21 Score.
+
+  Accidentals carry to the end of the bar (ABC 2.1) unless the text says
+  otherwise (%%propagate-accidentals, I:abc-version). German key names are
+  renamed first. The Score is not yet corrected for export; see
+  `prepare_score_for_midi`.
+
+  Args:
+    text: one tune (X: to the end of its music).
+
+  Returns:
+    A music21 Score.
+  """
+  _import_music21()
+  from music21 import abcFormat  # pylint: disable=g-import-not-at-top
+  from music21.abcFormat import translate  # pylint: disable=g-import-not-at-top
+
+  handler = abcFormat.ABCHandler(abcVersion=ABC_VERSION)
+  handler.process(rename_german_keys(text))
+  return translate.abcToStreamScore(handler)
+
+
+def copy_shared_objects(score) -> int:
+  """Gives each bar its own copy of objects that sit in several bars.
+
+  music21's ABC re-barring (abcFormat.translate.reBar) puts one
+  TimeSignature object into more than one Measure; its MIDI export then
+  fails with "the object ... is already found in this Stream".
+
+  Args:
+    score: a music21 Score, changed in place.
+
+  Returns:
+    The number of objects copied.
+  """
+  from music21 import stream  # pylint: disable=g-import-not-at-top
+
+  seen = set()
+  copied = 0
+  for measure in score.recurse().getElementsByClass(stream.Measure):
+    for element in list(measure.elements):
+      if isinstance(element, stream.Stream):
+        continue
+      if id(element) in seen:
+        measure.replace(element, copy.deepcopy(element))
+        copied += 1
+      else:
+        seen.add(id(element))
+  return copied
+
+
+def remove_pitch_changing_ties(score) -> int:
+  """Removes ties between notes of different pitch; keeps both notes.
+
+  ESAC writes some slurs as ties ('c-d'). music21's MIDI export merges any
+  note with a 'stop' tie into the note before it (Stream.stripTies), so the
+  second note would disappear. After this call a tie joins exactly the
+  consecutive notes of equal pitch that were tied before.
+
+  Args:
+    score: a music21 Score, changed in place.
+
+  Returns:
+    The number of ties removed.
+  """
+  from music21 import note, stream, tie  # pylint: disable=g-import-not-at-top
+
+  parts = list(score.getElementsByClass(stream.Part)) or [score]
+  removed = 0
+  for part in parts:
+    events = [
+      e for e in part.recurse().notesAndRests if e.duration.quarterLength > 0
+    ]
+    # linked[i]: event i is tied on to event i + 1.
+    linked = []
+    for current, following in zip(events, events[1:] + [None], strict=True):
+      current_tie = getattr(current, "tie", None)
+      tied = current_tie is not None and current_tie.type in (
+        "start",
+        "continue",
+      )
+      keep = (
+        tied
+        and type(current) is note.Note
+        and type(following) is note.Note
+        and current.pitch.ps == following.pitch.ps
+      )
+      removed += tied and not keep
+      linked.append(keep)
+    for i, event in enumerate(events):
+      into = i > 0 and linked[i - 1]
+      out = linked[i]
+      kind = {
+        (False, True): "start",
+        (True, True): "continue",
+        (True, False): "stop",
+      }.get((into, out))
+      old = getattr(event, "tie", None)
+      if kind is None:
+        if old is not None:
+          event.tie = None
+      elif old is None or old.type != kind:
+        event.tie = tie.Tie(kind)
+  return removed
+
+
+def prepare_score_for_midi(score) -> tuple[int, int]:
+  """Applies `copy_shared_objects` and `remove_pitch_changing_ties`.
+
+  Args:
+    score: a music21 Score, changed in place.
+
+  Returns:
+    (objects copied, ties removed).
+  """
+  return copy_shared_objects(score), remove_pitch_changing_ties(score)
+
+
+def _pickup_quarters(score) -> float:
+  """Returns the length of an incomplete first bar (anacrusis), else 0."""
+  from music21 import stream  # pylint: disable=g-import-not-at-top
+
+  first = score.recurse().getElementsByClass(stream.Measure).first()
+  if first is None or not first.paddingLeft:
+    return 0.0
+  return float(first.duration.quarterLength)
+
+
+def _set_title(score, title: str) -> None:
+  """Names the tune's track after its title (a MIDI track_name)."""
+  from music21 import instrument, stream  # pylint: disable=g-import-not-at-top
+
+  if not title:
+    return
+  for part in score.getElementsByClass(stream.Part):
+    if not part.getElementsByClass(instrument.Instrument):
+      player = instrument.Instrument()
+      player.partName = title
+      part.insert(0, player)
+
+
+def count_midi_notes(data: bytes) -> tuple[int, int]:
+  """(notes, rests) of a MIDI file as the project's reader sees it."""
+  from melodyjax.music import midi_io  # pylint: disable=g-import-not-at-top
+
+  try:
+    events = midi_io.read_midi(data).events
+  except midi_io.MidiError:
+    return 0, 0
+  notes = sum(1 for event in events if event.pitches)
+  return notes, len(events) - notes
+
+
+def convert_abc_tune(text: str, title: str | None = None) -> TuneResult:
+  """Converts the ABC text of one tune to a MIDI file.
+
+  Args:
+    text: one tune (X: to the end of its music), as in an ESAC file.
+    title: name of the note track; default: the tune's first T: field.
+
+  Returns:
+    The MIDI bytes and counts.
+
+  Raises:
+    Exception: whatever music21 raises for text it cannot handle.
+  """
+  from music21 import midi  # pylint: disable=g-import-not-at-top
+
+  if title is None:
+    match = _TITLE.search(text)
+    title = match.group(1) if match else ""
+  score = parse_abc_tune(text)
+  copied, removed = prepare_score_for_midi(score)
+  pickup = _pickup_quarters(score)
+  _set_title(score, title)
+  # Latin-1: the charset mido assumes for meta text when reading.
+  midi_file = midi.translate.streamToMidiFile(score, encoding="latin-1")
+  data = midi_file.writestr()
+  notes, rests = count_midi_notes(data)
+  return TuneResult(
+    midi=data,
+    notes=notes,
+    rests=rests,
+    pickup=pickup,
+    ties_removed=removed,
+    objects_copied=copied,
+  )
+
+
+def convert_abc_tune_text(text: str) -> bytes:
+  """Returns the MIDI file of one tune's ABC text (see `convert_abc_tune`)."""
+  return convert_abc_tune(text).midi
+
+
+# ---------------------------------------------------------------- corpus
+
+
+def write_file_atomically(path: str | os.PathLike, data: bytes) -> None:
+  """Writes `data` to a hidden temporary file beside `path`, then renames."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
+  try:
+    with open(tmp, "wb") as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+
+
+def _write_json(path: pathlib.Path, data: Any) -> None:
+  write_file_atomically(path, (json.dumps(data, indent=1) + "\n").encode())
+
+
+def _convert_chunk(args: tuple[str, list[AbcTune]]) -> list[dict]:
+  """Worker task: converts and writes some tunes, one result dict each."""
+  out_dir, tunes = args
+  results = []
+  for tune in tunes:
+    record = {
+      "file": tune.stem,
+      "index": tune.index,
+      "number": tune.number,
+      "title": tune.title,
+      "path": tune.relpath,
+    }
+    # music21 prints some warnings (beaming) to stderr; keep them per tune.
+    stderr = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter("always")
+      try:
+        with contextlib.redirect_stderr(stderr):
+          result = convert_abc_tune(tune.text, tune.title)
+        target = pathlib.Path(out_dir) / tune.relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_file_atomically(target, result.midi)
+      except Exception as e:  # pylint: disable=broad-except
+        record["error"] = f"{type(e).__name__}: {e}"
+      else:
+        record.update(
+          notes=result.notes,
+          rests=result.rests,
+          pickup=result.pickup,
+          ties_removed=result.ties_removed,
+          objects_copied=result.objects_copied,
+        )
+    messages = [str(w.message) for w in caught]
+    messages += [m.strip() for m in stderr.getvalue().splitlines() if m.strip()]
+    if messages:
+      record["warnings"] = messages
+    results.append(record)
+  return results
+
+
+def _map_chunks(
+  jobs: Sequence[tuple[str, list[AbcTune]]], workers: int, progress: bool
+) -> Iterable[list[dict]]:
+  """Runs `_convert_chunk` on every job, in worker processes if workers > 1."""
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+
+  bar = tqdm(
+    total=sum(len(tunes) for _, tunes in jobs),
+    desc="ESAC to MIDI",
+    unit="tune",
+    disable=not progress,
+    file=sys.stderr,
+    mininterval=0.5,
+  )
+  with bar:
+    if workers <= 1 or len(jobs) <= 1:
+      for job in jobs:
+        result = _convert_chunk(job)
+        bar.update(len(result))
+        yield result
+    else:
+      # forkserver: safe even when the caller has already started JAX threads.
+      method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+      context = multiprocessing.get_context(method)
+      with context.Pool(workers) as pool:
+        for result in pool.imap_unordered(_convert_chunk, jobs):
+          bar.update(len(result))
+          yield result
+
+
+def _make_jobs(
+  out_dir: str, files_tunes: Sequence[list[AbcTune]]
+) -> list[tuple[str, list[AbcTune]]]:
+  """Cuts every file's tunes into chunks; big files first for balance."""
+  jobs = []
+  for tunes in files_tunes:
+    for i in range(0, len(tunes), _CHUNK):
+      jobs.append((out_dir, tunes[i : i + _CHUNK]))
+  # Longest chunks (by ABC text) first, so that no worker ends alone.
+  jobs.sort(key=lambda job: -sum(len(t.text) for t in job[1]))
+  return jobs
+
+
+def _summary_is_fresh(
+  out_dir: pathlib.Path, summary: dict, limits: dict, music21_version: str
+) -> bool:
+  """True if a previous run's summary matches this request and its files."""
+  if not (
+    summary.get("complete")
+    and summary.get("converter_version") == CONVERTER_VERSION
+    and summary.get("music21_version") == music21_version
+    and summary.get("limits") == limits
+  ):
+    return False
+  written = sum(1 for _ in out_dir.glob("*/*.mid"))
+  return written == summary.get("written")
+
+
+def _remove_leftovers(out_dir: pathlib.Path, keep: set[str]) -> None:
+  """Deletes temporary files and .mid files this run did not write."""
+  for path in out_dir.glob("*/.*" + _TMP_SUFFIX):
+    path.unlink(missing_ok=True)
+  for path in out_dir.glob("*/*.mid"):
+    if path.relative_to(out_dir).as_posix() not in keep:
+      path.unlink(missing_ok=True)
+
+
+def convert_corpus(
+  out_dir: str | os.PathLike,
+  *,
+  workers: int | None = None,
+  limit_files: int | None = None,
+  limit_tunes: int | None = None,
+  progress: bool = True,
+  force: bool = False,
+) -> dict:
+  """Converts the ESAC tunes of the installed music21 to MIDI files.
+
+  Writes `out_dir/<abc file stem>/<index:04d>_<X number>.mid` per tune and
+  the summary `out_dir/conversion.json`. If that summary says a previous run
+  with the same limits, music21 version and converter version completed (and
+  its files are there), it is returned at once.
+
+  Args:
+    out_dir: the output folder (created if missing).
+    workers: processes; default: all cores. 1 converts in this process.
+    limit_files: convert only the first N ABC files (for tests).
+    limit_tunes: convert only the first N tunes of each file (for tests).
+    progress: show a progress bar on stderr.
+    force: convert even if a matching summary exists.
+
+  Returns:
+    The summary: counts of files, tunes, written and failed tunes, notes,
+    rests, tunes with a pickup bar, ties removed, shared objects copied,
+    failures with their reason per tune, music21 warnings per tune, seconds
+    taken, versions; "reused" is True when a previous run was returned.
+
+  Raises:
+    EsacError: music21 is missing or out_dir cannot be written.
+  """
+  music21 = _import_music21()
+  music21_version = str(music21.__version__)
+  out_dir = pathlib.Path(out_dir).expanduser()
+  summary_path = out_dir / SUMMARY_NAME
+  limits = {"files": limit_files, "tunes_per_file": limit_tunes}
+
+  if not force and summary_path.is_file():
+    try:
+      previous = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+      previous = {}
+    if _summary_is_fresh(out_dir, previous, limits, music21_version):
+      previous["reused"] = True
+      return previous
+
+  started = time.time()
+  files = find_abc_files()[:limit_files]
+  files_tunes = [read_abc_tunes(path)[:limit_tunes] for path in files]
+  summary: dict[str, Any] = {
+    "complete": False,
+    "reused": False,
+    "converter_version": CONVERTER_VERSION,
+    "music21_version": music21_version,
+    "abc_version": ".".join(map(str, ABC_VERSION[:2])),
+    "limits": limits,
+    "files": len(files),
+    "tunes": sum(map(len, files_tunes)),
+  }
+  try:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(summary_path, summary)
+  except OSError as e:
+    raise EsacError(f"cannot write to {out_dir}: {e.strerror or e}") from None
+
+  if workers is None:
+    workers = os.cpu_count() or 1
+  jobs = _make_jobs(str(out_dir), files_tunes)
+  workers = max(1, min(workers, len(jobs)))
+  records = []
+  for chunk in _map_chunks(jobs, workers, progress):
+    records.extend(chunk)
+  records.sort(key=lambda r: r["path"])
+
+  done = [r for r in records if "error" not in r]
+  failed = [r for r in records if "error" in r]
+  if limit_files is None and limit_tunes is None:
+    _remove_leftovers(out_dir, {r["path"] for r in done})
+  summary.update(
+    complete=True,
+    written=len(done),
+    failed=len(failed),
+    notes=sum(r["notes"] for r in done),
+    rests=sum(r["rests"] for r in done),
+    pickup_tunes=sum(1 for r in done if r["pickup"]),
+    ties_removed=sum(r["ties_removed"] for r in done),
+    shared_objects_copied=sum(r["objects_copied"] for r in done),
+    tunes_per_file={
+      path.stem: len(tunes)
+      for path, tunes in zip(files, files_tunes, strict=True)
+    },
+    failures=[
+      {k: r[k] for k in ("path", "file", "index", "number", "title", "error")}
+      for r in failed
+    ],
+    warnings=[
+      {"path": r["path"], "messages": r["warnings"]}
+      for r in records
+      if "warnings" in r
+    ],
+    workers=workers,
+    seconds=round(time.time() - started, 2),
+  )
+  _write_json(summary_path, summary)
+  return summary
+
+
+def format_summary(summary: dict) -> str:
+  """Returns the one-line report of a conversion summary."""
+  return (
+    f"ESAC: {summary['written']}/{summary['tunes']} tunes from "
+    f"{summary['files']} files written, {summary['failed']} failed; "
+    f"{summary['notes']} notes, {summary['rests']} rests; "
+    f"{summary['seconds']:.1f} s (music21 {summary['music21_version']})"
+    + (", already done" if summary.get("reused") else "")
+  )
+
+
+# ------------------------------------------------------------ command line

@@ -1,0 +1,144 @@
+"""A dataset's build report: counts, drops, duplicates; as JSON and text."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.music import tokens
+
+
+def _make_report(
+  records: Sequence[dict],
+  arrays: Mapping[str, dict],
+  pitch_vocab: tokens.Vocab,
+  duration_vocab: tokens.Vocab,
+  midi_dir: str,
+  seconds: float,
+  check_roundtrip: bool,
+) -> dict:
+  kept = [r for r in records if "drop" not in r]
+  dropped = [r for r in records if "drop" in r]
+  split_report = {}
+  for split in dataset_lib.SPLITS:
+    a = arrays[split]
+    rest_id = pitch_vocab.id(tokens.REST)
+    rests = (
+      int(np.sum(a["pitch"] == rest_id)) if tokens.REST in pitch_vocab else 0
+    )
+    chord_ids = [i for i, t in enumerate(pitch_vocab.tokens) if "." in t]
+    split_report[split] = {
+      "songs": int(np.sum(a["transpositions"] == 0)),
+      "augmented_copies": int(np.sum(a["transpositions"] != 0)),
+      "events": int(len(a["pitch"])),
+      "rests": rests,
+      "chords": int(np.isin(a["pitch"], chord_ids).sum()),
+      "unk_pitch": int(np.sum(a["pitch"] == tokens.UNK_ID)),
+      "unk_duration": int(np.sum(a["duration"] == tokens.UNK_ID)),
+    }
+  # Exact duplicates: the same original token sequence in different songs.
+  by_content = collections.defaultdict(list)
+  for record in kept:
+    pitch, duration = record["copies"][0][1]
+    by_content[(tuple(pitch), tuple(duration))].append(
+      (record["source"], record["split"])
+    )
+  groups = [group for group in by_content.values() if len(group) > 1]
+  across = [g for g in groups if len({split for _, split in g}) > 1]
+  duration_counts = collections.Counter()
+  for record in kept:
+    duration_counts.update(record["copies"][0][1][1])
+  total_events = sum(duration_counts.values()) or 1
+  common = ("0.25", "0.5", "0.75", "1.0", "1.5", "2.0", "3.0", "4.0")
+  report = {
+    "midi_dir": midi_dir,
+    "files": len(records),
+    "songs": len(kept),
+    "dropped": len(dropped),
+    "dropped_by_reason": dict(
+      sorted(collections.Counter(r["drop"] for r in dropped).items())
+    ),
+    "dropped_files": [
+      {"source": r["source"], "reason": r["drop"], "message": r["message"]}
+      for r in dropped
+    ],
+    "notes": sum(r["notes"] for r in kept),
+    "splits": split_report,
+    "vocab": {"pitch": len(pitch_vocab), "duration": len(duration_vocab)},
+    "distinct_tokens_all_splits": {
+      "pitch": len({t for r in kept for t in r["copies"][0][1][0]}),
+      "duration": len(duration_counts),
+    },
+    "common_durations_share": round(
+      sum(duration_counts[d] for d in common) / total_events, 5
+    ),
+    "keys": dict(sorted(collections.Counter(r["key"] for r in kept).items())),
+    "key_sources": dict(collections.Counter(r["key_source"] for r in kept)),
+    "duplicate_groups": len(groups),
+    "duplicates_across_splits": [
+      [{"source": s, "split": sp} for s, sp in g] for g in across
+    ],
+    "build_seconds": round(seconds, 3),
+  }
+  if check_roundtrip:
+    failed = [r["source"] for r in kept if not r["roundtrip"]]
+    report["roundtrip"] = {
+      "checked": len(kept),
+      "identical": len(kept) - len(failed),
+      "failed": failed,
+    }
+  return report
+
+
+def format_report(report: Mapping[str, Any], limit: int = 10) -> str:
+  """The build report as a few human-readable lines."""
+  lines = [
+    f"files: {report['files']}  songs: {report['songs']}  "
+    f"dropped: {report['dropped']}  notes: {report['notes']}",
+  ]
+  if report["dropped_by_reason"]:
+    reasons = ", ".join(
+      f"{k} {v}" for k, v in report["dropped_by_reason"].items()
+    )
+    lines.append(f"dropped by reason: {reasons}")
+    for drop in report["dropped_files"][:limit]:
+      lines.append(f"  {drop['reason']}: {drop['message']}")
+    if len(report["dropped_files"]) > limit:
+      lines.append(
+        f"  ... {len(report['dropped_files']) - limit} more in report.json"
+      )
+  for split, s in report["splits"].items():
+    extra = (
+      f" (+{s['augmented_copies']} transposed)" if s["augmented_copies"] else ""
+    )
+    lines.append(
+      f"{split:5s}: {s['songs']} songs{extra}, {s['events']} events, "
+      f"{s['rests']} rests, {s['chords']} chords, unk {s['unk_pitch']} "
+      f"pitch / {s['unk_duration']} duration"
+    )
+  distinct = report["distinct_tokens_all_splits"]
+  lines.append(
+    f"distinct tokens: {distinct['pitch']} pitch, {distinct['duration']} "
+    f"duration; vocab (with 4 reserved): {report['vocab']['pitch']} pitch, "
+    f"{report['vocab']['duration']} duration"
+  )
+  lines.append(
+    "durations 0.25..4 (8 common values) cover "
+    f"{100 * report['common_durations_share']:.2f}% of events"
+  )
+  lines.append(
+    f"duplicate songs: {report['duplicate_groups']} groups, "
+    f"{len(report['duplicates_across_splits'])} across splits"
+  )
+  if "roundtrip" in report:
+    rt = report["roundtrip"]
+    lines.append(
+      f"round trip events->MIDI->events: {rt['identical']}/"
+      f"{rt['checked']} identical"
+    )
+  lines.append(f"built in {report['build_seconds']:.2f} s")
+  return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Held-out scores of the model and of baselines, statistics, the report."""

@@ -1,0 +1,1 @@
+"""The Flax model: embeddings, the LSTM stack and its implementations, heads."""

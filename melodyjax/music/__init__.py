@@ -1,0 +1,1 @@
+"""Symbolic music without JAX: note events, MIDI files, keys, tokens."""

@@ -1,0 +1,1 @@
+"""Generation as tokens: the jitted sampler and restoring a run for it."""

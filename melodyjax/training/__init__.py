@@ -1,0 +1,1 @@
+"""Training: state, steps, the loop, checkpoints, devices, the workdir."""

@@ -1,0 +1,72 @@
+"""The train state (step, parameters, optimizer state) and the optimizer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from melodyjax.model import model as model_lib
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """Everything a step changes: step number, parameters, optimizer state."""
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def create_optimizer(
+  train_config: Mapping[str, Any],
+) -> optax.GradientTransformation:
+  """Adam(W) with linear warm-up, cosine (or no) decay and norm clipping."""
+  peak = train_config["learning_rate"]
+  warmup = train_config["warmup_steps"]
+  if train_config["decay"] == "cosine":
+    # The first step already learns (a warm-up from 0 would waste it).
+    schedule = optax.warmup_cosine_decay_schedule(
+      init_value=peak / max(warmup, 1),
+      peak_value=peak,
+      warmup_steps=warmup,
+      decay_steps=max(train_config["num_train_steps"], warmup + 1),
+      end_value=peak * train_config["end_lr_fraction"],
+    )
+  elif train_config["decay"] == "constant":
+    schedule = optax.join_schedules(
+      [
+        optax.linear_schedule(peak / max(warmup, 1), peak, max(warmup, 1)),
+        optax.constant_schedule(peak),
+      ],
+      [warmup],
+    )
+  else:
+    raise ValueError(
+      f"train.decay must be 'cosine' or 'constant', got "
+      f"{train_config['decay']!r}"
+    )
+  # Clipping is always in the chain (inf when off), so that the optimizer
+  # state has the same structure whatever the setting and a run can resume
+  # with another one.
+  clip = train_config["grad_clip_norm"] or float("inf")
+  return optax.chain(
+    optax.clip_by_global_norm(clip),
+    optax.adamw(schedule, weight_decay=train_config["weight_decay"]),
+  )
+
+
+def create_train_state(
+  init_key: jax.Array,
+  model: model_lib.MelodyModel,
+  tx: optax.GradientTransformation,
+  seq_len: int,
+) -> TrainState:
+  dummy = jnp.zeros((1, seq_len), jnp.int32)
+  params = model.init(init_key, dummy, dummy)["params"]
+  return TrainState(
+    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params)
+  )

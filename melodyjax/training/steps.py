@@ -1,0 +1,251 @@
+"""Loss, train and eval steps.
+
+The step body is written once over a named `data` axis: it computes the
+local sums of a shard, `psum`s counts, gradients and metrics, and applies
+the update. `train.parallel = 'jit'` runs it as `jax.shard_map` under
+`jax.jit` on a mesh with NamedSharding (the default); `'pmap'` runs the same
+body under `jax.pmap`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import PartitionSpec as P
+
+from melodyjax.data import windows as windows_lib
+from melodyjax.model import model as model_lib
+from melodyjax.music import tokens
+from melodyjax.training import parallel
+from melodyjax.training import state as state_lib
+
+PARALLEL_MODES = ("jit", "pmap")
+
+
+SUM_KEYS = (
+  "nll_pitch",
+  "nll_duration",
+  "correct_pitch",
+  "correct_duration",
+  "correct_both",
+  "count",
+)
+
+
+def compute_sums(
+  model: model_lib.MelodyModel,
+  params: Any,
+  batch: Mapping[str, jax.Array],
+  objective: str,
+  channel_mask: jax.Array | None = None,
+) -> dict[str, jax.Array]:
+  """Sums over the batch's real targets: negative log-likelihoods in nats,
+  correct top-1 predictions per stream and for both, and the target count.
+  """
+  pitch_logits, duration_logits, _ = model.apply(
+    {"params": params},
+    batch["pitch"],
+    batch["duration"],
+    channel_mask=channel_mask,
+    last_only=objective == "last",
+  )
+  target_pitch = batch["target_pitch"]
+  target_duration = batch["target_duration"]
+  if objective == "last":
+    pitch_logits = pitch_logits[:, -1]
+    duration_logits = duration_logits[:, -1]
+  mask = (target_pitch != tokens.PAD_ID).astype(jnp.float32)
+  nll_pitch = optax.softmax_cross_entropy_with_integer_labels(
+    pitch_logits, target_pitch
+  )
+  nll_duration = optax.softmax_cross_entropy_with_integer_labels(
+    duration_logits, target_duration
+  )
+  hit_pitch = (jnp.argmax(pitch_logits, -1) == target_pitch) * mask
+  hit_duration = (jnp.argmax(duration_logits, -1) == target_duration) * mask
+  return {
+    "nll_pitch": jnp.sum(nll_pitch * mask),
+    "nll_duration": jnp.sum(nll_duration * mask),
+    "correct_pitch": jnp.sum(hit_pitch),
+    "correct_duration": jnp.sum(hit_duration),
+    "correct_both": jnp.sum(hit_pitch * hit_duration),
+    "count": jnp.sum(mask),
+  }
+
+
+def _train_body(
+  state: state_lib.TrainState, batch, dropout_key, *, model, tx, objective
+):
+  """One optimizer step on this device's shard; collectives over 'data'."""
+  config = model.config
+  channel_mask = model_lib.spatial_dropout_mask(
+    jax.random.fold_in(dropout_key, state.step),
+    batch["rows"],
+    config.input_dim,
+    config.spatial_dropout,
+  )
+
+  def loss_fn(params):
+    sums = compute_sums(model, params, batch, objective, channel_mask)
+    count = jax.lax.psum(sums["count"], parallel.DATA_AXIS)
+    loss = (sums["nll_pitch"] + sums["nll_duration"]) / jnp.maximum(count, 1)
+    return loss, sums
+
+  grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
+  grads = jax.lax.psum(grads, parallel.DATA_AXIS)
+  sums = jax.lax.psum(sums, parallel.DATA_AXIS)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  sums["grad_norm"] = optax.tree.norm(grads)
+  return state.replace(
+    step=state.step + 1, params=params, opt_state=opt_state
+  ), sums
+
+
+def _eval_body(params, batch, *, model, objective):
+  sums = compute_sums(model, params, batch, objective)
+  return jax.lax.psum(sums, parallel.DATA_AXIS)
+
+
+def make_steps(model, tx, objective: str, mode: str, mesh):
+  """The jitted (train_step, eval_step) for `mode` 'jit' or 'pmap'.
+
+  train_step(state, batch, dropout_key) -> (state, sums); the state is
+  donated. eval_step(params, batch) -> sums. Batches are global arrays
+  sharded on 'data' ('jit') or [devices, rows, ...] arrays ('pmap').
+  """
+  train_body = functools.partial(
+    _train_body, model=model, tx=tx, objective=objective
+  )
+  eval_body = functools.partial(_eval_body, model=model, objective=objective)
+  if mode == "jit":
+    train_step = jax.jit(
+      jax.shard_map(
+        train_body,
+        mesh=mesh,
+        in_specs=(P(), P(parallel.DATA_AXIS), P()),
+        out_specs=(P(), P()),
+        check_vma=False,
+      ),
+      donate_argnums=0,
+    )
+    eval_step = jax.jit(
+      jax.shard_map(
+        eval_body,
+        mesh=mesh,
+        in_specs=(P(), P(parallel.DATA_AXIS)),
+        out_specs=P(),
+        check_vma=False,
+      )
+    )
+  elif mode == "pmap":
+    # Every process names all devices (pmap maps over its local ones).
+    devices = list(mesh.devices.flat)
+    train_step = jax.pmap(
+      train_body,
+      axis_name=parallel.DATA_AXIS,
+      in_axes=(0, 0, None),
+      donate_argnums=0,
+      devices=devices,
+    )
+    eval_step = jax.pmap(
+      eval_body, axis_name=parallel.DATA_AXIS, devices=devices
+    )
+  else:
+    raise ValueError(f"train.parallel must be one of {PARALLEL_MODES}")
+  return train_step, eval_step
+
+
+def summarize(sums: Mapping[str, float], prefix: str) -> dict[str, float]:
+  """Sums to averages: loss in nats per event, bits per note, accuracy."""
+  count = max(float(sums["count"]), 1.0)
+  nll_pitch = float(sums["nll_pitch"]) / count
+  nll_duration = float(sums["nll_duration"]) / count
+  metrics = {
+    "loss": nll_pitch + nll_duration,
+    "loss_pitch": nll_pitch,
+    "loss_duration": nll_duration,
+    "bits_per_note": (nll_pitch + nll_duration) / math.log(2),
+    "bits_per_note_pitch": nll_pitch / math.log(2),
+    "bits_per_note_duration": nll_duration / math.log(2),
+    "accuracy": float(sums["correct_both"]) / count,
+    "accuracy_pitch": float(sums["correct_pitch"]) / count,
+    "accuracy_duration": float(sums["correct_duration"]) / count,
+    "num_targets": float(sums["count"]),
+  }
+  return {f"{prefix}/{k}": v for k, v in metrics.items()}
+
+
+class Runner:
+  """Moves batches, state and metrics on and off devices, for either mode."""
+
+  def __init__(self, mode: str, mesh):
+    self.mode = mode
+    self.mesh = mesh
+    self.num_local_devices = len(parallel.local_devices(mesh))
+
+  def put_batch(self, batch: windows_lib.Batch):
+    local = batch.as_dict()
+    if self.mode == "pmap":
+      return parallel.to_pmap(local, self.num_local_devices)
+    return parallel.to_global(local, self.mesh)
+
+  def put_state(self, state):
+    if self.mode == "pmap":
+      return jax.tree.map(
+        lambda x: np.broadcast_to(
+          np.asarray(jax.device_get(x)), (self.num_local_devices, *x.shape)
+        ),
+        state,
+      )
+    return jax.device_put(state, parallel.replicated_sharding(self.mesh))
+
+  def host_state(self, state):
+    """The state as saved: unreplicated (pmap), global arrays (jit)."""
+    if self.mode == "pmap":
+      # One replica as a global array: Orbax cannot save pmap's per-process
+      # outputs in a multi-process run.
+      sharding = parallel.replicated_sharding(self.mesh)
+
+      def global_replica(x):
+        replica = np.asarray(x[0])
+        return jax.make_array_from_callback(
+          replica.shape, sharding, lambda index: replica[index]
+        )
+
+      return jax.tree.map(global_replica, state)
+    return state
+
+  def fetch(self, sums):
+    sums = jax.device_get(sums)
+    if self.mode == "pmap":
+      sums = jax.tree.map(lambda x: np.asarray(x)[0], sums)
+    return sums
+
+
+def evaluate(
+  eval_step,
+  runner: Runner,
+  params,
+  windows: windows_lib.Windows,
+  batch_size: int,
+) -> dict[str, float]:
+  """Sums over every window of a split (one pass, pad rows masked)."""
+  totals = dict.fromkeys(SUM_KEYS, 0.0)
+  for batch in windows_lib.eval_batches(
+    windows,
+    batch_size,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  ):
+    sums = runner.fetch(eval_step(params, runner.put_batch(batch)))
+    for k in SUM_KEYS:
+      totals[k] += float(sums[k])
+  return totals
