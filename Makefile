@@ -66,7 +66,7 @@ lint: install
 # All benchmarks, one table; the PyTorch reference needs the `bench` extra
 # (see BENCHMARKS.md). Run `make run` first: it converts ESAC.
 bench: install sysdeps
-	$(PY) benchmarks/bench_all.py --midi_dir $(ESAC_MIDI)
+	$(PY) -m benchmarks.bench_all --midi_dir $(ESAC_MIDI)
 
 clean-venv:
 	rm -rf $(VENV)

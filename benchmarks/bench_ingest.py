@@ -23,7 +23,7 @@ The figures are printed as a table and merged by name into a JSON list of
 {"name", "value", "unit"} entries (entries of other benchmarks already in the
 file are kept).
 
-Usage: `python benchmarks/bench_ingest.py [--midi_dir DIR] [--music21_files N]
+Usage: `python -m benchmarks.bench_ingest [--midi_dir DIR] [--music21_files N]
 [--out benchmarks/results.json] [--repeats R]`.
 """
 
@@ -37,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from melodyjax.data import build, esac
+from melodyjax.data import build, esac, tokenize
 from melodyjax.data import dataset as dataset_lib
 
 DEFAULT_OUT = os.path.join(
@@ -264,7 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 1
   midi_dir = os.path.abspath(os.path.expanduser(args.midi_dir))
-  relpaths = build.list_midi_files(midi_dir) if os.path.isdir(midi_dir) else []
+  relpaths = (
+    tokenize.list_midi_files(midi_dir) if os.path.isdir(midi_dir) else []
+  )
   if not relpaths:
     problem = "holds no MIDI file" if os.path.isdir(midi_dir) else "not found"
     print(

@@ -1,6 +1,6 @@
 """Time to quality: CPU minutes of training until the model beats the n-gram.
 
-  .venv/bin/python benchmarks/bench_quality.py [--configs default,seed]
+  .venv/bin/python -m benchmarks.bench_quality [--configs default,seed]
       [--max_steps 1500,4000] [--every 100,250] [--midi_dir DIR]
 
 For each config (`configs/<name>.py`, as it is: same schedule, batch and
@@ -10,7 +10,7 @@ checkpoint every `--every` steps (each save also evaluates), until
 own validation loss is below the baseline's (objective 'all' only; then one
 more checkpoint interval). Off the clock, each checkpoint is scored on the
 validation songs exactly as the n-gram baseline is
-(`melodyjax.evaluate.model_distributions` and `ngram.score_distributions`:
+(`melodyjax.evaluate.model_distributions` and `scoring.score_distributions`:
 every event and eos of each song, from its start), and the first checkpoint
 below the baseline's bits per note gives the time to quality: the training
 time logged up to that step (`train/steps_per_second` of each log window in
@@ -32,13 +32,7 @@ import sys
 import tempfile
 import time
 
-from melodyjax.cli import runtime
-from melodyjax.evaluation import report as evaluation
-from melodyjax.listening import hook
-from melodyjax.training import loop
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 if __name__ == "__main__":
   from melodyjax.cli import runtime
@@ -48,6 +42,9 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 from benchmarks import results  # noqa: E402
+from melodyjax.data import build  # noqa: E402
+from melodyjax.evaluation import predict, scoring  # noqa: E402
+from melodyjax.training import metrics as metrics_lib  # noqa: E402
 
 
 def training_seconds(rows: list[dict]) -> dict[int, float]:
@@ -90,7 +87,7 @@ def train_until(
   try:
     while process.poll() is None:
       time.sleep(1.0)
-      rows = hook.read_metrics(workdir)
+      rows = metrics_lib.read_metrics(workdir)
       steps = [r["step"] for r in rows]
       last = max(steps, default=0)
       if stop_below is not None and stop_at == max_steps:
@@ -142,7 +139,7 @@ def main():
   config = default.get_config()
   config.data.midi_dir = args.midi_dir
   config.data.dataset_dir = args.dataset_dir
-  dataset = loop.load_dataset(config)
+  dataset = build.prepare_dataset(config.data)
   start = time.perf_counter()
   fitted = ngram.fit_streams(dataset, max_order=8)
   baseline = ngram.evaluate_streams(dataset, fitted, "valid")
@@ -174,7 +171,7 @@ def main():
       overrides,
       target if objective == "all" else None,
     )
-    logged = training_seconds(hook.read_metrics(workdir))
+    logged = training_seconds(metrics_lib.read_metrics(workdir))
     steps = sorted(
       int(d)
       for d in os.listdir(os.path.join(workdir, "checkpoints"))
@@ -183,8 +180,8 @@ def main():
     crossed, curve = None, []
     for step in steps:
       run = generate.load_run(workdir, step)
-      bits = ngram.score_distributions(
-        evaluation.model_distributions(run, dataset.valid)
+      bits = scoring.score_distributions(
+        predict.model_distributions(run, dataset.valid)
       )["bits_per_note"]
       seconds = logged.get(step, np.nan)
       curve.append((step, seconds, bits))

@@ -1,6 +1,6 @@
 """Sampling speed: notes per second after compilation, scan vs window mode.
 
-  .venv/bin/python benchmarks/bench_sample.py [--workdir RUN]
+  .venv/bin/python -m benchmarks.bench_sample [--workdir RUN]
 
 Generates 1 and 64 melodies of 256 notes with the seed's model (random
 parameters of the right shapes, or a trained run with --workdir), in the
@@ -9,16 +9,8 @@ Targets on the 2-core CPU: 20,000 notes/s for 1 melody, 70,000 for 64.
 """
 
 import argparse
-import os
 import statistics
-import sys
 import time
-
-from melodyjax.cli import runtime
-from melodyjax.model import model as model_lib
-from melodyjax.sampling import sampler
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":
   from melodyjax.cli import runtime
@@ -30,6 +22,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import results  # noqa: E402
+from melodyjax.model import model as model_lib  # noqa: E402
+from melodyjax.sampling import sampler  # noqa: E402
 
 
 def time_call(fn, repeats):

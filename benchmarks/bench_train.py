@@ -1,6 +1,6 @@
 """Training throughput and sampling speed: melodyjax against PyTorch eager.
 
-  .venv/bin/python benchmarks/bench_train.py [--steps 20] [--rounds 2]
+  .venv/bin/python -m benchmarks.bench_train [--steps 20] [--rounds 2]
       [--breakdown] [--profile] [--no_sample] [--out benchmarks/results.json]
 
 Measures in one process, on this machine:
@@ -43,18 +43,7 @@ import argparse
 import os
 import resource
 import statistics
-import sys
 import time
-
-from melodyjax.cli import runtime
-from melodyjax.data import windows as windows_lib
-from melodyjax.model import model as model_lib
-from melodyjax.sampling import sampler
-from melodyjax.training import parallel
-from melodyjax.training import state as state_lib
-from melodyjax.training import steps as steps_lib
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 if __name__ == "__main__":
   from melodyjax.cli import runtime
@@ -67,6 +56,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import results  # noqa: E402
+from melodyjax.data import windows as windows_lib  # noqa: E402
+from melodyjax.model import model as model_lib  # noqa: E402
+from melodyjax.sampling import sampler  # noqa: E402
+from melodyjax.training import parallel  # noqa: E402
+from melodyjax.training import state as state_lib  # noqa: E402
+from melodyjax.training import steps as steps_lib  # noqa: E402
 
 try:
   import torch
@@ -285,13 +280,13 @@ class JaxTrainer:
     self.objective = objective
     mesh = parallel.create_mesh(jax.devices()[:1])
     tx = state_lib.create_optimizer(TRAIN_CONFIG)
-    self.train_step, _ = steps_lib.make_steps(model, tx, objective, "jit", mesh)
-    runner = steps_lib.Runner("jit", mesh)
+    runner = parallel.create("jit", mesh)
+    self.train_step, _ = steps_lib.make_steps(model, tx, objective, runner)
     init_key, self.dropout_key = jax.random.split(jax.random.key(0))
     self.state = runner.put_state(
       state_lib.create_train_state(init_key, model, tx, batch.pitch.shape[1])
     )
-    self.batch = runner.put_batch(batch)
+    self.batch = runner.put_batch(batch.as_dict())
     self.local_batch = {k: jnp.asarray(v) for k, v in batch.as_dict().items()}
 
   def step(self, i=0):

@@ -1,6 +1,6 @@
 """PyTorch reference of melodyjax's model, for the benchmarks only.
 
-  .venv/bin/python benchmarks/torch_reference.py   # a quick self-check
+  .venv/bin/python -m benchmarks.torch_reference   # a quick self-check
 
 Needs the `bench` extra (`pip install -e '.[bench]'`, torch 2.13.0 CPU).
 The same layers as `melodyjax.model.MelodyModel`: pitch and duration

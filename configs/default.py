@@ -15,7 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
 
-  # How MIDI files become token sequences (melodyjax.corpus.CorpusConfig).
+  # How MIDI files become token sequences (melodyjax.data.dataset.CorpusConfig).
   config.data = data = ml_collections.ConfigDict()
   data.midi_dir = "~/.cache/melodyjax/esac_midi"  # folder of MIDI files
   data.dataset_dir = "~/.cache/melodyjax/datasets/esac"  # cached dataset

@@ -2,8 +2,6 @@
 
 import os
 
-from melodyjax.training import loop
-
 # Before JAX is imported anywhere: several CPU devices so that multi-device
 # code paths are always exercised.
 os.environ["JAX_PLATFORMS"] = "cpu"
@@ -15,7 +13,7 @@ if "xla_force_host_platform_device_count" not in _flags:
 
 import pytest  # noqa: E402
 
-from tests.helpers import tiny_config, write_tunes  # noqa: E402
+from tests.helpers import tiny_config, train, write_tunes  # noqa: E402
 
 
 def pytest_addoption(parser):
@@ -44,5 +42,5 @@ def workdir(tmp_path_factory):
   write_tunes(midi_dir, 40, 9, name="t{}.mid")
   config = tiny_config(midi_dir, root / "data")
   config.train.num_train_steps = 10
-  loop.train_and_evaluate(config, str(root / "run"))
+  train(config, root / "run")
   return root / "run"

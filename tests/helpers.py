@@ -12,11 +12,13 @@ from fractions import Fraction as F
 import jax
 
 from configs import tiny
+from melodyjax.listening import hook
 from melodyjax.model import model as model_lib
 from melodyjax.music import midi_io
 from melodyjax.music.events import Event, Song
-from melodyjax.training import checkpoints
+from melodyjax.training import checkpoints, loop
 from melodyjax.training import state as state_lib
+from melodyjax.training import workdir as workdir_lib
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,10 +68,17 @@ def tiny_config(midi_dir, data_dir, **train_overrides):
   return config
 
 
+def train(config, workdir):
+  """Trains as train_main.py does: samples and the audition page included."""
+  return loop.train_and_evaluate(
+    config, str(workdir), hooks=[hook.AuditionHook(config)]
+  )
+
+
 def abstract_state(workdir):
   """The shapes of a run's train state, from its config and vocabularies."""
-  config = checkpoints.read_config(str(workdir))
-  pitch_vocab, duration_vocab = checkpoints.read_vocabs(str(workdir))
+  config = workdir_lib.read_config(str(workdir))
+  pitch_vocab, duration_vocab = workdir_lib.read_vocabs(str(workdir))
   model = model_lib.MelodyModel(
     model_lib.get_model_config(
       config.model, len(pitch_vocab), len(duration_vocab)

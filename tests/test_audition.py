@@ -13,8 +13,7 @@ import pytest
 from melodyjax.evaluation import report as evaluation
 from melodyjax.listening import page
 from melodyjax.music import midi_io, tokens
-from melodyjax.training import loop
-from tests.helpers import run_python, tiny_config, write_tunes
+from tests.helpers import run_python, tiny_config, train, write_tunes
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -28,7 +27,7 @@ def workdir(tmp_path_factory):
   write_tunes(midi_dir, 40, 9, name="t{}.mid")
   config = tiny_config(midi_dir, root / "data")
   config.train.sample_every_steps = 10
-  loop.train_and_evaluate(config, str(root / "run"))
+  train(config, root / "run")
   shutil.copy(root / "run" / page.PAGE, root / "trained.html")
   evaluation.evaluate_run(
     str(root / "run"),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from configs import default
+from melodyjax import errors
 from melodyjax.data import build
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.music import midi_io, tokens
@@ -157,9 +158,9 @@ def test_config_defaults_match_configs_default():
 
 
 def test_bad_options_name_the_field():
-  with pytest.raises(dataset_lib.CorpusError, match="polyphony"):
+  with pytest.raises(errors.CorpusError, match="polyphony"):
     dataset_lib.CorpusConfig(polyphony="mono")
-  with pytest.raises(dataset_lib.CorpusError, match="valid_fraction"):
+  with pytest.raises(errors.CorpusError, match="valid_fraction"):
     dataset_lib.CorpusConfig(valid_fraction=0.6, test_fraction=0.5)
 
 

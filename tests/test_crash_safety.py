@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from melodyjax import errors
 from melodyjax.training import checkpoints, loop
+from melodyjax.training import workdir as workdir_lib
 from tests.helpers import PROJECT, abstract_state, write_tunes
 
 INTERVAL = 5  # checkpoint_every_steps in these runs
@@ -207,7 +209,7 @@ def check_kills(corpus_dirs, tmp_path, num_steps, num_kills, seed):
   process = start_run(midi, data, workdir, num_steps)  # to the end
   _, stderr = process.communicate(timeout=300)
   assert process.returncode == 0, stderr
-  assert not (workdir / checkpoints.DAMAGED_DIR).exists()
+  assert not (workdir / workdir_lib.DAMAGED_DIR).exists()
   (state, data_state), (expected, expected_data) = (
     final_state(workdir),
     final_state(reference),
@@ -267,7 +269,7 @@ def test_damaged_latest_checkpoints_are_skipped_with_a_warning(
       f"checkpoints/{step} " in w and "resuming from step 5" in w
       for w in warnings
     ), warnings
-  moved = sorted(os.listdir(workdir / checkpoints.DAMAGED_DIR))
+  moved = sorted(os.listdir(workdir / workdir_lib.DAMAGED_DIR))
   assert [name.split("-")[0] for name in moved] == ["10", "15"]
   steps = read_all(workdir)  # all readable again, 6 saved after 5
   assert sorted(steps) == [5, 6]
@@ -283,7 +285,7 @@ def check_second_run_refused(midi, data, workdir):
     name: os.path.getmtime(os.path.join(workdir, name))
     for name in ("config.json", "vocab_pitch.json", "vocab_duration.json")
   }
-  with pytest.raises(checkpoints.CheckpointError, match="in use by"):
+  with pytest.raises(errors.CheckpointError, match="in use by"):
     loop.train_and_evaluate(make_config(midi, data, 10), str(workdir))
   for name, mtime in before.items():
     assert os.path.getmtime(os.path.join(workdir, name)) == mtime, name

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from melodyjax import errors
 from melodyjax.cli import esac as esac_cli
 from melodyjax.data import esac
 
@@ -147,7 +148,7 @@ def test_find_abc_files():
 
 def test_missing_music21_names_the_fix(monkeypatch):
   monkeypatch.setitem(sys.modules, "music21", None)
-  with pytest.raises(esac.EsacError, match=r"melodyjax\[corpus\]"):
+  with pytest.raises(errors.EsacError, match=r"melodyjax\[corpus\]"):
     esac.find_abc_files()
 
 
@@ -199,8 +200,9 @@ def test_convert_corpus_writes_readable_files(tmp_path):
 def test_cli_unwritable_dir_is_one_line(tmp_path, capsys):
   blocker = tmp_path / "file"
   blocker.write_text("not a folder")
-  status = esac_cli.main(["--out", str(blocker / "sub"), "--limit_files", "1"])
-  assert status == 1
+  with pytest.raises(SystemExit) as exit_info:
+    esac_cli.main(["--out", str(blocker / "sub"), "--limit_files", "1"])
+  assert exit_info.value.code == 2
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "cannot write" in err
   assert "Traceback" not in err

@@ -12,7 +12,7 @@ from fractions import Fraction
 
 import pytest
 
-from melodyjax.data import build, esac
+from melodyjax.data import build, esac, tokenize
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.music import midi_io, tokens, tonality
 
@@ -82,7 +82,7 @@ def _read(esac_midi, source):
 @pytest.mark.parametrize("which", ["dataset", "raw_dataset"])
 def test_every_tune_kept_and_round_trips(esac_midi, which, request):
   report = request.getfixturevalue(which).report
-  files = build.list_midi_files(esac_midi)
+  files = tokenize.list_midi_files(esac_midi)
   assert report["files"] == len(files) == 40
   assert report["songs"] == 40
   assert report["dropped"] == 0, report["dropped_files"]
@@ -171,7 +171,7 @@ def test_full_esac_corpus(tmp_path):
   midi_dir = esac.default_midi_dir()
   if not midi_dir.is_dir():
     pytest.skip(f"no ESAC MIDI folder at {midi_dir}; run `make run`")
-  found = len(build.list_midi_files(midi_dir))
+  found = len(tokenize.list_midi_files(midi_dir))
   if found != ESAC_TUNES:
     pytest.skip(f"{midi_dir} holds {found} MIDI files, not {ESAC_TUNES}")
   dataset = build.build_dataset(

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from melodyjax.evaluation import ngram
+from melodyjax.evaluation import predict, scoring
 from melodyjax.evaluation import report as evaluation
 from melodyjax.listening import audio
 from melodyjax.music import tokens
@@ -29,13 +29,13 @@ def constant_model(run, pitch_probs, duration_probs):
 
 def test_bits_per_note_of_a_model_with_known_probabilities(workdir):
   run = generate.load_run(str(workdir))
-  dataset = evaluation.load_dataset_of(run)
+  dataset = predict.load_dataset_of(run)
   rng = np.random.default_rng(0)
   pitch_probs = rng.dirichlet(np.ones(len(run.pitch_vocab)))
   duration_probs = rng.dirichlet(np.ones(len(run.duration_vocab)))
   fixed = constant_model(run, pitch_probs, duration_probs)
-  scores = ngram.score_distributions(
-    evaluation.model_distributions(fixed, dataset.test)
+  scores = scoring.score_distributions(
+    predict.model_distributions(fixed, dataset.test)
   )
   # By hand: every event and one eos per test song, each -log2 p(target).
   test = dataset.test

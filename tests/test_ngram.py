@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.evaluation import ngram
+from melodyjax.evaluation import ngram, scoring
 from melodyjax.music import tokens
 
 # A toy stream: pad 0, bos 1, eos 2, unk 3, then a = 4, b = 5, c = 6.
@@ -276,8 +276,8 @@ def test_higher_order_helps_and_order_selection():
 
 def test_ranks_and_topk():
   probs = np.array([[0.0, 0.0, 0.5, 0.3, 0.2], [0.0, 0.0, 0.4, 0.4, 0.2]])
-  np.testing.assert_array_equal(ngram.ranks(probs, np.array([3, 3])), [1, 1])
-  np.testing.assert_array_equal(ngram.ranks(probs, np.array([2, 4])), [0, 2])
+  np.testing.assert_array_equal(scoring.ranks(probs, np.array([3, 3])), [1, 1])
+  np.testing.assert_array_equal(scoring.ranks(probs, np.array([2, 4])), [0, 2])
   model = ngram.fit(arrays([A, B, A, B, A, B]), V, order=2)
   accuracy = ngram.topk_accuracy(model, arrays([A, B, A, B]))
   assert accuracy[1] == pytest.approx(4 / 5)  # all but the eos
@@ -289,7 +289,7 @@ def test_joint_ranks():
   duration = np.array([[0.0, 0.0, 0.3, 0.7]])
   # Pairs: (2,3) .42, (3,3) .28, (2,2) .18, (3,2) .12.
   for p, d, rank in [(2, 3, 0), (3, 3, 1), (2, 2, 2), (3, 2, 3)]:
-    got = ngram.joint_ranks(pitch, np.array([p]), duration, np.array([d]))
+    got = scoring.joint_ranks(pitch, np.array([p]), duration, np.array([d]))
     assert got.tolist() == [rank]
 
 

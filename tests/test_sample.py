@@ -155,28 +155,26 @@ def test_window_mode_is_jitted_deterministic_and_keeps_the_primer(run):
 
 
 def test_melodies_stop_at_eos_or_num_notes(run):
-  melodies = generate.generate(run, num_outputs=16, num_notes=30, seed=3)
+  melodies = generate.generate(
+    run, generate.Request(num_outputs=16, num_notes=30, seed=3)
+  )
   assert all(1 <= len(m) <= 30 for m in melodies)
   events = [e for m in melodies for e in m]
   assert all(e.quarters > 0 for e in events)
 
 
 def test_written_files_read_back_as_generated(run, tmp_path):
+  request = generate.Request(num_outputs=4, num_notes=40, seed=5)
   melodies = generate.generate(
-    run,
-    num_outputs=4,
-    num_notes=40,
-    seed=5,
-    primer=generate.parse_primer_text("C4:1 R:0.5 G4:0.5"),
+    run, request, generate.parse_primer_text("C4:1 R:0.5 G4:0.5")
   )
   paths = outputs.write_outputs(
     melodies,
     str(tmp_path),
     step=run.step,
-    settings={"seed": 5},
-    tempo_bpm=90,
-    program=41,
-    velocity=70,
+    workdir=run.workdir,
+    request=request,
+    rendering=outputs.Rendering(tempo_bpm=90, program=41, velocity=70),
   )
   for path, events in zip(paths, melodies, strict=True):
     assert midi_io.read_midi(path).events == events

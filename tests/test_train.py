@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from melodyjax import errors
 from melodyjax.data import build
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import windows as windows_lib
 from melodyjax.model import model as model_lib
-from melodyjax.training import checkpoints, loop, parallel
+from melodyjax.training import loop, parallel
 from melodyjax.training import state as state_lib
 from melodyjax.training import steps as steps_lib
+from melodyjax.training import workdir as workdir_lib
 from tests.helpers import (
   PROJECT,
   final_params,
@@ -59,13 +61,10 @@ def setup_step(
   )
   tx = state_lib.create_optimizer(config.train)
   mesh = parallel.create_mesh(jax.devices()[:num_devices])
-  train_step, eval_step = steps_lib.make_steps(model, tx, objective, mode, mesh)
-  runner = steps_lib.Runner(mode, mesh)
-  state = state_lib.create_train_state(jax.random.key(0), model, tx, 16)
-  state = (
-    runner.put_state(state)
-    if mode == "pmap"
-    else jax.device_put(state, parallel.replicated_sharding(mesh))
+  runner = parallel.create(mode, mesh)
+  train_step, eval_step = steps_lib.make_steps(model, tx, objective, runner)
+  state = runner.put_state(
+    state_lib.create_train_state(jax.random.key(0), model, tx, 16)
   )
   windows = windows_lib.make_windows(dataset.train, 16, objective)
   batches = windows_lib.BatchIterator(windows, batch_size, seed=0)
@@ -79,11 +78,11 @@ def run_steps(dataset, mode, num_devices, objective="all", steps=3):
   losses = []
   for _ in range(steps):
     state, sums = train_step(
-      state, runner.put_batch(next(batches)), jax.random.key(1)
+      state, runner.put_batch(next(batches).as_dict()), jax.random.key(1)
     )
     sums = runner.fetch(sums)
     losses.append(float(sums["nll_pitch"] + sums["nll_duration"]))
-  return losses, jax.device_get(runner.host_state(state).params)
+  return losses, jax.device_get(runner.saved_state(state).params)
 
 
 @pytest.mark.parametrize("mode", ["jit", "pmap"])
@@ -113,7 +112,7 @@ def test_steps_lower_the_loss_on_a_repeated_batch(dataset):
   train_step, eval_step, runner, state, batches = setup_step(
     dataset, "jit", 4, learning_rate=1e-2, decay="constant"
   )
-  batch = runner.put_batch(batches.batch_at(0))
+  batch = runner.put_batch(batches.batch_at(0).as_dict())
   loss = lambda s: (s["nll_pitch"] + s["nll_duration"]) / s["count"]  # noqa
   losses = [loss(runner.fetch(eval_step(state.params, batch)))]
   for _ in range(10):
@@ -144,8 +143,8 @@ def test_end_to_end_run_writes_a_complete_workdir(midi_dir, tmp_path):
   metrics = loop.train_and_evaluate(config, str(workdir))
   assert np.isfinite(metrics["eval/loss"])
   assert (workdir / "config.json").exists()
-  assert checkpoints.read_config(str(workdir)).train.seq_len == 16
-  pitch_vocab, _ = checkpoints.read_vocabs(str(workdir))
+  assert workdir_lib.read_config(str(workdir)).train.seq_len == 16
+  pitch_vocab, _ = workdir_lib.read_vocabs(str(workdir))
   assert pitch_vocab.tokens[:4] == ("<pad>", "<bos>", "<eos>", "<unk>")
   steps = sorted(
     int(p) for p in os.listdir(workdir / "checkpoints") if p.isdigit()
@@ -186,18 +185,18 @@ def test_resume_refuses_other_data(midi_dir, tmp_path):
   loop.train_and_evaluate(config, str(tmp_path / "run"))
   other = tiny_config(midi_dir, tmp_path / "data2")
   other.data.transpositions = (1, 2)  # more pitches -> other vocabulary
-  with pytest.raises(loop.TrainingError, match="vocabulary"):
+  with pytest.raises(errors.TrainingError, match="vocabulary"):
     loop.train_and_evaluate(other, str(tmp_path / "run"))
 
 
 def test_bad_config_values_name_the_field(midi_dir, tmp_path):
   config = tiny_config(midi_dir, tmp_path / "data")
   config.train.objective = "every"
-  with pytest.raises(loop.TrainingError, match="train.objective"):
+  with pytest.raises(errors.ConfigError, match="train.objective"):
     loop.train_and_evaluate(config, str(tmp_path / "run"))
   config = tiny_config(midi_dir, tmp_path / "data")
   config.train.batch_size = 6  # not a multiple of 4 devices
-  with pytest.raises(loop.TrainingError, match="train.batch_size"):
+  with pytest.raises(errors.ConfigError, match="train.batch_size"):
     loop.train_and_evaluate(config, str(tmp_path / "run"))
 
 
@@ -241,7 +240,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
   config.train.num_train_steps = 20
   config.train.learning_rate = 1e30
   config.train.grad_clip_norm = 0.0
-  with pytest.raises(loop.TrainingError) as e:
+  with pytest.raises(errors.TrainingError) as e:
     loop.train_and_evaluate(config, str(workdir))
   message = str(e.value)
   assert "non-finite loss at step 1" in message  # steps 11-15
@@ -252,14 +251,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 
 def test_a_non_finite_gradient_alone_stops_training():
   finite = {"nll_pitch": 10.0, "nll_duration": 5.0, "grad_norm": 3.0}
-  loop.check_finite(7, finite, 5, "/w")  # nothing to report
+  steps_lib.check_finite(7, finite, 5, "/w")  # nothing to report
   for sums, what in (
     ({**finite, "grad_norm": float("nan")}, "gradient"),
     ({**finite, "grad_norm": float("inf")}, "gradient"),
     ({**finite, "nll_pitch": float("inf")}, "loss"),
   ):
-    with pytest.raises(loop.TrainingError) as e:
-      loop.check_finite(7, sums, 5, "/w")
+    with pytest.raises(errors.TrainingError) as e:
+      steps_lib.check_finite(7, sums, 5, "/w")
     message = str(e.value)
     assert f"non-finite {what} at step 7" in message
     assert "last good checkpoint: step 5 in /w" in message
@@ -327,12 +326,12 @@ def test_golden_first_step_loss():
     "rows": np.arange(8, dtype=np.int32),
   }
   mesh = parallel.create_mesh(jax.devices()[:4])
-  step, _ = steps_lib.make_steps(model, tx, "all", "jit", mesh)
-  state = jax.device_put(
-    state_lib.create_train_state(jax.random.key(0), model, tx, 16),
-    parallel.replicated_sharding(mesh),
+  runner = parallel.create("jit", mesh)
+  step, _ = steps_lib.make_steps(model, tx, "all", runner)
+  state = runner.put_state(
+    state_lib.create_train_state(jax.random.key(0), model, tx, 16)
   )
-  _, sums = step(state, parallel.to_global(batch, mesh), jax.random.key(1))
+  _, sums = step(state, runner.put_batch(batch), jax.random.key(1))
   sums = jax.device_get(sums)
   loss = float((sums["nll_pitch"] + sums["nll_duration"]) / sums["count"])
   assert loss == pytest.approx(GOLDEN_FIRST_LOSS, abs=1e-4), (

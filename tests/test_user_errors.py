@@ -8,6 +8,7 @@ subprocess runs check the real entry points, `--debug` and the corpus CLI.
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import os
 import shutil
 import sys
@@ -23,6 +24,7 @@ from melodyjax import cli
 from melodyjax.music import midi_io
 from melodyjax.music.events import Event
 from melodyjax.training import checkpoints, loop
+from melodyjax.training import workdir as workdir_lib
 from tests.helpers import PROJECT, run_python, write_tunes
 
 DOC = os.path.join(PROJECT, "docs", "errors.md")
@@ -108,9 +110,11 @@ def _unwritable(ctx):
 
 def _damage_all(ctx):
   run = ctx.run()
-  for step in os.listdir(os.path.join(run, "checkpoints")):
-    state = os.path.join(run, "checkpoints", step, "state")
-    for root, _, files in os.walk(state):
+  for step, item in itertools.product(
+    os.listdir(os.path.join(run, "checkpoints")),
+    (checkpoints.PARAMS, checkpoints.OPTIMIZER),
+  ):
+    for root, _, files in os.walk(os.path.join(run, "checkpoints", step, item)):
       for name in files:
         with open(os.path.join(root, name), "r+b") as f:
           f.truncate(0)
@@ -119,7 +123,7 @@ def _damage_all(ctx):
 
 def _in_use(ctx):
   run = ctx.run()
-  ctx.stack.enter_context(checkpoints.lock_workdir(run))
+  ctx.stack.enter_context(workdir_lib.lock_workdir(run))
   return ctx.train(workdir=run)
 
 
@@ -645,7 +649,7 @@ def test_mistake_is_one_line_exit_2_and_loses_nothing(
     path
     for path in before
     if before[path] != after.get(path)
-    and os.path.basename(path) != checkpoints.LOCK_FILE  # holds a pid
+    and os.path.basename(path) != workdir_lib.LOCK_FILE  # holds a pid
   }
   assert not lost, f"changed or deleted: {sorted(lost)}"
 

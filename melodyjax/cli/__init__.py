@@ -1,9 +1,11 @@
-"""What the command-line mains share: one-line user errors, a result line.
+"""What every command shares: one flag system, one-line user errors.
 
-Every user mistake (a flag, a config value, a corpus, a workdir, a primer)
-ends the program with one line `PROG: error: ...` on stderr and exit status
-2 (`USAGE_EXIT`); `--debug` also prints the traceback. The catalogue of
-mistakes and their messages is docs/errors.md.
+Every tool parses its flags with absl (the mains on the global FLAGS, the
+other tools on a `FlagValues` of their own) through `parse_flags`, and runs
+under `user_errors`: a user mistake (any `errors.MelodyjaxError`, a flag
+absl rejects) ends the program with one line `PROG: error: ...` on stderr
+and exit status 2 (`USAGE_EXIT`); `--debug` also prints the traceback. The
+catalogue of mistakes and their messages is docs/errors.md. No JAX here.
 """
 
 from __future__ import annotations
@@ -17,20 +19,40 @@ from collections.abc import Iterator, Mapping
 
 from absl import flags
 
+from melodyjax import errors
+from melodyjax.training import workdir as workdir_lib
+
 USAGE_EXIT = 2
+DEBUG_HELP = "Also print the traceback of a reported error."
 
-flags.DEFINE_bool(
-  "debug", False, "Also print the traceback of a reported error."
-)
-
-
-class UsageError(Exception):
-  """A flag value that a main rejects; the message names the flag."""
+flags.DEFINE_bool("debug", False, DEBUG_HELP)
 
 
-def _debug() -> bool:
+def tool_flags() -> flags.FlagValues:
+  """A tool's own flag registry (with --debug), apart from the mains'."""
+  flag_values = flags.FlagValues()
+  flags.DEFINE_bool("debug", False, DEBUG_HELP, flag_values=flag_values)
+  return flag_values
+
+
+def tool_prog(default: str, argv=None) -> str:
+  """A tool's name in messages: `python -m melodyjax.X`, or the console
+  script's name when run as one."""
+  if argv is not None:
+    return default
+  name = os.path.basename(sys.argv[0])
+  return default if name.endswith(".py") or not name else name
+
+
+def tool_argv(prog: str, argv=None) -> list[str]:
+  """The command line to parse: sys.argv, or `argv` (without a program
+  name, as tests and callers give it)."""
+  return [prog, *(sys.argv[1:] if argv is None else argv)]
+
+
+def _debug(flag_values: flags.FlagValues) -> bool:
   try:
-    return bool(flags.FLAGS.debug)
+    return bool(flag_values.debug)
   except (AttributeError, flags.UnparsedFlagAccessError):
     return False
 
@@ -42,27 +64,16 @@ def fail(prog: str, message: str) -> None:
 
 
 @contextlib.contextmanager
-def user_errors(prog: str) -> Iterator[None]:
-  """Turns the package's user-facing errors into one line and exit code 2."""
+def user_errors(
+  prog: str, flag_values: flags.FlagValues = flags.FLAGS
+) -> Iterator[None]:
+  """Turns user-facing errors into one line and exit code 2."""
   from absl import app  # pylint: disable=g-import-not-at-top
 
-  from melodyjax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
-  from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
-  from melodyjax.training import checkpoints, checks, loop  # pylint: disable=g-import-not-at-top
-
-  known = (
-    UsageError,
-    app.UsageError,
-    checks.ConfigError,
-    dataset_lib.CorpusError,
-    checkpoints.CheckpointError,
-    loop.TrainingError,
-    generate.GenerateError,
-  )
   try:
     yield
-  except known as e:
-    if _debug():
+  except (errors.MelodyjaxError, app.UsageError) as e:
+    if _debug(flag_values):
       traceback.print_exc()
     fail(prog, str(e))
   except KeyboardInterrupt:
@@ -70,19 +81,31 @@ def user_errors(prog: str) -> Iterator[None]:
     sys.exit(130)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing with one-line errors (config typos included)."""
-  prog = os.path.basename(argv[0])
+def parse_flags(
+  argv: list[str], flag_values: flags.FlagValues = flags.FLAGS
+) -> list[str]:
+  """absl flag parsing with one-line errors (config typos included).
+
+  `--help` prints the flags and exits 0.
+  """
+  prog = (
+    argv[0] if argv[0].startswith("python -m") else os.path.basename(argv[0])
+  )
+  if flag_values is not flags.FLAGS:
+    if {"-h", "--help"} & set(argv[1:]):
+      print(f"usage: {prog} [flags]\n\n{flag_values.get_help()}")
+      sys.exit(0)
+    flag_values.unparse_flags()  # a tool may run twice in one process
   try:
-    rest = flags.FLAGS(argv)
-    if not flags.FLAGS["verbosity"].present:
+    rest = flag_values(argv)
+    if "verbosity" in flag_values and not flag_values["verbosity"].present:
       # Orbax and XLA log every save and compile at INFO; keep the console
       # for progress and results unless asked (--verbosity=0).
       from absl import logging  # pylint: disable=g-import-not-at-top
 
       logging.set_verbosity(logging.WARNING)
-    if "config" in flags.FLAGS and flags.FLAGS["config"].present:
-      flags.FLAGS.config.keys()  # a config file loads lazily
+    if "config" in flag_values and flag_values["config"].present:
+      flag_values.config.keys()  # a config file loads lazily
     return rest
   except flags.Error as e:
     message = str(e)
@@ -111,10 +134,11 @@ def parse_flags(argv: list[str]) -> list[str]:
 def format_result(workdir: str, metrics: Mapping[str, float]) -> str:
   """Where a run's outputs are, and its last validation numbers."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
+  path = lambda name: workdir_lib.path(workdir, name)  # noqa: E731
   lines = [
-    f"checkpoints: {os.path.join(workdir, 'checkpoints')}",
-    f"metrics:     {os.path.join(workdir, 'metrics.jsonl')}",
-    f"tensorboard: tensorboard --logdir {os.path.join(workdir, 'tensorboard')}",
+    f"checkpoints: {path(workdir_lib.CHECKPOINT_DIR)}",
+    f"metrics:     {path(workdir_lib.METRICS_FILE)}",
+    f"tensorboard: tensorboard --logdir {path(workdir_lib.TENSORBOARD_DIR)}",
   ]
   if "eval/loss" in metrics:
     lines.append(

@@ -1,129 +1,160 @@
-"""`python -m melodyjax.corpus`: build (or reload) a MIDI folder's dataset."""
+"""`python -m melodyjax.corpus` (also `melodyjax-corpus`): build or reload the
+dataset of a MIDI folder and print its report.
+
+  python -m melodyjax.corpus --midi_dir DIR --out DATASET_DIR \
+    [--export_jsonl FILE] [--check_roundtrip] [data options as config.data]
+"""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
 from collections.abc import Sequence
 
+from absl import flags
+
+from melodyjax import cli, errors
 from melodyjax.data import build
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import report as build_report
 from melodyjax.music import midi_io
 
+PROG = "python -m melodyjax.corpus"
+FLAGS = cli.tool_flags()
+_DEFAULTS = dataset_lib.CorpusConfig()
 
-class _ArgumentParser(argparse.ArgumentParser):
-  """argparse that reports a user mistake in one line, without usage."""
+flags.DEFINE_string(
+  "midi_dir",
+  None,
+  "Folder of MIDI files (searched recursively).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_string("out", None, "Dataset folder.", flag_values=FLAGS)
+flags.DEFINE_string(
+  "export_jsonl", None, "Also write the tokens here.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+  "workers", None, "Processes (default: all cores).", flag_values=FLAGS
+)
+flags.DEFINE_bool(
+  "check_roundtrip",
+  False,
+  "Check events -> MIDI -> events for every song.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+  "force", False, "Rebuild even if the cache is fresh.", flag_values=FLAGS
+)
+flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=FLAGS)
+# The data options, as config.data.
+flags.DEFINE_integer(
+  "grid",
+  _DEFAULTS.grid,
+  "Quantization steps per quarter note.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+  "polyphony",
+  _DEFAULTS.polyphony,
+  midi_io.POLYPHONY_POLICIES,
+  "Notes that share an onset.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+  "tracks",
+  _DEFAULTS.tracks,
+  midi_io.TRACK_POLICIES,
+  "Merge every non-drum track, or keep the melody part.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+  "normalize_key",
+  _DEFAULTS.normalize_key,
+  "Transpose songs to C major / A minor.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_list(
+  "transpositions",
+  list(_DEFAULTS.transpositions),
+  "Augmentation shifts in semitones, e.g. -2,-1,1,2.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "min_notes",
+  _DEFAULTS.min_notes,
+  "Shorter songs are dropped.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "max_notes",
+  _DEFAULTS.max_notes,
+  "Longer songs are dropped (0: no limit).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "min_count",
+  _DEFAULTS.min_count,
+  "Rarer training tokens map to unk.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_float(
+  "valid_fraction",
+  _DEFAULTS.valid_fraction,
+  "Share of songs in validation.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_float(
+  "test_fraction",
+  _DEFAULTS.test_fraction,
+  "Share of songs in test.",
+  flag_values=FLAGS,
+)
+flags.mark_flags_as_required(["midi_dir", "out"], flag_values=FLAGS)
 
-  def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message}\n")
 
-
-def _bool(text: str) -> bool:
-  if text.lower() in ("1", "true", "yes"):
-    return True
-  if text.lower() in ("0", "false", "no"):
-    return False
-  raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _ints(text: str) -> tuple[int, ...]:
+def corpus_config() -> dataset_lib.CorpusConfig:
+  """The data options of the flags."""
   try:
-    return tuple(int(x) for x in text.replace(",", " ").split())
+    shifts = tuple(int(x) for x in FLAGS.transpositions)
   except ValueError:
-    raise argparse.ArgumentTypeError(
-      f"expected semitones such as -2,-1,1,2, got {text!r}"
+    raise errors.UsageError(
+      "--transpositions: expected semitones such as -2,-1,1,2, got "
+      f"{','.join(FLAGS.transpositions)!r}"
     ) from None
+  values = {
+    field.name: FLAGS[field.name].value
+    for field in dataclasses.fields(dataset_lib.CorpusConfig)
+  }
+  return dataset_lib.CorpusConfig(**{**values, "transpositions": shifts})
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-  """Entry point of `python -m melodyjax.corpus`: build or load, report."""
-  defaults = dataset_lib.CorpusConfig()
-  parser = _ArgumentParser(
-    prog="python -m melodyjax.corpus",
-    description="Build (or reload) the tokenized dataset of a MIDI folder.",
-  )
-  parser.add_argument(
-    "--midi_dir",
-    required=True,
-    help="folder of MIDI files (searched recursively)",
-  )
-  parser.add_argument("--out", required=True, help="dataset folder")
-  parser.add_argument("--export_jsonl", help="also write the tokens here")
-  parser.add_argument(
-    "--workers", type=int, default=None, help="processes (default: all cores)"
-  )
-  parser.add_argument(
-    "--check_roundtrip",
-    action="store_true",
-    help="check events -> MIDI -> events for every song",
-  )
-  parser.add_argument(
-    "--force", action="store_true", help="rebuild even if the cache is fresh"
-  )
-  parser.add_argument("--no_progress", action="store_true")
-  group = parser.add_argument_group("data options (as config.data)")
-  group.add_argument(
-    "--grid",
-    type=int,
-    default=defaults.grid,
-    help="quantization steps per quarter note",
-  )
-  group.add_argument(
-    "--polyphony",
-    choices=midi_io.POLYPHONY_POLICIES,
-    default=defaults.polyphony,
-  )
-  group.add_argument(
-    "--tracks", choices=midi_io.TRACK_POLICIES, default=defaults.tracks
-  )
-  group.add_argument(
-    "--normalize_key", type=_bool, default=defaults.normalize_key
-  )
-  group.add_argument(
-    "--transpositions",
-    type=_ints,
-    default=defaults.transpositions,
-    help="augmentation shifts in semitones, e.g. -2,-1,1,2",
-  )
-  group.add_argument("--min_notes", type=int, default=defaults.min_notes)
-  group.add_argument("--max_notes", type=int, default=defaults.max_notes)
-  group.add_argument("--min_count", type=int, default=defaults.min_count)
-  group.add_argument(
-    "--valid_fraction", type=float, default=defaults.valid_fraction
-  )
-  group.add_argument(
-    "--test_fraction", type=float, default=defaults.test_fraction
-  )
-  args = parser.parse_args(argv)
-  names = [f.name for f in dataclasses.fields(dataset_lib.CorpusConfig)]
-  try:
-    config = dataset_lib.CorpusConfig(
-      **{name: getattr(args, name) for name in names}
-    )
+def run(argv: Sequence[str] | None = None) -> int:
+  """Builds or loads the dataset and prints its report; the exit status."""
+  prog = cli.tool_prog(PROG, argv)
+  cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
+  with cli.user_errors(prog, FLAGS):
     start = time.perf_counter()
-    dataset = build.build_dataset(
-      args.midi_dir,
-      args.out,
-      config,
-      workers=args.workers,
-      check_roundtrip=args.check_roundtrip,
-      force=args.force,
-      progress=not args.no_progress,
-    )
-    seconds = time.perf_counter() - start
-    if args.export_jsonl:
-      build.export_jsonl(dataset, args.export_jsonl)
-  except dataset_lib.CorpusError as e:
-    parser.exit(2, f"{parser.prog}: error: {e}\n")
-  except OSError as e:
-    parser.exit(2, f"{parser.prog}: error: {e.filename}: {e.strerror}\n")
+    try:
+      dataset = build.build_dataset(
+        FLAGS.midi_dir,
+        FLAGS.out,
+        corpus_config(),
+        workers=FLAGS.workers,
+        check_roundtrip=FLAGS.check_roundtrip,
+        force=FLAGS.force,
+        progress=not FLAGS.no_progress,
+      )
+      seconds = time.perf_counter() - start
+      if FLAGS.export_jsonl:
+        build.export_jsonl(dataset, FLAGS.export_jsonl)
+    except OSError as e:
+      raise errors.CorpusError(f"{e.filename}: {e.strerror}") from None
   print(build_report.format_report(dataset.report))
   print(f"dataset: {dataset.path} (ready in {seconds:.2f} s)")
-  if args.export_jsonl:
-    print(f"export: {args.export_jsonl}")
+  if FLAGS.export_jsonl:
+    print(f"export: {FLAGS.export_jsonl}")
+  return 0
 
 
 if __name__ == "__main__":

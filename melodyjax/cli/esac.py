@@ -1,79 +1,67 @@
-"""`python -m melodyjax.esac`: convert ESAC from music21 to MIDI once."""
+"""`python -m melodyjax.esac` (also `melodyjax-esac`): convert the ESAC
+folksongs that music21 ships to MIDI files, once.
+
+  python -m melodyjax.esac [--out DIR] [--workers N]
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
+from absl import flags
+
+from melodyjax import cli
 from melodyjax.data import esac
 
-
-class _ArgumentParser(argparse.ArgumentParser):
-  """argparse that reports a user mistake in one line, without usage."""
-
-  def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError:
-    value = 0
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"expected a positive integer: {text!r}")
-  return value
+PROG = "python -m melodyjax.esac"
+FLAGS = cli.tool_flags()
+flags.DEFINE_string(
+  "out",
+  None,
+  "Output folder (default: ~/.cache/melodyjax/esac_midi).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "workers",
+  None,
+  "Processes (default: all cores).",
+  lower_bound=1,
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "limit_files",
+  None,
+  "Only the first N ABC files.",
+  lower_bound=1,
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "limit_tunes",
+  None,
+  "Only the first N tunes of each file.",
+  lower_bound=1,
+  flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+  "force", False, "Convert even if already done.", flag_values=FLAGS
+)
+flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=FLAGS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Entry point of `python -m melodyjax.esac`; returns the exit status."""
-  parser = _ArgumentParser(
-    prog="python -m melodyjax.esac",
-    description="Convert the ESAC folksongs shipped by music21 to MIDI files.",
-  )
-  parser.add_argument(
-    "--out",
-    default=None,
-    help=f"output folder (default: {esac.default_midi_dir()})",
-  )
-  parser.add_argument(
-    "--workers",
-    type=_positive,
-    default=None,
-    help="processes (default: all cores)",
-  )
-  parser.add_argument(
-    "--limit_files",
-    type=_positive,
-    default=None,
-    help="only the first N ABC files",
-  )
-  parser.add_argument(
-    "--limit_tunes",
-    type=_positive,
-    default=None,
-    help="only the first N tunes of each file",
-  )
-  parser.add_argument(
-    "--force", action="store_true", help="convert even if already done"
-  )
-  parser.add_argument(
-    "--no_progress", action="store_true", help="no progress bar"
-  )
-  args = parser.parse_args(argv)
-  try:
+  """Converts ESAC; the exit status (1 when a tune failed to convert)."""
+  prog = cli.tool_prog(PROG, argv)
+  cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
+  with cli.user_errors(prog, FLAGS):
     summary = esac.convert_corpus(
-      args.out or esac.default_midi_dir(),
-      workers=args.workers,
-      limit_files=args.limit_files,
-      limit_tunes=args.limit_tunes,
-      progress=not args.no_progress,
-      force=args.force,
+      FLAGS.out or esac.default_midi_dir(),
+      workers=FLAGS.workers,
+      limit_files=FLAGS.limit_files,
+      limit_tunes=FLAGS.limit_tunes,
+      progress=not FLAGS.no_progress,
+      force=FLAGS.force,
     )
-  except esac.EsacError as e:
-    print(f"{parser.prog}: error: {e}", file=sys.stderr)
-    return 1
   print(esac.format_summary(summary))
   return 0 if summary["failed"] == 0 else 1
 

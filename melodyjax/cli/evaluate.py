@@ -1,42 +1,68 @@
-"""`python -m melodyjax.evaluate`: score a run and write its report."""
+"""`python -m melodyjax.evaluate` (also `melodyjax-evaluate`): score a run on
+its test split against the n-gram baseline, compare generated melodies with
+the corpus, and write its report.
+
+  python -m melodyjax.evaluate --workdir=runs/esac_cpu [--step=best]
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
+from absl import flags
+
 from melodyjax import cli
-from melodyjax.evaluation import report as evaluation
+
+PROG = "python -m melodyjax.evaluate"
+FLAGS = cli.tool_flags()
+flags.DEFINE_string("workdir", None, "A trained run.", flag_values=FLAGS)
+flags.DEFINE_string(
+  "step", "latest", "'latest', 'best' or a step number.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+  "output_dir", None, "Default: the workdir.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+  "num_samples",
+  100,
+  "Melodies generated for the statistics.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "num_notes", 256, "Events per generated melody at most.", flag_values=FLAGS
+)
+flags.DEFINE_float(
+  "temperature",
+  1.0,
+  "Temperature of the generated melodies.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "max_order", 8, "Highest n-gram order tried.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+  "seed", 0, "Seed of the generated melodies.", flag_values=FLAGS
+)
+flags.mark_flags_as_required(["workdir"], flag_values=FLAGS)
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-  """Entry point of `python -m melodyjax.evaluate`."""
-  parser = argparse.ArgumentParser(
-    prog="python -m melodyjax.evaluate", description=__doc__.splitlines()[0]
-  )
-  parser.add_argument("--workdir", required=True)
-  parser.add_argument(
-    "--step", default="latest", help="'latest', 'best' or a step number"
-  )
-  parser.add_argument("--output_dir", help="default: the workdir")
-  parser.add_argument("--num_samples", type=int, default=100)
-  parser.add_argument("--num_notes", type=int, default=256)
-  parser.add_argument("--temperature", type=float, default=1.0)
-  parser.add_argument("--max_order", type=int, default=8)
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args(argv)
+def run(argv: Sequence[str] | None = None) -> int:
+  """Scores the run and prints the headline numbers; the exit status."""
+  prog = cli.tool_prog(PROG, argv)
+  cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
+  with cli.user_errors(prog, FLAGS):
+    from melodyjax.evaluation import report  # pylint: disable=g-import-not-at-top
 
-  with cli.user_errors(parser.prog):
-    result = evaluation.evaluate_run(
-      args.workdir,
-      step=args.step,
-      output_dir=args.output_dir,
-      num_samples=args.num_samples,
-      num_notes=args.num_notes,
-      temperature=args.temperature,
-      max_order=args.max_order,
-      seed=args.seed,
+    result = report.evaluate_run(
+      FLAGS.workdir,
+      step=FLAGS.step,
+      output_dir=FLAGS.output_dir,
+      num_samples=FLAGS.num_samples,
+      num_notes=FLAGS.num_notes,
+      temperature=FLAGS.temperature,
+      max_order=FLAGS.max_order,
+      seed=FLAGS.seed,
       log=lambda m: print(m, file=sys.stderr),
     )
   m, n = result["model"], result["ngram"]
@@ -48,6 +74,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     f"{n['bits_per_note_duration']:.3f})"
   )
   print(f"report: {result['report']}")
+  return 0
 
 
 if __name__ == "__main__":

@@ -1,19 +1,13 @@
 """A folder of MIDI files to a tokenized, split dataset cached on disk. No JAX.
 
-`build_dataset` reads every MIDI file below a folder in parallel, turns each
-into a song of (pitch, duration) tokens or drops it with a reason, splits the
-songs into train / validation / test by a hash of their relative path, builds
-one vocabulary per stream on the training split, and writes:
-
-  OUT/manifest.json        source files (size, mtime), data config, version
-  OUT/arrays.npz           token ids per split (flat, with song offsets)
-  OUT/vocab_pitch.json     the pitch vocabulary (human-readable)
-  OUT/vocab_duration.json  the duration vocabulary
-  OUT/report.json          counts, drops per reason, dropped files, duplicates
-  OUT/songs.jsonl          every song's tokens, one JSON object per line
-
-A second call with the same folder and data config loads the cache (well
-under a second); a changed folder or config rebuilds it.
+`build_dataset` tokenizes every MIDI file below a folder in worker
+processes (`data.tokenize`), splits the songs into train / validation /
+test by a hash of their relative path, builds one vocabulary per stream on
+the training split, and writes the dataset folder that `data.dataset`
+describes and loads. A second call with the same folder and data config
+loads the cache (well under a second); a changed folder or config rebuilds
+it. `prepare_dataset` does the same from a config's `data` group, and
+converts ESAC on first use.
 
 Command line: `python -m melodyjax.corpus --midi_dir DIR --out DIR`.
 """
@@ -23,158 +17,22 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from absl import logging
 
+from melodyjax import errors, files
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import report as build_report
-from melodyjax.music import midi_io, tokens, tonality
-
-MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
-
+from melodyjax.data import tokenize
+from melodyjax.music import tokens
 
 # ---------------------------------------------------------------- file level
-
-
-def list_midi_files(midi_dir: str | os.PathLike) -> list[str]:
-  """Relative paths of the MIDI files below `midi_dir`, sorted."""
-  root = os.fspath(midi_dir)
-  found = []
-  for dirpath, dirnames, filenames in os.walk(root):
-    dirnames.sort()
-    for name in filenames:
-      if name.lower().endswith(MIDI_SUFFIXES) and not name.startswith("."):
-        found.append(os.path.relpath(os.path.join(dirpath, name), root))
-  found.sort()
-  return found
-
-
-def _process_file(
-  midi_dir: str,
-  relpath: str,
-  config: dataset_lib.CorpusConfig,
-  check_roundtrip: bool,
-) -> dict:
-  """One file to a song record, or a drop record with a reason."""
-  path = os.path.join(midi_dir, relpath)
-  try:
-    song = midi_io.read_midi(
-      path,
-      grid=config.grid,
-      polyphony=config.polyphony,
-      tracks=config.tracks,
-    )
-  except midi_io.MidiError as e:
-    return {"source": relpath, "drop": e.reason, "message": str(e)}
-  except Exception as e:  # noqa: BLE001 - a corrupt file never stops a build
-    return {"source": relpath, "drop": "unreadable", "message": f"{path}: {e}"}
-  num_notes = sum(1 for event in song.events if event.pitches)
-  if num_notes < config.min_notes:
-    return {
-      "source": relpath,
-      "drop": "too_short",
-      "message": f"{path}: {num_notes} notes < min_notes",
-    }
-  if config.max_notes and num_notes > config.max_notes:
-    return {
-      "source": relpath,
-      "drop": "too_long",
-      "message": f"{path}: {num_notes} notes > max_notes",
-    }
-  record = {
-    "source": relpath,
-    "split": dataset_lib.assign_split(relpath, config),
-  }
-  if check_roundtrip:
-    again = midi_io.read_midi(
-      midi_io.song_to_bytes(song),
-      grid=config.grid,
-      polyphony=config.polyphony,
-      tracks=config.tracks,
-    )
-    record["roundtrip"] = again.events == song.events
-  events = song.events
-  try:
-    tonic, mode = tonality.find_key(song)
-  except ValueError:
-    tonic, mode = tonality.estimate_key(events)
-  record["key"] = tonality.key_signature_name(tonic, mode)
-  record["key_source"] = "signature" if song.key_signature else "estimate"
-  if config.normalize_key:
-    shifted = tonality.transpose(
-      events, tonality.normalizing_shift(tonic, mode)
-    )
-    if shifted is None:
-      return {
-        "source": relpath,
-        "drop": "out_of_range",
-        "message": f"{path}: pitches leave 0-127 when normalised",
-      }
-    events = shifted
-  copies = [(0, tokens.event_tokens(events))]
-  if record["split"] == "train":
-    for shift in config.transpositions:
-      if (
-        shift != 0 and (moved := tonality.transpose(events, shift)) is not None
-      ):
-        copies.append((shift, tokens.event_tokens(moved)))
-  record["copies"] = copies
-  record["notes"] = num_notes
-  return record
-
-
-def _process_chunk(args) -> list[dict]:
-  midi_dir, relpaths, config, check_roundtrip = args
-  return [_process_file(midi_dir, r, config, check_roundtrip) for r in relpaths]
-
-
-def _map_files(
-  midi_dir: str,
-  relpaths: Sequence[str],
-  config: dataset_lib.CorpusConfig,
-  check_roundtrip: bool,
-  workers: int,
-  progress: bool,
-) -> list[dict]:
-  """Processes all files, in worker processes when workers > 1."""
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-
-  bar = tqdm(
-    total=len(relpaths),
-    desc="reading MIDI",
-    unit="file",
-    disable=not progress,
-    file=sys.stderr,
-    mininterval=0.5,
-  )
-  records = []
-  chunk = 64
-  jobs = [
-    (midi_dir, relpaths[i : i + chunk], config, check_roundtrip)
-    for i in range(0, len(relpaths), chunk)
-  ]
-  with bar:
-    if workers <= 1 or len(jobs) <= 1:
-      for job in jobs:
-        records.extend(_process_chunk(job))
-        bar.update(len(job[1]))
-    else:
-      # fork is fastest, but not once JAX has started its threads.
-      method = "forkserver" if "jax" in sys.modules else "fork"
-      context = multiprocessing.get_context(method)
-      with context.Pool(workers) as pool:
-        for result in pool.imap_unordered(_process_chunk, jobs):
-          records.extend(result)
-          bar.update(len(result))
-  records.sort(key=lambda r: r["source"])
-  return records
 
 
 # ------------------------------------------------------------- dataset level
@@ -190,14 +48,6 @@ def _source_listing(midi_dir: str, relpaths: Sequence[str]) -> dict:
 
 def _listing_digest(listing: Mapping[str, Sequence[int]]) -> str:
   return hashlib.sha1(json.dumps(listing, sort_keys=True).encode()).hexdigest()
-
-
-def _write_json(path: str, data: Any, indent: int | None = 1) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(data, f, indent=indent)
-    f.write("\n")
-  os.replace(tmp, path)
 
 
 def _assemble(
@@ -238,8 +88,7 @@ def _assemble(
 
 
 def _write_export(path: str, records: Sequence[dict]) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
+  with files.atomic_write(path) as f:
     for record in records:
       if "drop" in record:
         continue
@@ -253,7 +102,6 @@ def _write_export(path: str, records: Sequence[dict]) -> None:
         if shift:
           line["transposition"] = shift
         f.write(json.dumps(line) + "\n")
-  os.replace(tmp, path)
 
 
 def _cache_is_fresh(out_dir: str, manifest: dict) -> bool:
@@ -301,10 +149,10 @@ def build_dataset(
   midi_dir = os.path.abspath(os.fspath(midi_dir))
   out_dir = os.path.abspath(os.fspath(out_dir))
   if not os.path.isdir(midi_dir):
-    raise dataset_lib.CorpusError(f"MIDI folder not found: {midi_dir}")
-  relpaths = list_midi_files(midi_dir)
+    raise errors.CorpusError(f"MIDI folder not found: {midi_dir}")
+  relpaths = tokenize.list_midi_files(midi_dir)
   if not relpaths:
-    raise dataset_lib.CorpusError(
+    raise errors.CorpusError(
       f"no MIDI files (.mid, .midi) found below {midi_dir}"
     )
   listing = _source_listing(midi_dir, relpaths)
@@ -317,23 +165,14 @@ def build_dataset(
   }
   if not force and _cache_is_fresh(out_dir, manifest):
     return dataset_lib.load_dataset(out_dir)
-  try:
-    os.makedirs(out_dir, exist_ok=True)
-  except OSError as e:
-    raise dataset_lib.CorpusError(
-      f"cannot create the dataset folder {out_dir}: {e.strerror} "
-      "(a file in the way?); give another dataset folder"
-    ) from None
-  if not os.access(out_dir, os.W_OK):
-    raise dataset_lib.CorpusError(f"cannot write to {out_dir}")
-
+  _make_writable(out_dir)
   start = time.perf_counter()
   workers = workers or os.cpu_count() or 1
-  records = _map_files(
+  records = tokenize.tokenize_files(
     midi_dir, relpaths, config, check_roundtrip, workers, progress
   )
   arrays, pitch_vocab, duration_vocab = _assemble(records, config)
-  report = build_report._make_report(
+  report = build_report.make_report(
     records,
     arrays,
     pitch_vocab,
@@ -342,6 +181,31 @@ def build_dataset(
     time.perf_counter() - start,
     check_roundtrip,
   )
+  _write_dataset(
+    out_dir,
+    arrays,
+    (pitch_vocab, duration_vocab),
+    report,
+    records,
+    {**manifest, "files": listing},
+  )
+  return dataset_lib.load_dataset(out_dir)
+
+
+def _make_writable(out_dir: str) -> None:
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+  except OSError as e:
+    raise errors.CorpusError(
+      f"cannot create the dataset folder {out_dir}: {e.strerror} "
+      "(a file in the way?); give another dataset folder"
+    ) from None
+  if not os.access(out_dir, os.W_OK):
+    raise errors.CorpusError(f"cannot write to {out_dir}")
+
+
+def _write_dataset(out_dir, arrays, vocabs, report, records, manifest) -> None:
+  """Every file of the dataset folder, each written atomically."""
   # The manifest goes last: an interrupted build is never taken as fresh.
   manifest_path = os.path.join(out_dir, "manifest.json")
   if os.path.exists(manifest_path):
@@ -351,15 +215,14 @@ def build_dataset(
     for split, a in arrays.items()
     for name, value in a.items()
   }
-  tmp = os.path.join(out_dir, f"arrays.tmp{os.getpid()}.npz")
-  np.savez(tmp, **flat)
-  os.replace(tmp, os.path.join(out_dir, "arrays.npz"))
+  with files.atomic_write(os.path.join(out_dir, "arrays.npz"), "wb") as f:
+    np.savez(f, **flat)
+  pitch_vocab, duration_vocab = vocabs
   pitch_vocab.save(os.path.join(out_dir, "vocab_pitch.json"))
   duration_vocab.save(os.path.join(out_dir, "vocab_duration.json"))
-  _write_json(os.path.join(out_dir, "report.json"), report)
+  files.write_json(os.path.join(out_dir, "report.json"), report)
   _write_export(os.path.join(out_dir, "songs.jsonl"), records)
-  _write_json(manifest_path, {**manifest, "files": listing}, indent=None)
-  return dataset_lib.load_dataset(out_dir)
+  files.write_json(manifest_path, manifest, indent=None)
 
 
 def export_jsonl(dataset: dataset_lib.Dataset, path: str | os.PathLike) -> None:
@@ -367,3 +230,39 @@ def export_jsonl(dataset: dataset_lib.Dataset, path: str | os.PathLike) -> None:
   source = os.path.join(dataset.path, "songs.jsonl")
   if os.path.abspath(os.fspath(path)) != source:
     shutil.copyfile(source, path)
+
+
+def prepare_dataset(
+  data_config: Mapping[str, Any], *, progress: bool = True
+) -> dataset_lib.Dataset:
+  """The dataset of a config's `data` group, built or loaded from its cache.
+
+  The default corpus is made on first use: when `data.midi_dir` is the
+  default ESAC folder and does not exist yet, ESAC is converted from
+  music21 into it (minutes, once).
+
+  Raises:
+    CorpusError: the corpus cannot be read or the dataset not written.
+  """
+  midi_dir = os.path.expanduser(data_config["midi_dir"])
+  dataset_dir = os.path.expanduser(data_config["dataset_dir"])
+  _convert_esac_if_missing(midi_dir)
+  return build_dataset(
+    midi_dir,
+    dataset_dir,
+    dataset_lib.CorpusConfig.from_config(data_config),
+    progress=progress,
+  )
+
+
+def _convert_esac_if_missing(midi_dir: str) -> None:
+  from melodyjax.data import esac  # pylint: disable=g-import-not-at-top
+
+  default = esac.default_midi_dir()
+  if os.path.abspath(midi_dir) != str(default) or os.path.isdir(midi_dir):
+    return
+  logging.warning("Converting ESAC to MIDI once into %s (minutes)", default)
+  try:
+    esac.convert_corpus(default)
+  except errors.EsacError as e:
+    raise errors.CorpusError(f"{midi_dir} does not exist and {e}") from None

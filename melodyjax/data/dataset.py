@@ -21,16 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from melodyjax import errors
 from melodyjax.music import midi_io, tokens
 
 FORMAT_VERSION = 1
 
 
 SPLITS = ("train", "valid", "test")
-
-
-class CorpusError(Exception):
-  """A user-facing problem with the corpus folder, cache or options."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +84,7 @@ class CorpusConfig:
         f"{self.valid_fraction} and {self.test_fraction}"
       )
     if problems:
-      raise CorpusError("; ".join(problems))
+      raise errors.CorpusError("; ".join(problems))
 
   @classmethod
   def from_config(cls, data_config: Mapping[str, Any]) -> CorpusConfig:
@@ -126,6 +123,11 @@ class Split:
   @property
   def num_events(self) -> int:
     return int(self.offsets[-1])
+
+  def originals(self) -> np.ndarray:
+    """int64 [num_originals] indices of the songs that are not augmented
+    (transposed) copies: what every held-out score and statistic reads."""
+    return np.flatnonzero(self.transpositions == 0)
 
   def song(self, i: int) -> tuple[np.ndarray, np.ndarray]:
     """(pitch ids, duration ids) of song i, each [num_events]."""
@@ -172,7 +174,7 @@ def load_dataset(out_dir: str | os.PathLike) -> Dataset:
   """Loads a dataset written by `build_dataset` (no staleness check).
 
   Raises:
-    CorpusError: `out_dir` holds no complete dataset.
+    errors.CorpusError: `out_dir` holds no complete dataset.
   """
   out_dir = os.path.abspath(os.fspath(out_dir))
   try:
@@ -201,9 +203,11 @@ def load_dataset(out_dir: str | os.PathLike) -> Dataset:
         for split in SPLITS
       }
   except (OSError, KeyError, ValueError) as e:
-    raise CorpusError(f"no complete dataset in {out_dir} ({e})") from None
+    raise errors.CorpusError(
+      f"no complete dataset in {out_dir} ({e})"
+    ) from None
   if manifest.get("format_version") != FORMAT_VERSION:
-    raise CorpusError(
+    raise errors.CorpusError(
       f"{out_dir} was built by another melodyjax version; rebuild it"
     )
   config = CorpusConfig(**{**manifest["config"]})
@@ -214,14 +218,14 @@ def check_trainable(dataset: Dataset, seq_len: int) -> None:
   """Refuses a dataset that training cannot use with windows of `seq_len`.
 
   Raises:
-    CorpusError: no training song, or `seq_len` longer than every one.
+    errors.CorpusError: no training song, or `seq_len` longer than every one.
   """
   report = dataset.report
   if len(dataset.train) == 0:
     reasons = ", ".join(
       f"{k} {v}" for k, v in report.get("dropped_by_reason", {}).items()
     )
-    raise CorpusError(
+    raise errors.CorpusError(
       f"no training songs in {report.get('midi_dir', dataset.path)}: "
       f"{report.get('dropped', 0)} of {report.get('files', 0)} files dropped"
       + (f" ({reasons})" if reasons else "")
@@ -230,7 +234,7 @@ def check_trainable(dataset: Dataset, seq_len: int) -> None:
   longest = int(np.max(np.diff(dataset.train.offsets)))
   # A window holds bos and the events; eos is the last target.
   if seq_len > longest + 1:
-    raise CorpusError(
+    raise errors.CorpusError(
       f"config.train.seq_len={seq_len} is longer than every training song "
       f"(the longest has {longest} events): lower it to at most "
       f"{longest + 1}"

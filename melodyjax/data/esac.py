@@ -64,12 +64,13 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from melodyjax import errors, files
+
 CONVERTER_VERSION = 1
 ABC_VERSION = (2, 1, 0)
 SUMMARY_NAME = "conversion.json"
 INSTALL_HINT = "pip install 'melodyjax[corpus]'"
 _CHUNK = 48  # tunes per worker task: a few seconds of work
-_TMP_SUFFIX = ".tmp"
 
 # Key names in German spelling that music21 misreads (seen in ESAC: H, Es).
 _GERMAN_KEYS = {
@@ -85,10 +86,6 @@ _KEY_LINE = re.compile(r"^(K:[ \t]*)([A-Za-z]+)([ \t]*)$", re.MULTILINE)
 _TUNE_START = re.compile(r"^X:", re.MULTILINE)
 _NUMBER = re.compile(r"^X:[ \t]*(\d+)", re.MULTILINE)
 _TITLE = re.compile(r"^T:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
-
-
-class EsacError(Exception):
-  """A user-facing problem: music21 missing, output folder not writable."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,11 +146,11 @@ def default_midi_dir() -> pathlib.Path:
 
 
 def _import_music21():
-  """Returns the music21 module or raises EsacError naming the fix."""
+  """Returns the music21 module or raises errors.EsacError naming the fix."""
   try:
     import music21  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise EsacError(
+    raise errors.EsacError(
       f"music21 is needed for the ESAC corpus ({e}); install it with: "
       f"{INSTALL_HINT}"
     ) from None
@@ -167,18 +164,18 @@ def find_abc_files() -> list[pathlib.Path]:
     The `essenFolksong/*.abc` files, sorted by name, without `test*.abc`.
 
   Raises:
-    EsacError: music21 is not installed, or ships no ESAC files.
+    errors.EsacError: music21 is not installed, or ships no ESAC files.
   """
   music21 = _import_music21()
   folder = pathlib.Path(music21.__file__).parent / "corpus" / "essenFolksong"
-  files = sorted(
+  found = sorted(
     p for p in folder.glob("*.abc") if not p.name.startswith("test")
   )
-  if not files:
-    raise EsacError(
+  if not found:
+    raise errors.EsacError(
       f"no ESAC files in {folder}; reinstall music21 with: {INSTALL_HINT}"
     )
-  return files
+  return found
 
 
 # ------------------------------------------------------------- ABC to MIDI
@@ -435,23 +432,6 @@ def convert_abc_tune_text(text: str) -> bytes:
 # ---------------------------------------------------------------- corpus
 
 
-def write_file_atomically(path: str | os.PathLike, data: bytes) -> None:
-  """Writes `data` to a hidden temporary file beside `path`, then renames."""
-  path = pathlib.Path(path)
-  tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
-  try:
-    with open(tmp, "wb") as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
-
-
-def _write_json(path: pathlib.Path, data: Any) -> None:
-  write_file_atomically(path, (json.dumps(data, indent=1) + "\n").encode())
-
-
 def _convert_chunk(args: tuple[str, list[AbcTune]]) -> list[dict]:
   """Worker task: converts and writes some tunes, one result dict each."""
   out_dir, tunes = args
@@ -473,7 +453,7 @@ def _convert_chunk(args: tuple[str, list[AbcTune]]) -> list[dict]:
           result = convert_abc_tune(tune.text, tune.title)
         target = pathlib.Path(out_dir) / tune.relpath
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_file_atomically(target, result.midi)
+        files.write_bytes(target, result.midi)
       except Exception as e:  # pylint: disable=broad-except
         record["error"] = f"{type(e).__name__}: {e}"
       else:
@@ -552,7 +532,7 @@ def _summary_is_fresh(
 
 def _remove_leftovers(out_dir: pathlib.Path, keep: set[str]) -> None:
   """Deletes temporary files and .mid files this run did not write."""
-  for path in out_dir.glob("*/.*" + _TMP_SUFFIX):
+  for path in out_dir.glob("*/.*" + files.TMP_SUFFIX):
     path.unlink(missing_ok=True)
   for path in out_dir.glob("*/*.mid"):
     if path.relative_to(out_dir).as_posix() not in keep:
@@ -590,26 +570,18 @@ def convert_corpus(
     taken, versions; "reused" is True when a previous run was returned.
 
   Raises:
-    EsacError: music21 is missing or out_dir cannot be written.
+    errors.EsacError: music21 is missing or out_dir cannot be written.
   """
-  music21 = _import_music21()
-  music21_version = str(music21.__version__)
+  music21_version = str(_import_music21().__version__)
   out_dir = pathlib.Path(out_dir).expanduser()
-  summary_path = out_dir / SUMMARY_NAME
   limits = {"files": limit_files, "tunes_per_file": limit_tunes}
-
-  if not force and summary_path.is_file():
-    try:
-      previous = json.loads(summary_path.read_text())
-    except (OSError, ValueError):
-      previous = {}
-    if _summary_is_fresh(out_dir, previous, limits, music21_version):
-      previous["reused"] = True
-      return previous
-
+  previous = None if force else _previous_summary(out_dir)
+  if previous and _summary_is_fresh(out_dir, previous, limits, music21_version):
+    previous["reused"] = True
+    return previous
   started = time.time()
-  files = find_abc_files()[:limit_files]
-  files_tunes = [read_abc_tunes(path)[:limit_tunes] for path in files]
+  abc_files = find_abc_files()[:limit_files]
+  files_tunes = [read_abc_tunes(path)[:limit_tunes] for path in abc_files]
   summary: dict[str, Any] = {
     "complete": False,
     "reused": False,
@@ -617,55 +589,67 @@ def convert_corpus(
     "music21_version": music21_version,
     "abc_version": ".".join(map(str, ABC_VERSION[:2])),
     "limits": limits,
-    "files": len(files),
+    "files": len(abc_files),
     "tunes": sum(map(len, files_tunes)),
   }
   try:
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(summary_path, summary)
+    files.write_json(out_dir / SUMMARY_NAME, summary)
   except OSError as e:
-    raise EsacError(f"cannot write to {out_dir}: {e.strerror or e}") from None
-
-  if workers is None:
-    workers = os.cpu_count() or 1
+    raise errors.EsacError(
+      f"cannot write to {out_dir}: {e.strerror or e}"
+    ) from None
   jobs = _make_jobs(str(out_dir), files_tunes)
-  workers = max(1, min(workers, len(jobs)))
+  workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
   records = []
   for chunk in _map_chunks(jobs, workers, progress):
     records.extend(chunk)
   records.sort(key=lambda r: r["path"])
-
-  done = [r for r in records if "error" not in r]
-  failed = [r for r in records if "error" in r]
   if limit_files is None and limit_tunes is None:
-    _remove_leftovers(out_dir, {r["path"] for r in done})
+    _remove_leftovers(out_dir, {r["path"] for r in records if "error" not in r})
   summary.update(
-    complete=True,
-    written=len(done),
-    failed=len(failed),
-    notes=sum(r["notes"] for r in done),
-    rests=sum(r["rests"] for r in done),
-    pickup_tunes=sum(1 for r in done if r["pickup"]),
-    ties_removed=sum(r["ties_removed"] for r in done),
-    shared_objects_copied=sum(r["objects_copied"] for r in done),
+    _totals(records),
     tunes_per_file={
       path.stem: len(tunes)
-      for path, tunes in zip(files, files_tunes, strict=True)
+      for path, tunes in zip(abc_files, files_tunes, strict=True)
     },
-    failures=[
+    workers=workers,
+    seconds=round(time.time() - started, 2),
+  )
+  files.write_json(out_dir / SUMMARY_NAME, summary)
+  return summary
+
+
+def _previous_summary(out_dir: pathlib.Path) -> dict | None:
+  try:
+    return json.loads((out_dir / SUMMARY_NAME).read_text())
+  except (OSError, ValueError):
+    return None
+
+
+def _totals(records: list[dict]) -> dict[str, Any]:
+  """The summary's counts, failures and warnings from the tunes' records."""
+  done = [r for r in records if "error" not in r]
+  failed = [r for r in records if "error" in r]
+  return {
+    "complete": True,
+    "written": len(done),
+    "failed": len(failed),
+    "notes": sum(r["notes"] for r in done),
+    "rests": sum(r["rests"] for r in done),
+    "pickup_tunes": sum(1 for r in done if r["pickup"]),
+    "ties_removed": sum(r["ties_removed"] for r in done),
+    "shared_objects_copied": sum(r["objects_copied"] for r in done),
+    "failures": [
       {k: r[k] for k in ("path", "file", "index", "number", "title", "error")}
       for r in failed
     ],
-    warnings=[
+    "warnings": [
       {"path": r["path"], "messages": r["warnings"]}
       for r in records
       if "warnings" in r
     ],
-    workers=workers,
-    seconds=round(time.time() - started, 2),
-  )
-  _write_json(summary_path, summary)
-  return summary
+  }
 
 
 def format_summary(summary: dict) -> str:

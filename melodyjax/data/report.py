@@ -12,7 +12,7 @@ from melodyjax.data import dataset as dataset_lib
 from melodyjax.music import tokens
 
 
-def _make_report(
+def make_report(
   records: Sequence[dict],
   arrays: Mapping[str, dict],
   pitch_vocab: tokens.Vocab,

@@ -34,13 +34,13 @@ Counts live in sorted int64 arrays keyed by the n-gram read as a number in
 base `vocab_size` (first token most significant), so fitting and scoring are
 vectorized numpy: `vocab_size ** order` must stay below 2**63.
 
-Command line: `python -m melodyjax.ngram --dataset DIR` fits both streams,
-chooses each order on the validation split and reports the test split.
+Command line: `python -m melodyjax.cli.ngram --dataset DIR` fits both
+streams, chooses each order on the validation split and reports the test
+split.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import time
@@ -50,11 +50,11 @@ from typing import Any
 import numpy as np
 
 from melodyjax.data import dataset as dataset_lib
+from melodyjax.evaluation import scoring
 from melodyjax.music import tokens
 
 MIN_DISCOUNT = 0.1
 DISCOUNTING = ("modified", "plain")
-TOP_K = (1, 5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,60 +375,15 @@ def select_order(
   return best, bits
 
 
-def ranks(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-  """0-based rank of each target in its distribution (ties: lower id first).
-
-  Args:
-    probs: float [M, V] probabilities.
-    targets: int [M] ids.
-
-  Returns:
-    int64 [M]; a target is in the top k when its rank is < k.
-  """
-  p_target = np.take_along_axis(probs, targets[:, None], axis=1)
-  ids = np.arange(probs.shape[1])
-  above = probs > p_target
-  tied_before = (probs == p_target) & (ids[None] < targets[:, None])
-  return np.sum(above | tied_before, axis=1)
-
-
 def topk_accuracy(
   model: KneserNey,
   sequences: Sequence[np.ndarray],
-  ks: Sequence[int] = TOP_K,
+  ks: Sequence[int] = scoring.TOP_K,
 ) -> dict[int, float]:
   """Share of predicted tokens among the model's k most probable ones."""
   probs, targets = model.distributions(sequences)
-  rank = ranks(probs, targets)
+  rank = scoring.ranks(probs, targets)
   return {k: float(np.mean(rank < k)) for k in ks}
-
-
-def joint_ranks(
-  pitch_probs: np.ndarray,
-  pitch_targets: np.ndarray,
-  duration_probs: np.ndarray,
-  duration_targets: np.ndarray,
-  chunk: int = 1024,
-) -> np.ndarray:
-  """Rank of each (pitch, duration) target under the product distribution.
-
-  Args:
-    pitch_probs: float [M, Vp]; duration_probs: float [M, Vd].
-    pitch_targets, duration_targets: int [M].
-    chunk: rows per step (memory is chunk * Vp * Vd floats).
-
-  Returns:
-    int64 [M] 0-based ranks of the pairs (flat id pitch * Vd + duration).
-  """
-  vd = duration_probs.shape[1]
-  out = []
-  for s in range(0, len(pitch_probs), chunk):
-    joint = (
-      pitch_probs[s : s + chunk, :, None] * duration_probs[s : s + chunk, None]
-    ).reshape(-1, pitch_probs.shape[1] * vd)
-    flat = pitch_targets[s : s + chunk] * vd + duration_targets[s : s + chunk]
-    out.append(ranks(joint, flat))
-  return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 # ------------------------------------------------------------ both streams
@@ -439,9 +394,7 @@ def split_songs(
 ) -> list[np.ndarray]:
   """One stream of a split's songs (optionally without augmented copies)."""
   flat = getattr(split, stream)
-  rows = range(len(split))
-  if originals_only:
-    rows = np.flatnonzero(split.transpositions == 0)
+  rows = split.originals() if originals_only else range(len(split))
   return [flat[split.offsets[i] : split.offsets[i + 1]] for i in rows]
 
 
@@ -494,46 +447,6 @@ def fit_streams(
   return fitted
 
 
-def score_distributions(
-  distributions: Mapping[str, tuple[np.ndarray, np.ndarray]],
-) -> dict[str, float]:
-  """Bits per note and top-k accuracy from per-target distributions.
-
-  Shared by the baseline and the LSTM (melodyjax.evaluate), so both columns
-  of a report are computed alike. The streams are scored as independent
-  given the context (true of both models), so the joint bits are the sum of
-  the two streams' and the joint distribution is their product.
-
-  Args:
-    distributions: {stream: (probs float [num_targets, vocab], targets int
-      [num_targets])}, the same targets in the same order for both streams.
-
-  Returns:
-    {"bits_per_note", "bits_per_note_pitch", "bits_per_note_duration",
-    "top1_pitch", "top5_pitch", "top1_duration", "top5_duration", "top1"
-    (both streams right), "top5" (the pair among the 5 likeliest pairs),
-    "num_targets"}.
-  """
-  result = {}
-  for stream in tokens.STREAMS:
-    probs, targets = distributions[stream]
-    p_target = np.take_along_axis(probs, targets[:, None], axis=1)[:, 0]
-    result[f"bits_per_note_{stream}"] = float(
-      -np.mean(np.log2(np.maximum(p_target, 1e-300)))
-    )
-    rank = ranks(probs, targets)
-    for k in TOP_K:
-      result[f"top{k}_{stream}"] = float(np.mean(rank < k))
-  result["bits_per_note"] = (
-    result["bits_per_note_pitch"] + result["bits_per_note_duration"]
-  )
-  rank = joint_ranks(*distributions["pitch"], *distributions["duration"])
-  for k in TOP_K:
-    result[f"top{k}"] = float(np.mean(rank < k))
-  result["num_targets"] = len(distributions["pitch"][1])
-  return result
-
-
 def evaluate_streams(
   dataset: dataset_lib.Dataset,
   fitted: Mapping[str, Mapping[str, Any]],
@@ -549,10 +462,11 @@ def evaluate_streams(
     split: 'valid' or 'test'.
 
   Returns:
-    `score_distributions`'s result plus "order_pitch" and "order_duration".
+    `scoring.score_distributions`'s result plus "order_pitch" and
+    "order_duration".
   """
   data = dataset.splits[split]
-  result = score_distributions(
+  result = scoring.score_distributions(
     {
       stream: fitted[stream]["model"].distributions(split_songs(data, stream))
       for stream in tokens.STREAMS
@@ -591,26 +505,3 @@ def format_results(
     f"top-5 {results['top5']:.4f}"
   )
   return "\n".join(lines)
-
-
-def run(argv: Sequence[str] | None = None) -> None:
-  """Entry point of `python -m melodyjax.ngram`."""
-  parser = argparse.ArgumentParser(
-    prog="python -m melodyjax.ngram",
-    description="Fit and score the Kneser-Ney n-gram baseline.",
-  )
-  parser.add_argument("--dataset", required=True, help="dataset folder")
-  parser.add_argument("--max_order", type=int, default=8)
-  parser.add_argument("--discounting", choices=DISCOUNTING, default="modified")
-  parser.add_argument("--split", choices=("valid", "test"), default="test")
-  args = parser.parse_args(argv)
-  try:
-    dataset = dataset_lib.load_dataset(args.dataset)
-  except dataset_lib.CorpusError as e:
-    parser.exit(1, f"{parser.prog}: error: {e}\n")
-  fitted = fit_streams(dataset, args.max_order, args.discounting)
-  print(format_results(fitted, evaluate_streams(dataset, fitted, args.split)))
-
-
-if __name__ == "__main__":
-  run()

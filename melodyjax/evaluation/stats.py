@@ -336,9 +336,7 @@ def corpus_melodies(
   """
   data = dataset.splits[split]
   songs, skipped = [], 0
-  for i in range(len(data)):
-    if originals_only and data.transpositions[i] != 0:
-      continue
+  for i in data.originals() if originals_only else range(len(data)):
     pitch, duration = data.song(i)
     if np.any(pitch == tokens.UNK_ID) or np.any(duration == tokens.UNK_ID):
       skipped += 1

@@ -58,3 +58,10 @@ def synthesize(
     f.setframerate(sample_rate)
     f.writeframes((audio * 32767).astype("<i2").tobytes())
   return audio
+
+
+def read_wav(path: str) -> tuple[np.ndarray, int]:
+  """A 16-bit mono WAV as (float32 samples in [-1, 1], rate in Hz)."""
+  with wave.open(path) as f:
+    rate, frames = f.getframerate(), f.readframes(f.getnframes())
+  return np.frombuffer(frames, "<i2").astype(np.float32) / 32768.0, rate

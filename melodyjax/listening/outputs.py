@@ -1,16 +1,74 @@
-"""One melody's files: MIDI, a JSON sidecar, a piano roll and a WAV preview."""
+"""One generation's files: per melody a MIDI file, a JSON sidecar, a piano
+roll and a WAV preview.
+
+The sidecar (`sample_<step>_<i>.json`) holds the melody's tokens and every
+setting needed to regenerate it: the request (`generate.Request`), the
+checkpoint step and workdir, and how it was rendered (`Rendering`).
+"""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from melodyjax import errors, files
 from melodyjax.listening import audio
 from melodyjax.music import midi_io, tokens
 from melodyjax.music.events import Event, Song
 from melodyjax.sampling import generate
+
+
+@dataclasses.dataclass(frozen=True)
+class Rendering:
+  """How melodies become files (not what they are).
+
+  Attributes:
+    tempo_bpm: quarter notes per minute, in the MIDI file and the WAV.
+    time_signature: written to the MIDI file.
+    program: General MIDI program (0: piano).
+    velocity: note velocity, 1-127.
+    key_signature: written to the MIDI file ('C' for key-normalised
+      models), or None.
+    piano_roll: also write a piano-roll PNG.
+    wav: also write a WAV preview.
+  """
+
+  tempo_bpm: float = 100.0
+  time_signature: tuple[int, int] = (4, 4)
+  program: int = 0
+  velocity: int = 80
+  key_signature: str | None = "C"
+  piano_roll: bool = True
+  wav: bool = True
+
+
+def sidecar(
+  index: int,
+  events: Sequence[Event],
+  *,
+  step: int,
+  workdir: str,
+  request: generate.Request,
+  rendering: Rendering,
+  sampled_during_training: bool = False,
+) -> dict:
+  """The sidecar record of melody `index` of a request."""
+  pitch, duration = tokens.event_tokens(events)
+  return {
+    "index": index,
+    "step": step,
+    "workdir": workdir,
+    **request.to_json(),
+    "sampled_during_training": sampled_during_training,
+    "tempo_bpm": rendering.tempo_bpm,
+    "time_signature": list(rendering.time_signature),
+    "program": rendering.program,
+    "velocity": rendering.velocity,
+    "num_events": len(events),
+    "pitch": pitch,
+    "duration": duration,
+  }
 
 
 def write_outputs(
@@ -18,56 +76,59 @@ def write_outputs(
   output_dir: str,
   *,
   step: int,
-  settings: Mapping[str, Any],
-  tempo_bpm: float = 100.0,
-  time_signature: tuple[int, int] = (4, 4),
-  program: int = 0,
-  velocity: int = 80,
-  key_signature: str | None = "C",
-  piano_roll: bool = True,
-  wav: bool = True,
+  workdir: str,
+  request: generate.Request,
+  rendering: Rendering = Rendering(),
+  sampled_during_training: bool = False,
 ) -> list[str]:
   """Writes sample_<step>_<i>.mid, a .json sidecar, a .png piano roll and a
   .wav preview (`audio.synthesize`, at the MIDI file's tempo).
 
   Returns:
     The paths of the MIDI files.
+
+  Raises:
+    GenerateError: `output_dir` cannot be created.
   """
   try:
     os.makedirs(output_dir, exist_ok=True)
   except OSError as e:
-    raise generate.GenerateError(
+    raise errors.GenerateError(
       f"cannot create the output folder {output_dir}: "
       f"{e.strerror or e} (is part of the path a file?)"
     ) from None
   paths = []
   for i, events in enumerate(melodies):
     stem = os.path.join(output_dir, f"sample_{step}_{i}")
-    song = Song(list(events), tempo_bpm, tuple(time_signature), key_signature)
-    midi_io.write_midi(song, stem + ".mid", program=program, velocity=velocity)
-    pitch, duration = tokens.event_tokens(events)
-    sidecar = {
-      "index": i,
-      "step": step,
-      **settings,
-      "tempo_bpm": tempo_bpm,
-      "time_signature": list(time_signature),
-      "program": program,
-      "velocity": velocity,
-      "num_events": len(events),
-      "pitch": pitch,
-      "duration": duration,
-    }
-    tmp = f"{stem}.json.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-      json.dump(sidecar, f, indent=1)
-      f.write("\n")
-    os.replace(tmp, stem + ".json")
-    if piano_roll:
+    song = Song(
+      list(events),
+      rendering.tempo_bpm,
+      tuple(rendering.time_signature),
+      rendering.key_signature,
+    )
+    midi_io.write_midi(
+      song,
+      stem + ".mid",
+      program=rendering.program,
+      velocity=rendering.velocity,
+    )
+    files.write_json(
+      stem + ".json",
+      sidecar(
+        i,
+        events,
+        step=step,
+        workdir=workdir,
+        request=request,
+        rendering=rendering,
+        sampled_during_training=sampled_during_training,
+      ),
+    )
+    if rendering.piano_roll:
       from melodyjax.listening import plots  # pylint: disable=g-import-not-at-top
 
       plots.save_piano_roll(events, stem + ".png", title=os.path.basename(stem))
-    if wav:
-      audio.synthesize(events, stem + ".wav", tempo_bpm=tempo_bpm)
+    if rendering.wav:
+      audio.synthesize(events, stem + ".wav", tempo_bpm=rendering.tempo_bpm)
     paths.append(stem + ".mid")
   return paths

@@ -12,14 +12,17 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from melodyjax.listening import hook, plots
+from melodyjax import files
+from melodyjax.listening import plots
+from melodyjax.training import metrics as metrics_lib
+from melodyjax.training import workdir as workdir_lib
 
-PAGE = "audition.html"
+PAGE = workdir_lib.PAGE_FILE
 
 
 def _sample_steps(workdir: str) -> list[tuple[int, list[dict[str, Any]]]]:
   """[(step, sidecars sorted by index)], newest step first."""
-  root = os.path.join(workdir, hook.SAMPLES_DIR)
+  root = os.path.join(workdir, workdir_lib.SAMPLES_DIR)
   if not os.path.isdir(root):
     return []
   steps = []
@@ -35,7 +38,8 @@ def _sample_steps(workdir: str) -> list[tuple[int, list[dict[str, Any]]]]:
             sidecar = json.load(f)
           except json.JSONDecodeError:
             continue
-        sidecar["stem"] = f"{hook.SAMPLES_DIR}/{name}/{file[: -len('.json')]}"
+        stem = file[: -len(".json")]
+        sidecar["stem"] = f"{workdir_lib.SAMPLES_DIR}/{name}/{stem}"
         sidecars.append(sidecar)
     if sidecars:
       steps.append((int(name), sorted(sidecars, key=lambda s: s["index"])))
@@ -72,7 +76,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
   parts = ["<h2>Numbers</h2>"]
-  path = os.path.join(workdir, "evaluation.json")
+  path = workdir_lib.path(workdir, workdir_lib.EVALUATION_FILE)
   evaluation = None
   if os.path.exists(path):
     with open(path) as f:
@@ -204,7 +208,7 @@ def write_page(workdir: str) -> str:
   and no network.
   """
   workdir = os.path.abspath(workdir)
-  records = hook.read_metrics(workdir)
+  records = metrics_lib.read_metrics(workdir)
   samples = _sample_steps(workdir)
   title = f"Audition: {os.path.basename(workdir)}"
   parts = [
@@ -235,10 +239,7 @@ def write_page(workdir: str) -> str:
     parts.append(_sample_section(step, sidecars, exists))
   parts.append("</body></html>\n")
   path = os.path.join(workdir, PAGE)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write("\n".join(parts))
-  os.replace(tmp, path)
+  files.write_text(path, "\n".join(parts))
   return path
 
 
@@ -249,7 +250,7 @@ def describe_outputs(workdir: str) -> str:
   lines = []
   if samples:
     step, sidecars = samples[0]
-    folder = os.path.join(workdir, hook.SAMPLES_DIR, str(step))
+    folder = os.path.join(workdir, workdir_lib.SAMPLES_DIR, str(step))
     lines.append(f"samples:     {folder} ({len(sidecars)} melodies: .mid .wav)")
   if os.path.exists(os.path.join(workdir, PAGE)):
     lines.append(f"audition:    file://{os.path.join(workdir, PAGE)}")

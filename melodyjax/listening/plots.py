@@ -1,10 +1,13 @@
-"""Figures: piano rolls of event sequences (matplotlib, no screen needed)."""
+"""Figures: piano rolls, training curves and the evaluation's histograms
+(matplotlib, no screen needed)."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
@@ -94,3 +97,61 @@ def curves_png(
   figure.savefig(buffer, format="png", dpi=80)
   plt.close(figure)
   return buffer.getvalue()
+
+
+def save_histograms(generated, reference, path: str) -> None:
+  """Pitch-class, interval and duration histograms of two sets, as a PNG.
+
+  Args:
+    generated, reference: `evaluation.stats.compute_statistics` results.
+    path: the PNG file.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  figure, axes = plt.subplots(1, 3, figsize=(14, 3.5))
+  names = [tokens.NOTE_NAMES, [str(i) for i in range(-12, 13)]]
+  for ax, key, labels in zip(
+    axes[:2], ("pitch_class", "interval"), names, strict=True
+  ):
+    x = np.arange(len(labels))
+    for offset, source, label in (
+      (-0.2, reference, "corpus"),
+      (0.2, generated, "generated"),
+    ):
+      values = source[key] / max(source[key].sum(), 1)
+      ax.bar(x + offset, values, width=0.4, label=label)
+    ax.set_xticks(
+      x[:: 1 if key == "pitch_class" else 3],
+      labels[:: 1 if key == "pitch_class" else 3],
+    )
+    ax.set_title(key.replace("_", " "))
+  # The 12 most common durations of either set, shortest first.
+  counts = {
+    d: reference["duration"].get(d, 0) + generated["duration"].get(d, 0)
+    for d in set(reference["duration"]) | set(generated["duration"])
+  }
+  durations = sorted(
+    sorted(counts, key=counts.get, reverse=True)[:12],
+    key=tokens.parse_duration_token,
+  )
+  x = np.arange(len(durations))
+  for offset, source, label in (
+    (-0.2, reference, "corpus"),
+    (0.2, generated, "generated"),
+  ):
+    total = max(sum(source["duration"].values()), 1)
+    axes[2].bar(
+      x + offset,
+      [source["duration"].get(d, 0) / total for d in durations],
+      width=0.4,
+      label=label,
+    )
+  axes[2].set_xticks(x, durations, rotation=60)
+  axes[2].set_title("duration (quarters)")
+  axes[2].legend()
+  figure.tight_layout()
+  figure.savefig(path, dpi=90)
+  plt.close(figure)

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from melodyjax import config_checks
 from melodyjax.model import lstm
 
 _DTYPES = {
@@ -63,17 +64,7 @@ class ModelConfig:
 
   def __post_init__(self):
     object.__setattr__(self, "lstm_sizes", tuple(self.lstm_sizes))
-    if self.dtype != "auto" and self.dtype not in _DTYPES:
-      raise ValueError(
-        f"model.dtype must be 'auto' or one of {tuple(_DTYPES)}, got "
-        f"{self.dtype!r}"
-      )
-    if self.lstm_impl not in ("scan", "fused"):
-      raise ValueError(
-        f"model.lstm_impl must be 'scan' or 'fused', got {self.lstm_impl!r}"
-      )
-    if not 0.0 <= self.spatial_dropout < 1.0:
-      raise ValueError("model.spatial_dropout must be in [0, 1)")
+    config_checks.check_model(dataclasses.asdict(self), prefix="model.")
 
   @property
   def input_dim(self) -> int:
@@ -247,3 +238,17 @@ def spatial_dropout_mask(
     )
   )(rows)
   return keep.astype(jnp.float32) / (1.0 - rate)
+
+
+def init_params(
+  model: MelodyModel, init_key: jax.Array, seq_len: int = 1
+) -> dict[str, Any]:
+  """Fresh parameters of `model` (float32), from `init_key`."""
+  dummy = jnp.zeros((1, seq_len), jnp.int32)
+  return model.init(init_key, dummy, dummy)["params"]
+
+
+def abstract_params(model: MelodyModel) -> dict[str, Any]:
+  """The parameters' shapes and dtypes (`jax.ShapeDtypeStruct`s), for a
+  checkpoint restore; computes nothing."""
+  return jax.eval_shape(lambda key: init_params(model, key), jax.random.key(0))

@@ -42,6 +42,7 @@ from typing import BinaryIO, NamedTuple
 
 import mido
 
+from melodyjax import errors, files
 from melodyjax.music.events import Event, Song
 
 DRUM_CHANNEL = 9
@@ -53,7 +54,7 @@ POLYPHONY_POLICIES = ("chord", "top", "reject")
 TRACK_POLICIES = ("merge", "melody")
 
 
-class MidiError(Exception):
+class MidiError(errors.MelodyjaxError):
   """A file that cannot become a song; `reason` is a short code for reports.
 
   Reasons: 'not_midi', 'truncated', 'bad_meta', 'unsupported', 'unreadable',
@@ -352,8 +353,16 @@ def song_to_midi(
   if not 0 <= program <= 127:
     raise ValueError("program must be 0-127")
   tpb = ticks_per_beat or _default_ticks_per_beat(events)
-
   midi = mido.MidiFile(type=1, ticks_per_beat=tpb)
+  midi.tracks.append(_meta_track(tempo_bpm, time_signature, key_signature))
+  midi.tracks.append(
+    _note_track(events, tpb, program, velocity, channel, track_name)
+  )
+  return midi
+
+
+def _meta_track(tempo_bpm, time_signature, key_signature) -> mido.MidiTrack:
+  """Track 0: tempo, time signature and (if known) key signature."""
   meta = mido.MidiTrack()
   meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm)))
   meta.append(
@@ -366,8 +375,13 @@ def song_to_midi(
   if key_signature:
     meta.append(mido.MetaMessage("key_signature", key=key_signature))
   meta.append(mido.MetaMessage("end_of_track"))
-  midi.tracks.append(meta)
+  return meta
 
+
+def _note_track(
+  events, tpb, program, velocity, channel, track_name
+) -> mido.MidiTrack:
+  """Track 1: the notes, a chord's notes together, rests as gaps."""
   # Absolute (tick, order, message); offs sort before ons at the same tick so
   # a repeated pitch is re-articulated.
   timed = []
@@ -399,8 +413,7 @@ def song_to_midi(
     )
     last = t
   track.append(mido.MetaMessage("end_of_track"))
-  midi.tracks.append(track)
-  return midi
+  return track
 
 
 def write_midi(
@@ -412,10 +425,8 @@ def write_midi(
   write never leaves a half-written file.
   """
   midi = song_to_midi(song, **kwargs)
-  path = os.fspath(path)
-  tmp = f"{path}.tmp{os.getpid()}"
-  midi.save(tmp)
-  os.replace(tmp, path)
+  with files.atomic_write(path, "wb") as f:
+    midi.save(file=f)
 
 
 def song_to_bytes(song: Song | Sequence[Event], **kwargs) -> bytes:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from melodyjax import files
 from melodyjax.music.events import Event
 
 REST = "R"
@@ -210,11 +211,7 @@ class Vocab:
 
   def save(self, path: str | os.PathLike) -> None:
     """Writes the vocabulary as indented JSON (atomically)."""
-    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-      json.dump(self.to_json(), f, indent=1)
-      f.write("\n")
-    os.replace(tmp, path)
+    files.write_json(path, self.to_json())
 
   @classmethod
   def load(cls, path: str | os.PathLike) -> Vocab:

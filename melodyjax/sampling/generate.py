@@ -1,14 +1,16 @@
-"""From a workdir to MIDI files: restore a run, parse a primer, sample, write.
+"""From a workdir to melodies: restore the parameters, parse a primer, sample.
 
 Everything comes from the workdir: `config.json`, the vocabularies and a
-checkpoint (the latest, the best by validation loss, or a given step).
+checkpoint (the latest, the best by validation loss, or a given step). Only
+the parameters are restored, shaped by `eval_shape(model.init)`: sampling
+never builds an optimizer. A `Request` holds every setting of one call, so
+that the files written from it (`listening.outputs`) can regenerate it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -18,16 +20,73 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from melodyjax import config_checks, errors
 from melodyjax.model import model as model_lib
 from melodyjax.music import midi_io, tokens, tonality
 from melodyjax.music.events import Event
 from melodyjax.sampling import sampler
 from melodyjax.training import checkpoints
-from melodyjax.training import state as state_lib
+from melodyjax.training import metrics as metrics_lib
+from melodyjax.training import workdir as workdir_lib
+
+MODES = ("scan", "window")
 
 
-class GenerateError(Exception):
-  """A user-facing problem with a primer, workdir or option."""
+def _pair(value) -> tuple:
+  """A value for both streams, or a (pitch, duration) pair, as a pair."""
+  if isinstance(value, tuple | list):
+    return tuple(value) if len(value) == 2 else (value[0], value[0])
+  return (value, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+  """Every setting of one generation call (the sidecar records them).
+
+  Attributes:
+    num_outputs: melodies to generate.
+    num_notes: events generated after the primer at most.
+    temperature, top_k, top_p: (pitch, duration) pairs (a number is used
+      for both streams).
+    seed: the same seed and settings give the same notes.
+    mode: 'scan' (carry the LSTM state) or 'window' (the seed's way).
+    max_primer_notes: primer capacity (one compilation serves every primer
+      up to this length).
+    primer: the primer as text ('C4:1 D4:0.5'), as given.
+    primer_midi: the primer MIDI file, as given, or None.
+  """
+
+  num_outputs: int = 4
+  num_notes: int = 128
+  temperature: tuple[float, float] = (1.0, 1.0)
+  top_k: tuple[int, int] = (0, 0)
+  top_p: tuple[float, float] = (1.0, 1.0)
+  seed: int = 0
+  mode: str = "scan"
+  max_primer_notes: int = 64
+  primer: str = ""
+  primer_midi: str | None = None
+
+  def __post_init__(self):
+    for name in ("temperature", "top_k", "top_p"):
+      object.__setattr__(self, name, _pair(getattr(self, name)))
+
+  def check(self) -> None:
+    """Raises GenerateError for a setting out of range."""
+    if self.mode not in MODES:
+      raise errors.GenerateError(
+        f"--mode must be 'scan' or 'window', got {self.mode!r}"
+      )
+    try:
+      config_checks.check_sampling(dataclasses.asdict(self))
+    except errors.ConfigError as e:
+      raise errors.GenerateError(str(e)) from None
+
+  def to_json(self) -> dict[str, Any]:
+    return {
+      **dataclasses.asdict(self),
+      **{k: list(getattr(self, k)) for k in ("temperature", "top_k", "top_p")},
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,48 +102,42 @@ class Run:
   duration_vocab: tokens.Vocab
 
 
-def _best_step(workdir: str, steps: Sequence[int]) -> int:
-  """The saved step with the lowest validation loss in metrics.jsonl."""
-  losses = {}
-  path = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        record = json.loads(line)
-        if "eval/loss" in record and record["step"] in steps:
-          losses[record["step"]] = record["eval/loss"]
-  if not losses:
-    raise GenerateError(
-      f"no validation loss logged for any checkpoint in "
-      f"{workdir}; use --step latest or a step number"
-    )
-  return min(losses, key=lambda s: (losses[s], -s))
+def _choose_step(workdir: str, steps: Sequence[int], step: str | int) -> int:
+  if step == "latest":
+    return steps[-1]
+  if step == "best":
+    return metrics_lib.best_step(workdir, steps)
+  try:
+    return int(step)
+  except ValueError:
+    raise errors.GenerateError(
+      f"--step must be 'latest', 'best' or a number, got {step!r}"
+    ) from None
 
 
 def load_run(workdir: str, step: str | int = "latest") -> Run:
-  """Restores a run from its workdir.
+  """Restores a run's parameters from its workdir.
 
   Args:
     workdir: a folder written by `train_main.py`.
     step: 'latest', 'best' (lowest validation loss) or a step number.
 
   Raises:
-    GenerateError, checkpoints.CheckpointError: with a one-line reason.
+    GenerateError, CheckpointError: with a one-line reason.
   """
-
   workdir = os.path.abspath(os.path.expanduser(workdir))
   if not os.path.isdir(workdir):
-    raise GenerateError(f"workdir not found: {workdir}")
-  config = checkpoints.read_config(workdir)
-  pitch_vocab, duration_vocab = checkpoints.read_vocabs(workdir)
+    raise errors.GenerateError(f"workdir not found: {workdir}")
+  config = workdir_lib.read_config(workdir)
+  pitch_vocab, duration_vocab = workdir_lib.read_vocabs(workdir)
   model = model_lib.MelodyModel(
     model_lib.get_model_config(
       config.model, len(pitch_vocab), len(duration_vocab)
     )
   )
-  checkpoint_dir = os.path.join(workdir, checkpoints.CHECKPOINT_DIR)
+  checkpoint_dir = workdir_lib.path(workdir, workdir_lib.CHECKPOINT_DIR)
   if not os.path.isdir(checkpoint_dir):
-    raise GenerateError(
+    raise errors.GenerateError(
       f"no checkpoints in {workdir}: train first (train_main.py "
       f"--workdir={workdir}) until a checkpoint is saved"
     )
@@ -94,30 +147,18 @@ def load_run(workdir: str, step: str | int = "latest") -> Run:
   try:
     steps = sorted(manager.all_steps())
     if not steps:
-      raise GenerateError(
+      raise errors.GenerateError(
         f"no checkpoints in {checkpoint_dir}: train first until a "
         "checkpoint is saved"
       )
-    if step == "latest":
-      chosen = steps[-1]
-    elif step == "best":
-      chosen = _best_step(workdir, steps)
-    else:
-      try:
-        chosen = int(step)
-      except ValueError:
-        raise GenerateError(
-          f"--step must be 'latest', 'best' or a number, got {step!r}"
-        ) from None
-    tx = state_lib.create_optimizer(config.train)
-    abstract = jax.eval_shape(
-      lambda k: state_lib.create_train_state(k, model, tx, 1), jax.random.key(0)
+    chosen = _choose_step(workdir, steps, step)
+    params = checkpoints.restore_params(
+      manager, chosen, model_lib.abstract_params(model)
     )
-    state, _ = checkpoints.restore(manager, chosen, abstract)
   finally:
     manager.close()
   return Run(
-    workdir, config, model, state.params, chosen, pitch_vocab, duration_vocab
+    workdir, config, model, params, chosen, pitch_vocab, duration_vocab
   )
 
 
@@ -164,7 +205,7 @@ def encode_primer(
     ):
       if token not in vocab:
         near = ", ".join(_nearest(token, vocab, stream))
-        raise GenerateError(
+        raise errors.GenerateError(
           f"{source}: {stream} {token!r} is not in this model's vocabulary "
           f"(nearest valid: {near})"
         )
@@ -178,7 +219,7 @@ def parse_primer_text(text: str) -> list[Event]:
   for item in text.split():
     pitch, sep, duration = item.rpartition(":")
     if not sep or not pitch:
-      raise GenerateError(
+      raise errors.GenerateError(
         f"primer event {item!r} is not PITCH:DURATION (e.g. C4:1, R:0.5)"
       )
     try:
@@ -188,7 +229,7 @@ def parse_primer_text(text: str) -> list[Event]:
         )
       )
     except tokens.TokenError as e:
-      raise GenerateError(f"primer event {item!r}: {e}") from None
+      raise errors.GenerateError(f"primer event {item!r}: {e}") from None
   return events
 
 
@@ -200,82 +241,82 @@ def read_primer_midi(path: str, run: Run) -> list[Event]:
       path, grid=data.grid, polyphony=data.polyphony, tracks=data.tracks
     )
   except FileNotFoundError:
-    raise GenerateError(f"primer MIDI not found: {path}") from None
+    raise errors.GenerateError(f"primer MIDI not found: {path}") from None
   except midi_io.MidiError as e:
-    raise GenerateError(f"primer MIDI: {e}") from None
+    raise errors.GenerateError(f"primer MIDI: {e}") from None
   events = song.events
   if data.normalize_key:
     events = tonality.transpose(
       events, tonality.normalizing_shift(*tonality.find_key(song))
     )
     if events is None:
-      raise GenerateError(f"{path}: pitches leave 0-127 when normalised")
+      raise errors.GenerateError(f"{path}: pitches leave 0-127 when normalised")
   return events
+
+
+def _primer_arrays(primer, run: Run, request: Request, source: str):
+  """The primer as [num_outputs, max_primer_notes] id buffers and lengths."""
+  if len(primer) > request.max_primer_notes:
+    raise errors.GenerateError(
+      f"{source}: {len(primer)} events, more than max_primer_notes="
+      f"{request.max_primer_notes}"
+    )
+  pitch_ids, duration_ids = encode_primer(primer, run, source)
+  shape = (request.num_outputs, request.max_primer_notes)
+  primer_pitch = np.zeros(shape, np.int32)
+  primer_duration = np.zeros(shape, np.int32)
+  primer_pitch[:, : len(pitch_ids)] = pitch_ids
+  primer_duration[:, : len(duration_ids)] = duration_ids
+  lengths = np.full(request.num_outputs, len(pitch_ids), np.int32)
+  return (
+    jnp.asarray(primer_pitch),
+    jnp.asarray(primer_duration),
+    jnp.asarray(lengths),
+  )
 
 
 def generate(
   run: Run,
-  *,
-  num_outputs: int,
-  num_notes: int,
+  request: Request,
   primer: Sequence[Event] = (),
   primer_source: str = "primer",
-  temperature: float | Sequence[float] = 1.0,
-  top_k: int | Sequence[int] = 0,
-  top_p: float | Sequence[float] = 1.0,
-  seed: int = 0,
-  mode: str = "scan",
-  max_primer_notes: int = 64,
 ) -> list[list[Event]]:
-  """Samples `num_outputs` melodies; returns their events (primer included).
+  """Samples `request.num_outputs` melodies (primer included in each).
+
+  Args:
+    run: from `load_run` (or a training run's current parameters).
+    request: the settings.
+    primer: events to continue (key-normalised like the corpus).
+    primer_source: how errors name the primer ('--primer', a file).
 
   Raises:
-    GenerateError: a bad primer or option.
+    GenerateError: a bad primer or setting.
   """
-  if num_outputs < 1 or num_notes < 1:
-    raise GenerateError("--num_outputs and --num_notes must be >= 1")
-  if len(primer) > max_primer_notes:
-    raise GenerateError(
-      f"{primer_source}: {len(primer)} events, more than max_primer_notes="
-      f"{max_primer_notes}"
-    )
-  temperatures = np.broadcast_to(np.asarray(temperature, float), (2,))
-  if np.any(temperatures <= 0):
-    raise GenerateError("--temperature must be > 0")
-  top_ps = np.broadcast_to(np.asarray(top_p, float), (2,))
-  if np.any(top_ps <= 0) or np.any(top_ps > 1):
-    raise GenerateError("--top_p must be in (0, 1]")
-  pitch_ids, duration_ids = encode_primer(primer, run, primer_source)
-  primer_pitch = np.zeros((num_outputs, max_primer_notes), np.int32)
-  primer_duration = np.zeros((num_outputs, max_primer_notes), np.int32)
-  primer_pitch[:, : len(pitch_ids)] = pitch_ids
-  primer_duration[:, : len(duration_ids)] = duration_ids
-  lengths = np.full(num_outputs, len(pitch_ids), np.int32)
-  settings = sampler.make_settings(temperatures, top_k, top_ps)
-  key = jax.random.key(seed)
+  request.check()
+  settings = sampler.make_settings(
+    np.asarray(request.temperature, float),
+    request.top_k,
+    np.asarray(request.top_p, float),
+  )
   args = (
     run.model,
     run.params,
-    jnp.asarray(primer_pitch),
-    jnp.asarray(primer_duration),
-    jnp.asarray(lengths),
-    key,
+    *_primer_arrays(primer, run, request, primer_source),
+    jax.random.key(request.seed),
     settings,
   )
   rest_id = (
-    run.pitch_vocab.id(tokens.REST) if tokens.REST in (run.pitch_vocab) else -1
+    run.pitch_vocab.id(tokens.REST) if tokens.REST in run.pitch_vocab else -1
   )
-  if mode == "scan":
-    out = sampler.sample(*args, num_notes=num_notes, rest_id=rest_id)
-  elif mode == "window":
+  if request.mode == "scan":
+    out = sampler.sample(*args, num_notes=request.num_notes, rest_id=rest_id)
+  else:
     out = sampler.sample_window(
       *args,
-      num_notes=num_notes,
+      num_notes=request.num_notes,
       seq_len=run.config.train.seq_len,
       rest_id=rest_id,
     )
-  else:
-    raise GenerateError(f"--mode must be 'scan' or 'window', got {mode!r}")
   melodies = []
   for pitch, duration in sampler.strip(*jax.device_get(out)):
     events = tokens.tokens_to_events(

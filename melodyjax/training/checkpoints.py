@@ -1,72 +1,36 @@
-"""Orbax checkpoints and the workdir files that make a run self-contained.
+"""Orbax checkpoints: parameters, optimizer state and data position per step.
 
-A workdir holds `config.json` (the resolved config), `vocab_pitch.json`,
-`vocab_duration.json`, `checkpoints/<step>/` and the logs. Generation needs
-nothing else.
+  checkpoints/<step>/params     the model parameters (all that sampling reads)
+  checkpoints/<step>/optimizer  {"step", "opt_state"}: what resuming adds
+  checkpoints/<step>/data       the batch iterator's position (JSON)
+
+Parameters are an item of their own, so generation restores them into the
+shapes of `eval_shape(model.init)` without building an optimizer.
+Checkpoints written before this layout hold one `state` item (step,
+parameters and optimizer state together); training resumes from them and
+sampling reads their parameters.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 
-from melodyjax.music import tokens
+from melodyjax import errors
+from melodyjax.training import workdir as workdir_lib
 
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-DAMAGED_DIR = "checkpoints_damaged"
-LOCK_FILE = "train.lock"
-BEST_METRIC = "eval_loss"
-
-
-class CheckpointError(Exception):
-  """A workdir or checkpoint that cannot be used; the message says why."""
-
-
-class DamagedCheckpointError(CheckpointError):
-  """A checkpoint whose files are missing, truncated or unreadable."""
-
-
-@contextlib.contextmanager
-def lock_workdir(workdir: str) -> Iterator[None]:
-  """Holds an exclusive lock on `workdir/train.lock` for a run's life.
-
-  The lock is an `fcntl.flock` on an open file: the OS drops it when the
-  process ends in any way (SIGKILL included), so it is never stale. The
-  file stays (deleting it would race with a run taking it).
-
-  Raises:
-    CheckpointError: another process holds the lock.
-  """
-  path = os.path.join(workdir, LOCK_FILE)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-  try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except BlockingIOError:
-    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-    os.close(fd)
-    raise CheckpointError(
-      f"workdir {workdir} is in use by another training run"
-      + (f" (pid {holder})" if holder.isdigit() else "")
-      + "; wait for it to end or use another workdir"
-    ) from None
-  try:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    yield
-  finally:
-    os.close(fd)  # releases the lock
+PARAMS = "params"
+OPTIMIZER = "optimizer"
+DATA = "data"
+LEGACY_STATE = "state"
+BEST_METRIC = "eval_loss"  # orbax's metric name for `keep_best`
 
 
 def create_manager(
@@ -107,7 +71,8 @@ def create_manager(
     cleanup_tmp_directories=not read_only,
   )
   return ocp.CheckpointManager(
-    os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), options=options
+    workdir_lib.path(os.path.abspath(workdir), workdir_lib.CHECKPOINT_DIR),
+    options=options,
   )
 
 
@@ -118,66 +83,155 @@ def save(
   data_state: Mapping[str, int],
   metrics: Mapping[str, float] | None = None,
 ) -> None:
-  """Saves the train state and the data iterator position at `step`."""
+  """Saves a `TrainState` and the data iterator position at `step`."""
   manager.save(
     step,
     args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state),
-      data=ocp.args.JsonSave(dict(data_state)),
+      **{
+        PARAMS: ocp.args.StandardSave(state.params),
+        OPTIMIZER: ocp.args.StandardSave(
+          {"step": state.step, "opt_state": state.opt_state}
+        ),
+        DATA: ocp.args.JsonSave(dict(data_state)),
+      }
     ),
     metrics=dict(metrics) if metrics else None,
     force=True,
   )
 
 
-def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
-  """Restores (state, data position) into the shapes of `abstract_state`.
-
-  Raises:
-    CheckpointError: no checkpoint at `step`, or it does not match the model.
+def _replicated(abstract: Any) -> Any:
+  """Arrays without a sharding replicated over this process's devices, so
+  that a checkpoint written on 4 devices restores on 1 (and the other way).
   """
-  if step not in manager.all_steps():
-    raise CheckpointError(
-      f"no checkpoint at step {step} in {manager.directory} (have: "
-      f"{sorted(manager.all_steps()) or 'none'})"
-    )
-  _check_shapes(
-    os.path.join(manager.directory, str(step), "state"), abstract_state
-  )
-  # Arrays without a sharding are replicated over this process's devices, so
-  # a checkpoint written on 4 devices restores on 1 (and the other way).
-  replicated = jax.sharding.NamedSharding(
+  sharding = jax.sharding.NamedSharding(
     jax.sharding.Mesh(jax.devices(), ("data",)), jax.sharding.PartitionSpec()
   )
-  abstract_state = jax.tree.map(
+  return jax.tree.map(
     lambda x: (
       x
       if getattr(x, "sharding", None) is not None
-      else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated)
+      else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
     ),
-    abstract_state,
+    abstract,
   )
-  try:
-    restored = manager.restore(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=ocp.args.JsonRestore(),
-      ),
+
+
+def _step_dir(manager: ocp.CheckpointManager, step: int) -> str:
+  if step not in manager.all_steps():
+    raise errors.CheckpointError(
+      f"no checkpoint at step {step} in {manager.directory} (have: "
+      f"{sorted(manager.all_steps()) or 'none'})"
     )
+  return os.path.join(os.fspath(manager.directory), str(step))
+
+
+def _is_legacy(step_dir: str) -> bool:
+  return not os.path.isdir(os.path.join(step_dir, PARAMS)) and os.path.isdir(
+    os.path.join(step_dir, LEGACY_STATE)
+  )
+
+
+def _restore_items(manager, step: int, step_dir: str, abstract: dict) -> dict:
+  """Restores the named items (their shapes checked first)."""
+  for item, target in abstract.items():
+    if target is not None:
+      _check_shapes(os.path.join(step_dir, item), target)
+  args = {
+    item: (
+      ocp.args.JsonRestore()
+      if target is None
+      else ocp.args.StandardRestore(_replicated(target))
+    )
+    for item, target in abstract.items()
+  }
+  try:
+    return manager.restore(step, args=ocp.args.Composite(**args))
   except Exception as e:  # noqa: BLE001 - orbax raises bare Exception too
     # The shapes matched above, so a failure here is a damaged file.
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e)
     first = str(first).split(" See full TensorStore details")[0][:200]
-    raise DamagedCheckpointError(
-      f"checkpoint {manager.directory}/{step} cannot be read ({first})"
+    raise errors.DamagedCheckpointError(
+      f"checkpoint {step_dir} cannot be read ({first})"
     ) from None
-  data = restored["data"]
-  if not isinstance(data, dict) or not {"step", "seed"} <= set(data):
-    raise DamagedCheckpointError(
-      f"checkpoint {manager.directory}/{step} has no data position"
+
+
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
+  """Restores (train state, data position) into `abstract_state`'s shapes.
+
+  Args:
+    manager: from `create_manager`.
+    step: a saved step.
+    abstract_state: a `TrainState` of `jax.ShapeDtypeStruct`s.
+
+  Raises:
+    CheckpointError: no checkpoint at `step`, or it does not match the
+      model; DamagedCheckpointError: its files cannot be read.
+  """
+  step_dir = _step_dir(manager, step)
+  if _is_legacy(step_dir):
+    restored = _restore_items(
+      manager, step, step_dir, {LEGACY_STATE: abstract_state, DATA: None}
     )
-  return restored["state"], data
+    state = restored[LEGACY_STATE]
+  else:
+    optimizer = {
+      "step": abstract_state.step,
+      "opt_state": abstract_state.opt_state,
+    }
+    restored = _restore_items(
+      manager,
+      step,
+      step_dir,
+      {PARAMS: abstract_state.params, OPTIMIZER: optimizer, DATA: None},
+    )
+    state = abstract_state.replace(
+      step=restored[OPTIMIZER]["step"],
+      params=restored[PARAMS],
+      opt_state=restored[OPTIMIZER]["opt_state"],
+    )
+  data = restored[DATA]
+  if not isinstance(data, dict) or not {"step", "seed"} <= set(data):
+    raise errors.DamagedCheckpointError(
+      f"checkpoint {step_dir} has no data position"
+    )
+  return state, data
+
+
+def restore_params(
+  manager: ocp.CheckpointManager, step: int, abstract_params: Any
+) -> Any:
+  """Restores only the parameters of the checkpoint at `step`.
+
+  Args:
+    manager: from `create_manager`.
+    step: a saved step.
+    abstract_params: `jax.eval_shape` of the model's parameters.
+
+  Raises:
+    CheckpointError, DamagedCheckpointError: as `restore`.
+  """
+  step_dir = _step_dir(manager, step)
+  if not _is_legacy(step_dir):
+    return _restore_items(manager, step, step_dir, {PARAMS: abstract_params})[
+      PARAMS
+    ]
+  # A legacy checkpoint: its whole state, shaped by its own metadata (the
+  # optimizer state is read and dropped), its parameters checked.
+  stored = _stored_tree(os.path.join(step_dir, LEGACY_STATE))
+  _check_shapes(os.path.join(step_dir, LEGACY_STATE), {PARAMS: abstract_params})
+  restored = _restore_items(manager, step, step_dir, {LEGACY_STATE: stored})
+  return restored[LEGACY_STATE][PARAMS]
+
+
+def _stored_tree(item_dir: str) -> Any:
+  """The item's arrays as `jax.ShapeDtypeStruct`s, from its metadata."""
+  metadata = _metadata(item_dir)
+  return jax.tree.map(
+    lambda leaf: jax.ShapeDtypeStruct(tuple(leaf.shape), leaf.dtype),
+    metadata,
+    is_leaf=lambda leaf: hasattr(leaf, "shape") and hasattr(leaf, "dtype"),
+  )
 
 
 def latest_step(manager: ocp.CheckpointManager) -> int | None:
@@ -196,7 +250,7 @@ def latest_step(manager: ocp.CheckpointManager) -> int | None:
       else []
     )
     if found:
-      raise CheckpointError(
+      raise errors.CheckpointError(
         f"{directory} holds step folders {found} that cannot be read as "
         "checkpoints; move them away to start afresh"
       )
@@ -224,7 +278,7 @@ def restore_latest(
   for step in sorted(manager.all_steps(), reverse=True):
     try:
       state, data = restore(manager, step, abstract_state)
-    except DamagedCheckpointError as e:
+    except errors.DamagedCheckpointError as e:
       damaged.append((step, str(e)))
       continue
     # Only once a good one is found: with none, a later run must not start
@@ -242,7 +296,7 @@ def restore_latest(
     if damaged:
       manager.reload()
     return state, data, step
-  raise CheckpointError(
+  raise errors.CheckpointError(
     f"no readable checkpoint in {directory} ("
     + "; ".join(problem for _, problem in damaged)
     + "): use a new workdir, or move the checkpoints away to start afresh"
@@ -250,7 +304,9 @@ def restore_latest(
 
 
 def _move_aside(directory: str, step: int) -> str:
-  target_dir = os.path.join(os.path.dirname(directory), DAMAGED_DIR)
+  target_dir = workdir_lib.path(
+    os.path.dirname(directory), workdir_lib.DAMAGED_DIR
+  )
   os.makedirs(target_dir, exist_ok=True)
   target = os.path.join(target_dir, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
   while os.path.exists(target):
@@ -269,106 +325,48 @@ def _path_name(path) -> str:
   return "/".join(parts)
 
 
-def _check_shapes(state_dir: str, abstract_state: Any) -> None:
+def _metadata(item_dir: str) -> Any:
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)  # orbax warns of a missing step file
+  try:
+    return ocp.StandardCheckpointer().metadata(item_dir).item_metadata
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e)
+    raise errors.DamagedCheckpointError(
+      f"cannot read checkpoint {item_dir} ({first})"
+    ) from None
+  finally:
+    logging.set_verbosity(verbosity)
+
+
+def _check_shapes(item_dir: str, abstract: Any) -> None:
   """Compares stored array shapes with the model's before reading any data.
 
   A mismatch (other vocabulary or model sizes) becomes a one-line error
   naming the first differing array, instead of a failure deep in an async
   read.
   """
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.ERROR)  # orbax warns of a missing step file
-  try:
-    metadata = ocp.StandardCheckpointer().metadata(state_dir).item_metadata
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e)
-    raise DamagedCheckpointError(
-      f"cannot read checkpoint {state_dir} ({first})"
-    ) from None
-  finally:
-    logging.set_verbosity(verbosity)
   stored = {
     _path_name(path): tuple(leaf.shape)
-    for path, leaf in jax.tree_util.tree_flatten_with_path(metadata)[0]
+    for path, leaf in jax.tree_util.tree_flatten_with_path(_metadata(item_dir))[
+      0
+    ]
     if hasattr(leaf, "shape")
   }
   if not stored:
-    raise DamagedCheckpointError(
-      f"cannot read checkpoint {state_dir} (no array metadata)"
+    raise errors.DamagedCheckpointError(
+      f"cannot read checkpoint {item_dir} (no array metadata)"
     )
-  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
+  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
     name = _path_name(path)
     if name not in stored:
-      raise CheckpointError(
-        f"checkpoint {state_dir} has no array {name}: it was written by a "
+      raise errors.CheckpointError(
+        f"checkpoint {item_dir} has no array {name}: it was written by a "
         "different model or optimizer"
       )
     if stored[name] != tuple(leaf.shape):
-      raise CheckpointError(
-        f"checkpoint {state_dir} does not match the model: {name} is "
+      raise errors.CheckpointError(
+        f"checkpoint {item_dir} does not match the model: {name} is "
         f"{stored[name]} there but {tuple(leaf.shape)} here (another "
         "vocabulary or model size)"
       )
-
-
-def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Writes the resolved config as `workdir/config.json`."""
-  _write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
-
-
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-  """Reads `workdir/config.json` back as a locked ConfigDict."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  try:
-    with open(path) as f:
-      data = json.load(f)
-  except FileNotFoundError:
-    raise CheckpointError(
-      f"{path} not found: not a melodyjax workdir"
-    ) from None
-  except ValueError as e:
-    raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-  config = ml_collections.ConfigDict(_tuples(data))
-  config.lock()
-  return config
-
-
-def _tuples(value):
-  """JSON lists back to tuples, as configs write them."""
-  if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
-  if isinstance(value, list):
-    return tuple(_tuples(v) for v in value)
-  return value
-
-
-def vocab_path(workdir: str, stream: str) -> str:
-  return os.path.join(workdir, f"vocab_{stream}.json")
-
-
-def write_vocabs(
-  workdir: str, pitch_vocab: tokens.Vocab, duration_vocab: tokens.Vocab
-) -> None:
-  pitch_vocab.save(vocab_path(workdir, "pitch"))
-  duration_vocab.save(vocab_path(workdir, "duration"))
-
-
-def read_vocabs(workdir: str) -> tuple[tokens.Vocab, tokens.Vocab]:
-  """The workdir's (pitch, duration) vocabularies."""
-  try:
-    return (
-      tokens.Vocab.load(vocab_path(workdir, "pitch")),
-      tokens.Vocab.load(vocab_path(workdir, "duration")),
-    )
-  except FileNotFoundError as e:
-    raise CheckpointError(f"{e.filename} not found") from None
-  except (ValueError, KeyError) as e:
-    raise CheckpointError(f"bad vocabulary in {workdir}: {e}") from None
-
-
-def _write_json(path: str, data: Any) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(data, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)

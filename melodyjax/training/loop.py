@@ -1,376 +1,360 @@
-"""Loss, train and eval steps, and the training loop.
+"""The training loop: `train_and_evaluate(config, workdir, hooks=...)`.
 
-The step body is written once over a named `data` axis: it computes the
-local sums of a shard, `psum`s counts, gradients and metrics, and applies
-the update. `train.parallel = 'jit'` runs it as `jax.shard_map` under
-`jax.jit` on a mesh with NamedSharding (the default); `'pmap'` runs the same
-body under `jax.pmap`.
+Each step trains on one global batch. Periodic actions follow it in a fixed
+order: log the train sums (every `train.log_every_steps`), evaluate on the
+validation split (`eval_every_steps`), save a checkpoint
+(`checkpoint_every_steps`), then the caller's hooks (each says when it is
+due; `listening.hook.AuditionHook` samples melodies). Every action also
+runs at the last step. Training knows nothing of what hooks do; the mains
+hand them in.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import os
 import signal
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 import jax
+import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from absl import logging
 
+from melodyjax import config_checks
 from melodyjax.data import build
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import windows as windows_lib
-from melodyjax.listening import hook, page
 from melodyjax.model import model as model_lib
-from melodyjax.music import tokens
-from melodyjax.training import checkpoints, checks, parallel
+from melodyjax.training import checkpoints, parallel
 from melodyjax.training import metrics as metrics_lib
 from melodyjax.training import state as state_lib
 from melodyjax.training import steps as steps_lib
+from melodyjax.training import workdir as workdir_lib
 
 
-class TrainingError(Exception):
-  """Training cannot go on; the message says why and what was kept."""
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+  """What a hook sees of the run: its config, folder, model and data."""
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  model: model_lib.MelodyModel
+  dataset: dataset_lib.Dataset
+  writer: metrics_lib.MetricWriter
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Config values that jit would only reject deep inside; named by field."""
-  train = config.train
-  if train.objective not in windows_lib.OBJECTIVES:
-    raise TrainingError(
-      f"config.train.objective must be one of {windows_lib.OBJECTIVES}, got "
-      f"{train.objective!r}"
-    )
-  if train.parallel not in steps_lib.PARALLEL_MODES:
-    raise TrainingError(
-      f"config.train.parallel must be one of {steps_lib.PARALLEL_MODES}, got "
-      f"{train.parallel!r}"
-    )
-  devices = jax.device_count()
-  for field, value in (
-    ("train.batch_size", train.batch_size),
-    ("eval.batch_size", config.eval.batch_size),
-  ):
-    if value <= 0 or value % devices:
-      raise TrainingError(
-        f"config.{field}={value} must be a positive multiple of the "
-        f"{devices} devices"
-      )
-  for field in (
-    "num_train_steps",
-    "log_every_steps",
-    "eval_every_steps",
-    "checkpoint_every_steps",
-    "seq_len",
-  ):
-    if train[field] <= 0:
-      raise TrainingError(f"config.train.{field} must be positive")
-  hook.check_config(config)
+class Hook(Protocol):
+  """A periodic action of the caller's, run on process 0 after a step."""
 
+  def due(self, step: int) -> bool:
+    """Whether the hook acts after optimizer step `step`."""
 
-def load_dataset(config: ml_collections.ConfigDict) -> dataset_lib.Dataset:
-  """Builds (process 0 first) or loads the dataset of `config.data`."""
-  data = config.data
-  midi_dir = os.path.expanduser(data.midi_dir)
-  dataset_dir = os.path.expanduser(data.dataset_dir)
-  corpus_config = dataset_lib.CorpusConfig.from_config(data)
-  if jax.process_index() == 0:
-    _convert_esac_if_missing(midi_dir)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-
-    if jax.process_index() == 0:
-      build.build_dataset(midi_dir, dataset_dir, corpus_config)
-    multihost_utils.sync_global_devices("dataset built")
-  return build.build_dataset(
-    midi_dir, dataset_dir, corpus_config, progress=jax.process_index() == 0
-  )
-
-
-def _convert_esac_if_missing(midi_dir: str) -> None:
-  """The default corpus is made on first use: ESAC from music21 to MIDI."""
-  from melodyjax.data import esac  # pylint: disable=g-import-not-at-top
-
-  default = esac.default_midi_dir()
-  if os.path.abspath(midi_dir) != str(default) or os.path.isdir(midi_dir):
-    return
-  logging.warning("Converting ESAC to MIDI once into %s (minutes)", default)
-  try:
-    esac.convert_corpus(default)
-  except esac.EsacError as e:
-    raise TrainingError(f"{midi_dir} does not exist and {e}") from None
-
-
-def _check_workdir_vocabs(workdir: str, dataset: dataset_lib.Dataset) -> None:
-  for stream, vocab in (
-    ("pitch", dataset.pitch_vocab),
-    ("duration", dataset.duration_vocab),
-  ):
-    path = checkpoints.vocab_path(workdir, stream)
-    if os.path.exists(path):
-      old = tokens.Vocab.load(path)
-      if old.tokens != vocab.tokens:
-        raise TrainingError(
-          f"{path} differs from the dataset's {stream} vocabulary: this "
-          "workdir was trained on other data; use a new workdir"
-        )
-
-
-def check_finite(
-  step: int, sums: Mapping[str, Any], last_good: int | None, workdir: str
-) -> None:
-  """Stops at a non-finite loss or gradient norm, naming step and remedy."""
-  loss = float(sums["nll_pitch"]) + float(sums["nll_duration"])
-  grad_norm = float(sums["grad_norm"])
-  if np.isfinite(loss) and np.isfinite(grad_norm):
-    return
-  what = "loss" if not np.isfinite(loss) else "gradient"
-  raise TrainingError(
-    f"non-finite {what} at step {step} (loss {loss}, gradient norm "
-    f"{grad_norm}); training stopped, last good checkpoint: step "
-    f"{last_good} in {workdir}. Hint: lower config.train.learning_rate or "
-    "set config.train.grad_clip_norm, then run again to resume from it"
-  )
+  def __call__(self, step: int, params: Any, run: RunInfo) -> None:
+    """Acts on the parameters after `step` (numpy, one replica)."""
 
 
 def train_and_evaluate(
   config: ml_collections.ConfigDict,
   workdir: str,
+  *,
+  hooks: Sequence[Hook] = (),
+  announce: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
   """Trains (or resumes) in `workdir`; returns the last metrics.
 
   Checks the config and the workdir before anything is written, and holds
   the workdir's lock (process 0) for the whole run: a second run on the
   same workdir is refused.
+
+  Args:
+    config: a training config (`configs/default.py` and its variants).
+    workdir: the run's folder; created, or resumed from its checkpoints.
+    hooks: periodic actions after the built-in ones (process 0 only).
+    announce: called once with the launch description (processes,
+      devices, batch split, dtype), after the config is checked.
+
+  Raises:
+    MelodyjaxError: a user-facing problem (config, corpus, workdir, a
+      non-finite loss), with a one-line message.
   """
-  checks.check_config(config)
-  check_config(config)
+  config_checks.check_config(config, jax.device_count())
+  if announce is not None:
+    dtype = model_lib.get_model_config(config.model, 1, 1).compute_dtype
+    announce(
+      parallel.describe_launch(
+        config.train.batch_size, jnp.dtype(dtype).name, config.train.parallel
+      )
+    )
   if jax.process_index() != 0:
-    return _train_and_evaluate(config, workdir)
-  workdir = checks.prepare_workdir(workdir)
-  with checkpoints.lock_workdir(workdir):
-    checks.check_workdir_config(workdir, config)
-    return _train_and_evaluate(config, workdir)
+    return _train(config, workdir, hooks)
+  workdir = workdir_lib.prepare_workdir(workdir)
+  with workdir_lib.lock_workdir(workdir):
+    workdir_lib.check_resumable(workdir, config)
+    return _train(config, workdir, hooks)
 
 
-def _train_and_evaluate(
-  config: ml_collections.ConfigDict,
-  workdir: str,
-) -> dict[str, float]:
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  train_config = config.train
+def load_dataset(config: ml_collections.ConfigDict) -> dataset_lib.Dataset:
+  """Builds (process 0 first) or loads the dataset of `config.data`."""
+  data = config.data
+  if jax.process_count() == 1:
+    return build.prepare_dataset(data)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
+  if jax.process_index() == 0:
+    build.prepare_dataset(data, progress=False)
+  multihost_utils.sync_global_devices("dataset built")
+  return build.prepare_dataset(data, progress=False)
+
+
+@dataclasses.dataclass
+class _Setup:
+  """A run ready to train: data, model, compiled steps, restored state."""
+
+  info: RunInfo
+  runner: parallel.Jit
+  manager: Any
+  train_step: Callable
+  eval_step: Callable
+  state: state_lib.TrainState
+  batches: windows_lib.BatchIterator
+  valid_windows: windows_lib.Windows
+
+
+def _setup(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
+  train = config.train
   is_main = jax.process_index() == 0
   dataset = load_dataset(config)
-  dataset_lib.check_trainable(dataset, train_config.seq_len)
+  dataset_lib.check_trainable(dataset, train.seq_len)
   os.makedirs(workdir, exist_ok=True)
-  _check_workdir_vocabs(workdir, dataset)
+  workdir_lib.check_vocabs(workdir, dataset.pitch_vocab, dataset.duration_vocab)
   if is_main:
-    checkpoints.write_config(workdir, config)
-    checkpoints.write_vocabs(
+    workdir_lib.write_config(workdir, config)
+    workdir_lib.write_vocabs(
       workdir, dataset.pitch_vocab, dataset.duration_vocab
     )
-
   model = model_lib.MelodyModel(
     model_lib.get_model_config(
       config.model, len(dataset.pitch_vocab), len(dataset.duration_vocab)
     )
   )
-  tx = state_lib.create_optimizer(train_config)
-  root_key = jax.random.key(config.seed)
-  init_key, dropout_key = jax.random.split(root_key)
-  mesh = parallel.create_mesh()
-  runner = steps_lib.Runner(train_config.parallel, mesh)
+  tx = state_lib.create_optimizer(train)
+  runner = parallel.create(train.parallel, parallel.create_mesh())
   train_step, eval_step = steps_lib.make_steps(
-    model, tx, train_config.objective, train_config.parallel, mesh
+    model, tx, train.objective, runner
   )
-
-  create = functools.partial(
-    state_lib.create_train_state,
-    model=model,
-    tx=tx,
-    seq_len=train_config.seq_len,
-  )
-  abstract = jax.eval_shape(lambda key: create(key), init_key)
   manager = checkpoints.create_manager(
     workdir,
     max_to_keep=config.checkpoint.max_to_keep,
     keep_best=config.checkpoint.keep_best,
     enable_async=config.checkpoint.async_save,
   )
-  latest = checkpoints.latest_step(manager)
-  if latest is None:
-    state = jax.jit(create, out_shardings=parallel.replicated_sharding(mesh))(
-      init_key
-    )
-    data_state = None
-  else:
-    abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(
-        x.shape, x.dtype, sharding=parallel.replicated_sharding(mesh)
-      ),
-      abstract,
-    )
-    state, data_state, latest = checkpoints.restore_latest(manager, abstract)
-    logging.info("Resumed from %s at step %d", workdir, latest)
-    if (data_state["seed"], data_state["batch_size"]) != (
-      config.seed,
-      train_config.batch_size,
-    ):
-      raise TrainingError(
-        f"{workdir} was trained with seed {data_state['seed']} and batch "
-        f"size {data_state['batch_size']}; the config says {config.seed} "
-        f"and {train_config.batch_size}: use a new workdir"
-      )
-  start_step = int(jax.device_get(state.step))
-  if train_config.parallel == "pmap":
-    state = runner.put_state(state)
-
-  train_windows = windows_lib.make_windows(
-    dataset.train, train_config.seq_len, train_config.objective
-  )
-  valid_windows = windows_lib.make_windows(
-    dataset.valid, train_config.seq_len, train_config.objective
-  )
-  iterator = windows_lib.BatchIterator(
-    train_windows,
-    train_config.batch_size,
+  state = _init_or_restore(config, workdir, model, tx, runner, manager)
+  batches = windows_lib.BatchIterator(
+    windows_lib.make_windows(dataset.train, train.seq_len, train.objective),
+    train.batch_size,
     config.seed,
-    step=start_step,
+    step=int(jax.device_get(state.step)),
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   )
-  writer = metrics_lib._MetricWriter(workdir, is_main)
-  # Only process 0 samples (from its copy of the replicated parameters).
-  auditioner = is_main and hook.Auditioner(config, workdir, model, dataset)
-  if start_step == 0:
-    writer.write_hparams(config)
-
-  stop = {"signal": None}
-  multihost = jax.process_count() > 1
-  if multihost:
-    # JAX's preemption service catches SIGTERM on any process and picks a
-    # step that every process reaches, so that all stop and save together.
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  else:
-    previous = signal.signal(
-      signal.SIGTERM, lambda signum, frame: stop.update(signal=signum)
-    )
-  num_steps = train_config.num_train_steps
-  last_metrics: dict[str, float] = {}
-  eval_metrics: dict[str, float] | None = None
-  pending: list[tuple[int, Any]] = []  # (step, device sums) not yet logged
-  progress = _progress_bar(
-    is_main and train_config.progress, start_step, num_steps
+  writer = metrics_lib.MetricWriter(workdir, is_main)
+  return _Setup(
+    RunInfo(config, workdir, model, dataset, writer),
+    runner,
+    manager,
+    train_step,
+    eval_step,
+    runner.put_state(state),
+    batches,
+    windows_lib.make_windows(dataset.valid, train.seq_len, train.objective),
   )
-  window_start = time.perf_counter()
 
-  def flush_pending() -> dict[str, float]:
-    """Fetches logged-but-unread sums; raises on a non-finite loss."""
-    nonlocal window_start
-    if not pending:
-      return {}
-    fetched = [(s, runner.fetch(sums)) for s, sums in pending]
-    pending.clear()
+
+def _init_or_restore(config, workdir, model, tx, runner, manager):
+  """A fresh train state, or the latest readable checkpoint's."""
+  init_key, _ = jax.random.split(jax.random.key(config.seed))
+  create = functools.partial(
+    state_lib.create_train_state,
+    model=model,
+    tx=tx,
+    seq_len=config.train.seq_len,
+  )
+  replicated = parallel.replicated_sharding(runner.mesh)
+  if checkpoints.latest_step(manager) is None:
+    return jax.jit(create, out_shardings=replicated)(init_key)
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+    jax.eval_shape(create, init_key),
+  )
+  state, data_state, step = checkpoints.restore_latest(manager, abstract)
+  logging.info("Resumed from %s at step %d", workdir, step)
+  workdir_lib.check_same_data(
+    workdir, data_state["seed"], data_state["batch_size"], config
+  )
+  return state
+
+
+class _TrainLog:
+  """Train sums kept on the devices until a log line needs them."""
+
+  def __init__(self, setup: _Setup, progress: bool, start_step: int):
+    self._setup = setup
+    self._pending: list[tuple[int, Any]] = []
+    self.metrics: dict[str, float] = {}
+    self.restart_clock()
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+
+    self.bar = tqdm(
+      total=setup.info.config.train.num_train_steps,
+      initial=start_step,
+      disable=not progress,
+      unit="step",
+      dynamic_ncols=True,
+      mininterval=1.0,
+    )
+
+  def restart_clock(self) -> None:
+    """Time spent outside training steps does not count in tokens/s."""
+    self._start = time.perf_counter()
+
+  def add(self, step: int, sums: Any) -> None:
+    self._pending.append((step, sums))
+    self.bar.update(1)
+
+  def flush(self, step: int) -> None:
+    """Fetches the pending sums, writes one train line (none if nothing is
+    pending); raises on a non-finite loss or gradient."""
+    if not self._pending:
+      return
+    setup = self._setup
+    fetched = [(s, setup.runner.fetch(sums)) for s, sums in self._pending]
+    self._pending.clear()
     for s, sums in fetched:
-      check_finite(s, sums, manager.latest_step(), workdir)
+      steps_lib.check_finite(
+        s, sums, setup.manager.latest_step(), setup.info.workdir
+      )
     totals = {
       k: sum(float(sums[k]) for _, sums in fetched) for k in steps_lib.SUM_KEYS
     }
-    elapsed = time.perf_counter() - window_start
-    window_start = time.perf_counter()
+    elapsed = time.perf_counter() - self._start
+    self.restart_clock()
     metrics = steps_lib.summarize(totals, "train")
     metrics["train/grad_norm"] = float(fetched[-1][1]["grad_norm"])
     metrics["train/steps_per_second"] = len(fetched) / elapsed
     metrics["train/tokens_per_second"] = totals["count"] / elapsed
-    return metrics
-
-  step = start_step
-  try:
-    while step < num_steps:
-      batch = runner.put_batch(next(iterator))
-      state, sums = train_step(state, batch, dropout_key)
-      step += 1
-      if multihost and multihost_utils.reached_preemption_sync_point(step):
-        stop["signal"] = signal.SIGTERM
-      pending.append((step, sums))
-      progress.update(1)
-      is_last = step == num_steps
-      if step % train_config.log_every_steps == 0 or is_last:
-        last_metrics = flush_pending()
-        writer.write(step, last_metrics)
-        progress.set_postfix(
-          loss=f"{last_metrics['train/loss']:.3f}",
-          tok_s=f"{last_metrics['train/tokens_per_second']:.0f}",
-        )
-      do_eval = step % train_config.eval_every_steps == 0 or is_last
-      do_save = (
-        step % train_config.checkpoint_every_steps == 0
-        or is_last
-        or stop["signal"] is not None
-      )
-      if do_eval or do_save:
-        # Never save past a non-finite loss; steps since the last log line
-        # are logged here rather than dropped.
-        if pending:
-          last_metrics = flush_pending()
-          writer.write(step, last_metrics)
-        eval_metrics = steps_lib.summarize(
-          steps_lib.evaluate(
-            eval_step,
-            runner,
-            state.params,
-            valid_windows,
-            config.eval.batch_size,
-          ),
-          "eval",
-        )
-        writer.write(step, eval_metrics)
-        last_metrics.update(eval_metrics)
-        window_start = time.perf_counter()
-      if do_save:
-        checkpoints.save(
-          manager,
-          step,
-          runner.host_state(state),
-          iterator.state(),
-          {checkpoints.BEST_METRIC: eval_metrics["eval/loss"]},
-        )
-      if stop["signal"] is None and hook.is_sample_step(config, step):
-        if pending:
-          last_metrics = flush_pending()
-          writer.write(step, last_metrics)
-        if auditioner:
-          params = hook.host_params(state.params, train_config.parallel)
-          sample_metrics, media = auditioner.sample(step, params)
-          writer.write(step, sample_metrics)
-          writer.write_media(step, media)
-          page.write_page(workdir)
-        window_start = time.perf_counter()
-      if stop["signal"] is not None:
-        logging.warning("SIGTERM: saved a checkpoint at step %d", step)
-        break
-  finally:
-    progress.close()
-    manager.wait_until_finished()
-    manager.close()
-    writer.close()
-    if not multihost:
-      signal.signal(signal.SIGTERM, previous)
-  return last_metrics
+    setup.info.writer.write(step, metrics)
+    self.metrics = metrics
+    self.bar.set_postfix(
+      loss=f"{metrics['train/loss']:.3f}",
+      tok_s=f"{metrics['train/tokens_per_second']:.0f}",
+    )
 
 
-def _progress_bar(active: bool, start: int, total: int):
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+@contextlib.contextmanager
+def _stop_signal() -> Iterator[dict[str, Any]]:
+  """{'signal': None or SIGTERM}, set when training should save and stop.
 
-  return tqdm(
-    total=total,
-    initial=start,
-    disable=not active,
-    unit="step",
-    dynamic_ncols=True,
-    mininterval=1.0,
+  With several processes, JAX's preemption service catches SIGTERM on any
+  of them and picks a step that every process reaches, so that all stop
+  and save together (`_preempted`).
+  """
+  stop: dict[str, Any] = {"signal": None}
+  if jax.process_count() > 1:
+    yield stop
+    return
+  previous = signal.signal(
+    signal.SIGTERM, lambda signum, frame: stop.update(signal=signum)
   )
+  try:
+    yield stop
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _preempted(step: int) -> bool:
+  if jax.process_count() == 1:
+    return False
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
+  return multihost_utils.reached_preemption_sync_point(step)
+
+
+def _evaluate_and_save(setup: _Setup, step: int, save: bool, state) -> dict:
+  """Validation metrics, written; and a checkpoint if `save`."""
+  metrics = steps_lib.summarize(
+    steps_lib.evaluate(
+      setup.eval_step,
+      setup.runner,
+      state.params,
+      setup.valid_windows,
+      setup.info.config.eval.batch_size,
+    ),
+    "eval",
+  )
+  setup.info.writer.write(step, metrics)
+  if save:
+    checkpoints.save(
+      setup.manager,
+      step,
+      setup.runner.saved_state(state),
+      setup.batches.state(),
+      {checkpoints.BEST_METRIC: metrics["eval/loss"]},
+    )
+  return metrics
+
+
+def _train(config, workdir, hooks: Sequence[Hook]) -> dict[str, float]:
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  train = config.train
+  setup = _setup(config, workdir)
+  info, state = setup.info, setup.state
+  _, dropout_key = jax.random.split(jax.random.key(config.seed))
+  step = setup.batches.step
+  is_main = jax.process_index() == 0
+  if step == 0:
+    info.writer.write_hparams(config)
+  log = _TrainLog(setup, is_main and train.progress, step)
+
+  def due(every: int, step: int) -> bool:
+    return step % every == 0 or step == train.num_train_steps
+
+  try:
+    with _stop_signal() as stop:
+      while step < train.num_train_steps:
+        batch = setup.runner.put_batch(next(setup.batches).as_dict())
+        state, sums = setup.train_step(state, batch, dropout_key)
+        step += 1
+        if _preempted(step):
+          stop["signal"] = signal.SIGTERM
+        log.add(step, sums)
+        if due(train.log_every_steps, step):
+          log.flush(step)
+        save = due(train.checkpoint_every_steps, step) or stop["signal"]
+        if save or due(train.eval_every_steps, step):
+          # Never save past a non-finite loss; steps since the last log
+          # line are logged here rather than dropped.
+          log.flush(step)
+          log.metrics.update(_evaluate_and_save(setup, step, save, state))
+          log.restart_clock()
+        active = [h for h in hooks if h.due(step)] if not stop["signal"] else []
+        if active:
+          log.flush(step)
+          if is_main:
+            params = setup.runner.host_params(state.params)
+            for hook in active:
+              hook(step, params, info)
+          log.restart_clock()
+        if stop["signal"] is not None:
+          logging.warning("SIGTERM: saved a checkpoint at step %d", step)
+          break
+  finally:
+    log.bar.close()
+    setup.manager.wait_until_finished()
+    setup.manager.close()
+    info.writer.close()
+  return log.metrics

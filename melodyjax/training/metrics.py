@@ -1,18 +1,28 @@
-"""Metrics: JSON lines and TensorBoard on process 0, and their reader."""
+"""Metrics of a run: JSON lines and TensorBoard on process 0, and the reader.
+
+`metrics.jsonl` holds one JSON object per logged step and kind (`{"step":
+500, "train/loss": ...}`); a kill can cut its last line, which `read_metrics`
+skips. TensorBoard event files go to `tensorboard/` (tensorboardX, which
+needs no TensorFlow).
+"""
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ml_collections
+import numpy as np
 
-from melodyjax.listening import hook
+from melodyjax import errors, files
+from melodyjax.training import workdir as workdir_lib
+
+# The checkpoint metric that "best" means: the lowest validation loss.
+BEST_KEY = "eval/loss"
 
 
-class _MetricWriter:
+class MetricWriter:
   """JSON lines and TensorBoard events on process 0; nothing elsewhere."""
 
   def __init__(self, workdir: str, active: bool):
@@ -21,10 +31,14 @@ class _MetricWriter:
       return
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    metrics_path = workdir_lib.path(workdir, workdir_lib.METRICS_FILE)
+    self._jsonl = open(metrics_path, "a")
+    self._tb = SummaryWriter(
+      workdir_lib.path(workdir, workdir_lib.TENSORBOARD_DIR)
+    )
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
+    """One JSON line and a TensorBoard scalar per metric."""
     if not self.active:
       return
     self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
@@ -33,9 +47,23 @@ class _MetricWriter:
       self._tb.add_scalar(name, value, step)
     self._tb.flush()
 
-  def write_media(self, step: int, media: Mapping[str, Any]) -> None:
-    if self.active:
-      hook.write_media(self._tb, step, media)
+  def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+    """TensorBoard images, each float [height, width, 3] in [0, 1]."""
+    if not self.active:
+      return
+    for name, image in images.items():
+      self._tb.add_image(name, image, step, dataformats="HWC")
+    self._tb.flush()
+
+  def write_audio(
+    self, step: int, audio: Mapping[str, tuple[np.ndarray, int]]
+  ) -> None:
+    """TensorBoard audio: {name: (mono samples in [-1, 1], rate in Hz)}."""
+    if not self.active:
+      return
+    for name, (samples, rate) in audio.items():
+      self._tb.add_audio(name, samples[:, None], step, sample_rate=rate)
+    self._tb.flush()
 
   def write_hparams(self, config: ml_collections.ConfigDict) -> None:
     if self.active:
@@ -47,3 +75,27 @@ class _MetricWriter:
     if self.active:
       self._jsonl.close()
       self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """metrics.jsonl's records ([] before the first), skipping a cut line."""
+  return files.read_jsonl(workdir_lib.path(workdir, workdir_lib.METRICS_FILE))
+
+
+def best_step(workdir: str, steps: Sequence[int]) -> int:
+  """The step among `steps` with the lowest logged validation loss.
+
+  Raises:
+    GenerateError: no validation loss is logged for any of them.
+  """
+  losses = {
+    record["step"]: record[BEST_KEY]
+    for record in read_metrics(workdir)
+    if BEST_KEY in record and record.get("step") in steps
+  }
+  if not losses:
+    raise errors.GenerateError(
+      f"no validation loss logged for any checkpoint in "
+      f"{workdir}; use --step latest or a step number"
+    )
+  return min(losses, key=lambda s: (losses[s], -s))

@@ -1,14 +1,23 @@
-"""Device mesh and shardings: one `data` axis over every device."""
+"""Devices: one `data` mesh axis, and the two ways to run a step over it.
+
+A step body is written once with collectives over the named axis `data`.
+`create('jit', mesh)` runs it as `jax.shard_map` under `jax.jit` with
+NamedShardings (the default); `create('pmap', mesh)` runs the same body
+under `jax.pmap`. The two differ only here: how a body is wrapped, how
+batches and the state are put on the devices, and how results come back.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
+MODES = ("jit", "pmap")
 
 
 def create_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -33,23 +42,125 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
-def to_global(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Process-local batch rows to global arrays sharded on 'data'."""
-  sharding = batch_sharding(mesh)
-  return {
-    name: jax.make_array_from_process_local_data(sharding, value)
-    for name, value in local.items()
-  }
+class Jit:
+  """`jax.shard_map` under `jax.jit`: global arrays sharded on 'data'."""
 
+  mode = "jit"
 
-def to_pmap(local: dict[str, np.ndarray], num_devices: int):
-  """Process-local batch rows to [local devices, rows / device, ...]."""
-  return {
-    name: value.reshape(
-      num_devices, value.shape[0] // num_devices, *value.shape[1:]
+  def __init__(self, mesh: Mesh):
+    self.mesh = mesh
+
+  def wrap(
+    self, body: Callable, batch_args: Sequence[bool], donate: bool = False
+  ) -> Callable:
+    """A jitted `body`; arguments marked in `batch_args` are split over
+    'data', the others replicated; the outputs are replicated."""
+    specs = tuple(
+      PartitionSpec(DATA_AXIS) if split else PartitionSpec()
+      for split in batch_args
     )
-    for name, value in local.items()
-  }
+    mapped = jax.shard_map(
+      body,
+      mesh=self.mesh,
+      in_specs=specs,
+      out_specs=PartitionSpec(),
+      check_vma=False,
+    )
+    return jax.jit(mapped, donate_argnums=0 if donate else ())
+
+  def put_batch(self, local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """Process-local batch rows to global arrays sharded on 'data'."""
+    sharding = batch_sharding(self.mesh)
+    return {
+      name: jax.make_array_from_process_local_data(sharding, value)
+      for name, value in local.items()
+    }
+
+  def put_state(self, state: Any) -> Any:
+    """A state as the wrapped steps take it (replicated)."""
+    return jax.device_put(state, replicated_sharding(self.mesh))
+
+  def saved_state(self, state: Any) -> Any:
+    """The state as checkpoints save it: global replicated arrays."""
+    return state
+
+  def fetch(self, tree: Any) -> Any:
+    """A step's replicated outputs as host values."""
+    return jax.device_get(tree)
+
+  def host_params(self, params: Any) -> Any:
+    """One replica as numpy arrays (this process's shards only)."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), params)
+
+
+class Pmap(Jit):
+  """`jax.pmap` over the mesh's devices: arrays [local devices, ...]."""
+
+  mode = "pmap"
+
+  def __init__(self, mesh: Mesh):
+    super().__init__(mesh)
+    self.num_local_devices = len(local_devices(mesh))
+
+  def wrap(
+    self, body: Callable, batch_args: Sequence[bool], donate: bool = False
+  ) -> Callable:
+    # Every process names all devices (pmap maps over its local ones).
+    # The replicated state is stacked per device; other replicated
+    # arguments (keys) are broadcast.
+    in_axes = tuple(
+      0 if split or i == 0 else None for i, split in enumerate(batch_args)
+    )
+    return jax.pmap(
+      body,
+      axis_name=DATA_AXIS,
+      in_axes=in_axes,
+      donate_argnums=0 if donate else (),
+      devices=list(self.mesh.devices.flat),
+    )
+
+  def put_batch(self, local: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Process-local batch rows to [local devices, rows / device, ...]."""
+    n = self.num_local_devices
+    return {
+      name: value.reshape(n, value.shape[0] // n, *value.shape[1:])
+      for name, value in local.items()
+    }
+
+  def put_state(self, state: Any) -> Any:
+    return jax.tree.map(
+      lambda x: np.broadcast_to(
+        np.asarray(jax.device_get(x)), (self.num_local_devices, *x.shape)
+      ),
+      state,
+    )
+
+  def saved_state(self, state: Any) -> Any:
+    # One replica as a global array: Orbax cannot save pmap's per-process
+    # outputs in a multi-process run.
+    sharding = replicated_sharding(self.mesh)
+
+    def global_replica(x):
+      replica = np.asarray(x[0])
+      return jax.make_array_from_callback(
+        replica.shape, sharding, lambda index: replica[index]
+      )
+
+    return jax.tree.map(global_replica, state)
+
+  def fetch(self, tree: Any) -> Any:
+    return jax.tree.map(lambda x: np.asarray(x)[0], jax.device_get(tree))
+
+  def host_params(self, params: Any) -> Any:
+    return jax.tree.map(lambda x: np.asarray(x[0]), params)
+
+
+def create(mode: str, mesh: Mesh) -> Jit:
+  """The data-parallel runner of `mode`, 'jit' or 'pmap'."""
+  runners = {"jit": Jit, "pmap": Pmap}
+  if mode not in runners:
+    raise ValueError(f"train.parallel must be one of {MODES}, got {mode!r}")
+  return runners[mode](mesh)
 
 
 def describe_launch(batch_size: int, dtype: str, mode: str) -> str:

@@ -65,8 +65,8 @@ def create_train_state(
   tx: optax.GradientTransformation,
   seq_len: int,
 ) -> TrainState:
-  dummy = jnp.zeros((1, seq_len), jnp.int32)
-  params = model.init(init_key, dummy, dummy)["params"]
+  """Fresh parameters (`model_lib.init_params`) and optimizer state."""
+  params = model_lib.init_params(model, init_key, seq_len)
   return TrainState(
     step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params)
   )

@@ -1,10 +1,10 @@
-"""Loss, train and eval steps.
+"""Loss, train and eval steps, and their metrics.
 
 The step body is written once over a named `data` axis: it computes the
 local sums of a shard, `psum`s counts, gradients and metrics, and applies
-the update. `train.parallel = 'jit'` runs it as `jax.shard_map` under
-`jax.jit` on a mesh with NamedSharding (the default); `'pmap'` runs the same
-body under `jax.pmap`.
+the update. `training.parallel` runs it under `jit` over a mesh or under
+`jax.pmap`. Metrics are sums and counts, so averages over steps and
+devices are exact.
 """
 
 from __future__ import annotations
@@ -18,16 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import PartitionSpec as P
 
+from melodyjax import errors
 from melodyjax.data import windows as windows_lib
 from melodyjax.model import model as model_lib
 from melodyjax.music import tokens
 from melodyjax.training import parallel
 from melodyjax.training import state as state_lib
-
-PARALLEL_MODES = ("jit", "pmap")
-
 
 SUM_KEYS = (
   "nll_pitch",
@@ -114,52 +111,19 @@ def _eval_body(params, batch, *, model, objective):
   return jax.lax.psum(sums, parallel.DATA_AXIS)
 
 
-def make_steps(model, tx, objective: str, mode: str, mesh):
-  """The jitted (train_step, eval_step) for `mode` 'jit' or 'pmap'.
+def make_steps(model, tx, objective: str, runner: parallel.Jit):
+  """The compiled (train_step, eval_step) for a data-parallel `runner`.
 
   train_step(state, batch, dropout_key) -> (state, sums); the state is
-  donated. eval_step(params, batch) -> sums. Batches are global arrays
-  sharded on 'data' ('jit') or [devices, rows, ...] arrays ('pmap').
+  donated. eval_step(params, batch) -> sums. Batches come from
+  `runner.put_batch`.
   """
   train_body = functools.partial(
     _train_body, model=model, tx=tx, objective=objective
   )
   eval_body = functools.partial(_eval_body, model=model, objective=objective)
-  if mode == "jit":
-    train_step = jax.jit(
-      jax.shard_map(
-        train_body,
-        mesh=mesh,
-        in_specs=(P(), P(parallel.DATA_AXIS), P()),
-        out_specs=(P(), P()),
-        check_vma=False,
-      ),
-      donate_argnums=0,
-    )
-    eval_step = jax.jit(
-      jax.shard_map(
-        eval_body,
-        mesh=mesh,
-        in_specs=(P(), P(parallel.DATA_AXIS)),
-        out_specs=P(),
-        check_vma=False,
-      )
-    )
-  elif mode == "pmap":
-    # Every process names all devices (pmap maps over its local ones).
-    devices = list(mesh.devices.flat)
-    train_step = jax.pmap(
-      train_body,
-      axis_name=parallel.DATA_AXIS,
-      in_axes=(0, 0, None),
-      donate_argnums=0,
-      devices=devices,
-    )
-    eval_step = jax.pmap(
-      eval_body, axis_name=parallel.DATA_AXIS, devices=devices
-    )
-  else:
-    raise ValueError(f"train.parallel must be one of {PARALLEL_MODES}")
+  train_step = runner.wrap(train_body, (False, True, False), donate=True)
+  eval_step = runner.wrap(eval_body, (False, True))
   return train_step, eval_step
 
 
@@ -183,56 +147,9 @@ def summarize(sums: Mapping[str, float], prefix: str) -> dict[str, float]:
   return {f"{prefix}/{k}": v for k, v in metrics.items()}
 
 
-class Runner:
-  """Moves batches, state and metrics on and off devices, for either mode."""
-
-  def __init__(self, mode: str, mesh):
-    self.mode = mode
-    self.mesh = mesh
-    self.num_local_devices = len(parallel.local_devices(mesh))
-
-  def put_batch(self, batch: windows_lib.Batch):
-    local = batch.as_dict()
-    if self.mode == "pmap":
-      return parallel.to_pmap(local, self.num_local_devices)
-    return parallel.to_global(local, self.mesh)
-
-  def put_state(self, state):
-    if self.mode == "pmap":
-      return jax.tree.map(
-        lambda x: np.broadcast_to(
-          np.asarray(jax.device_get(x)), (self.num_local_devices, *x.shape)
-        ),
-        state,
-      )
-    return jax.device_put(state, parallel.replicated_sharding(self.mesh))
-
-  def host_state(self, state):
-    """The state as saved: unreplicated (pmap), global arrays (jit)."""
-    if self.mode == "pmap":
-      # One replica as a global array: Orbax cannot save pmap's per-process
-      # outputs in a multi-process run.
-      sharding = parallel.replicated_sharding(self.mesh)
-
-      def global_replica(x):
-        replica = np.asarray(x[0])
-        return jax.make_array_from_callback(
-          replica.shape, sharding, lambda index: replica[index]
-        )
-
-      return jax.tree.map(global_replica, state)
-    return state
-
-  def fetch(self, sums):
-    sums = jax.device_get(sums)
-    if self.mode == "pmap":
-      sums = jax.tree.map(lambda x: np.asarray(x)[0], sums)
-    return sums
-
-
 def evaluate(
   eval_step,
-  runner: Runner,
+  runner: parallel.Jit,
   params,
   windows: windows_lib.Windows,
   batch_size: int,
@@ -245,7 +162,28 @@ def evaluate(
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   ):
-    sums = runner.fetch(eval_step(params, runner.put_batch(batch)))
+    sums = runner.fetch(eval_step(params, runner.put_batch(batch.as_dict())))
     for k in SUM_KEYS:
       totals[k] += float(sums[k])
   return totals
+
+
+def check_finite(
+  step: int, sums: Mapping[str, Any], last_good: int | None, workdir: str
+) -> None:
+  """Stops at a non-finite loss or gradient norm, naming step and remedy.
+
+  Raises:
+    TrainingError: names the step and the last good checkpoint.
+  """
+  loss = float(sums["nll_pitch"]) + float(sums["nll_duration"])
+  grad_norm = float(sums["grad_norm"])
+  if np.isfinite(loss) and np.isfinite(grad_norm):
+    return
+  what = "loss" if not np.isfinite(loss) else "gradient"
+  raise errors.TrainingError(
+    f"non-finite {what} at step {step} (loss {loss}, gradient norm "
+    f"{grad_norm}); training stopped, last good checkpoint: step "
+    f"{last_good} in {workdir}. Hint: lower config.train.learning_rate or "
+    "set config.train.grad_clip_norm, then run again to resume from it"
+  )

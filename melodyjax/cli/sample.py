@@ -1,0 +1,220 @@
+"""`sample_main.py` (also `melodyjax-sample`): melodies from a trained run.
+
+  python sample_main.py --workdir=runs/esac_cpu --num_outputs=8 \
+    --num_notes=128 --temperature=0.9 --primer="C4:1 D4:0.5 E4:0.5"
+
+Writes sample_<step>_<i>.mid, a .json sidecar (tokens and every setting
+needed to regenerate it), a piano-roll .png and a .wav preview into
+--output_dir (default: WORKDIR/samples/<step>, and then the workdir's
+audition page is rewritten).
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+from melodyjax import cli, config_checks, errors
+
+PROG = "sample_main.py"
+FLAGS = flags.FLAGS
+# allow_override: the train command defines --workdir too, and tests import
+# both.
+flags.DEFINE_string(
+  "workdir",
+  None,
+  "Run folder written by train_main.py.",
+  allow_override=True,
+)
+flags.DEFINE_string("step", "latest", "'latest', 'best' or a step number.")
+flags.DEFINE_string("output_dir", None, "Default: WORKDIR/samples/<step>.")
+flags.DEFINE_integer("num_outputs", 4, "Melodies to generate.")
+flags.DEFINE_integer(
+  "num_notes",
+  128,
+  "Events generated after the primer "
+  "at most (a melody also stops at end-of-song).",
+)
+flags.DEFINE_list("temperature", ["1.0"], "One value, or pitch,duration.")
+flags.DEFINE_list(
+  "top_k",
+  ["0"],
+  "Keep the k likeliest tokens (0: all); one value or pitch,duration.",
+)
+flags.DEFINE_list(
+  "top_p", ["1.0"], "Nucleus mass (1: all); one value or pitch,duration."
+)
+flags.DEFINE_integer("seed", 0, "Same seed and settings give the same notes.")
+flags.DEFINE_string("primer", "", "Events such as 'C4:1 D4:0.5 R:0.5'.")
+flags.DEFINE_string("primer_midi", None, "A MIDI file to continue.")
+flags.DEFINE_enum(
+  "mode",
+  "scan",
+  ["scan", "window"],
+  "'scan' carries the LSTM state; 'window' re-reads the last "
+  "seq_len events per note, as the seed did.",
+)
+flags.DEFINE_integer(
+  "max_primer_notes",
+  64,
+  "Primer capacity (one compilation serves every primer up to this length).",
+)
+flags.DEFINE_float("tempo", 100.0, "Quarter notes per minute.")
+flags.DEFINE_string("time_signature", "4/4", "Written to the MIDI file.")
+flags.DEFINE_integer("program", 0, "General MIDI program (0: piano).")
+flags.DEFINE_integer("velocity", 80, "Note velocity, 1-127.")
+flags.DEFINE_bool("piano_roll", True, "Also write a piano-roll PNG.")
+flags.DEFINE_bool("wav", True, "Also write a WAV preview.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def _pair(name: str, kind) -> list:
+  values = FLAGS[name].value
+  try:
+    parsed = [kind(v) for v in values]
+  except ValueError:
+    joined = ",".join(values)
+    raise errors.UsageError(f"--{name}: not a number: {joined}") from None
+  if len(parsed) not in (1, 2):
+    raise errors.UsageError(f"--{name} takes one value or pitch,duration")
+  return parsed if len(parsed) == 2 else parsed * 2
+
+
+def _time_signature() -> tuple[int, int]:
+  try:
+    numerator, denominator = (int(x) for x in FLAGS.time_signature.split("/"))
+  except ValueError:
+    raise errors.UsageError(
+      f"--time_signature must look like 3/4, got {FLAGS.time_signature!r}"
+    ) from None
+  if numerator < 1 or denominator not in (1, 2, 4, 8, 16, 32):
+    raise errors.UsageError(
+      f"--time_signature {FLAGS.time_signature}: the numerator must be >= 1 "
+      "and the denominator a power of two up to 32"
+    )
+  return numerator, denominator
+
+
+def check_flags():
+  """The flags as a (generate.Request, outputs.Rendering), checked before
+  the (slow) model restore.
+
+  Raises:
+    UsageError, ConfigError: the first bad flag, by name.
+  """
+  from melodyjax.listening import outputs  # pylint: disable=g-import-not-at-top
+  from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
+
+  request = generate.Request(
+    num_outputs=FLAGS.num_outputs,
+    num_notes=FLAGS.num_notes,
+    temperature=_pair("temperature", float),
+    top_k=_pair("top_k", int),
+    top_p=_pair("top_p", float),
+    seed=FLAGS.seed,
+    mode=FLAGS.mode,
+    max_primer_notes=FLAGS.max_primer_notes,
+    primer=FLAGS.primer,
+    primer_midi=FLAGS.primer_midi,
+  )
+  config_checks.check_sampling(
+    {
+      name: getattr(request, name)
+      for name in (
+        "temperature",
+        "top_p",
+        "top_k",
+        "num_outputs",
+        "num_notes",
+        "max_primer_notes",
+      )
+    },
+    shown={
+      n: ",".join(FLAGS[n].value) for n in ("temperature", "top_k", "top_p")
+    },
+  )
+  time_signature = _time_signature()
+  if not FLAGS.tempo > 0:
+    raise errors.UsageError(
+      f"--tempo must be > 0 (quarters per minute), got {FLAGS.tempo}"
+    )
+  if not 1 <= FLAGS.velocity <= 127:
+    raise errors.UsageError(f"--velocity must be 1-127, got {FLAGS.velocity}")
+  if not 0 <= FLAGS.program <= 127:
+    raise errors.UsageError(f"--program must be 0-127, got {FLAGS.program}")
+  if FLAGS.primer_midi and FLAGS.primer:
+    raise errors.UsageError("give --primer or --primer_midi, not both")
+  if FLAGS.primer_midi and not os.path.isfile(FLAGS.primer_midi):
+    raise errors.UsageError(f"primer MIDI not found: {FLAGS.primer_midi}")
+  if FLAGS.output_dir and os.path.exists(FLAGS.output_dir):
+    if not os.path.isdir(FLAGS.output_dir):
+      raise errors.UsageError(
+        f"--output_dir {FLAGS.output_dir} is a file, not a folder"
+      )
+  rendering = outputs.Rendering(
+    tempo_bpm=FLAGS.tempo,
+    time_signature=time_signature,
+    program=FLAGS.program,
+    velocity=FLAGS.velocity,
+    piano_roll=FLAGS.piano_roll,
+    wav=FLAGS.wav,
+  )
+  return request, rendering
+
+
+def _primer(run, request):
+  """(events, source) of the primer flag given, key-normalised."""
+  from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
+
+  if request.primer_midi:
+    events = generate.read_primer_midi(request.primer_midi, run)
+    if not events:
+      raise errors.GenerateError(f"{request.primer_midi}: no notes")
+    return events, request.primer_midi
+  return generate.parse_primer_text(request.primer), "--primer"
+
+
+def main(argv):
+  prog = os.path.basename(argv[0])
+  if len(argv) > 1:
+    cli.fail(prog, f"unexpected arguments: {' '.join(argv[1:])}")
+  with cli.user_errors(prog):
+    import dataclasses  # pylint: disable=g-import-not-at-top
+
+    from melodyjax.listening import outputs, page  # pylint: disable=g-import-not-at-top
+    from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
+    from melodyjax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
+    request, rendering = check_flags()
+    if request.primer:  # before the restore: a typo costs no waiting
+      generate.parse_primer_text(request.primer)
+    run = generate.load_run(FLAGS.workdir, FLAGS.step)
+    primer, source = _primer(run, request)
+    melodies = generate.generate(run, request, primer, source)
+    output_dir = FLAGS.output_dir or workdir_lib.samples_dir(
+      run.workdir, run.step
+    )
+    key = "C" if run.config.data.normalize_key else None
+    paths = outputs.write_outputs(
+      melodies,
+      output_dir,
+      step=run.step,
+      workdir=run.workdir,
+      request=request,
+      rendering=dataclasses.replace(rendering, key_signature=key),
+    )
+    if workdir_lib.is_inside(output_dir, run.workdir):
+      page.write_page(run.workdir)
+    lengths = [len(m) for m in melodies]
+    print(
+      f"step {run.step}: wrote {len(paths)} melodies "
+      f"({min(lengths)}-{max(lengths)} events) to {output_dir}"
+    )
+
+
+def run() -> None:
+  """The console script: fast allocator, flags, main."""
+  from melodyjax.cli import runtime  # pylint: disable=g-import-not-at-top
+
+  runtime.reexec_with_fast_malloc()
+  sys.exit(app.run(main, flags_parser=cli.parse_flags))

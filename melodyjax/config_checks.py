@@ -1,0 +1,222 @@
+"""Every rule a config (or a sampling request) must follow, in one place.
+
+`check_config` runs once per launch, before anything is written, and names
+the first bad field by its dotted path. The data options are the rules of
+`data.dataset.CorpusConfig` (shared with the corpus command), the model
+fields those of `check_model` (shared with `model.ModelConfig`), and the
+sampling fields those of `check_sampling` (shared with `sample_main.py`'s
+flags and `sampling.generate`). No JAX: the device count is passed in.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from melodyjax import errors
+
+LSTM_IMPLS = ("fused", "scan")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DECAYS = ("cosine", "constant")
+OBJECTIVES = ("all", "last")
+PARALLEL_MODES = ("jit", "pmap")
+STEP_FIELDS = (
+  "num_train_steps",
+  "log_every_steps",
+  "eval_every_steps",
+  "checkpoint_every_steps",
+  "seq_len",
+)
+
+
+def is_int(value: Any) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _positive_int(value: Any, name: str) -> None:
+  if not is_int(value) or value <= 0:
+    raise errors.ConfigError(
+      f"{name} must be a positive integer, got {value!r}"
+    )
+
+
+def _number(value, name, low, high=None, low_open=False) -> None:
+  ok = is_number(value) and (value > low if low_open else value >= low)
+  if ok and high is not None:
+    ok = value <= high
+  if not ok:
+    bound = f"> {low}" if low_open else f">= {low}"
+    if high is not None:
+      bound += f" and <= {high}"
+    raise errors.ConfigError(f"{name} must be a number {bound}, got {value!r}")
+
+
+def _choice(value: Any, name: str, choices: Sequence[str]) -> None:
+  if value not in choices:
+    raise errors.ConfigError(
+      f"{name} must be one of {tuple(choices)}, got {value!r}"
+    )
+
+
+def check_model(
+  model: Mapping[str, Any], prefix: str = "config.model."
+) -> None:
+  """The model group: sizes, dropout, LSTM implementation, dtype.
+
+  Raises:
+    ConfigError: the first bad field, as `prefix + name`.
+  """
+  for field in ("pitch_embed_dim", "duration_embed_dim", "dense_size"):
+    _positive_int(model[field], prefix + field)
+  sizes = model["lstm_sizes"]
+  if (
+    not isinstance(sizes, tuple | list)
+    or not sizes
+    or not all(is_int(size) and size > 0 for size in sizes)
+  ):
+    raise errors.ConfigError(
+      f"{prefix}lstm_sizes must be a tuple of positive integers such "
+      f"as (256, 128), got {sizes!r}"
+    )
+  _number(model["spatial_dropout"], prefix + "spatial_dropout", 0.0, 1.0)
+  if model["spatial_dropout"] >= 1:
+    raise errors.ConfigError(f"{prefix}spatial_dropout must be below 1")
+  _choice(model["lstm_impl"], prefix + "lstm_impl", LSTM_IMPLS)
+  _choice(model["dtype"], prefix + "dtype", DTYPES)
+
+
+def check_sampling(
+  values: Mapping[str, Any],
+  name: Callable[[str], str] = lambda field: f"--{field}",
+  shown: Mapping[str, str] | None = None,
+) -> None:
+  """Sampling settings: counts >= 1, temperatures > 0, top-k, top-p.
+
+  Args:
+    values: any of num_outputs, num_notes, max_primer_notes (ints),
+      temperature, top_k, top_p (a number or a (pitch, duration) pair).
+    name: a field's name in messages (a flag by default).
+    shown: a field's value as the user wrote it, for messages.
+
+  Raises:
+    ConfigError: the first bad setting.
+  """
+  shown = shown or {}
+
+  def pair(field):
+    value = values[field]
+    return list(value) if isinstance(value, tuple | list) else [value]
+
+  def got(field):
+    return shown.get(field, ",".join(str(v) for v in pair(field)))
+
+  if "temperature" in values and not all(
+    is_number(t) and t > 0 for t in pair("temperature")
+  ):
+    raise errors.ConfigError(
+      f"{name('temperature')} must be > 0, got {got('temperature')} "
+      "(lower values are more conservative; try 0.8)"
+    )
+  if "top_p" in values and not all(
+    is_number(p) and 0 < p <= 1 for p in pair("top_p")
+  ):
+    raise errors.ConfigError(
+      f"{name('top_p')} must be in (0, 1], got {got('top_p')} "
+      "(1 keeps every token)"
+    )
+  if "top_k" in values and not all(is_int(k) and k >= 0 for k in pair("top_k")):
+    raise errors.ConfigError(
+      f"{name('top_k')} must be >= 0 (0 keeps every token), got {got('top_k')}"
+    )
+  for field in ("num_outputs", "num_notes", "max_primer_notes"):
+    if field in values and (not is_int(values[field]) or values[field] < 1):
+      raise errors.ConfigError(
+        f"{name(field)} must be >= 1, got {values[field]!r}"
+      )
+
+
+def _check_train(config, num_devices: int | None) -> None:
+  train = config.train
+  _choice(train.objective, "config.train.objective", OBJECTIVES)
+  _choice(train.parallel, "config.train.parallel", PARALLEL_MODES)
+  if num_devices is not None:
+    for field, value in (
+      ("train.batch_size", train.batch_size),
+      ("eval.batch_size", config.eval.batch_size),
+    ):
+      if not is_int(value) or value <= 0 or value % num_devices:
+        raise errors.ConfigError(
+          f"config.{field}={value} must be a positive multiple of the "
+          f"{num_devices} devices"
+        )
+  for field in STEP_FIELDS:
+    if not is_int(train[field]) or train[field] <= 0:
+      raise errors.ConfigError(f"config.train.{field} must be positive")
+  if not is_int(train.sample_every_steps) or train.sample_every_steps < 0:
+    raise errors.ConfigError("config.train.sample_every_steps must be >= 0")
+  _number(train.learning_rate, "config.train.learning_rate", 0.0, low_open=True)
+  if not is_int(train.warmup_steps) or train.warmup_steps < 0:
+    raise errors.ConfigError(
+      "config.train.warmup_steps must be an integer >= 0, got "
+      f"{train.warmup_steps!r}"
+    )
+  _choice(train.decay, "config.train.decay", DECAYS)
+  _number(train.end_lr_fraction, "config.train.end_lr_fraction", 0.0, 1.0)
+  _number(train.weight_decay, "config.train.weight_decay", 0.0)
+  _number(train.grad_clip_norm, "config.train.grad_clip_norm", 0.0)
+
+
+def _check_data(config) -> None:
+  # Here, not at the top: the model checks its fields with this module and
+  # must not depend on the data package.
+  from melodyjax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+
+  for field in ("midi_dir", "dataset_dir"):
+    value = config.data[field]
+    if not isinstance(value, str) or not value.strip():
+      raise errors.ConfigError(f"config.data.{field} must be a folder path")
+  shifts = config.data.transpositions
+  if not isinstance(shifts, tuple | list) or not all(map(is_int, shifts)):
+    raise errors.ConfigError(
+      "config.data.transpositions must be a tuple of semitones such as "
+      f"(-2, -1, 1, 2), got {shifts!r}"
+    )
+  dataset_lib.CorpusConfig.from_config(config.data)
+
+
+def check_config(config, num_devices: int | None = None) -> None:
+  """Types and ranges of every field of a training config.
+
+  Args:
+    config: an ml_collections ConfigDict such as `configs/default.py`'s.
+    num_devices: the global batch sizes must be multiples of it (None:
+      not checked).
+
+  Raises:
+    ConfigError (CorpusError for the data options): the first bad field.
+  """
+  if not is_int(config.seed):
+    raise errors.ConfigError(
+      f"config.seed must be an integer, got {config.seed!r}"
+    )
+  check_model(config.model)
+  _check_train(config, num_devices)
+  _positive_int(config.checkpoint.max_to_keep, "config.checkpoint.max_to_keep")
+  keep_best = config.checkpoint.keep_best
+  if not is_int(keep_best) or keep_best < 0:
+    raise errors.ConfigError(
+      f"config.checkpoint.keep_best must be an integer >= 0, got {keep_best!r}"
+    )
+  _check_data(config)
+  check_sampling(
+    {
+      name: config.sample[name]
+      for name in ("num_outputs", "num_notes", "temperature", "top_p")
+    },
+    name=lambda field: f"config.sample.{field}",
+  )

@@ -1,0 +1,153 @@
+"""One MIDI file to a song record of tokens, or to a drop reason; a folder of
+them in worker processes. No JAX.
+
+A record holds the file's split (a hash of its path), its key, and its
+token sequences: the original, key-normalised if asked, and the training
+split's transposed copies.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Sequence
+
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.music import midi_io, tokens, tonality
+
+MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
+
+
+def list_midi_files(midi_dir: str | os.PathLike) -> list[str]:
+  """Relative paths of the MIDI files below `midi_dir`, sorted."""
+  root = os.fspath(midi_dir)
+  found = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames.sort()
+    for name in filenames:
+      if name.lower().endswith(MIDI_SUFFIXES) and not name.startswith("."):
+        found.append(os.path.relpath(os.path.join(dirpath, name), root))
+  found.sort()
+  return found
+
+
+def tokenize_file(
+  midi_dir: str,
+  relpath: str,
+  config: dataset_lib.CorpusConfig,
+  check_roundtrip: bool,
+) -> dict:
+  """One file to a song record, or a drop record with a reason."""
+  path = os.path.join(midi_dir, relpath)
+  try:
+    song = midi_io.read_midi(
+      path,
+      grid=config.grid,
+      polyphony=config.polyphony,
+      tracks=config.tracks,
+    )
+  except midi_io.MidiError as e:
+    return {"source": relpath, "drop": e.reason, "message": str(e)}
+  except Exception as e:  # noqa: BLE001 - a corrupt file never stops a build
+    return {"source": relpath, "drop": "unreadable", "message": f"{path}: {e}"}
+  num_notes = sum(1 for event in song.events if event.pitches)
+  if num_notes < config.min_notes:
+    return {
+      "source": relpath,
+      "drop": "too_short",
+      "message": f"{path}: {num_notes} notes < min_notes",
+    }
+  if config.max_notes and num_notes > config.max_notes:
+    return {
+      "source": relpath,
+      "drop": "too_long",
+      "message": f"{path}: {num_notes} notes > max_notes",
+    }
+  record = {
+    "source": relpath,
+    "split": dataset_lib.assign_split(relpath, config),
+  }
+  if check_roundtrip:
+    again = midi_io.read_midi(
+      midi_io.song_to_bytes(song),
+      grid=config.grid,
+      polyphony=config.polyphony,
+      tracks=config.tracks,
+    )
+    record["roundtrip"] = again.events == song.events
+  events = song.events
+  try:
+    tonic, mode = tonality.find_key(song)
+  except ValueError:
+    tonic, mode = tonality.estimate_key(events)
+  record["key"] = tonality.key_signature_name(tonic, mode)
+  record["key_source"] = "signature" if song.key_signature else "estimate"
+  if config.normalize_key:
+    shifted = tonality.transpose(
+      events, tonality.normalizing_shift(tonic, mode)
+    )
+    if shifted is None:
+      return {
+        "source": relpath,
+        "drop": "out_of_range",
+        "message": f"{path}: pitches leave 0-127 when normalised",
+      }
+    events = shifted
+  copies = [(0, tokens.event_tokens(events))]
+  if record["split"] == "train":
+    for shift in config.transpositions:
+      if (
+        shift != 0 and (moved := tonality.transpose(events, shift)) is not None
+      ):
+        copies.append((shift, tokens.event_tokens(moved)))
+  record["copies"] = copies
+  record["notes"] = num_notes
+  return record
+
+
+def _process_chunk(args) -> list[dict]:
+  midi_dir, relpaths, config, check_roundtrip = args
+  return [tokenize_file(midi_dir, r, config, check_roundtrip) for r in relpaths]
+
+
+def tokenize_files(
+  midi_dir: str,
+  relpaths: Sequence[str],
+  config: dataset_lib.CorpusConfig,
+  check_roundtrip: bool,
+  workers: int,
+  progress: bool,
+) -> list[dict]:
+  """Processes all files, in worker processes when workers > 1."""
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+
+  bar = tqdm(
+    total=len(relpaths),
+    desc="reading MIDI",
+    unit="file",
+    disable=not progress,
+    file=sys.stderr,
+    mininterval=0.5,
+  )
+  records = []
+  chunk = 64
+  jobs = [
+    (midi_dir, relpaths[i : i + chunk], config, check_roundtrip)
+    for i in range(0, len(relpaths), chunk)
+  ]
+  with bar:
+    if workers <= 1 or len(jobs) <= 1:
+      for job in jobs:
+        records.extend(_process_chunk(job))
+        bar.update(len(job[1]))
+    else:
+      # fork is fastest, but not once JAX has started its threads.
+      method = "forkserver" if "jax" in sys.modules else "fork"
+      context = multiprocessing.get_context(method)
+      with context.Pool(workers) as pool:
+        for result in pool.imap_unordered(_process_chunk, jobs):
+          records.extend(result)
+          bar.update(len(result))
+  records.sort(key=lambda r: r["source"])
+  return records

@@ -1,0 +1,91 @@
+"""Files a kill cannot leave half-written, and readers that expect a cut.
+
+Every file the project writes goes through `atomic_write`: the data goes to
+a hidden temporary file beside the target (`.NAME.PID.tmp`), which is then
+renamed over it, so a reader sees the old file or the new one, never a part.
+A file that is appended to instead (a metrics log) can be cut by a kill in
+its last line; `read_jsonl` skips such a line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from typing import IO, Any
+
+TMP_SUFFIX = ".tmp"
+
+
+def temporary_path(path: str | os.PathLike) -> str:
+  """The hidden temporary name `atomic_write` writes `path` under."""
+  folder, name = os.path.split(os.fspath(path))
+  return os.path.join(folder, f".{name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+  """Opens a temporary file that replaces `path` when the block ends.
+
+  Args:
+    path: the file to (re)write.
+    mode: 'w' (text, UTF-8) or 'wb'.
+
+  Yields:
+    The open temporary file. If the block raises, it is removed and `path`
+    is left as it was.
+  """
+  tmp = temporary_path(path)
+  encoding = None if "b" in mode else "utf-8"
+  try:
+    with open(tmp, mode, encoding=encoding) as f:
+      yield f
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  """Writes `data` to `path` atomically."""
+  with atomic_write(path, "wb") as f:
+    f.write(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+  """Writes `text` to `path` atomically, UTF-8."""
+  with atomic_write(path) as f:
+    f.write(text)
+
+
+def write_json(
+  path: str | os.PathLike,
+  data: Any,
+  *,
+  indent: int | None = 1,
+  sort_keys: bool = False,
+) -> None:
+  """Writes `data` as JSON (and a final newline) to `path` atomically."""
+  with atomic_write(path) as f:
+    json.dump(data, f, indent=indent, sort_keys=sort_keys)
+    f.write("\n")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+  """The records of a JSON-lines file, [] if it does not exist.
+
+  A line that is not JSON (the last one, cut by a kill during a write) is
+  skipped.
+  """
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+  return records

@@ -1,0 +1,291 @@
+"""The workdir: every file of a run, named here and written here. No JAX.
+
+  WORKDIR/config.json             the resolved config (`write_config`)
+  WORKDIR/vocab_pitch.json        the pitch vocabulary
+  WORKDIR/vocab_duration.json     the duration vocabulary
+  WORKDIR/checkpoints/<step>/     Orbax checkpoints (`training.checkpoints`)
+  WORKDIR/checkpoints_damaged/    damaged checkpoints moved aside on resume
+  WORKDIR/metrics.jsonl           one JSON object per logged step
+  WORKDIR/tensorboard/            TensorBoard event files
+  WORKDIR/train.lock              held by the training run (an flock)
+  WORKDIR/samples/<step>/         melodies sampled at a step
+  WORKDIR/audition.html           the audition page
+  WORKDIR/evaluation.json, report.md   written by the evaluation
+
+Generation needs only the config, the vocabularies and a checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import ml_collections
+
+from melodyjax import errors, files
+from melodyjax.music import tokens
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+DAMAGED_DIR = "checkpoints_damaged"
+LOCK_FILE = "train.lock"
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+SAMPLES_DIR = "samples"
+PAGE_FILE = "audition.html"
+EVALUATION_FILE = "evaluation.json"
+REPORT_FILE = "report.md"
+
+# Fields that change the parameters' shapes or meaning: resuming a workdir
+# with other values would mix two models.
+MODEL_FIELDS = (
+  "pitch_embed_dim",
+  "duration_embed_dim",
+  "lstm_sizes",
+  "dense_size",
+)
+
+
+def path(workdir: str, name: str, *parts: str) -> str:
+  """`workdir/name/parts...`; `name` is one of this module's file names."""
+  return os.path.join(workdir, name, *parts)
+
+
+def vocab_path(workdir: str, stream: str) -> str:
+  return os.path.join(workdir, f"vocab_{stream}.json")
+
+
+def samples_dir(workdir: str, step: int) -> str:
+  return path(workdir, SAMPLES_DIR, str(step))
+
+
+def is_inside(folder: str, workdir: str) -> bool:
+  """Whether `folder` lies inside `workdir`."""
+  return os.path.abspath(folder).startswith(os.path.join(workdir, ""))
+
+
+# ------------------------------------------------------------ the folder
+
+
+def prepare_workdir(workdir: str) -> str:
+  """Creates the workdir if needed and checks that it can be written.
+
+  Returns:
+    The absolute path.
+
+  Raises:
+    ConfigError: the path is a file, lies below a file, or cannot be
+      created or written by this user.
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise errors.ConfigError(
+      f"workdir {workdir} is a file, not a folder: give a folder path"
+    )
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except (FileExistsError, NotADirectoryError):
+    raise errors.ConfigError(
+      f"cannot create workdir {workdir}: part of the path is a file"
+    ) from None
+  except OSError as e:
+    raise errors.ConfigError(
+      f"cannot create workdir {workdir}: {reason(e)}; choose a folder you "
+      "can write"
+    ) from None
+  probe = os.path.join(workdir, f".write_test{os.getpid()}")
+  try:
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise errors.ConfigError(
+      f"cannot write in workdir {workdir}: {reason(e)}; choose a folder "
+      "you can write"
+    ) from None
+  return workdir
+
+
+def reason(error: OSError) -> str:
+  """A short reason for an OSError, for one-line messages."""
+  if error.errno in (errno.EACCES, errno.EPERM):
+    return "permission denied"
+  if error.errno == errno.EROFS:
+    return "read-only file system"
+  return error.strerror or str(error)
+
+
+@contextlib.contextmanager
+def lock_workdir(workdir: str) -> Iterator[None]:
+  """Holds an exclusive lock on `workdir/train.lock` for a run's life.
+
+  The lock is an `fcntl.flock` on an open file: the OS drops it when the
+  process ends in any way (SIGKILL included), so it is never stale. The
+  file stays (deleting it would race with a run taking it).
+
+  Raises:
+    CheckpointError: another process holds the lock.
+  """
+  fd = os.open(path(workdir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+    os.close(fd)
+    raise errors.CheckpointError(
+      f"workdir {workdir} is in use by another training run"
+      + (f" (pid {holder})" if holder.isdigit() else "")
+      + "; wait for it to end or use another workdir"
+    ) from None
+  try:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    yield
+  finally:
+    os.close(fd)  # releases the lock
+
+
+# --------------------------------------------------- config and vocabularies
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Writes the resolved config as `workdir/config.json`."""
+  files.write_json(
+    path(workdir, CONFIG_FILE), config.to_dict(), indent=2, sort_keys=True
+  )
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """Reads `workdir/config.json` back as a locked ConfigDict."""
+  config_path = path(workdir, CONFIG_FILE)
+  try:
+    with open(config_path) as f:
+      data = json.load(f)
+  except FileNotFoundError:
+    raise errors.CheckpointError(
+      f"{config_path} not found: not a melodyjax workdir"
+    ) from None
+  except ValueError as e:
+    raise errors.CheckpointError(
+      f"{config_path}: not valid JSON ({e})"
+    ) from None
+  config = ml_collections.ConfigDict(_tuples(data))
+  config.lock()
+  return config
+
+
+def _tuples(value):
+  """JSON lists back to tuples, as configs write them."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def write_vocabs(
+  workdir: str, pitch_vocab: tokens.Vocab, duration_vocab: tokens.Vocab
+) -> None:
+  pitch_vocab.save(vocab_path(workdir, "pitch"))
+  duration_vocab.save(vocab_path(workdir, "duration"))
+
+
+def read_vocabs(workdir: str) -> tuple[tokens.Vocab, tokens.Vocab]:
+  """The workdir's (pitch, duration) vocabularies."""
+  try:
+    return (
+      tokens.Vocab.load(vocab_path(workdir, "pitch")),
+      tokens.Vocab.load(vocab_path(workdir, "duration")),
+    )
+  except FileNotFoundError as e:
+    raise errors.CheckpointError(f"{e.filename} not found") from None
+  except (ValueError, KeyError) as e:
+    raise errors.CheckpointError(f"bad vocabulary in {workdir}: {e}") from None
+
+
+# ------------------------------------------------------- resuming a run
+
+
+def check_vocabs(
+  workdir: str, pitch_vocab: tokens.Vocab, duration_vocab: tokens.Vocab
+) -> None:
+  """Refuses a workdir whose vocabularies differ from the dataset's.
+
+  Raises:
+    TrainingError: names the differing vocabulary file.
+  """
+  for stream, vocab in (("pitch", pitch_vocab), ("duration", duration_vocab)):
+    vocab_file = vocab_path(workdir, stream)
+    if os.path.exists(vocab_file):
+      old = tokens.Vocab.load(vocab_file)
+      if old.tokens != vocab.tokens:
+        raise errors.TrainingError(
+          f"{vocab_file} differs from the dataset's {stream} vocabulary: "
+          "this workdir was trained on other data; use a new workdir"
+        )
+
+
+def check_same_data(
+  workdir: str, old_seed: Any, old_batch: Any, config: ml_collections.ConfigDict
+) -> None:
+  """Refuses to resume with another seed or batch size (another data order).
+
+  Raises:
+    ConfigError: names both values.
+  """
+  if (old_seed, old_batch) != (config.seed, config.train.batch_size):
+    raise errors.ConfigError(
+      f"{workdir} was trained with seed {old_seed} and batch size "
+      f"{old_batch}; the config says {config.seed} and "
+      f"{config.train.batch_size}: use a new workdir"
+    )
+
+
+def has_checkpoints(workdir: str) -> bool:
+  folder = path(workdir, CHECKPOINT_DIR)
+  return os.path.isdir(folder) and any(
+    name.isdigit() for name in os.listdir(folder)
+  )
+
+
+def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Refuses a workdir whose checkpoints come from another model or data.
+
+  Training settings (steps, learning rate, ...) may change on resume; the
+  model sizes, the seed and the batch size may not. A workdir without
+  checkpoints is not checked.
+
+  Raises:
+    ConfigError: names the first differing field and both values.
+  """
+  config_path = path(workdir, CONFIG_FILE)
+  if not has_checkpoints(workdir) or not os.path.exists(config_path):
+    return
+  try:
+    with open(config_path) as f:
+      old = json.load(f)
+  except (OSError, ValueError) as e:
+    raise errors.ConfigError(
+      f"{config_path} cannot be read ({e}); this workdir has checkpoints, "
+      "so it is not overwritten: use a new workdir"
+    ) from None
+  check_same_data(
+    workdir, old.get("seed"), old.get("train", {}).get("batch_size"), config
+  )
+  old_model: Mapping[str, Any] = old.get("model", {})
+  for field in MODEL_FIELDS:
+    before = old_model.get(field)
+    now = config.model[field]
+    if isinstance(now, tuple | list):
+      now = list(now)
+    if before != now:
+      raise errors.ConfigError(
+        f"workdir {workdir} holds checkpoints of another model: "
+        f"config.model.{field} was {before!r} there and is {now!r} now; "
+        "use a new workdir or the old value"
+      )
