@@ -14,6 +14,9 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # Fine-tuning: start from this run's parameters (WORKDIR, WORKDIR:STEP or
+  # a .mjx file; its best step by default), not its optimizer state.
+  config.init_from = ""
 
   # How MIDI files become token sequences (melodyjax.data.dataset.CorpusConfig).
   config.data = data = ml_collections.ConfigDict()
@@ -29,6 +32,10 @@ def get_config() -> ml_collections.ConfigDict:
   data.min_count = 1  # rarer training tokens map to unk
   data.valid_fraction = 0.05  # share of songs, by a hash of the path
   data.test_fraction = 0.05  # share of songs, by a hash of the path
+  # Fine-tuning: tokenize with another run's vocabularies (WORKDIR or .mjx;
+  # set by init_from); more unknown events than this share is an error.
+  data.vocab_from = ""
+  data.max_unk_share = 0.02  # of events per stream
 
   # The reference architecture (exact sizes of the seed model).
   config.model = model = ml_collections.ConfigDict()

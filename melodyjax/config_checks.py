@@ -213,6 +213,16 @@ def check_config(config, num_devices: int | None = None) -> None:
       f"config.checkpoint.keep_best must be an integer >= 0, got {keep_best!r}"
     )
   _check_data(config)
+  for name, value in (
+    ("init_from", config.init_from),
+    ("data.vocab_from", config.data.vocab_from),
+  ):
+    if not isinstance(value, str):
+      raise errors.ConfigError(
+        f"config.{name} must be a workdir or .mjx path (or empty), got "
+        f"{value!r}"
+      )
+  _number(config.data.max_unk_share, "config.data.max_unk_share", 0.0, 1.0)
   check_sampling(
     {
       name: config.sample[name]

@@ -6,7 +6,9 @@
 Writes sample_<step>_<i>.mid, a .json sidecar (tokens and every setting
 needed to regenerate it), a piano-roll .png and a .wav preview into
 --output_dir (default: WORKDIR/samples/<step>, and then the workdir's
-audition page is rewritten).
+audition page is rewritten). `--model NAME.mjx` samples a model file
+(`melodyjax-export`) instead of a workdir: the same melodies for the same
+seed and settings (default output folder: NAME_samples/).
 """
 
 import os
@@ -25,6 +27,11 @@ flags.DEFINE_string(
   None,
   "Run folder written by train_main.py.",
   allow_override=True,
+)
+flags.DEFINE_string(
+  "model",
+  None,
+  "A model file written by melodyjax-export, instead of --workdir.",
 )
 flags.DEFINE_string("step", "latest", "'latest', 'best' or a step number.")
 flags.DEFINE_string("output_dir", None, "Default: WORKDIR/samples/<step>.")
@@ -65,7 +72,6 @@ flags.DEFINE_integer("program", 0, "General MIDI program (0: piano).")
 flags.DEFINE_integer("velocity", 80, "Note velocity, 1-127.")
 flags.DEFINE_bool("piano_roll", True, "Also write a piano-roll PNG.")
 flags.DEFINE_bool("wav", True, "Also write a WAV preview.")
-flags.mark_flags_as_required(["workdir"])
 
 
 def _pair(name: str, kind) -> list:
@@ -105,6 +111,16 @@ def check_flags():
   from melodyjax.listening import outputs  # pylint: disable=g-import-not-at-top
   from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
 
+  if bool(FLAGS.workdir) == bool(FLAGS.model):
+    raise errors.UsageError(
+      "--workdir is required (or --model FILE.mjx instead), not both"
+      if FLAGS.workdir
+      else "--workdir is required (or --model FILE.mjx instead)"
+    )
+  if FLAGS.model and FLAGS["step"].present:
+    raise errors.UsageError(
+      "--step applies to --workdir: a model file holds one step"
+    )
   request = generate.Request(
     num_outputs=FLAGS.num_outputs,
     num_notes=FLAGS.num_notes,
@@ -188,22 +204,26 @@ def main(argv):
     request, rendering = check_flags()
     if request.primer:  # before the restore: a typo costs no waiting
       generate.parse_primer_text(request.primer)
-    run = generate.load_run(FLAGS.workdir, FLAGS.step)
+    if FLAGS.model:
+      run = generate.load_model_file(FLAGS.model)
+      default_dir = os.path.splitext(run.model_path)[0] + "_samples"
+    else:
+      run = generate.load_run(FLAGS.workdir, FLAGS.step)
+      default_dir = workdir_lib.samples_dir(run.workdir, run.step)
     primer, source = _primer(run, request)
     melodies = generate.generate(run, request, primer, source)
-    output_dir = FLAGS.output_dir or workdir_lib.samples_dir(
-      run.workdir, run.step
-    )
+    output_dir = FLAGS.output_dir or default_dir
     key = "C" if run.config.data.normalize_key else None
     paths = outputs.write_outputs(
       melodies,
       output_dir,
       step=run.step,
       workdir=run.workdir,
+      model_path=run.model_path,
       request=request,
       rendering=dataclasses.replace(rendering, key_signature=key),
     )
-    if workdir_lib.is_inside(output_dir, run.workdir):
+    if run.workdir and workdir_lib.is_inside(output_dir, run.workdir):
       page.write_page(run.workdir)
     lengths = [len(m) for m in melodies]
     print(

@@ -46,24 +46,38 @@ def _source_listing(midi_dir: str, relpaths: Sequence[str]) -> dict:
   return listing
 
 
+def _vocab_digest(vocabs) -> str | None:
+  """Which fixed vocabularies a dataset was tokenized with (None: its own)."""
+  if vocabs is None:
+    return None
+  text = json.dumps([list(vocab.tokens) for vocab in vocabs])
+  return hashlib.sha1(text.encode()).hexdigest()
+
+
 def _listing_digest(listing: Mapping[str, Sequence[int]]) -> str:
   return hashlib.sha1(json.dumps(listing, sort_keys=True).encode()).hexdigest()
 
 
 def _assemble(
-  records: Sequence[dict], config: dataset_lib.CorpusConfig
+  records: Sequence[dict],
+  config: dataset_lib.CorpusConfig,
+  vocabs: tuple[tokens.Vocab, tokens.Vocab] | None = None,
 ) -> tuple[dict[str, dict], tokens.Vocab, tokens.Vocab]:
-  """Song records to per-split id arrays and the two vocabularies."""
-  counts = {stream: collections.Counter() for stream in tokens.STREAMS}
-  for record in records:
-    if record.get("split") == "train":
-      for _, (pitch, duration) in record["copies"]:
-        counts["pitch"].update(pitch)
-        counts["duration"].update(duration)
-  pitch_vocab = tokens.build_vocab("pitch", counts["pitch"], config.min_count)
-  duration_vocab = tokens.build_vocab(
-    "duration", counts["duration"], config.min_count
-  )
+  """Song records to per-split id arrays and the two vocabularies (built on
+  the training split, or the given ones)."""
+  if vocabs is not None:
+    pitch_vocab, duration_vocab = vocabs
+  else:
+    counts = {stream: collections.Counter() for stream in tokens.STREAMS}
+    for record in records:
+      if record.get("split") == "train":
+        for _, (pitch, duration) in record["copies"]:
+          counts["pitch"].update(pitch)
+          counts["duration"].update(duration)
+    pitch_vocab = tokens.build_vocab("pitch", counts["pitch"], config.min_count)
+    duration_vocab = tokens.build_vocab(
+      "duration", counts["duration"], config.min_count
+    )
   arrays = {}
   for split in dataset_lib.SPLITS:
     pitch_ids, duration_ids, lengths, sources, shifts = [], [], [], [], []
@@ -112,7 +126,7 @@ def _cache_is_fresh(out_dir: str, manifest: dict) -> bool:
     return False
   return all(
     cached.get(k) == manifest[k]
-    for k in ("format_version", "config", "midi_dir", "digest")
+    for k in ("format_version", "config", "midi_dir", "digest", "vocab_digest")
   ) and (cached.get("roundtrip_checked") or not manifest["roundtrip_checked"])
 
 
@@ -125,6 +139,7 @@ def build_dataset(
   check_roundtrip: bool = False,
   force: bool = False,
   progress: bool = True,
+  vocabs: tuple[tokens.Vocab, tokens.Vocab] | None = None,
 ) -> dataset_lib.Dataset:
   """Builds the dataset of a MIDI folder into `out_dir`, or loads its cache.
 
@@ -137,6 +152,9 @@ def build_dataset(
       events -> MIDI -> events; the result goes into the report.
     force: rebuild even when the cache is fresh.
     progress: show a progress bar on stderr.
+    vocabs: (pitch, duration) vocabularies to tokenize with instead of
+      building them (fine-tuning: the base run's); tokens outside them
+      become unk, counted in the report.
 
   Returns:
     The dataset.
@@ -162,6 +180,7 @@ def build_dataset(
     "midi_dir": midi_dir,
     "digest": _listing_digest(listing),
     "roundtrip_checked": check_roundtrip,
+    "vocab_digest": _vocab_digest(vocabs),
   }
   if not force and _cache_is_fresh(out_dir, manifest):
     return dataset_lib.load_dataset(out_dir)
@@ -171,7 +190,7 @@ def build_dataset(
   records = tokenize.tokenize_files(
     midi_dir, relpaths, config, check_roundtrip, workers, progress
   )
-  arrays, pitch_vocab, duration_vocab = _assemble(records, config)
+  arrays, pitch_vocab, duration_vocab = _assemble(records, config, vocabs)
   report = build_report.make_report(
     records,
     arrays,
@@ -233,7 +252,10 @@ def export_jsonl(dataset: dataset_lib.Dataset, path: str | os.PathLike) -> None:
 
 
 def prepare_dataset(
-  data_config: Mapping[str, Any], *, progress: bool = True
+  data_config: Mapping[str, Any],
+  *,
+  progress: bool = True,
+  vocabs: tuple[tokens.Vocab, tokens.Vocab] | None = None,
 ) -> dataset_lib.Dataset:
   """The dataset of a config's `data` group, built or loaded from its cache.
 
@@ -252,6 +274,7 @@ def prepare_dataset(
     dataset_dir,
     dataset_lib.CorpusConfig.from_config(data_config),
     progress=progress,
+    vocabs=vocabs,
   )
 
 

@@ -246,3 +246,24 @@ def iter_export(path: str | os.PathLike) -> Iterable[dict]:
   with open(path) as f:
     for line in f:
       yield json.loads(line)
+
+
+def check_unknown_share(dataset: Dataset, max_share: float) -> None:
+  """Refuses a dataset tokenized with another run's vocabularies when too
+  many of its events fall outside them (they would all be unk).
+
+  Raises:
+    CorpusError: names the stream, the share, its most common unseen
+      tokens and how to proceed.
+  """
+  for stream, unknown in dataset.report.get("unknown_tokens", {}).items():
+    if unknown["share"] > max_share:
+      common = ", ".join(
+        f"{token} ({count})" for token, count in unknown["most_common"].items()
+      )
+      raise errors.CorpusError(
+        f"{100 * unknown['share']:.1f}% of the corpus's {stream} events are "
+        f"tokens the base run never saw (most common: {common}), above "
+        f"config.data.max_unk_share={max_share}: raise it to train with "
+        "them as unk, or train from scratch"
+      )

@@ -21,6 +21,7 @@ def make_report(
   seconds: float,
   check_roundtrip: bool,
 ) -> dict:
+  """The report.json of a build (see `format_report` for its lines)."""
   kept = [r for r in records if "drop" not in r]
   dropped = [r for r in records if "drop" in r]
   split_report = {}
@@ -55,6 +56,7 @@ def make_report(
   total_events = sum(duration_counts.values()) or 1
   common = ("0.25", "0.5", "0.75", "1.0", "1.5", "2.0", "3.0", "4.0")
   report = {
+    "unknown_tokens": unknown_tokens(kept, pitch_vocab, duration_vocab),
     "midi_dir": midi_dir,
     "files": len(records),
     "songs": len(kept),
@@ -94,6 +96,28 @@ def make_report(
   return report
 
 
+def unknown_tokens(
+  kept: Sequence[dict], pitch_vocab: tokens.Vocab, duration_vocab: tokens.Vocab
+) -> dict[str, Any]:
+  """Per stream: the share of events (every split, original songs) whose
+  token is not in the vocabulary, and the most common such tokens."""
+  out = {}
+  for stream, vocab, index in (
+    ("pitch", pitch_vocab, 0),
+    ("duration", duration_vocab, 1),
+  ):
+    seen = collections.Counter()
+    for record in kept:
+      seen.update(record["copies"][0][1][index])
+    total = sum(seen.values())
+    unseen = {t: c for t, c in seen.items() if t not in vocab}
+    out[stream] = {
+      "share": sum(unseen.values()) / total if total else 0.0,
+      "most_common": dict(collections.Counter(unseen).most_common(8)),
+    }
+  return out
+
+
 def format_report(report: Mapping[str, Any], limit: int = 10) -> str:
   """The build report as a few human-readable lines."""
   lines = [
@@ -126,6 +150,15 @@ def format_report(report: Mapping[str, Any], limit: int = 10) -> str:
     f"duration; vocab (with 4 reserved): {report['vocab']['pitch']} pitch, "
     f"{report['vocab']['duration']} duration"
   )
+  for stream, unknown in report.get("unknown_tokens", {}).items():
+    if unknown["share"]:
+      common = ", ".join(
+        f"{t} ({c})" for t, c in unknown["most_common"].items()
+      )
+      lines.append(
+        f"{stream} tokens outside the vocabulary: "
+        f"{100 * unknown['share']:.2f}% of events ({common})"
+      )
   lines.append(
     "durations 0.25..4 (8 common values) cover "
     f"{100 * report['common_durations_share']:.2f}% of events"

@@ -86,7 +86,14 @@ def model_distributions(
 
 def load_dataset_of(run: generate.Run) -> dataset_lib.Dataset:
   """The run's dataset (built if needed), checked against its vocabularies."""
-  dataset = build.prepare_dataset(run.config.data, progress=False)
+  # A fine-tuned run's corpus is tokenized with its base run's vocabularies,
+  # which are the run's own.
+  fixed = bool(run.config.data.get("vocab_from"))
+  dataset = build.prepare_dataset(
+    run.config.data,
+    progress=False,
+    vocabs=(run.pitch_vocab, run.duration_vocab) if fixed else None,
+  )
   if (dataset.pitch_vocab.tokens, dataset.duration_vocab.tokens) != (
     run.pitch_vocab.tokens,
     run.duration_vocab.tokens,

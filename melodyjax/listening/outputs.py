@@ -48,10 +48,11 @@ def sidecar(
   events: Sequence[Event],
   *,
   step: int,
-  workdir: str,
+  workdir: str | None,
   request: generate.Request,
   rendering: Rendering,
   sampled_during_training: bool = False,
+  model_path: str | None = None,
 ) -> dict:
   """The sidecar record of melody `index` of a request."""
   pitch, duration = tokens.event_tokens(events)
@@ -59,6 +60,7 @@ def sidecar(
     "index": index,
     "step": step,
     "workdir": workdir,
+    **({"model": model_path} if model_path else {}),
     **request.to_json(),
     "sampled_during_training": sampled_during_training,
     "tempo_bpm": rendering.tempo_bpm,
@@ -76,10 +78,11 @@ def write_outputs(
   output_dir: str,
   *,
   step: int,
-  workdir: str,
+  workdir: str | None,
   request: generate.Request,
   rendering: Rendering = Rendering(),
   sampled_during_training: bool = False,
+  model_path: str | None = None,
 ) -> list[str]:
   """Writes sample_<step>_<i>.mid, a .json sidecar, a .png piano roll and a
   .wav preview (`audio.synthesize`, at the MIDI file's tempo).
@@ -122,6 +125,7 @@ def write_outputs(
         request=request,
         rendering=rendering,
         sampled_during_training=sampled_during_training,
+        model_path=model_path,
       ),
     )
     if rendering.piano_roll:

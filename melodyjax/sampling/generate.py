@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,9 +24,7 @@ from melodyjax.model import model as model_lib
 from melodyjax.music import midi_io, tokens, tonality
 from melodyjax.music.events import Event
 from melodyjax.sampling import sampler
-from melodyjax.training import checkpoints
-from melodyjax.training import metrics as metrics_lib
-from melodyjax.training import workdir as workdir_lib
+from melodyjax.training import runs
 
 MODES = ("scan", "window")
 
@@ -91,28 +88,17 @@ class Request:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """A restored run: what generation needs, read from the workdir alone."""
+  """A restored run: what generation needs, read from a workdir alone or
+  from a model file (then `workdir` is None and `model_path` its path)."""
 
-  workdir: str
+  workdir: str | None
   config: ml_collections.ConfigDict
   model: model_lib.MelodyModel
   params: Any
   step: int
   pitch_vocab: tokens.Vocab
   duration_vocab: tokens.Vocab
-
-
-def _choose_step(workdir: str, steps: Sequence[int], step: str | int) -> int:
-  if step == "latest":
-    return steps[-1]
-  if step == "best":
-    return metrics_lib.best_step(workdir, steps)
-  try:
-    return int(step)
-  except ValueError:
-    raise errors.GenerateError(
-      f"--step must be 'latest', 'best' or a number, got {step!r}"
-    ) from None
+  model_path: str | None = None
 
 
 def load_run(workdir: str, step: str | int = "latest") -> Run:
@@ -125,40 +111,28 @@ def load_run(workdir: str, step: str | int = "latest") -> Run:
   Raises:
     GenerateError, CheckpointError: with a one-line reason.
   """
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  if not os.path.isdir(workdir):
-    raise errors.GenerateError(f"workdir not found: {workdir}")
-  config = workdir_lib.read_config(workdir)
-  pitch_vocab, duration_vocab = workdir_lib.read_vocabs(workdir)
-  model = model_lib.MelodyModel(
-    model_lib.get_model_config(
-      config.model, len(pitch_vocab), len(duration_vocab)
-    )
-  )
-  checkpoint_dir = workdir_lib.path(workdir, workdir_lib.CHECKPOINT_DIR)
-  if not os.path.isdir(checkpoint_dir):
-    raise errors.GenerateError(
-      f"no checkpoints in {workdir}: train first (train_main.py "
-      f"--workdir={workdir}) until a checkpoint is saved"
-    )
-  manager = checkpoints.create_manager(
-    workdir, max_to_keep=1, keep_best=0, enable_async=False, read_only=True
-  )
-  try:
-    steps = sorted(manager.all_steps())
-    if not steps:
-      raise errors.GenerateError(
-        f"no checkpoints in {checkpoint_dir}: train first until a "
-        "checkpoint is saved"
-      )
-    chosen = _choose_step(workdir, steps, step)
-    params = checkpoints.restore_params(
-      manager, chosen, model_lib.abstract_params(model)
-    )
-  finally:
-    manager.close()
+  return _run_of(runs.from_workdir(workdir, step))
+
+
+def load_model_file(path: str) -> Run:
+  """A run from a model file (`melodyjax-export`); no workdir needed.
+
+  Raises:
+    CheckpointError: a missing, damaged or foreign file.
+  """
+  return _run_of(runs.from_model_file(path))
+
+
+def _run_of(snapshot: runs.Snapshot) -> Run:
   return Run(
-    workdir, config, model, params, chosen, pitch_vocab, duration_vocab
+    snapshot.workdir,
+    snapshot.config,
+    snapshot.model,
+    snapshot.params,
+    snapshot.step,
+    snapshot.pitch_vocab,
+    snapshot.duration_vocab,
+    model_path=snapshot.model_path,
   )
 
 

@@ -30,7 +30,7 @@ from melodyjax.data import build
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import windows as windows_lib
 from melodyjax.model import model as model_lib
-from melodyjax.training import checkpoints, parallel
+from melodyjax.training import checkpoints, parallel, runs
 from melodyjax.training import metrics as metrics_lib
 from melodyjax.training import state as state_lib
 from melodyjax.training import steps as steps_lib
@@ -75,40 +75,71 @@ def train_and_evaluate(
     config: a training config (`configs/default.py` and its variants).
     workdir: the run's folder; created, or resumed from its checkpoints.
     hooks: periodic actions after the built-in ones (process 0 only).
-    announce: called once with the launch description (processes,
-      devices, batch split, dtype), after the config is checked.
+    announce: called with lines for the console: the launch description
+      (processes, devices, batch split, dtype) once the config is checked,
+      then where training starts from (resuming from step N, fine-tuning
+      from a base run); default: the log.
 
   Raises:
     MelodyjaxError: a user-facing problem (config, corpus, workdir, a
       non-finite loss), with a one-line message.
   """
   config_checks.check_config(config, jax.device_count())
-  if announce is not None:
-    dtype = model_lib.get_model_config(config.model, 1, 1).compute_dtype
-    announce(
-      parallel.describe_launch(
-        config.train.batch_size, jnp.dtype(dtype).name, config.train.parallel
-      )
+  if config.init_from and not config.data.vocab_from:
+    config.data.vocab_from = config.init_from  # recorded in config.json
+  announce = announce or (lambda line: logging.info("%s", line))
+  dtype = model_lib.get_model_config(config.model, 1, 1).compute_dtype
+  announce(
+    parallel.describe_launch(
+      config.train.batch_size, jnp.dtype(dtype).name, config.train.parallel
     )
+  )
   if jax.process_index() != 0:
-    return _train(config, workdir, hooks)
+    return _train(config, workdir, hooks, announce)
   workdir = workdir_lib.prepare_workdir(workdir)
   with workdir_lib.lock_workdir(workdir):
     workdir_lib.check_resumable(workdir, config)
-    return _train(config, workdir, hooks)
+    return _train(config, workdir, hooks, announce)
 
 
-def load_dataset(config: ml_collections.ConfigDict) -> dataset_lib.Dataset:
-  """Builds (process 0 first) or loads the dataset of `config.data`."""
+def load_dataset(
+  config: ml_collections.ConfigDict, vocabs=None
+) -> dataset_lib.Dataset:
+  """Builds (process 0 first) or loads the dataset of `config.data`,
+  tokenized with `vocabs` (pitch, duration) when given."""
   data = config.data
   if jax.process_count() == 1:
-    return build.prepare_dataset(data)
+    return build.prepare_dataset(data, vocabs=vocabs)
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
 
   if jax.process_index() == 0:
-    build.prepare_dataset(data, progress=False)
+    build.prepare_dataset(data, progress=False, vocabs=vocabs)
   multihost_utils.sync_global_devices("dataset built")
-  return build.prepare_dataset(data, progress=False)
+  return build.prepare_dataset(data, progress=False, vocabs=vocabs)
+
+
+def _base_run(config: ml_collections.ConfigDict) -> runs.Snapshot | None:
+  """The run `config.init_from` names (its model must be this config's)."""
+  if not config.init_from:
+    return None
+  base = runs.load(os.path.expanduser(config.init_from))
+  workdir_lib.check_same_model(
+    base.config.model.to_dict(),
+    config,
+    f"config.init_from={config.init_from} has another model",
+    "fine-tuning keeps the base run's model",
+  )
+  return base
+
+
+def _vocabs(config, base: runs.Snapshot | None):
+  """The fixed vocabularies of `config.data.vocab_from`, or None."""
+  source = config.data.vocab_from
+  if not source:
+    return None
+  if base is None or source != config.init_from:
+    base = runs.load(os.path.expanduser(source))
+  return base.pitch_vocab, base.duration_vocab
 
 
 @dataclasses.dataclass
@@ -125,10 +156,14 @@ class _Setup:
   valid_windows: windows_lib.Windows
 
 
-def _setup(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
+def _setup(config: ml_collections.ConfigDict, workdir: str, announce) -> _Setup:
   train = config.train
   is_main = jax.process_index() == 0
-  dataset = load_dataset(config)
+  base = _base_run(config)
+  vocabs = _vocabs(config, base)
+  dataset = load_dataset(config, vocabs)
+  if vocabs is not None:
+    dataset_lib.check_unknown_share(dataset, config.data.max_unk_share)
   dataset_lib.check_trainable(dataset, train.seq_len)
   os.makedirs(workdir, exist_ok=True)
   workdir_lib.check_vocabs(workdir, dataset.pitch_vocab, dataset.duration_vocab)
@@ -153,7 +188,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
     keep_best=config.checkpoint.keep_best,
     enable_async=config.checkpoint.async_save,
   )
-  state = _init_or_restore(config, workdir, model, tx, runner, manager)
+  state = _init_or_restore(config, model, tx, runner, manager, base, announce)
   batches = windows_lib.BatchIterator(
     windows_lib.make_windows(dataset.train, train.seq_len, train.objective),
     train.batch_size,
@@ -175,8 +210,9 @@ def _setup(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
   )
 
 
-def _init_or_restore(config, workdir, model, tx, runner, manager):
-  """A fresh train state, or the latest readable checkpoint's."""
+def _init_or_restore(config, model, tx, runner, manager, base, announce):
+  """The latest readable checkpoint's train state, else a fresh one (from
+  the base run's parameters when fine-tuning)."""
   init_key, _ = jax.random.split(jax.random.key(config.seed))
   create = functools.partial(
     state_lib.create_train_state,
@@ -186,13 +222,19 @@ def _init_or_restore(config, workdir, model, tx, runner, manager):
   )
   replicated = parallel.replicated_sharding(runner.mesh)
   if checkpoints.latest_step(manager) is None:
-    return jax.jit(create, out_shardings=replicated)(init_key)
+    state = jax.jit(create, out_shardings=replicated)(init_key)
+    if base is None:
+      return state
+    announce(f"fine-tuning from {base.describe()}")
+    params = jax.device_put(base.params, replicated)
+    return state.replace(params=params, opt_state=tx.init(params))
   abstract = jax.tree.map(
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
     jax.eval_shape(create, init_key),
   )
   state, data_state, step = checkpoints.restore_latest(manager, abstract)
-  logging.info("Resumed from %s at step %d", workdir, step)
+  announce(f"resuming from step {step}")
+  workdir = os.path.dirname(os.fspath(manager.directory))
   workdir_lib.check_same_data(
     workdir, data_state["seed"], data_state["batch_size"], config
   )
@@ -308,10 +350,12 @@ def _evaluate_and_save(setup: _Setup, step: int, save: bool, state) -> dict:
   return metrics
 
 
-def _train(config, workdir, hooks: Sequence[Hook]) -> dict[str, float]:
+def _train(
+  config, workdir, hooks: Sequence[Hook], announce
+) -> dict[str, float]:
   workdir = os.path.abspath(os.path.expanduser(workdir))
   train = config.train
-  setup = _setup(config, workdir)
+  setup = _setup(config, workdir, announce)
   info, state = setup.info, setup.state
   _, dropout_key = jax.random.split(jax.random.key(config.seed))
   step = setup.batches.step

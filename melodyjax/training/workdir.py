@@ -174,17 +174,17 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     raise errors.CheckpointError(
       f"{config_path}: not valid JSON ({e})"
     ) from None
-  config = ml_collections.ConfigDict(_tuples(data))
+  config = ml_collections.ConfigDict(tuples(data))
   config.lock()
   return config
 
 
-def _tuples(value):
+def tuples(value):
   """JSON lists back to tuples, as configs write them."""
   if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
+    return {k: tuples(v) for k, v in value.items()}
   if isinstance(value, list):
-    return tuple(_tuples(v) for v in value)
+    return tuple(tuples(v) for v in value)
   return value
 
 
@@ -277,15 +277,35 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   check_same_data(
     workdir, old.get("seed"), old.get("train", {}).get("batch_size"), config
   )
-  old_model: Mapping[str, Any] = old.get("model", {})
+  check_same_model(
+    old.get("model", {}),
+    config,
+    f"workdir {workdir} holds checkpoints of another model",
+    "use a new workdir or the old value",
+  )
+
+
+def check_same_model(
+  old_model: Mapping[str, Any],
+  config: ml_collections.ConfigDict,
+  problem: str,
+  remedy: str,
+) -> None:
+  """Refuses a config whose model sizes differ from `old_model`'s.
+
+  Raises:
+    ConfigError: `problem: config.model.FIELD was X there and is Y now;
+      remedy`.
+  """
   for field in MODEL_FIELDS:
     before = old_model.get(field)
     now = config.model[field]
+    if isinstance(before, tuple | list):
+      before = list(before)
     if isinstance(now, tuple | list):
       now = list(now)
     if before != now:
       raise errors.ConfigError(
-        f"workdir {workdir} holds checkpoints of another model: "
-        f"config.model.{field} was {before!r} there and is {now!r} now; "
-        "use a new workdir or the old value"
+        f"{problem}: config.model.{field} was {before!r} there and is "
+        f"{now!r} now; {remedy}"
       )

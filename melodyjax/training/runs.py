@@ -1,0 +1,147 @@
+"""A run's parameters at one step, read back: from a workdir or a model file.
+
+Sampling (`sampling.generate`) and fine-tuning (`config.init_from`) read
+runs through here: the config, both vocabularies and the parameters only
+(restored into the shapes of `eval_shape(model.init)`, no optimizer).
+A source is a workdir, `WORKDIR:STEP` (a step number, 'latest' or 'best'),
+or a `.mjx` model file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from melodyjax import errors
+from melodyjax.model import model as model_lib
+from melodyjax.music import tokens
+from melodyjax.training import checkpoints, model_file
+from melodyjax.training import metrics as metrics_lib
+from melodyjax.training import workdir as workdir_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+  """A run at one step: what generation or fine-tuning needs of it.
+
+  Attributes:
+    workdir: the run's folder, or None for a model file.
+    model_path: the model file, or None for a workdir.
+    config, pitch_vocab, duration_vocab: the run's.
+    model: the MelodyModel of its config and vocabularies.
+    params: the parameters at `step`.
+    step: the checkpoint's optimizer step.
+  """
+
+  workdir: str | None
+  model_path: str | None
+  config: ml_collections.ConfigDict
+  pitch_vocab: tokens.Vocab
+  duration_vocab: tokens.Vocab
+  model: model_lib.MelodyModel
+  params: Any
+  step: int
+
+  def describe(self) -> str:
+    return f"{self.workdir or self.model_path} at step {self.step}"
+
+
+def create_model(config, pitch_vocab, duration_vocab) -> model_lib.MelodyModel:
+  return model_lib.MelodyModel(
+    model_lib.get_model_config(
+      config.model, len(pitch_vocab), len(duration_vocab)
+    )
+  )
+
+
+def _choose_step(workdir: str, steps: Sequence[int], step: str | int) -> int:
+  if step == "latest":
+    return steps[-1]
+  if step == "best":
+    return metrics_lib.best_step(workdir, steps)
+  try:
+    return int(step)
+  except ValueError:
+    raise errors.GenerateError(
+      f"--step must be 'latest', 'best' or a number, got {step!r}"
+    ) from None
+
+
+def from_workdir(workdir: str, step: str | int = "latest") -> Snapshot:
+  """The parameters of a workdir's checkpoint at `step`.
+
+  Raises:
+    GenerateError, CheckpointError: with a one-line reason.
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  if not os.path.isdir(workdir):
+    raise errors.GenerateError(f"workdir not found: {workdir}")
+  config = workdir_lib.read_config(workdir)
+  pitch_vocab, duration_vocab = workdir_lib.read_vocabs(workdir)
+  model = create_model(config, pitch_vocab, duration_vocab)
+  checkpoint_dir = workdir_lib.path(workdir, workdir_lib.CHECKPOINT_DIR)
+  if not os.path.isdir(checkpoint_dir):
+    raise errors.GenerateError(
+      f"no checkpoints in {workdir}: train first (train_main.py "
+      f"--workdir={workdir}) until a checkpoint is saved"
+    )
+  manager = checkpoints.create_manager(
+    workdir, max_to_keep=1, keep_best=0, enable_async=False, read_only=True
+  )
+  try:
+    steps = sorted(manager.all_steps())
+    if not steps:
+      raise errors.GenerateError(
+        f"no checkpoints in {checkpoint_dir}: train first until a "
+        "checkpoint is saved"
+      )
+    chosen = _choose_step(workdir, steps, step)
+    params = checkpoints.restore_params(
+      manager, chosen, model_lib.abstract_params(model)
+    )
+  finally:
+    manager.close()
+  return Snapshot(
+    workdir, None, config, pitch_vocab, duration_vocab, model, params, chosen
+  )
+
+
+def from_model_file(path: str) -> Snapshot:
+  """The parameters of a model file (`melodyjax-export`).
+
+  Raises:
+    CheckpointError: a missing, damaged or foreign file.
+  """
+  loaded = model_file.read(path)
+  model = create_model(loaded.config, loaded.pitch_vocab, loaded.duration_vocab)
+  shapes = jax.tree.map(np.shape, model_lib.abstract_params(model))
+  if shapes != jax.tree.map(np.shape, loaded.params):
+    raise errors.CheckpointError(
+      f"{path}: its parameters do not fit its own config (damaged)"
+    )
+  return Snapshot(
+    None,
+    os.path.abspath(os.path.expanduser(path)),
+    loaded.config,
+    loaded.pitch_vocab,
+    loaded.duration_vocab,
+    model,
+    loaded.params,
+    loaded.step,
+  )
+
+
+def load(source: str, default_step: str = "best") -> Snapshot:
+  """A `.mjx` file, a workdir, or `WORKDIR:STEP`."""
+  if source.endswith(model_file.SUFFIX):
+    return from_model_file(source)
+  workdir, sep, step = source.rpartition(":")
+  if sep and (step.isdigit() or step in ("latest", "best")):
+    return from_workdir(workdir, step)
+  return from_workdir(source, default_step)
