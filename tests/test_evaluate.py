@@ -1,5 +1,6 @@
 """Held-out scoring arithmetic and the evaluation report on a tiny run."""
 
+import json
 import os
 import wave
 
@@ -86,6 +87,18 @@ def test_report_on_a_tiny_run(workdir, tmp_path):
   assert set(result["statistics"]) >= {"pitch_class", "interval", "duration"}
   assert 0 <= result["statistics"]["pitch_class"]["overlap"] <= 1
   assert result["ngram"]["num_targets"] == result["model"]["num_targets"]
+  # Every baseline under its own key, scored on the same targets; the best
+  # is the lowest on validation.
+  saved = json.loads((tmp_path / "evaluation.json").read_text())
+  assert set(saved["baselines"]) == {"ngram", "short_term", "idyom"}
+  for scores in saved["baselines"].values():
+    assert scores["num_targets"] == result["model"]["num_targets"]
+    assert scores["bits_per_note"] == pytest.approx(
+      scores["bits_per_note_pitch"] + scores["bits_per_note_duration"]
+    )
+  valid = saved["baseline_settings"]["valid_bits_per_note"]
+  assert saved["best_baseline"] == min(valid, key=valid.get)
+  assert f"model - {saved['best_baseline']}" in report
   mids = sorted(os.listdir(tmp_path / "report_samples"))
   assert any(name.endswith(".mid") for name in mids)
 

@@ -231,7 +231,10 @@ def _check_ids(ids: np.ndarray, vocab_size: int, allow_bos: bool) -> None:
 
 
 def song_windows(
-  sequences: Sequence[np.ndarray], order: int, vocab_size: int
+  sequences: Sequence[np.ndarray],
+  order: int,
+  vocab_size: int,
+  end_with_eos: bool = True,
 ) -> np.ndarray:
   """Every predicted token of the songs with the order - 1 tokens before it.
 
@@ -252,7 +255,7 @@ def song_windows(
     seq = np.asarray(seq, np.int64).reshape(-1)
     _check_ids(seq, vocab_size, allow_bos=False)
     framed = np.concatenate(
-      [np.full(pad, tokens.BOS_ID), seq, [tokens.EOS_ID]]
+      [np.full(pad, tokens.BOS_ID), seq, [tokens.EOS_ID][:end_with_eos]]
     ).astype(np.int64)
     parts.append(framed)
     targets.append(np.arange(start + pad, start + len(framed)))
@@ -284,6 +287,7 @@ def fit(
   vocab_size: int,
   order: int,
   discounting: str = "modified",
+  end_with_eos: bool = True,
 ) -> KneserNey:
   """Fits an interpolated Kneser-Ney model (see the module docstring).
 
@@ -295,6 +299,8 @@ def fit(
     vocab_size: the stream's vocabulary size, reserved ids included.
     order: n, 1 (unigram) to whatever keeps vocab_size ** order < 2**63.
     discounting: 'modified' (three discounts per order) or 'plain' (one).
+    end_with_eos: count each song's eos (False: the songs are unfinished
+      prefixes, as for a short-term model).
 
   Returns:
     The fitted model.
@@ -309,7 +315,7 @@ def fit(
     raise ValueError(
       f"vocab_size ** order = {vocab_size}**{order} overflows int64 keys"
     )
-  windows = song_windows(sequences, order, vocab_size)
+  windows = song_windows(sequences, order, vocab_size, end_with_eos)
   if not len(windows):
     raise ValueError("no training songs")
   v = vocab_size

@@ -20,7 +20,7 @@ import numpy as np
 
 from melodyjax import files
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.evaluation import ngram, predict, scoring, stats
+from melodyjax.evaluation import baselines, predict, scoring, stats
 from melodyjax.listening import audio, outputs, page, plots
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
@@ -69,8 +69,8 @@ def evaluate_run(
   model_scores = scoring.score_distributions(
     predict.model_distributions(run, dataset.test)
   )
-  fitted = ngram.fit_streams(dataset, max_order=max_order)
-  ngram_scores = ngram.evaluate_streams(dataset, fitted, "test")
+  fitted = baselines.fit(dataset, max_order=max_order)
+  baseline_scores = baselines.score(dataset, fitted, "test")
   log(f"generating {num_samples} melodies of up to {num_notes} notes")
   request = generate.Request(
     num_outputs=num_samples,
@@ -83,8 +83,17 @@ def evaluate_run(
   result = {
     "step": run.step,
     "model": model_scores,
-    "ngram": ngram_scores,
-    "orders": {s: fitted[s]["order"] for s in tokens.STREAMS},
+    "baselines": baseline_scores,
+    "best_baseline": fitted.best,
+    "ngram": baseline_scores["ngram"],
+    "orders": {s: fitted.ngram[s]["order"] for s in tokens.STREAMS},
+    "baseline_settings": {
+      "short_term_order": dict(fitted.short_term_order),
+      "idyom_bias": dict(fitted.bias),
+      "valid_bits_per_note": {
+        name: scores["bits_per_note"] for name, scores in fitted.valid.items()
+      },
+    },
     "statistics": comparison["statistics"],
     "reference_statistics": comparison["reference_statistics"],
     "copying": comparison["copying"],
@@ -167,11 +176,18 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
 
 
 def _markdown(run, request, result, comparison, figures, output_dir) -> str:
-  model, baseline = result["model"], result["ngram"]
+  model, best = result["model"], result["best_baseline"]
+  scores = result["baselines"]
   rows = [
-    (label, model[key], baseline[key], model[key] - baseline[key])
+    (
+      label,
+      model[key],
+      *(scores[name][key] for name in baselines.NAMES),
+      model[key] - scores[best][key],
+    )
     for key, label in SCORE_ROWS
   ]
+  settings = result["baseline_settings"]
   reference = result["reference_statistics"]
   stat_rows = [
     (
@@ -190,12 +206,19 @@ def _markdown(run, request, result, comparison, figures, output_dir) -> str:
     f"# Evaluation of {run.workdir} at step {run.step}",
     "",
     f"Test split: {model['num_targets']} targets (every event and eos "
-    "of every test song, each predicted from its start). Baseline: "
-    "interpolated modified Kneser-Ney per stream, orders "
-    f"{result['orders']['pitch']} (pitch) and {result['orders']['duration']} "
-    "(duration) chosen on validation.",
+    "of every test song, each predicted from its start). Baselines, each "
+    "per stream with its settings chosen on validation: `ngram`, "
+    "interpolated modified Kneser-Ney fitted on the training songs (orders "
+    f"{result['orders']['pitch']} pitch, {result['orders']['duration']} "
+    "duration); `short_term`, PPM-C fitted on the song being predicted as "
+    f"it goes (orders {settings['short_term_order']['pitch']} and "
+    f"{settings['short_term_order']['duration']}); `idyom`, IDyOM's "
+    "entropy-weighted combination of the two (bias "
+    f"{settings['idyom_bias']['pitch']} and "
+    f"{settings['idyom_bias']['duration']}). The baseline is the best on "
+    f"validation: `{best}`.",
     "",
-    _table(rows, ("metric", "model", "n-gram", "model - n-gram")),
+    _table(rows, ("metric", "model", *baselines.NAMES, f"model - {best}")),
     "",
     f"## Samples: {request.num_outputs} melodies (temperature {temperature}, "
     f"seed {request.seed}) against the {comparison['num_train_songs']} "

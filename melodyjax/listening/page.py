@@ -82,15 +82,26 @@ def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
     with open(path) as f:
       evaluation = json.load(f)
   if evaluation:
-    model, ngram = evaluation["model"], evaluation["ngram"]
+    model = evaluation["model"]
+    # Evaluations before the short-term baselines have only the n-gram.
+    scores = evaluation.get("baselines", {"ngram": evaluation["ngram"]})
+    best = evaluation.get("best_baseline", "ngram")
     parts.append(
       f"<p>Test split at step {evaluation['step']} "
       f"({int(model['num_targets']):,} targets): bits per note of the model "
-      "against an interpolated Kneser-Ney n-gram fitted on the same training "
-      'songs (<a href="report.md">report.md</a> has the details).</p>'
+      "against the baselines: an interpolated Kneser-Ney n-gram fitted on "
+      "the same training songs, a short-term model fitted on each song as "
+      "it goes, and IDyOM's combination of the two; the best on validation "
+      f"is <b>{html.escape(best)}</b> "
+      '(<a href="report.md">report.md</a> has the details).</p>'
     )
     rows = [
-      (label, model[key], ngram[key], model[key] - ngram[key])
+      (
+        label,
+        model[key],
+        *(s[key] for s in scores.values()),
+        model[key] - scores[best][key],
+      )
       for key, label in (
         ("bits_per_note", "bits per note"),
         ("bits_per_note_pitch", "pitch"),
@@ -98,7 +109,7 @@ def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
         ("top1", "top-1 accuracy (both)"),
       )
     ]
-    parts.append(_table(("", "model", "n-gram", "model - n-gram"), rows))
+    parts.append(_table(("", "model", *scores, f"model - {best}"), rows))
     rows = [
       (name, scores["overlap"], scores["kl"])
       for name, scores in evaluation["statistics"].items()

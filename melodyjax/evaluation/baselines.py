@@ -1,0 +1,123 @@
+"""Every baseline of the report, fitted and scored like the model. No JAX.
+
+  ngram       long-term: interpolated modified Kneser-Ney per stream,
+              fitted on the training split (`ngram`)
+  short_term  short-term: PPM-C on the song being predicted (`idyom`)
+  idyom       IDyOM's combination of the two, per stream
+
+Each model's order (and the combination's bias) is chosen on the
+validation split, per stream; "the baseline" of a claim is the one with
+the lowest bits per note (both streams) on validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.evaluation import idyom, ngram, scoring
+from melodyjax.music import tokens
+
+NAMES = ("ngram", "short_term", "idyom")
+SHORT_TERM_ORDERS = (1, 2, 3, 4, 5, 6)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+  """The baselines of one dataset, their settings chosen on validation.
+
+  Attributes:
+    ngram: `ngram.fit_streams`'s result (long-term model per stream).
+    short_term_order: {stream: the short-term model's order}.
+    bias: {stream: the combination's bias}.
+    valid: {baseline name: validation scores}.
+    best: the name of the baseline with the lowest validation bits per note.
+    seconds: fitting and selection time.
+  """
+
+  ngram: Mapping[str, Any]
+  short_term_order: Mapping[str, int]
+  bias: Mapping[str, float]
+  valid: Mapping[str, Mapping[str, float]]
+  best: str
+  seconds: float
+
+
+def _distributions(dataset, fitted_ngram, stream, split, order, vocab_size):
+  """(long-term, short-term) distributions and targets of a split."""
+  songs = ngram.split_songs(dataset.splits[split], stream)
+  long_term, targets = fitted_ngram[stream]["model"].distributions(songs)
+  short = idyom.short_term_distributions(songs, vocab_size, order)
+  return long_term, short, targets
+
+
+def _vocab_size(dataset: dataset_lib.Dataset, stream: str) -> int:
+  vocab = dataset.pitch_vocab if stream == "pitch" else dataset.duration_vocab
+  return len(vocab)
+
+
+def _bits(probs: np.ndarray, targets: np.ndarray) -> float:
+  p = probs[np.arange(len(targets)), targets]
+  return float(-np.mean(np.log2(np.maximum(p, 1e-300))))
+
+
+def fit(dataset: dataset_lib.Dataset, max_order: int = 8) -> Fitted:
+  """Fits every baseline and chooses its settings on validation."""
+  start = time.perf_counter()
+  fitted_ngram = ngram.fit_streams(dataset, max_order=max_order)
+  orders, biases, valid = {}, {}, {name: {} for name in NAMES}
+  for stream in tokens.STREAMS:
+    vocab_size = _vocab_size(dataset, stream)
+    songs = ngram.split_songs(dataset.valid, stream)
+    long_term, targets = fitted_ngram[stream]["model"].distributions(songs)
+    short = {
+      order: idyom.short_term_distributions(songs, vocab_size, order)
+      for order in SHORT_TERM_ORDERS
+    }
+    orders[stream] = min(short, key=lambda o: (_bits(short[o], targets), o))
+    biases[stream], _ = idyom.choose_bias(
+      [long_term, short[orders[stream]]], targets
+    )
+    for name, probs in _models(
+      long_term, short[orders[stream]], biases[stream]
+    ):
+      valid[name][stream] = (probs, targets)
+  scores = {name: scoring.score_distributions(d) for name, d in valid.items()}
+  return Fitted(
+    fitted_ngram,
+    orders,
+    biases,
+    scores,
+    min(NAMES, key=lambda name: scores[name]["bits_per_note"]),
+    time.perf_counter() - start,
+  )
+
+
+def _models(long_term, short, bias):
+  yield "ngram", long_term
+  yield "short_term", short
+  yield "idyom", idyom.combine([long_term, short], bias)
+
+
+def score(
+  dataset: dataset_lib.Dataset, fitted: Fitted, split: str = "test"
+) -> dict[str, dict[str, float]]:
+  """{baseline: `scoring.score_distributions`} on `split`'s originals."""
+  per_model = {name: {} for name in NAMES}
+  for stream in tokens.STREAMS:
+    long_term, short, targets = _distributions(
+      dataset,
+      fitted.ngram,
+      stream,
+      split,
+      fitted.short_term_order[stream],
+      _vocab_size(dataset, stream),
+    )
+    for name, probs in _models(long_term, short, fitted.bias[stream]):
+      per_model[name][stream] = (probs, targets)
+  return {name: scoring.score_distributions(d) for name, d in per_model.items()}

@@ -1,0 +1,159 @@
+"""The strongest classical melody predictors: short-term models and IDyOM's
+combination of long- and short-term models (Pearce 2005). No JAX.
+
+A long-term model is fitted on the training corpus (`ngram.KneserNey`). A
+short-term model is fitted, as it goes, on the song being predicted: the
+distribution before event i of a song comes from that song's events before
+i alone, and it is reset for every song. Two short-term smoothings:
+
+- `kn`: interpolated Kneser-Ney (`ngram.fit`, plain discounting) refitted on
+  the song's prefix before every event.
+- `ppm`: PPM with escape method C and interpolated blending, as IDyOM uses:
+  for a context h seen N(h) times with T(h) distinct next tokens,
+  p(w | h) = (c(h w) + T(h) p(w | h')) / (N(h) + T(h)), h' being h without
+  its first token; unseen contexts back off fully; below order 1 the
+  uniform distribution over the predictable tokens.
+
+`combine` is IDyOM's entropy-weighted geometric combination of several
+models' distributions: p(w) is proportional to prod_m p_m(w) ** w_m with
+w_m = H_rel(p_m) ** -b, H_rel the entropy of p_m over that of the uniform
+distribution and b >= 0 the bias (0: equal weights), chosen on validation.
+Every model's distributions are scored by `scoring.score_distributions`,
+like the LSTM's.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+
+import numpy as np
+
+from melodyjax.evaluation import ngram
+from melodyjax.music import tokens
+
+SHORT_TERM = ("kn", "ppm")
+BIASES = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+_FLOOR = 1e-12
+
+
+def _uniform(vocab_size: int) -> np.ndarray:
+  p = np.zeros(vocab_size)
+  p[2:] = 1.0 / (vocab_size - 2)  # every id but pad and bos
+  return p
+
+
+def ppm_distributions(
+  song: np.ndarray, vocab_size: int, order: int
+) -> np.ndarray:
+  """PPM-C distributions before each event of `song` and its eos.
+
+  Args:
+    song: int [num_events] ids (no bos or eos).
+    vocab_size: the stream's vocabulary size, reserved ids included.
+    order: longest context (tokens) is order - 1; order >= 1.
+
+  Returns:
+    float64 [num_events + 1, vocab_size], each row from the song's own
+    earlier events only.
+  """
+  framed = list(np.asarray(song, np.int64)) + [tokens.EOS_ID]
+  counts: dict[tuple, collections.Counter] = collections.defaultdict(
+    collections.Counter
+  )
+  uniform = _uniform(vocab_size)
+  out = np.empty((len(framed), vocab_size))
+  history: list[int] = []
+  for i, target in enumerate(framed):
+    p = uniform
+    for n in range(0, order):  # context lengths 0..order-1, shortest first
+      if n > len(history):
+        break
+      context = tuple(history[len(history) - n :]) if n else ()
+      seen = counts.get(context)
+      if not seen:
+        continue
+      total, distinct = sum(seen.values()), len(seen)
+      mixed = distinct * p
+      for token, count in seen.items():
+        mixed[token] += count
+      p = mixed / (total + distinct)
+    out[i] = p
+    for n in range(0, order):
+      if n > len(history):
+        break
+      context = tuple(history[len(history) - n :]) if n else ()
+      counts[context][target] += 1
+    history.append(int(target))
+  return out
+
+
+def kn_distributions(
+  song: np.ndarray, vocab_size: int, order: int
+) -> np.ndarray:
+  """Short-term Kneser-Ney distributions before each event and the eos."""
+  framed = np.asarray(song, np.int64)
+  out = np.empty((len(framed) + 1, vocab_size))
+  out[0] = _uniform(vocab_size)
+  for i in range(1, len(framed) + 1):
+    model = ngram.fit([framed[:i]], vocab_size, order, "plain", False)
+    out[i] = model.prob_dist(framed[:i])
+  return out
+
+
+def short_term_distributions(
+  songs: Sequence[np.ndarray], vocab_size: int, order: int, kind: str = "ppm"
+) -> np.ndarray:
+  """The short-term model's distributions for every target of `songs`.
+
+  Targets are in the order of `ngram.KneserNey.distributions`: each song's
+  events then its eos, songs in order.
+  """
+  fn = {"kn": kn_distributions, "ppm": ppm_distributions}[kind]
+  rows = [fn(song, vocab_size, order) for song in songs]
+  return np.concatenate(rows) if rows else np.zeros((0, vocab_size))
+
+
+def relative_entropy(probs: np.ndarray) -> np.ndarray:
+  """Entropy of each row over that of the uniform distribution on the
+  predictable tokens, in (0, 1]."""
+  p = np.maximum(probs[:, 2:], _FLOOR)
+  h = -np.sum(p * np.log2(p), axis=1)
+  return np.maximum(h / np.log2(probs.shape[1] - 2), 1e-6)
+
+
+def combine(distributions: Sequence[np.ndarray], bias: float) -> np.ndarray:
+  """IDyOM's entropy-weighted geometric combination (see the module doc).
+
+  Args:
+    distributions: each float [targets, vocab], rows summing to 1.
+    bias: b >= 0; the larger, the more a confident model dominates.
+
+  Returns:
+    float64 [targets, vocab], rows summing to 1 (0 for pad and bos).
+  """
+  weights = [relative_entropy(p) ** -bias for p in distributions]
+  total = np.sum(weights, axis=0)
+  log_p = sum(
+    (w / total)[:, None] * np.log(np.maximum(p, _FLOOR))
+    for w, p in zip(weights, distributions, strict=True)
+  )
+  log_p[:, :2] = -np.inf
+  log_p -= np.max(log_p, axis=1, keepdims=True)
+  p = np.exp(log_p)
+  return p / p.sum(axis=1, keepdims=True)
+
+
+def choose_bias(
+  distributions: Sequence[np.ndarray],
+  targets: np.ndarray,
+  biases: Sequence[float] = BIASES,
+) -> tuple[float, dict[float, float]]:
+  """The bias with the lowest bits per target (validation), and all."""
+  bits = {}
+  for bias in biases:
+    p = combine(distributions, bias)
+    p_target = p[np.arange(len(targets)), targets]
+    bits[bias] = float(-np.mean(np.log2(np.maximum(p_target, _FLOOR))))
+  best = min(bits, key=lambda b: (bits[b], b))
+  return best, bits
