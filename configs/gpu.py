@@ -21,7 +21,7 @@ from configs import default
 def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
   config.model.dtype = "bfloat16"  # matmul inputs; params and sums stay f32
-  config.model.lstm_impl = "fused"  # the faster LSTM (BENCHMARKS.md)
+  config.model.lstm_impl = "auto"  # cuDNN on a GPU, else fused (TPU)
   config.train.batch_size = 1024  # global, split across devices and hosts
   config.train.num_train_steps = 2000
   config.train.learning_rate = 4e-3  # 2x the default for a 16x batch

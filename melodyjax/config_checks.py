@@ -16,7 +16,7 @@ from typing import Any
 
 from melodyjax import errors
 
-LSTM_IMPLS = ("fused", "scan")
+LSTM_IMPLS = ("auto", "scan", "fused", "kernel", "onednn", "cudnn")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DECAYS = ("cosine", "constant")
 OBJECTIVES = ("all", "last")

@@ -64,7 +64,7 @@ def test_accelerator_config_is_a_variant_of_default(name):
   assert set(config) == set(default.get_config())
   if name == "gpu":
     assert config.model.dtype == "bfloat16"
-    assert config.model.lstm_impl == "fused"
+    assert config.model.lstm_impl == "auto"
     # Divides evenly over 1, 2, 4 or 8 GPUs and TPU cores.
     assert config.train.batch_size >= 1024
     assert config.train.batch_size % 8 == 0

@@ -7,6 +7,7 @@ import pytest
 
 from melodyjax.model import lstm
 from melodyjax.model import model as model_lib
+from melodyjax.model.kernels import build
 
 CONFIG = model_lib.ModelConfig(
   pitch_vocab_size=30,
@@ -145,14 +146,25 @@ def test_spatial_dropout_masks_whole_channels_per_row():
   np.testing.assert_array_equal(mask[32:], again)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_fused_lstm_equals_scan_in_values_and_gradients(dtype):
-  """The hand-written backward pass matches autodiff of the plain scan."""
+@pytest.mark.parametrize(
+  "impl, dtype",
+  [
+    ("fused", "float32"),
+    ("fused", "bfloat16"),
+    ("kernel", "float32"),
+    ("onednn", "float32"),
+  ],
+)
+def test_lstm_implementations_equal_scan_in_values_and_gradients(impl, dtype):
+  """Every implementation matches autodiff of the plain scan in the model."""
+  if impl in build.IMPLS and build.unavailable_reason(impl):
+    pytest.skip(f"{impl}: {build.unavailable_reason(impl)}")
+  assert lstm.resolve_impl(impl, dtype)[0] == impl  # no silent fallback
   configs = {
-    impl: model_lib.ModelConfig(
-      **{**CONFIG.__dict__, "lstm_impl": impl, "dtype": dtype}
+    name: model_lib.ModelConfig(
+      **{**CONFIG.__dict__, "lstm_impl": name, "dtype": dtype}
     )
-    for impl in ("scan", "fused")
+    for name in ("scan", impl)
   }
   pitch, duration = inputs(4, 11)
   params = model_lib.MelodyModel(configs["scan"]).init(
@@ -171,12 +183,12 @@ def test_fused_lstm_equals_scan_in_values_and_gradients(dtype):
     )
 
   tol = {"float32": 1e-5, "bfloat16": 2e-2}[dtype]
-  values = {impl: loss(params, impl) for impl in configs}
-  np.testing.assert_allclose(values["fused"], values["scan"], rtol=tol)
-  grads = {impl: jax.grad(loss)(params, impl) for impl in configs}
+  values = {name: loss(params, name) for name in configs}
+  np.testing.assert_allclose(values[impl], values["scan"], rtol=tol)
+  grads = {name: jax.grad(loss)(params, name) for name in configs}
   for (path, a), b in zip(
     jax.tree_util.tree_flatten_with_path(grads["scan"])[0],
-    jax.tree.leaves(grads["fused"]),
+    jax.tree.leaves(grads[impl]),
     strict=True,
   ):
     scale = float(jnp.max(jnp.abs(a))) + 1e-6

@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from melodyjax.model.kernels import build, ops
+
 # Per layer (h, c), each [batch, hidden], float32.
 Carry = tuple[tuple[jax.Array, jax.Array], ...]
 
@@ -183,6 +185,60 @@ def _forget_bias_init(key, shape, dtype=jnp.float32):
   return jnp.zeros(shape, dtype).at[hidden : 2 * hidden].set(1.0)
 
 
+IMPLS = ("auto", "scan", "fused", "kernel", "onednn", "cudnn")
+_DESCRIPTIONS = {
+  "scan": "XLA, one scan over every layer, autodiff backward",
+  "fused": "XLA, one scan per layer, hand-written backward",
+  "kernel": "compiled fused LSTM kernel (C++, XLA FFI)",
+  "onednn": "oneDNN's LSTM primitive (XLA FFI)",
+  "cudnn": "cuDNN through jax.experimental.rnn",
+}
+
+
+@functools.cache
+def resolve_impl(impl: str, dtype: str = "float32") -> tuple[str, str]:
+  """The LSTM implementation that runs for `impl`, and a line saying why.
+
+  'auto' is the fastest available here (BENCHMARKS.md): on a CPU the
+  compiled kernel, else oneDNN's primitive, else 'fused'; cuDNN on a GPU;
+  'fused' elsewhere (TPU). The compiled CPU kernels take float32 only; an
+  unavailable one (no compiler, no AVX2, no oneDNN) falls back to 'fused'.
+
+  Args:
+    impl: one of `IMPLS`.
+    dtype: the compute dtype's name.
+
+  Returns:
+    (implementation, description such as 'kernel: compiled fused LSTM
+    kernel (C++, XLA FFI)' or 'fused: ... (kernel unavailable: ...)').
+  """
+  backend = jax.default_backend()
+  if impl == "auto":
+    wanted = {"cpu": ("kernel", "onednn"), "gpu": ("cudnn",)}
+    candidates = wanted.get(backend, ())
+  else:
+    candidates = (impl,)
+  problems = []
+  for candidate in candidates:
+    problem = None
+    if candidate in ("kernel", "onednn"):
+      if backend != "cpu":
+        problem = f"{candidate} runs on CPUs only"
+      elif dtype != "float32":
+        problem = f"{candidate} takes float32, not {dtype}"
+      else:
+        problem = build.unavailable_reason(candidate)
+    elif candidate == "cudnn" and backend != "gpu":
+      problem = "cudnn needs a GPU"
+    if problem is None:
+      return candidate, f"{candidate}: {_DESCRIPTIONS[candidate]}"
+    problems.append(problem)
+  if impl in ("scan", "fused"):
+    return impl, f"{impl}: {_DESCRIPTIONS[impl]}"
+  why = f" ({'; '.join(problems)})" if problems else ""
+  return "fused", f"fused: {_DESCRIPTIONS['fused']}{why}"
+
+
 class LSTMStack(nn.Module):
   """Stacked LSTMs: a whole sequence at once, or one step at a time.
 
@@ -190,10 +246,9 @@ class LSTMStack(nn.Module):
     sizes: hidden units per layer, bottom first.
     input_dim: width of the input features.
     dtype: compute dtype of the matrix products.
-    impl: 'scan' (one scan advances every layer per time step, autodiff
-      backward) or 'fused' (a scan per layer with every input projection as
-      one large matmul and the hand-written backward of `lstm_recurrence`).
-      Same parameters, same values and gradients.
+    impl: one of `IMPLS` (see `resolve_impl`). Every implementation has
+      the same parameters and the same values and gradients (to float32
+      rounding): a checkpoint trains, resumes or samples with any of them.
   """
 
   sizes: Sequence[int]
@@ -295,8 +350,9 @@ class LSTMStack(nn.Module):
     """
     if carry is None:
       carry = self.initial_carry(x.shape[0])
-    if self.impl == "fused":
-      return self._fused(x, carry)
+    impl, _ = resolve_impl(self.impl, jnp.dtype(self.dtype).name)
+    if impl != "scan":
+      return self._per_layer(x, carry, impl)
     # The bottom layer's input projection for all steps is one large matmul.
     projected = self.input_projection(x)
 
@@ -306,13 +362,22 @@ class LSTMStack(nn.Module):
     carry, outputs = jax.lax.scan(body, carry, jnp.swapaxes(projected, 0, 1))
     return jnp.swapaxes(outputs, 0, 1), carry
 
-  def _fused(self, x: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
-    x = jnp.swapaxes(x, 0, 1)  # time-major inside
+  def _per_layer(
+    self, x: jax.Array, carry: Carry, impl: str
+  ) -> tuple[jax.Array, Carry]:
+    """One call per layer over the whole sequence (time-major inside)."""
+    x = jnp.swapaxes(x, 0, 1)
     final = []
     for layer, (h0, c0) in zip(self.layers, carry, strict=True):
-      projected = _matmul(x, layer["input_kernel"], self.dtype) + layer["bias"]
-      x, last = lstm_recurrence(
-        projected, layer["recurrent_kernel"], h0, c0, self.dtype
-      )
+      weights = (layer["input_kernel"], layer["recurrent_kernel"])
+      if impl == "fused":
+        projected = _matmul(x, weights[0], self.dtype) + layer["bias"]
+        x, last = lstm_recurrence(projected, weights[1], h0, c0, self.dtype)
+      elif impl == "cudnn":
+        x, last = ops.lstm_layer_cudnn(x, *weights, layer["bias"], h0, c0)
+      else:
+        x, last = ops.lstm_layer(
+          x.astype(jnp.float32), *weights, layer["bias"], h0, c0, impl=impl
+        )
       final.append(last)
     return jnp.swapaxes(x, 0, 1), tuple(final)

@@ -49,7 +49,8 @@ class ModelConfig:
     dtype: compute dtype of the matrix products ('auto': bfloat16 on GPU
       and TPU, float32 on CPU; or 'float32', 'bfloat16', 'float16');
       parameters, LSTM cell state and logits stay float32.
-    lstm_impl: 'scan' or 'fused' (see `LSTMStack`).
+    lstm_impl: 'auto', 'scan', 'fused', 'kernel', 'onednn' or 'cudnn'
+      (see `lstm.resolve_impl`).
   """
 
   pitch_vocab_size: int
@@ -60,7 +61,7 @@ class ModelConfig:
   lstm_sizes: tuple[int, ...] = (256, 128, 128)
   dense_size: int = 128
   dtype: str = "auto"
-  lstm_impl: str = "fused"
+  lstm_impl: str = "auto"
 
   def __post_init__(self):
     object.__setattr__(self, "lstm_sizes", tuple(self.lstm_sizes))

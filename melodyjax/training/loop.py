@@ -29,6 +29,7 @@ from melodyjax import config_checks
 from melodyjax.data import build
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import windows as windows_lib
+from melodyjax.model import lstm
 from melodyjax.model import model as model_lib
 from melodyjax.training import checkpoints, parallel, runs
 from melodyjax.training import metrics as metrics_lib
@@ -88,11 +89,15 @@ def train_and_evaluate(
   if config.init_from and not config.data.vocab_from:
     config.data.vocab_from = config.init_from  # recorded in config.json
   announce = announce or (lambda line: logging.info("%s", line))
-  dtype = model_lib.get_model_config(config.model, 1, 1).compute_dtype
+  dtype = jnp.dtype(
+    model_lib.get_model_config(config.model, 1, 1).compute_dtype
+  ).name
+  _, lstm_line = lstm.resolve_impl(config.model.lstm_impl, dtype)
   announce(
     parallel.describe_launch(
-      config.train.batch_size, jnp.dtype(dtype).name, config.train.parallel
+      config.train.batch_size, dtype, config.train.parallel
     )
+    + f"\nlstm: {lstm_line}"
   )
   if jax.process_index() != 0:
     return _train(config, workdir, hooks, announce)

@@ -1,0 +1,1 @@
+"""Compiled LSTM kernels behind the LSTM stack's interface (XLA FFI, CPU)."""

@@ -1,0 +1,636 @@
+// Our own fused LSTM recurrence (CPU, float32, AVX2 + FMA) behind XLA FFI
+// custom calls.
+//
+// The input projection `projected = x @ Wi + b` [T, B, 4H] is left to XLA
+// (one large matmul that XLA fuses with the bias), and so are the weight
+// gradients after the backward loop (XLA's einsums over all steps). What is
+// here is the sequential part, which XLA runs badly (a while loop of small
+// ops):
+//
+//   forward, per step t:   z = projected[t] + h[t-1] @ Wh, then the four
+//     gates, c[t] and h[t] in the same pass over a register tile of z;
+//   backward, per step t:  dh = d_hs[t] + dz[t+1] @ Wh^T, then dc and the
+//     four gates' dz[t] in the same pass.
+//
+// Each step is one small GEMM with the elementwise work fused into its
+// epilogue. The kernel Wh is repacked once per call into column panels so
+// that a tile of the output holds all four gates of 8 hidden units
+// (forward) or 16 hidden units (backward); the micro-kernels are plain
+// AVX2 FMA register tiles (3 x 32 and 6 x 16 floats).
+//
+// Threads: the hidden units are cut into `chunks`; in every step each
+// thread takes its own chunk first, then any other chunk nobody took yet
+// (an atomic claim), and all wait for the step to complete (a spin
+// barrier) before the next step reads h[t]. The second thread is a task on
+// XLA's own intra-op thread pool (no OpenMP, no extra threads). If that
+// task starts late or never, the calling thread does every chunk alone, so
+// a busy pool (several CPU devices at once) costs speed, never a deadlock.
+//
+// Handlers (all buffers row-major, time-major):
+//   MjxFusedLstmFwd(projected [T,B,4H], Wh [H,4H], h0 [B,H], c0 [B,H])
+//       -> hs [T,B,H], cs [T,B,H], gates [T,B,4H] (activated i, f, g, o)
+//   MjxFusedLstmFwdInfer(same inputs) -> hs, cs
+//   MjxFusedLstmBwd(Wh, c0, cs, gates, d_hs [T,B,H], d_hT, d_cT)
+//       -> dz [T,B,4H] (= d projected), dh0 [B,H], dc0 [B,H]
+// Attribute `threads` (int64): 0 = automatic, otherwise at most that many.
+
+#include <immintrin.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Vectorized exp, sigmoid and tanh (Cephes-style polynomials; relative
+// error about 1e-7 on the whole float range, checked by the tests).
+
+inline __m256 Exp(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)),
+                    _mm256_set1_ps(88.3f));
+  // x = n ln2 + r, |r| <= ln2 / 2, ln2 split in two for exactness.
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+  p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+  // Times 2^n, built in the exponent bits.
+  __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+inline __m256 Sigmoid(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, Exp(_mm256_sub_ps(
+                                                   _mm256_setzero_ps(), x))));
+}
+
+inline __m256 Tanh(__m256 x) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 ax = _mm256_andnot_ps(sign, x);
+  // |x| < 0.625: odd polynomial.
+  __m256 z = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+  __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+  // Otherwise 1 - 2 / (exp(2|x|) + 1), with the sign of x.
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256 e = Exp(_mm256_add_ps(ax, ax));
+  __m256 big = _mm256_sub_ps(
+      one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+  big = _mm256_or_ps(big, _mm256_and_ps(sign, x));
+  return _mm256_blendv_ps(small, big,
+                          _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f),
+                                        _CMP_GE_OQ));
+}
+
+// Masked load/store of the first `n` (1..8) lanes; n >= 8 is a plain one.
+inline __m256i LaneMask(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline __m256 Load(const float* p, int n) {
+  return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, LaneMask(n));
+}
+inline void Store(float* p, __m256 v, int n) {
+  if (n >= 8)
+    _mm256_storeu_ps(p, v);
+  else
+    _mm256_maskstore_ps(p, LaneMask(n), v);
+}
+
+// ---------------------------------------------------------------------------
+// Micro-kernels: C = A[MR rows, K] (row stride lda) @ panel[K][8 NV].
+// Written with one named variable per accumulator: with arrays of __m256,
+// GCC 12 spilled the accumulators to the stack in every iteration.
+
+#define MJX_FMA_ROW(r, a, bv, v) \
+  if constexpr (MR > r) c##r##v = _mm256_fmadd_ps(a, bv, c##r##v)
+
+// MR <= 3 rows by 32 columns (12 accumulators, 3 broadcasts, 1 load).
+template <int MR>
+inline void MicroKernel32(const float* __restrict a, int64_t lda,
+                          const float* __restrict panel, int64_t K,
+                          float* __restrict c) {
+  static_assert(MR >= 1 && MR <= 3);
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
+  __m256 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+  __m256 c20 = c00, c21 = c00, c22 = c00, c23 = c00;
+  const float* a0 = a;
+  const float* a1 = a + (MR > 1 ? lda : 0);
+  const float* a2 = a + (MR > 2 ? 2 * lda : 0);
+  for (int64_t k = 0; k < K; ++k) {
+    const float* b = panel + k * 32;
+    __m256 x0 = _mm256_broadcast_ss(a0 + k);
+    __m256 x1 = _mm256_broadcast_ss(a1 + k);
+    __m256 x2 = _mm256_broadcast_ss(a2 + k);
+    __m256 bv = _mm256_loadu_ps(b);
+    MJX_FMA_ROW(0, x0, bv, 0); MJX_FMA_ROW(1, x1, bv, 0);
+    MJX_FMA_ROW(2, x2, bv, 0);
+    bv = _mm256_loadu_ps(b + 8);
+    MJX_FMA_ROW(0, x0, bv, 1); MJX_FMA_ROW(1, x1, bv, 1);
+    MJX_FMA_ROW(2, x2, bv, 1);
+    bv = _mm256_loadu_ps(b + 16);
+    MJX_FMA_ROW(0, x0, bv, 2); MJX_FMA_ROW(1, x1, bv, 2);
+    MJX_FMA_ROW(2, x2, bv, 2);
+    bv = _mm256_loadu_ps(b + 24);
+    MJX_FMA_ROW(0, x0, bv, 3); MJX_FMA_ROW(1, x1, bv, 3);
+    MJX_FMA_ROW(2, x2, bv, 3);
+  }
+  _mm256_storeu_ps(c, c00), _mm256_storeu_ps(c + 8, c01);
+  _mm256_storeu_ps(c + 16, c02), _mm256_storeu_ps(c + 24, c03);
+  if constexpr (MR > 1) {
+    _mm256_storeu_ps(c + 32, c10), _mm256_storeu_ps(c + 40, c11);
+    _mm256_storeu_ps(c + 48, c12), _mm256_storeu_ps(c + 56, c13);
+  }
+  if constexpr (MR > 2) {
+    _mm256_storeu_ps(c + 64, c20), _mm256_storeu_ps(c + 72, c21);
+    _mm256_storeu_ps(c + 80, c22), _mm256_storeu_ps(c + 88, c23);
+  }
+}
+
+// MR <= 6 rows by 16 columns (12 accumulators, 2 loads, 1 broadcast);
+// row r of the result goes to c + r * ldc.
+template <int MR>
+inline void MicroKernel16(const float* __restrict a, int64_t lda,
+                          const float* __restrict panel, int64_t K,
+                          float* __restrict c, int64_t ldc = 16) {
+  static_assert(MR >= 1 && MR <= 6);
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00;
+  __m256 c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  __m256 c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (int64_t k = 0; k < K; ++k) {
+    const float* b = panel + k * 16;
+    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    __m256 x;
+#define MJX_ROW16(r)                              \
+  if constexpr (MR > r) {                         \
+    x = _mm256_broadcast_ss(a + r * lda + k);     \
+    c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);    \
+    c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);    \
+  }
+    MJX_ROW16(0) MJX_ROW16(1) MJX_ROW16(2) MJX_ROW16(3) MJX_ROW16(4)
+    MJX_ROW16(5)
+#undef MJX_ROW16
+  }
+#define MJX_STORE16(r)                           \
+  if constexpr (MR > r) {                        \
+    _mm256_storeu_ps(c + r * ldc, c##r##0);      \
+    _mm256_storeu_ps(c + r * ldc + 8, c##r##1);  \
+  }
+  MJX_STORE16(0) MJX_STORE16(1) MJX_STORE16(2) MJX_STORE16(3) MJX_STORE16(4)
+  MJX_STORE16(5)
+#undef MJX_STORE16
+}
+#undef MJX_FMA_ROW
+
+// ---------------------------------------------------------------------------
+// Steps split across threads (see the header comment).
+
+constexpr int kMaxChunks = 16;
+
+struct StepSchedule {
+  int64_t steps = 0;
+  int chunks = 1;
+  std::atomic<int64_t> done{0};  // chunks finished, all steps together
+  std::atomic<int64_t> claimed[kMaxChunks];  // last step claimed per chunk
+  std::function<void(int64_t, int)> work;    // (step, chunk)
+  StepSchedule() {
+    for (auto& c : claimed) c.store(-1);
+  }
+};
+
+inline void SpinUntil(const std::atomic<int64_t>& v, int64_t target) {
+  int spins = 0;
+  while (v.load(std::memory_order_acquire) < target) {
+    _mm_pause();
+    if (++spins > 4096) {  // partner descheduled: let it run
+      sched_yield();
+      spins = 0;
+    }
+  }
+}
+
+// One participant's loop; `first` is the chunk it prefers.
+void Participate(StepSchedule& s, int first) {
+  for (int64_t step = s.done.load(std::memory_order_acquire) / s.chunks;
+       step < s.steps; ++step) {
+    SpinUntil(s.done, step * s.chunks);  // previous step complete
+    for (int i = 0; i < s.chunks; ++i) {
+      int c = (first + i) % s.chunks;
+      int64_t expected = step - 1;
+      if (s.claimed[c].load(std::memory_order_relaxed) == expected &&
+          s.claimed[c].compare_exchange_strong(expected, step)) {
+        s.work(step, c);
+        s.done.fetch_add(1, std::memory_order_acq_rel);
+      }
+    }
+  }
+}
+
+// Runs work(step, chunk) for all steps in order, every chunk of a step
+// before any chunk of the next, on the caller and (maybe) one pool task.
+void RunSteps(ffi::ThreadPool* pool, int threads, int64_t steps, int chunks,
+              std::function<void(int64_t, int)> work) {
+  if (threads <= 1 || chunks <= 1 || pool == nullptr) {
+    for (int64_t t = 0; t < steps; ++t)
+      for (int c = 0; c < chunks; ++c) work(t, c);
+    return;
+  }
+  auto s = std::make_shared<StepSchedule>();
+  s->steps = steps;
+  s->chunks = chunks;
+  s->work = std::move(work);
+  for (int w = 1; w < threads; ++w) {
+    int first = w * chunks / threads;
+    pool->Schedule([s, first] { Participate(*s, first); });
+  }
+  Participate(*s, 0);
+  SpinUntil(s->done, steps * chunks);  // all claimed chunks finished
+}
+
+// ---------------------------------------------------------------------------
+// Forward.
+//
+// Panel q (q < 4 ceil(H / 16)) holds, for k < H, 16 columns: gates 2(q % 2)
+// and 2(q % 2) + 1 (i, f or g, o) of hidden units 8(q / 2) .. 8(q / 2) + 7
+// (zero past H). Panels 2n and 2n + 1 give all four gates of 8 units.
+
+std::vector<float> PackForward(const float* wh, int64_t H) {
+  const int64_t nb = 2 * ((H + 15) / 16);  // 8-unit blocks, even count
+  std::vector<float> p(2 * nb * H * 16, 0.0f);
+  for (int64_t q = 0; q < 2 * nb; ++q)
+    for (int64_t k = 0; k < H; ++k)
+      for (int j = 0; j < 2; ++j)
+        for (int l = 0; l < 8; ++l) {
+          int64_t u = (q / 2) * 8 + l, g = 2 * (q % 2) + j;
+          if (u < H)
+            p[(q * H + k) * 16 + j * 8 + l] = wh[k * 4 * H + g * H + u];
+        }
+  return p;
+}
+
+struct FwdArgs {
+  int64_t T, B, H;
+  const float* projected;  // [T, B, 4H]
+  const float* bias = nullptr;  // [4H], added in the epilogue if given
+  const float* panels;
+  const float* h0;
+  const float* c0;
+  float* hs;     // [T, B, H]
+  float* cs;     // [T, B, H]
+  float* gates;  // [T, B, 4H] or null
+};
+
+// z[b][64] = h_prev @ (panels 4n .. 4n+3) for all rows: one panel (16 KB
+// for H = 256) at a time, so it stays in L1 across the row tiles. (Doing
+// the four panels per row tile instead cycled 64 KB through L1 and made
+// the GEMM twice as slow.)
+void FwdGemm(const FwdArgs& a, const float* h_prev, int64_t n, float* z) {
+  const int64_t H = a.H;
+  for (int q = 0; q < 4; ++q) {
+    const float* panel = a.panels + (4 * n + q) * H * 16;
+    int64_t b = 0;
+    for (; b + 6 <= a.B; b += 6)
+      MicroKernel16<6>(h_prev + b * H, H, panel, H, z + b * 64 + q * 16, 64);
+    float* zb = z + b * 64 + q * 16;
+    const float* hb = h_prev + b * H;
+    switch (a.B - b) {
+      case 5: MicroKernel16<5>(hb, H, panel, H, zb, 64); break;
+      case 4: MicroKernel16<4>(hb, H, panel, H, zb, 64); break;
+      case 3: MicroKernel16<3>(hb, H, panel, H, zb, 64); break;
+      case 2: MicroKernel16<2>(hb, H, panel, H, zb, 64); break;
+      case 1: MicroKernel16<1>(hb, H, panel, H, zb, 64); break;
+    }
+  }
+}
+
+// Step t for hidden units 16n0 .. 16n1 - 1; z: scratch of B * 64 floats.
+// Sixteen units make whole 64-byte lines of every gate in `projected` and
+// `gates`.
+void FwdStep(const FwdArgs& a, int64_t t, int64_t n0, int64_t n1, float* z) {
+  const int64_t H = a.H, G = 4 * H, B = a.B;
+  const float* h_prev = t == 0 ? a.h0 : a.hs + (t - 1) * B * H;
+  const float* c_prev = t == 0 ? a.c0 : a.cs + (t - 1) * B * H;
+  for (int64_t n = n0; n < n1; ++n) {
+    FwdGemm(a, h_prev, n, z);
+    const int64_t u0 = n * 16;
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t row = t * B + b;
+      // Rows are 4H floats apart, each on another page, so no hardware
+      // prefetcher sees them coming.
+      if (b + 4 < B) {
+        for (int gate = 0; gate < 4; ++gate) {
+          __builtin_prefetch(a.projected + (row + 4) * G + gate * H + u0, 0);
+          if (a.gates)
+            __builtin_prefetch(a.gates + (row + 4) * G + gate * H + u0, 1);
+        }
+      }
+      for (int half = 0; half < 2; ++half) {
+        const int64_t u = u0 + 8 * half;
+        if (u >= H) break;
+        const int lanes = static_cast<int>(std::min<int64_t>(8, H - u));
+        const float* p = a.projected + row * G + u;
+        const float* zif = z + b * 64 + 32 * half;  // i, f of these 8 units
+        const float* zgo = zif + 16;                // g, o
+        __m256 pi = Load(p, lanes), pf = Load(p + H, lanes);
+        __m256 pg = Load(p + 2 * H, lanes), po = Load(p + 3 * H, lanes);
+        if (a.bias) {
+          const float* q = a.bias + u;
+          pi = _mm256_add_ps(pi, Load(q, lanes));
+          pf = _mm256_add_ps(pf, Load(q + H, lanes));
+          pg = _mm256_add_ps(pg, Load(q + 2 * H, lanes));
+          po = _mm256_add_ps(po, Load(q + 3 * H, lanes));
+        }
+        __m256 i = Sigmoid(_mm256_add_ps(_mm256_loadu_ps(zif), pi));
+        __m256 f = Sigmoid(_mm256_add_ps(_mm256_loadu_ps(zif + 8), pf));
+        __m256 g = Tanh(_mm256_add_ps(_mm256_loadu_ps(zgo), pg));
+        __m256 o = Sigmoid(_mm256_add_ps(_mm256_loadu_ps(zgo + 8), po));
+        __m256 c = _mm256_fmadd_ps(f, Load(c_prev + b * H + u, lanes),
+                                   _mm256_mul_ps(i, g));
+        __m256 h = _mm256_mul_ps(o, Tanh(c));
+        Store(a.cs + row * H + u, c, lanes);
+        Store(a.hs + row * H + u, h, lanes);
+        if (a.gates) {
+          float* q = a.gates + row * G + u;
+          Store(q, i, lanes);
+          Store(q + H, f, lanes);
+          Store(q + 2 * H, g, lanes);
+          Store(q + 3 * H, o, lanes);
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Backward.
+//
+// Panel n (n < ceil(H / 16)) holds, for k < 4H, 16 columns: Wh[u, k] of
+// hidden units u = 16n .. 16n+15 (zero past H): dz @ Wh^T, one tile.
+
+std::vector<float> PackBackward(const float* wh, int64_t H) {
+  const int64_t nb = (H + 15) / 16, G = 4 * H;
+  std::vector<float> p(nb * G * 16, 0.0f);
+  for (int64_t n = 0; n < nb; ++n)
+    for (int l = 0; l < 16; ++l) {
+      int64_t u = n * 16 + l;
+      if (u >= H) continue;
+      for (int64_t k = 0; k < G; ++k) p[(n * G + k) * 16 + l] = wh[u * G + k];
+    }
+  return p;
+}
+
+struct BwdArgs {
+  int64_t T, B, H;
+  const float* panels;
+  const float* c0;
+  const float* cs;     // [T, B, H]
+  const float* gates;  // [T, B, 4H]
+  const float* d_hs;   // [T, B, H]
+  const float* d_h_last;
+  float* dz;   // [T, B, 4H]
+  float* dh0;  // [B, H]
+  float* dc;   // [B, H]: d c carried back; d_cT at first, dc0 at the end
+};
+
+// Step t (t = -1: only dh0 = dz[0] @ Wh^T), rows b0.., 16-unit panel n.
+template <int MR>
+void BwdRows(const BwdArgs& a, int64_t t, int64_t b0, int64_t n) {
+  const int64_t H = a.H, G = 4 * H, T = a.T;
+  alignas(32) float rec[MR * 16];
+  if (t + 1 < T) {
+    MicroKernel16<MR>(a.dz + ((t + 1) * a.B + b0) * G, G,
+                       a.panels + n * G * 16, G, rec);
+  } else {
+    for (int r = 0; r < MR; ++r)
+      for (int l = 0; l < 16; ++l) {
+        int64_t u = n * 16 + l;
+        rec[r * 16 + l] = u < H ? a.d_h_last[(b0 + r) * H + u] : 0.0f;
+      }
+  }
+  for (int half = 0; half < 2; ++half) {
+    const int64_t u = n * 16 + half * 8;
+    if (u >= H) break;
+    const int lanes = static_cast<int>(std::min<int64_t>(8, H - u));
+    for (int r = 0; r < MR; ++r) {
+      const int64_t b = b0 + r;
+      __m256 dh = _mm256_load_ps(rec + r * 16 + half * 8);
+      if (t < 0) {
+        Store(a.dh0 + b * H + u, dh, lanes);
+        continue;
+      }
+      const int64_t row = t * a.B + b;
+      dh = _mm256_add_ps(dh, Load(a.d_hs + row * H + u, lanes));
+      const float* q = a.gates + row * G + u;
+      __m256 i = Load(q, lanes), f = Load(q + H, lanes);
+      __m256 g = Load(q + 2 * H, lanes), o = Load(q + 3 * H, lanes);
+      __m256 c = Load(a.cs + row * H + u, lanes);
+      __m256 c_prev = Load((t == 0 ? a.c0 + b * H : a.cs + (row - a.B) * H) + u,
+                           lanes);
+      const __m256 one = _mm256_set1_ps(1.0f);
+      __m256 tc = Tanh(c);
+      __m256 dc = _mm256_fmadd_ps(
+          _mm256_mul_ps(dh, o), _mm256_fnmadd_ps(tc, tc, one),
+          Load(a.dc + b * H + u, lanes));
+      float* out = a.dz + row * G + u;
+      // d i = dc g i (1 - i); d f = dc c_prev f (1 - f);
+      // d g = dc i (1 - g^2); d o = dh tanh(c) o (1 - o).
+      Store(out, _mm256_mul_ps(_mm256_mul_ps(dc, g),
+                               _mm256_mul_ps(i, _mm256_sub_ps(one, i))),
+            lanes);
+      Store(out + H, _mm256_mul_ps(_mm256_mul_ps(dc, c_prev),
+                                   _mm256_mul_ps(f, _mm256_sub_ps(one, f))),
+            lanes);
+      Store(out + 2 * H,
+            _mm256_mul_ps(_mm256_mul_ps(dc, i), _mm256_fnmadd_ps(g, g, one)),
+            lanes);
+      Store(out + 3 * H, _mm256_mul_ps(_mm256_mul_ps(dh, tc),
+                                       _mm256_mul_ps(o, _mm256_sub_ps(one, o))),
+            lanes);
+      Store(a.dc + b * H + u, _mm256_mul_ps(dc, f), lanes);
+    }
+  }
+}
+
+void BwdStep(const BwdArgs& a, int64_t t, int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; ++n) {
+    int64_t b = 0;
+    for (; b + 6 <= a.B; b += 6) BwdRows<6>(a, t, b, n);
+    switch (a.B - b) {
+      case 5: BwdRows<5>(a, t, b, n); break;
+      case 4: BwdRows<4>(a, t, b, n); break;
+      case 3: BwdRows<3>(a, t, b, n); break;
+      case 2: BwdRows<2>(a, t, b, n); break;
+      case 1: BwdRows<1>(a, t, b, n); break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Thread count: one unless a step has enough work to pay for a barrier
+// (about 1 us) and the pool has a second thread.
+
+int ChooseThreads(int64_t requested, ffi::ThreadPool& pool, int64_t flops,
+                  int64_t panels) {
+  int64_t avail = std::max<int64_t>(1, pool.num_threads());
+  int64_t t = requested > 0 ? requested : (flops >= (1 << 20) ? 2 : 1);
+  return static_cast<int>(std::max<int64_t>(
+      1, std::min({t, avail, panels, int64_t(kMaxChunks)})));
+}
+
+using F32 = ffi::Buffer<ffi::F32>;
+using Out = ffi::ResultBuffer<ffi::F32>;
+
+// The forward recurrence over `projected` (which may be `gates`: each
+// element is read before it is overwritten, by the same thread).
+void RunForward(ffi::ThreadPool& pool, FwdArgs& a, const float* wh,
+                int64_t threads) {
+  std::vector<float> panels = PackForward(wh, a.H);
+  a.panels = panels.data();
+  const int64_t nb = (a.H + 15) / 16;
+  int nt = ChooseThreads(threads, pool, 8 * a.B * a.H * a.H, nb);
+  // One z scratch per chunk (a chunk runs on one thread at a time).
+  std::vector<float> scratch(nt * a.B * 64);
+  float* z = scratch.data();
+  const int64_t zsize = a.B * 64;
+  RunSteps(&pool, nt, a.T, nt, [&a, nb, nt, z, zsize](int64_t t, int c) {
+    FwdStep(a, t, nb * c / nt, nb * (c + 1) / nt, z + c * zsize);
+  });
+}
+
+ffi::Error Forward(ffi::ThreadPool pool, F32 projected, F32 wh, F32 h0,
+                   F32 c0, float* hs, float* cs, float* gates,
+                   int64_t threads) {
+  auto d = projected.dimensions();
+  if (d.size() != 3 || d[2] % 4 != 0)
+    return ffi::Error::InvalidArgument("projected must be [T, B, 4H]");
+  FwdArgs a;
+  a.T = d[0], a.B = d[1], a.H = d[2] / 4;
+  if (wh.dimensions()[0] != a.H || wh.dimensions()[1] != 4 * a.H)
+    return ffi::Error::InvalidArgument("recurrent kernel must be [H, 4H]");
+  a.projected = projected.typed_data();
+  a.h0 = h0.typed_data();
+  a.c0 = c0.typed_data();
+  a.hs = hs, a.cs = cs, a.gates = gates;
+  RunForward(pool, a, wh.typed_data(), threads);
+  return ffi::Error::Success();
+}
+
+ffi::Error FwdImpl(ffi::ThreadPool pool, F32 projected, F32 wh, F32 h0,
+                   F32 c0, Out hs, Out cs, Out gates, int64_t threads) {
+  return Forward(pool, projected, wh, h0, c0, hs->typed_data(),
+                 cs->typed_data(), gates->typed_data(), threads);
+}
+
+ffi::Error FwdInferImpl(ffi::ThreadPool pool, F32 projected, F32 wh, F32 h0,
+                        F32 c0, Out hs, Out cs, int64_t threads) {
+  return Forward(pool, projected, wh, h0, c0, hs->typed_data(),
+                 cs->typed_data(), nullptr, threads);
+}
+
+void RunBackward(ffi::ThreadPool& pool, BwdArgs& a, const float* wh,
+                 const float* d_c_last, int64_t threads) {
+  std::vector<float> panels = PackBackward(wh, a.H);
+  a.panels = panels.data();
+  std::memcpy(a.dc, d_c_last, a.B * a.H * sizeof(float));
+  const int64_t nb = (a.H + 15) / 16;
+  int nt = ChooseThreads(threads, pool, 8 * a.B * a.H * a.H, nb);
+  // Steps T-1 .. 0, then -1 (dh0 only).
+  RunSteps(&pool, nt, a.T + 1, nt, [&a, nb, nt](int64_t s, int c) {
+    BwdStep(a, a.T - 1 - s, nb * c / nt, nb * (c + 1) / nt);
+  });
+}
+
+ffi::Error BwdImpl(ffi::ThreadPool pool, F32 wh, F32 c0, F32 cs, F32 gates,
+                   F32 d_hs, F32 d_h_last, F32 d_c_last, Out dz, Out dh0,
+                   Out dc0, int64_t threads) {
+  auto d = cs.dimensions();
+  BwdArgs a;
+  a.T = d[0], a.B = d[1], a.H = d[2];
+  a.c0 = c0.typed_data();
+  a.cs = cs.typed_data();
+  a.gates = gates.typed_data();
+  a.d_hs = d_hs.typed_data();
+  a.d_h_last = d_h_last.typed_data();
+  a.dz = dz->typed_data();
+  a.dh0 = dh0->typed_data();
+  a.dc = dc0->typed_data();
+  RunBackward(pool, a, wh.typed_data(), d_c_last.typed_data(), threads);
+  return ffi::Error::Success();
+}
+
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxFusedLstmFwd, FwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<F32>()  // projected
+                                  .Arg<F32>()  // Wh
+                                  .Arg<F32>()  // h0
+                                  .Arg<F32>()  // c0
+                                  .Ret<F32>()  // hs
+                                  .Ret<F32>()  // cs
+                                  .Ret<F32>()  // gates
+                                  .Attr<int64_t>("threads"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxFusedLstmFwdInfer, FwdInferImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<F32>()  // projected
+                                  .Arg<F32>()  // Wh
+                                  .Arg<F32>()  // h0
+                                  .Arg<F32>()  // c0
+                                  .Ret<F32>()  // hs
+                                  .Ret<F32>()  // cs
+                                  .Attr<int64_t>("threads"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxFusedLstmBwd, BwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<F32>()  // Wh
+                                  .Arg<F32>()  // c0
+                                  .Arg<F32>()  // cs
+                                  .Arg<F32>()  // gates
+                                  .Arg<F32>()  // d_hs
+                                  .Arg<F32>()  // d_hT
+                                  .Arg<F32>()  // d_cT
+                                  .Ret<F32>()  // dz
+                                  .Ret<F32>()  // dh0
+                                  .Ret<F32>()  // dc0
+                                  .Attr<int64_t>("threads"));
+
+
+// For the tests: out[i] = f(in[i]) with f = exp (0), sigmoid (1), tanh (2)
+// of the vector code above (n a multiple of 8 or not).
+extern "C" void mjx_fused_eval_math(int kind, int64_t n, const float* in,
+                                    float* out) {
+  for (int64_t i = 0; i < n; i += 8) {
+    int lanes = static_cast<int>(std::min<int64_t>(8, n - i));
+    __m256 x = Load(in + i, lanes);
+    __m256 y = kind == 0 ? Exp(x) : kind == 1 ? Sigmoid(x) : Tanh(x);
+    Store(out + i, y, lanes);
+  }
+}
