@@ -148,13 +148,14 @@ def test_made_songs_read_back_by_music21(name, time_signature, key, pickup):
 
 
 def test_random_melodies_read_back_by_music21():
-  """Any durations of the 12-step grid, chords, rests, keys and metres."""
+  """Any durations of the 12- or 24-step grid, chords, rests, keys, metres."""
   rng = random.Random(15)
   keys = sorted(abc.parse_key.__globals__["_FIFTHS"])
-  for _ in range(60):
+  for trial in range(80):
+    grid = 12 if trial % 2 else 24
     events = []
     for _ in range(rng.randint(1, 30)):
-      quarters = F(rng.randint(1, 48), 12)
+      quarters = F(rng.randint(1, 4 * grid), grid)
       draw = rng.random()
       if draw < 0.1 and events and events[-1].pitches:
         events.append(Event((), quarters))
@@ -191,6 +192,16 @@ def test_text_of_a_small_tune():
     "%abc-2.1\nX:1\nT:Small tune\nM:3/4\nL:1/8\nQ:1/4=96\nK:C\n"
     "G | c2 de ^f2- | ^fg (3=fed [C-E-]2 | [CE]4 z2 |]\n"
   )
+
+
+def test_hornpipe_rhythm_on_the_24_grid_is_plain():
+  """Dotted sixteenths and thirty-seconds (O'Neill's hornpipes) are plain
+  note values, not tuplets."""
+  dotted = [(72, F(3, 8)), (69, F(1, 8))] * 4
+  text = abc.to_abc(n(*dotted), time_signature=(2, 4))
+  assert "(3" not in text and "\nL:1/16\n" in text
+  assert text.endswith("\nc3/2A/2c3/2A/2 c3/2A/2c3/2A/2 |]\n")
+  assert read_abc(text) == n(*dotted)
 
 
 def test_unit_length_follows_the_durations():

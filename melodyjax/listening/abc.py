@@ -5,12 +5,12 @@ staff (with abcjs): a header (X:, T:, M:, L:, Q:, K:), bar lines from the
 metre (after an optional pickup bar), notes split at bar lines and tied,
 triplets, rests (z), chords ([CEG]) and accidentals. No JAX, no MIDI.
 
-Durations are on the corpus grid (12 steps per quarter note), so thirds and
-sixths of a quarter occur. Each bar is cut into quarter-note beats; a beat
-in which a note starts or ends off the binary grid (1/4 of a quarter) is
-written as a tuplet `(3:2:r`: its notes at 3/2 of their length, played in
-2/3 of the time. A length that is no single note value (5/8, 9/16, ...) is
-written as tied notes.
+Durations are on the corpus grid (12 or 24 steps per quarter note), so
+thirds and sixths of a quarter occur. Each bar is cut into quarter-note
+beats; a beat in which a note starts or ends at a third of a binary value
+(1/3, 1/6, 1/12, ...) is written as a tuplet `(3:2:r`: its notes at 3/2 of
+their length, played in 2/3 of the time. A length that is no single note
+value (5/8, 9/16, ...) is written as tied notes.
 
 Accidentals follow ABC 2.1: one carries to the end of its bar. Readers
 disagree whether it carries to other octaves (music21 says yes, others no),
@@ -178,7 +178,8 @@ def _floor_log2(x: Fraction) -> int:
 
 
 def _binary(x: Fraction) -> bool:
-  return (x * 4).denominator == 1
+  """A time a plain note value reaches (1/4, 3/8, ...), not a tuplet's."""
+  return x.denominator & (x.denominator - 1) == 0
 
 
 class Segment(NamedTuple):
