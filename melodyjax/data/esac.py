@@ -43,7 +43,7 @@ And for what O'Neill's has and ESAC has not (each counted in the summary):
   sound as an F major chord) are removed.
 - A second voice, if any, is dropped: the first is the melody.
 - A tune number seen before in another file with a title sharing a word is
-  a second transcription of the same tune and is skipped (171 in O'Neill's;
+  a second transcription of the same tune and is skipped (169 in O'Neill's;
   two pairs share a number but not a tune, and both are kept).
 
 The key field names the tonic; ESAC writes minor and modal tunes under a
