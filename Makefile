@@ -7,7 +7,7 @@ CACHE ?= $(or $(MELODYJAX_CACHE),$(HOME)/.cache/melodyjax)
 ESAC_MIDI := $(CACHE)/esac_midi
 ESAC_DATA := $(CACHE)/datasets/esac
 
-.PHONY: run test install sysdeps browser lint bench clean-venv
+.PHONY: run test install sysdeps browser lint bench abcjs clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,25 @@ lint: install
 # (see BENCHMARKS.md). Run `make run` first: it converts ESAC.
 bench: install sysdeps
 	$(PY) -m benchmarks.bench_all --midi_dir $(ESAC_MIDI)
+
+# The audition page draws notation with abcjs, committed as package data
+# (melodyjax/listening/vendor/, 512 KB, MIT), so that nothing needs npm or the
+# network to build, test or run. This fetches the pinned version again with
+# npm and checks it is byte for byte the committed file (or, after changing
+# the two lines below, replaces it).
+ABCJS_VERSION := 6.7.2
+ABCJS_SHA256 := 3290ef44c918d5e882029d3a47ad3dd63c16c8819da5abe921f3d1e642b4f4f0
+ABCJS_DIR := melodyjax/listening/vendor
+abcjs:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && npm pack -q abcjs@$(ABCJS_VERSION) >/dev/null && \
+	 tar xzf abcjs-$(ABCJS_VERSION).tgz package/dist/abcjs-basic-min.js \
+	   package/LICENSE.md && \
+	 echo "$(ABCJS_SHA256)  package/dist/abcjs-basic-min.js" \
+	   | sha256sum -c -) && \
+	cp "$$tmp/package/dist/abcjs-basic-min.js" $(ABCJS_DIR)/ && \
+	cp "$$tmp/package/LICENSE.md" $(ABCJS_DIR)/abcjs-LICENSE.md && \
+	git status --short $(ABCJS_DIR)
 
 clean-venv:
 	rm -rf $(VENV)

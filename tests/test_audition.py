@@ -61,7 +61,7 @@ def test_training_samples_every_n_steps_and_at_the_end(workdir):
     assert names == sorted(
       f"sample_{step}_{i}.{ext}"
       for i in range(2)
-      for ext in ("json", "mid", "png", "wav")
+      for ext in ("abc", "json", "mid", "png", "wav")
     )
     for i in range(2):
       stem = folder / f"sample_{step}_{i}"
@@ -72,6 +72,9 @@ def test_training_samples_every_n_steps_and_at_the_end(workdir):
         seconds = f.getnframes() / f.getframerate()
       quarters = sum(float(e.quarters) for e in events)
       assert seconds == pytest.approx(quarters * 60 / 100 + 0.5, abs=0.01)
+      notation = stem.with_suffix(".abc").read_text()
+      assert notation.startswith("%abc-2.1\nX:") and "\nK:C\n" in notation
+      assert "\nM:4/4\n" in notation and "\nQ:1/4=100\n" in notation
   records = [
     json.loads(line)
     for line in (workdir / "metrics.jsonl").read_text().splitlines()
@@ -118,14 +121,28 @@ def test_training_samples_equal_sample_main(workdir, tmp_path):
 
 def test_page_links_files_of_the_workdir_only(workdir):
   text = (workdir / page.PAGE).read_text()
+  # abcjs is inlined once, as shipped (its sound-font addresses are never
+  # fetched: the page only draws); the rest of the page names no address.
+  bundle = page.abcjs_source()
+  assert text.count(bundle) == 1 and len(bundle) > 400_000
+  assert "ABCJS.renderAbc" in text
+  text = text.replace(bundle, "")
   links = re.findall(r'(?:src|href)="([^"]+)"', text)
   local = [link for link in links if not link.startswith(("#", "data:"))]
   samples = [link for link in local if link.startswith("samples/")]
-  assert len(samples) == 2 * 2 * 4  # 2 steps x 2 melodies x mid/json/wav/png
+  # 2 steps x 2 melodies x mid/json/abc/wav/png
+  assert len(samples) == 2 * 2 * 5
   assert "report.md" in local
   for link in local:
     assert (workdir / link).is_file(), link
   assert "http://" not in text and "https://" not in text
+  # Each melody's notation block carries its .abc file's text.
+  blocks = re.findall(
+    r'class="notation" id="notation-([^"]+)" data-abc="', text
+  )
+  assert sorted(blocks) == sorted(
+    f"sample_{step}_{i}" for step in (10, 20) for i in range(2)
+  )
   assert text.index('id="step-20"') < text.index('id="step-10"')
   # The evaluation's numbers (test split against the n-gram) are on it.
   assert "n-gram" in text and "No test-split evaluation" not in text
@@ -166,6 +183,13 @@ const audios = Array.from(document.querySelectorAll('audio'));
 const images = Array.from(document.querySelectorAll('img'));
 function report() {
   return {
+    notation: Array.from(document.querySelectorAll('.notation')).map(b => ({
+      id: b.id, svgs: b.querySelectorAll('svg').length,
+      notes: b.querySelectorAll('svg .abcjs-note').length,
+      rests: b.querySelectorAll('svg .abcjs-rest').length,
+      bars: b.querySelectorAll('svg .abcjs-bar').length,
+      text: b.textContent.slice(0, 200)})),
+    resources: performance.getEntriesByType('resource').map(r => r.name),
     audios: audios.map(a => ({src: a.currentSrc, ready: a.readyState,
       duration: a.duration, error: a.error && a.error.code})),
     images: images.map(i => ({src: i.src.slice(0, 80), complete: i.complete,
@@ -226,3 +250,20 @@ def test_page_in_headless_chromium(workdir):
     assert a["duration"] > 0.5, a
   for image in result["images"]:
     assert image["width"] > 100 and image["height"] > 50, image
+  # Every melody's staff is drawn: an SVG with a glyph for each of its notes
+  # (a note tied over a bar line has two) and rests, and its bar lines.
+  assert len(result["notation"]) == 4
+  for block in result["notation"]:
+    stem = block["id"][len("notation-") :]
+    step = stem.split("_")[1]
+    sidecar = json.loads(
+      (workdir / "samples" / step / f"{stem}.json").read_text()
+    )
+    events = tokens.tokens_to_events(sidecar["pitch"], sidecar["duration"])
+    notes = sum(1 for e in events if e.pitches)
+    assert block["svgs"] >= 1, block
+    assert block["notes"] >= notes > 0, (block, notes)
+    assert block["bars"] >= 1 and "not drawn" not in block["text"], block
+  # Nothing but the workdir's own files was loaded.
+  for name in result["resources"]:
+    assert name.startswith("file://"), name

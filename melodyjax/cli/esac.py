@@ -1,7 +1,8 @@
-"""`python -m melodyjax.esac` (also `melodyjax-esac`): convert the ESAC
-folksongs that music21 ships to MIDI files, once.
+"""`python -m melodyjax.esac` (also `melodyjax-esac`): convert a corpus
+that music21 ships, the ESAC folksongs (default) or O'Neill's 1850 Irish
+dance tunes, to MIDI files, once.
 
-  python -m melodyjax.esac [--out DIR] [--workers N]
+  python -m melodyjax.esac [--corpus esac|oneills] [--out DIR] [--workers N]
 """
 
 from __future__ import annotations
@@ -16,10 +17,17 @@ from melodyjax.data import esac
 
 PROG = "python -m melodyjax.esac"
 FLAGS = cli.tool_flags()
+flags.DEFINE_enum(
+  "corpus",
+  esac.DEFAULT_CORPUS,
+  list(esac.CORPORA),
+  "The corpus: 'esac' (Essen folksongs) or 'oneills' (O'Neill's 1850).",
+  flag_values=FLAGS,
+)
 flags.DEFINE_string(
   "out",
   None,
-  "Output folder (default: ~/.cache/melodyjax/esac_midi).",
+  "Output folder (default: ~/.cache/melodyjax/<corpus>_midi).",
   flag_values=FLAGS,
 )
 flags.DEFINE_integer(
@@ -50,12 +58,13 @@ flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=FLAGS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Converts ESAC; the exit status (1 when a tune failed to convert)."""
+  """Converts a corpus; the exit status (1 when a tune failed to convert)."""
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
   with cli.user_errors(prog, FLAGS):
     summary = esac.convert_corpus(
-      FLAGS.out or esac.default_midi_dir(),
+      FLAGS.out or esac.default_midi_dir(FLAGS.corpus),
+      corpus=FLAGS.corpus,
       workers=FLAGS.workers,
       limit_files=FLAGS.limit_files,
       limit_tunes=FLAGS.limit_tunes,

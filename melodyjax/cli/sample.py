@@ -67,11 +67,14 @@ flags.DEFINE_integer(
   "Primer capacity (one compilation serves every primer up to this length).",
 )
 flags.DEFINE_float("tempo", 100.0, "Quarter notes per minute.")
-flags.DEFINE_string("time_signature", "4/4", "Written to the MIDI file.")
+flags.DEFINE_string(
+  "time_signature", "4/4", "Written to the MIDI and ABC files."
+)
 flags.DEFINE_integer("program", 0, "General MIDI program (0: piano).")
 flags.DEFINE_integer("velocity", 80, "Note velocity, 1-127.")
 flags.DEFINE_bool("piano_roll", True, "Also write a piano-roll PNG.")
 flags.DEFINE_bool("wav", True, "Also write a WAV preview.")
+flags.DEFINE_bool("abc", True, "Also write the melody as ABC notation.")
 
 
 def _pair(name: str, kind) -> list:
@@ -174,6 +177,7 @@ def check_flags():
     velocity=FLAGS.velocity,
     piano_roll=FLAGS.piano_roll,
     wav=FLAGS.wav,
+    abc=FLAGS.abc,
   )
   return request, rendering
 

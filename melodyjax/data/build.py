@@ -259,16 +259,17 @@ def prepare_dataset(
 ) -> dataset_lib.Dataset:
   """The dataset of a config's `data` group, built or loaded from its cache.
 
-  The default corpus is made on first use: when `data.midi_dir` is the
-  default ESAC folder and does not exist yet, ESAC is converted from
-  music21 into it (minutes, once).
+  The built-in corpora are made on first use: when `data.midi_dir` is the
+  default folder of ESAC or O'Neill's (`esac.default_midi_dir`) and does
+  not exist yet, that corpus is converted from music21 into it (minutes,
+  once).
 
   Raises:
     CorpusError: the corpus cannot be read or the dataset not written.
   """
   midi_dir = os.path.expanduser(data_config["midi_dir"])
   dataset_dir = os.path.expanduser(data_config["dataset_dir"])
-  _convert_esac_if_missing(midi_dir)
+  _convert_builtin_if_missing(midi_dir)
   return build_dataset(
     midi_dir,
     dataset_dir,
@@ -278,14 +279,19 @@ def prepare_dataset(
   )
 
 
-def _convert_esac_if_missing(midi_dir: str) -> None:
+def _convert_builtin_if_missing(midi_dir: str) -> None:
   from melodyjax.data import esac  # pylint: disable=g-import-not-at-top
 
-  default = esac.default_midi_dir()
-  if os.path.abspath(midi_dir) != str(default) or os.path.isdir(midi_dir):
+  if os.path.isdir(midi_dir):
     return
-  logging.warning("Converting ESAC to MIDI once into %s (minutes)", default)
-  try:
-    esac.convert_corpus(default)
-  except errors.EsacError as e:
-    raise errors.CorpusError(f"{midi_dir} does not exist and {e}") from None
+  for name, corpus in esac.CORPORA.items():
+    default = esac.default_midi_dir(name)
+    if os.path.abspath(midi_dir) != str(default):
+      continue
+    logging.warning(
+      "Converting %s to MIDI once into %s (minutes)", corpus.label, default
+    )
+    try:
+      esac.convert_corpus(default, corpus=name)
+    except errors.EsacError as e:
+      raise errors.CorpusError(f"{midi_dir} does not exist and {e}") from None

@@ -1,5 +1,5 @@
 """One generation's files: per melody a MIDI file, a JSON sidecar, a piano
-roll and a WAV preview.
+roll, a WAV preview and its ABC notation.
 
 The sidecar (`sample_<step>_<i>.json`) holds the melody's tokens and every
 setting needed to regenerate it: the request (`generate.Request`), the
@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 
 from melodyjax import errors, files
-from melodyjax.listening import audio
+from melodyjax.listening import abc, audio
 from melodyjax.music import midi_io, tokens
 from melodyjax.music.events import Event, Song
 from melodyjax.sampling import generate
@@ -32,6 +32,7 @@ class Rendering:
       models), or None.
     piano_roll: also write a piano-roll PNG.
     wav: also write a WAV preview.
+    abc: also write the melody as ABC notation (`abc.to_abc`).
   """
 
   tempo_bpm: float = 100.0
@@ -41,6 +42,7 @@ class Rendering:
   key_signature: str | None = "C"
   piano_roll: bool = True
   wav: bool = True
+  abc: bool = True
 
 
 def sidecar(
@@ -84,8 +86,9 @@ def write_outputs(
   sampled_during_training: bool = False,
   model_path: str | None = None,
 ) -> list[str]:
-  """Writes sample_<step>_<i>.mid, a .json sidecar, a .png piano roll and a
-  .wav preview (`audio.synthesize`, at the MIDI file's tempo).
+  """Writes sample_<step>_<i>.mid, a .json sidecar, a .png piano roll, a
+  .wav preview (`audio.synthesize`, at the MIDI file's tempo) and a .abc
+  file (notation with the rendering's metre, key and tempo).
 
   Returns:
     The paths of the MIDI files.
@@ -134,5 +137,17 @@ def write_outputs(
       plots.save_piano_roll(events, stem + ".png", title=os.path.basename(stem))
     if rendering.wav:
       audio.synthesize(events, stem + ".wav", tempo_bpm=rendering.tempo_bpm)
+    if rendering.abc:
+      files.write_text(
+        stem + ".abc",
+        abc.to_abc(
+          events,
+          time_signature=tuple(rendering.time_signature),
+          key_signature=rendering.key_signature,
+          title=os.path.basename(stem),
+          number=i + 1,
+          tempo_bpm=rendering.tempo_bpm,
+        ),
+      )
     paths.append(stem + ".mid")
   return paths

@@ -1,11 +1,16 @@
 """The audition page, `workdir/audition.html`: a run's numbers, curves and
 samples in one file that needs no server and fetches nothing.
+
+Each melody's ABC notation is drawn as a staff in the page by abcjs, whose
+pinned copy (`vendor/abcjs-basic-min.js`) is inlined into the page.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
+import importlib.resources
 import json
 import os
 import re
@@ -18,6 +23,27 @@ from melodyjax.training import metrics as metrics_lib
 from melodyjax.training import workdir as workdir_lib
 
 PAGE = workdir_lib.PAGE_FILE
+ABCJS = "vendor/abcjs-basic-min.js"  # in this package; see vendor/README.md
+
+
+@functools.cache
+def abcjs_source() -> str:
+  """The vendored abcjs bundle (its licence header included)."""
+  resource = importlib.resources.files(__package__).joinpath(ABCJS)
+  return resource.read_text(encoding="utf-8")
+
+
+# Draws every notation block's ABC as a staff; a failure leaves the text.
+RENDER_NOTATION = """
+document.querySelectorAll('.notation').forEach(function (block) {
+  try {
+    ABCJS.renderAbc(block, block.dataset.abc,
+      {responsive: 'resize', add_classes: true});
+  } catch (error) {
+    block.textContent = 'notation not drawn: ' + error;
+  }
+});
+"""
 
 
 def _sample_steps(workdir: str) -> list[tuple[int, list[dict[str, Any]]]]:
@@ -164,6 +190,7 @@ def _sample_section(
   step: int,
   sidecars: Sequence[Mapping[str, Any]],
   exists: Callable[[str], bool],
+  read: Callable[[str], str | None],
 ) -> str:
   first = sidecars[0]
   parts = [f'<section class="step" id="step-{step}">', f"<h3>Step {step}</h3>"]
@@ -178,12 +205,21 @@ def _sample_section(
   for sidecar in sidecars:
     stem = sidecar["stem"]
     name = html.escape(os.path.basename(stem))
+    notation = read(stem + ".abc")
+    abc_link = (
+      f', <a href="{html.escape(stem)}.abc">ABC</a>' if notation else ""
+    )
     parts.append('<div class="melody">')
     parts.append(
       f"<p><b>{name}</b>: {sidecar.get('num_events', '?')} events, "
       f'<a href="{html.escape(stem)}.mid">MIDI</a>, '
-      f'<a href="{html.escape(stem)}.json">settings</a></p>'
+      f'<a href="{html.escape(stem)}.json">settings</a>{abc_link}</p>'
     )
+    if notation:
+      parts.append(
+        f'<div class="notation" id="notation-{name}" '
+        f'data-abc="{html.escape(notation)}"></div>'
+      )
     if exists(stem + ".wav"):
       parts.append(
         f'<audio controls preload="auto" src="{html.escape(stem)}.wav"></audio>'
@@ -206,6 +242,7 @@ td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 .melody { margin: 0.8em 0; padding: 0.5em; background: #f6f6f6; }
 .roll { max-width: 100%; display: block; }
+.notation { background: #fff; margin: 0.3em 0; max-width: 100%; }
 audio { width: 100%; max-width: 520px; }
 nav a { margin-right: 0.8em; }
 """
@@ -246,12 +283,25 @@ def write_page(workdir: str) -> str:
   if not samples:
     parts.append("<p>No samples yet.</p>")
   exists = lambda stem: os.path.exists(os.path.join(workdir, stem))  # noqa: E731
-  for step, sidecars in samples:
-    parts.append(_sample_section(step, sidecars, exists))
+  read = functools.partial(_read_text, workdir)
+  sections = [_sample_section(s, cars, exists, read) for s, cars in samples]
+  parts += sections
+  if any('class="notation"' in section for section in sections):
+    parts.append(f"<script>{abcjs_source()}</script>")
+    parts.append(f"<script>{RENDER_NOTATION}</script>")
   parts.append("</body></html>\n")
   path = os.path.join(workdir, PAGE)
   files.write_text(path, "\n".join(parts))
   return path
+
+
+def _read_text(workdir: str, relpath: str) -> str | None:
+  """A workdir file's text, or None if it is missing or unreadable."""
+  try:
+    with open(os.path.join(workdir, relpath), encoding="utf-8") as f:
+      return f.read()
+  except (OSError, UnicodeDecodeError):
+    return None
 
 
 def describe_outputs(workdir: str) -> str:
@@ -262,7 +312,8 @@ def describe_outputs(workdir: str) -> str:
   if samples:
     step, sidecars = samples[0]
     folder = os.path.join(workdir, workdir_lib.SAMPLES_DIR, str(step))
-    lines.append(f"samples:     {folder} ({len(sidecars)} melodies: .mid .wav)")
+    count = len(sidecars)
+    lines.append(f"samples:     {folder} ({count} melodies: .mid .wav .abc)")
   if os.path.exists(os.path.join(workdir, PAGE)):
     lines.append(f"audition:    file://{os.path.join(workdir, PAGE)}")
   return "\n".join(lines)

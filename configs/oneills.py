@@ -1,0 +1,29 @@
+"""O'Neill's 1850 Irish dance tunes (music21's `oneills1850`), the seed model.
+
+  python train_main.py --config=configs/oneills.py --workdir=runs/oneills
+
+Converts O'Neill's to MIDI on first use (as `python -m melodyjax.esac
+--corpus oneills` does: 425 s with 2 workers, once) and builds its dataset
+(11 s): 1,840 tunes, 194,582 notes, 3,565 training windows of 64 events
+(ESAC has 9,838). The grid is 24 steps per quarter note: the hornpipes'
+dotted sixteenths and thirty-seconds (3/8 and 1/8 of a quarter) fall
+between the 12 steps of the default grid. 3,000 steps of 64 windows are
+about 54 epochs; the run's time and bits per note are not yet measured.
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.data.midi_dir = "~/.cache/melodyjax/oneills_midi"
+  config.data.dataset_dir = "~/.cache/melodyjax/datasets/oneills"
+  config.data.grid = 24  # steps per quarter: holds 1/8 and triplets
+  config.train.num_train_steps = 3000
+  config.train.warmup_steps = 200
+  config.train.eval_every_steps = 250
+  config.train.checkpoint_every_steps = 500
+  config.train.sample_every_steps = 1000
+  return config
