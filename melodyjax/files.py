@@ -5,12 +5,18 @@ a hidden temporary file beside the target (`.NAME.PID.tmp`), which is then
 renamed over it, so a reader sees the old file or the new one, never a part.
 A file that is appended to instead (a metrics log) can be cut by a kill in
 its last line; `read_jsonl` skips such a line.
+
+Every JSON text the project writes is strict JSON (`to_json`): NaN and
+infinity are refused, not written as the `NaN` that strict readers reject;
+where a value may legitimately be undefined (a statistic of no data), the
+writer turns it into null first (`finite_or_null`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from collections.abc import Iterator
 from typing import IO, Any
@@ -42,9 +48,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     with open(tmp, mode, encoding=encoding) as f:
       yield f
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     with contextlib.suppress(OSError):
       os.remove(tmp)
+    if isinstance(e, OSError) and e.errno and e.filename != os.fspath(path):
+      # Name the file the caller wrote, not the hidden temporary one.
+      raise type(e)(e.errno, e.strerror, os.fspath(path)) from e
     raise
 
 
@@ -60,6 +69,31 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     f.write(text)
 
 
+def to_json(
+  data: Any, *, indent: int | None = None, sort_keys: bool = False
+) -> str:
+  """`data` as strict JSON text.
+
+  Raises:
+    ValueError: `data` holds NaN or an infinity (strict JSON has neither;
+      see `finite_or_null`).
+  """
+  return json.dumps(data, indent=indent, sort_keys=sort_keys, allow_nan=False)
+
+
+def finite_or_null(data: Any) -> Any:
+  """`data` with every NaN or infinite float (numpy's too) as None."""
+  if isinstance(data, dict):
+    return {k: finite_or_null(v) for k, v in data.items()}
+  if isinstance(data, list | tuple):
+    return [finite_or_null(v) for v in data]
+  if isinstance(data, float) and not math.isfinite(data):
+    return None
+  if hasattr(data, "dtype") and hasattr(data, "item") and data.ndim == 0:
+    return finite_or_null(data.item())
+  return data
+
+
 def write_json(
   path: str | os.PathLike,
   data: Any,
@@ -67,10 +101,17 @@ def write_json(
   indent: int | None = 1,
   sort_keys: bool = False,
 ) -> None:
-  """Writes `data` as JSON (and a final newline) to `path` atomically."""
+  """Writes `data` as strict JSON (and a final newline) to `path` atomically.
+
+  Raises:
+    ValueError: `data` holds NaN or an infinity; `path` is not touched.
+  """
+  try:
+    text = to_json(data, indent=indent, sort_keys=sort_keys)
+  except ValueError as e:
+    raise ValueError(f"{os.fspath(path)}: {e}") from None
   with atomic_write(path) as f:
-    json.dump(data, f, indent=indent, sort_keys=sort_keys)
-    f.write("\n")
+    f.write(text + "\n")
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -127,6 +127,7 @@ def check_flags():
         "num_outputs",
         "num_notes",
         "max_primer_notes",
+        "seed",
       )
     },
     shown={
@@ -134,10 +135,7 @@ def check_flags():
     },
   )
   time_signature = _time_signature()
-  if not FLAGS.tempo > 0:
-    raise errors.UsageError(
-      f"--tempo must be > 0 (quarters per minute), got {FLAGS.tempo}"
-    )
+  config_checks.check_tempo(FLAGS.tempo, "--tempo")
   if not 1 <= FLAGS.velocity <= 127:
     raise errors.UsageError(f"--velocity must be 1-127, got {FLAGS.velocity}")
   if not 0 <= FLAGS.program <= 127:

@@ -101,7 +101,7 @@ def _write_export(path: str, records: Sequence[dict]) -> None:
         }
         if shift:
           line["transposition"] = shift
-        f.write(json.dumps(line) + "\n")
+        f.write(files.to_json(line) + "\n")
 
 
 def _cache_is_fresh(out_dir: str, manifest: dict) -> bool:

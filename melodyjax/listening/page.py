@@ -64,6 +64,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
   def cell(value):
     if isinstance(value, float):
       return f"{value:.3f}"
+    if value is None:  # undefined (null in the JSON): no data
+      return "-"
     return html.escape(str(value))
 
   head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -137,7 +139,14 @@ def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
       for r in sampled
     ]
     parts.append(_table(("step", *(label for label, _ in columns)), rows))
-  evals = [r for r in records if "eval/bits_per_note" in r]
+  evals = [
+    r
+    for r in records
+    if all(
+      isinstance(r.get(f"eval/bits_per_note{s}"), int | float)
+      for s in ("", "_pitch", "_duration")
+    )
+  ]
   if evals:
     last = evals[-1]
     parts.append(

@@ -8,7 +8,6 @@ needs no TensorFlow).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,7 +40,9 @@ class MetricWriter:
     """One JSON line and a TensorBoard scalar per metric."""
     if not self.active:
       return
-    self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
+    # Strict JSON: an undefined value (a NaN validation loss) is null.
+    record = files.finite_or_null({"step": step, **metrics})
+    self._jsonl.write(files.to_json(record) + "\n")
     self._jsonl.flush()
     for name, value in metrics.items():
       self._tb.add_scalar(name, value, step)
@@ -91,7 +92,8 @@ def best_step(workdir: str, steps: Sequence[int]) -> int:
   losses = {
     record["step"]: record[BEST_KEY]
     for record in read_metrics(workdir)
-    if BEST_KEY in record and record.get("step") in steps
+    if isinstance(record.get(BEST_KEY), int | float)
+    and record.get("step") in steps
   }
   if not losses:
     raise errors.GenerateError(
