@@ -123,10 +123,15 @@ def main(argv):
     from melodyjax.listening import hook, page  # pylint: disable=g-import-not-at-top
     from melodyjax.training import loop  # pylint: disable=g-import-not-at-top
 
-    def announce(launch: str) -> None:
-      # First lines of every process: a wrong launch shows at once.
-      launch += f"\nmemory allocator: {runtime.active_allocator()}"
-      for line in launch.splitlines():
+    launched = []
+
+    def announce(text: str) -> None:
+      # First lines of every process: a wrong launch (or a resume from an
+      # unexpected step) shows at once.
+      if not launched:
+        text += f"\nmemory allocator: {runtime.active_allocator()}"
+        launched.append(True)
+      for line in text.splitlines():
         print(f"{prog}: {line}", flush=True)
 
     metrics = loop.train_and_evaluate(

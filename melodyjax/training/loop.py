@@ -75,8 +75,10 @@ def train_and_evaluate(
     config: a training config (`configs/default.py` and its variants).
     workdir: the run's folder; created, or resumed from its checkpoints.
     hooks: periodic actions after the built-in ones (process 0 only).
-    announce: called once with the launch description (processes,
-      devices, batch split, dtype), after the config is checked.
+    announce: called with lines for the user: the launch description
+      (processes, devices, batch split, dtype) after the config is
+      checked, then, on a workdir with checkpoints, the step it resumes
+      from and the damaged checkpoints it skipped.
 
   Raises:
     MelodyjaxError: a user-facing problem (config, corpus, workdir, a
@@ -90,12 +92,13 @@ def train_and_evaluate(
         config.train.batch_size, jnp.dtype(dtype).name, config.train.parallel
       )
     )
+  announce = announce or (lambda text: logging.warning("%s", text))
   if jax.process_index() != 0:
-    return _train(config, workdir, hooks)
+    return _train(config, workdir, hooks, announce)
   workdir = workdir_lib.prepare_workdir(workdir)
   with workdir_lib.lock_workdir(workdir):
     workdir_lib.check_resumable(workdir, config)
-    return _train(config, workdir, hooks)
+    return _train(config, workdir, hooks, announce)
 
 
 def load_dataset(config: ml_collections.ConfigDict) -> dataset_lib.Dataset:
@@ -125,7 +128,11 @@ class _Setup:
   valid_windows: windows_lib.Windows
 
 
-def _setup(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
+def _setup(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  announce: Callable[[str], None],
+) -> _Setup:
   train = config.train
   is_main = jax.process_index() == 0
   dataset = load_dataset(config)
@@ -153,7 +160,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
     keep_best=config.checkpoint.keep_best,
     enable_async=config.checkpoint.async_save,
   )
-  state = _init_or_restore(config, workdir, model, tx, runner, manager)
+  state = _init_or_restore(config, model, tx, runner, manager, announce)
   batches = windows_lib.BatchIterator(
     windows_lib.make_windows(dataset.train, train.seq_len, train.objective),
     train.batch_size,
@@ -175,8 +182,9 @@ def _setup(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
   )
 
 
-def _init_or_restore(config, workdir, model, tx, runner, manager):
-  """A fresh train state, or the latest readable checkpoint's."""
+def _init_or_restore(config, model, tx, runner, manager, announce):
+  """A fresh train state, or the latest readable checkpoint's (announced
+  with the damaged checkpoints skipped)."""
   init_key, _ = jax.random.split(jax.random.key(config.seed))
   create = functools.partial(
     state_lib.create_train_state,
@@ -191,8 +199,15 @@ def _init_or_restore(config, workdir, model, tx, runner, manager):
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
     jax.eval_shape(create, init_key),
   )
-  state, data_state, step = checkpoints.restore_latest(manager, abstract)
-  logging.info("Resumed from %s at step %d", workdir, step)
+  state, data_state, step, skipped = checkpoints.restore_latest(
+    manager, abstract
+  )
+  workdir = os.path.dirname(os.fspath(manager.directory))
+  announce(
+    "\n".join(
+      [*skipped, f"resuming from step {step} ({manager.directory}/{step})"]
+    )
+  )
   workdir_lib.check_same_data(
     workdir, data_state["seed"], data_state["batch_size"], config
   )
@@ -308,10 +323,12 @@ def _evaluate_and_save(setup: _Setup, step: int, save: bool, state) -> dict:
   return metrics
 
 
-def _train(config, workdir, hooks: Sequence[Hook]) -> dict[str, float]:
+def _train(
+  config, workdir, hooks: Sequence[Hook], announce
+) -> dict[str, float]:
   workdir = os.path.abspath(os.path.expanduser(workdir))
   train = config.train
-  setup = _setup(config, workdir)
+  setup = _setup(config, workdir, announce)
   info, state = setup.info, setup.state
   _, dropout_key = jax.random.split(jax.random.key(config.seed))
   step = setup.batches.step
