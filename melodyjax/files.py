@@ -15,9 +15,11 @@ writer turns it into null first (`finite_or_null`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -130,3 +132,60 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
       except json.JSONDecodeError:
         continue
   return records
+
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_NO_SPACE_TEXTS = ("No space left on device", "Disk quota exceeded")
+# How tensorstore (under Orbax) names the file it failed to write.
+_QUOTED_FILE = re.compile(r'(?:local file|Failed writing:) "([^"]+)"')
+
+
+def no_space(error: BaseException | None) -> str | None:
+  """Whether `error` says the disk (or quota) is full, and which file.
+
+  Looks along the error's chain (`__cause__`, `__context__`) for an OSError
+  with ENOSPC or EDQUOT, or a library's error that quotes one (Orbax's
+  tensorstore raises ValueError: RESOURCE_EXHAUSTED ... No space left on
+  device).
+
+  Returns:
+    None for any other error; else the file it was writing ('' when the
+    error names none).
+  """
+  seen, found = set(), None
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
+      if error.filename:
+        return os.fsdecode(error.filename)
+      found = ""
+    text = str(error)
+    if any(marker in text for marker in _NO_SPACE_TEXTS):
+      quoted = _QUOTED_FILE.search(text)
+      if quoted:
+        return quoted.group(1)
+      found = ""
+    error = error.__cause__ or error.__context__
+  return found
+
+
+def reason(error: OSError) -> str:
+  """A short reason for an OSError, for one-line messages."""
+  if error.errno in (errno.EACCES, errno.EPERM):
+    return "permission denied"
+  if error.errno == errno.EROFS:
+    return "read-only file system"
+  if error.errno in NO_SPACE_ERRNOS:
+    return "no space left on device"
+  if error.errno == errno.ENAMETOOLONG:
+    return "file name too long"
+  return error.strerror or str(error)
+
+
+def format_bytes(size: float) -> str:
+  """1536 -> '1.5 KiB'."""
+  for unit in ("B", "KiB", "MiB", "GiB"):
+    if size < 1024 or unit == "GiB":
+      return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    size /= 1024
+  raise AssertionError("unreachable")

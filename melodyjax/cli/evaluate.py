@@ -51,7 +51,7 @@ def run(argv: Sequence[str] | None = None) -> int:
   """Scores the run and prints the headline numbers; the exit status."""
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
-  with cli.user_errors(prog, FLAGS):
+  with cli.user_errors(prog, FLAGS, sigterm=True):
     config_checks.check_sampling(
       {
         "num_outputs": FLAGS.num_samples,

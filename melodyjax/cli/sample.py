@@ -176,7 +176,7 @@ def main(argv):
   prog = os.path.basename(argv[0])
   if len(argv) > 1:
     cli.fail(prog, f"unexpected arguments: {' '.join(argv[1:])}")
-  with cli.user_errors(prog):
+  with cli.user_errors(prog, sigterm=True):
     import dataclasses  # pylint: disable=g-import-not-at-top
 
     from melodyjax.listening import outputs, page  # pylint: disable=g-import-not-at-top

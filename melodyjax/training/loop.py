@@ -25,12 +25,12 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from melodyjax import config_checks
+from melodyjax import config_checks, files
 from melodyjax.data import build
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import windows as windows_lib
 from melodyjax.model import model as model_lib
-from melodyjax.training import checkpoints, parallel
+from melodyjax.training import checkpoints, faults, parallel
 from melodyjax.training import metrics as metrics_lib
 from melodyjax.training import state as state_lib
 from melodyjax.training import steps as steps_lib
@@ -326,7 +326,20 @@ def _evaluate_and_save(setup: _Setup, step: int, save: bool, state) -> dict:
 def _train(
   config, workdir, hooks: Sequence[Hook], announce
 ) -> dict[str, float]:
+  """The run; a full disk (a checkpoint, a log, a sample) ends it with one
+  line naming the last good checkpoint (`faults.no_space_error`)."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
+  with faults.quiet_background_errors():
+    try:
+      return _run_steps(config, workdir, hooks, announce)
+    except Exception as e:  # noqa: BLE001 - Orbax's errors are of any type
+      path = files.no_space(e)
+      if path is None:
+        raise
+      raise faults.no_space_error(workdir, path) from None
+
+
+def _run_steps(config, workdir, hooks, announce) -> dict[str, float]:
   train = config.train
   setup = _setup(config, workdir, announce)
   info, state = setup.info, setup.state
@@ -371,7 +384,11 @@ def _train(
           break
   finally:
     log.bar.close()
-    setup.manager.wait_until_finished()
-    setup.manager.close()
-    info.writer.close()
+    try:  # each step even if one before it fails (a full disk)
+      setup.manager.wait_until_finished()
+    finally:
+      try:
+        setup.manager.close()
+      finally:
+        info.writer.close()
   return log.metrics

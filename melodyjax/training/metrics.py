@@ -30,8 +30,12 @@ class MetricWriter:
       return
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
-    metrics_path = workdir_lib.path(workdir, workdir_lib.METRICS_FILE)
-    self._jsonl = open(metrics_path, "a")
+    self._path = workdir_lib.path(workdir, workdir_lib.METRICS_FILE)
+    self._jsonl = open(self._path, "a", encoding="utf-8")
+    if not _ends_a_line(self._path):
+      # A kill or a full disk cut the last line: the next record starts on
+      # a line of its own (the cut one is skipped by `read_metrics`).
+      self._jsonl.write("\n")
     self._tb = SummaryWriter(
       workdir_lib.path(workdir, workdir_lib.TENSORBOARD_DIR)
     )
@@ -42,8 +46,11 @@ class MetricWriter:
       return
     # Strict JSON: an undefined value (a NaN validation loss) is null.
     record = files.finite_or_null({"step": step, **metrics})
-    self._jsonl.write(files.to_json(record) + "\n")
-    self._jsonl.flush()
+    try:
+      self._jsonl.write(files.to_json(record) + "\n")
+      self._jsonl.flush()
+    except OSError as e:  # name the file (a full disk, for one)
+      raise type(e)(e.errno, e.strerror, self._path) from e
     for name, value in metrics.items():
       self._tb.add_scalar(name, value, step)
     self._tb.flush()
@@ -76,6 +83,16 @@ class MetricWriter:
     if self.active:
       self._jsonl.close()
       self._tb.close()
+
+
+def _ends_a_line(path: str) -> bool:
+  """Whether a file is empty or ends with a newline."""
+  with open(path, "rb") as f:
+    f.seek(0, 2)
+    if f.tell() == 0:
+      return True
+    f.seek(-1, 2)
+    return f.read(1) == b"\n"
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
