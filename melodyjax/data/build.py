@@ -39,9 +39,15 @@ from melodyjax.music import tokens
 
 
 def _source_listing(midi_dir: str, relpaths: Sequence[str]) -> dict:
+  """{relpath: [size, mtime]}; None for a file gone since it was listed
+  (or a dangling link), which the build then drops as unreadable."""
   listing = {}
   for relpath in relpaths:
-    stat = os.stat(os.path.join(midi_dir, relpath))
+    try:
+      stat = os.stat(os.path.join(midi_dir, relpath))
+    except OSError:
+      listing[relpath] = None
+      continue
     listing[relpath] = [stat.st_size, stat.st_mtime_ns]
   return listing
 

@@ -9,6 +9,7 @@ checkpoint step and workdir, and how it was rendered (`Rendering`).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 from collections.abc import Sequence
 
@@ -95,9 +96,14 @@ def write_outputs(
   try:
     os.makedirs(output_dir, exist_ok=True)
   except OSError as e:
+    hint = (
+      "is part of the path a file?"
+      if e.errno in (errno.ENOTDIR, errno.EEXIST)
+      else "choose a folder you can write"
+    )
     raise errors.GenerateError(
-      f"cannot create the output folder {output_dir}: "
-      f"{e.strerror or e} (is part of the path a file?)"
+      f"cannot create the output folder {output_dir}: {files.reason(e)} "
+      f"({hint})"
     ) from None
   try:
     return _write_files(

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from melodyjax import config_checks, errors
+from melodyjax import config_checks, errors, files
 from melodyjax.model import model as model_lib
 from melodyjax.music import midi_io, tokens, tonality
 from melodyjax.music.events import Event
@@ -242,6 +242,10 @@ def read_primer_midi(path: str, run: Run) -> list[Event]:
     )
   except FileNotFoundError:
     raise errors.GenerateError(f"primer MIDI not found: {path}") from None
+  except OSError as e:  # permission denied, a folder, ...
+    raise errors.GenerateError(
+      f"primer MIDI {path} cannot be read: {files.reason(e)}"
+    ) from None
   except midi_io.MidiError as e:
     raise errors.GenerateError(f"primer MIDI: {e}") from None
   events = song.events
