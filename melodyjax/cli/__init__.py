@@ -148,6 +148,13 @@ def parse_flags(
   prog = (
     argv[0] if argv[0].startswith("python -m") else os.path.basename(argv[0])
   )
+  for stream in (sys.stdout, sys.stderr):
+    # A file name that is not UTF-8 (kept as surrogates) never ends a run
+    # while it is printed.
+    if getattr(stream, "errors", None) == "strict" and hasattr(
+      stream, "reconfigure"
+    ):
+      stream.reconfigure(errors="backslashreplace")
   if flag_values is not flags.FLAGS:
     if {"-h", "--help"} & set(argv[1:]):
       print(f"usage: {prog} [flags]\n\n{flag_values.get_help()}")
