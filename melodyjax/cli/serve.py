@@ -10,6 +10,7 @@ says what is served; GET / is a page to try it in a browser.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -141,8 +142,17 @@ def run(argv: Sequence[str] | None = None) -> int:
     )
     server = uvicorn.Server(config)
     _announce_when_started(server, prog)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the
+    # signal again under the handler it found: this one ends with 0.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(signum, _stopped)
     server.run()
   return 0
+
+
+def _stopped(signum, frame) -> None:
+  print(f"{PROG}: stopped ({signal.Signals(signum).name})", flush=True)
+  sys.exit(0)
 
 
 def _announce_when_started(server, prog: str) -> None:
