@@ -46,6 +46,7 @@ FAMILY = (
   "evaluate-sigterm",
   "evaluate-limits",
   "page-two-writers",
+  "page-sidecar-vanishes",
   "export-kill",
 )
 
@@ -492,6 +493,19 @@ def test_page_is_never_half_written_while_training_and_sampling(
   assert not bad, f"half-written pages of {bad} characters"
   assert len(seen) >= 3  # the page changed while it was read
   assert not [n for n in os.listdir(run) if n.startswith(".")]
+
+
+def test_page_skips_sidecars_that_vanish_or_are_not_sidecars(workdir, tmp_path):
+  run = tmp_path / "run"
+  shutil.copytree(workdir, run)
+  folder = run / workdir_lib.SAMPLES_DIR / "10"
+  os.symlink(tmp_path / "gone.json", folder / "sample_10_7.json")
+  (folder / "sample_10_8.json").write_text("[1, 2]")
+  (folder / "sample_10_9.json").write_text('{"index": 9, "num_e')
+  page.write_page(str(run))
+  text = (run / workdir_lib.PAGE_FILE).read_text()
+  assert "sample_10_0" in text and "sample_10_1" in text
+  assert not re.search(r"sample_10_[789]", text)
 
 
 def test_every_fault_is_documented():

@@ -5,6 +5,7 @@ samples in one file that needs no server and fetches nothing.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import os
@@ -33,11 +34,13 @@ def _sample_steps(workdir: str) -> list[tuple[int, list[dict[str, Any]]]]:
     sidecars = []
     for file in os.listdir(folder):
       if re.fullmatch(r"sample_\d+_\d+\.json", file):
-        with open(os.path.join(folder, file)) as f:
-          try:
+        try:  # gone since the listing, or not a sidecar: left out
+          with open(os.path.join(folder, file), encoding="utf-8") as f:
             sidecar = json.load(f)
-          except json.JSONDecodeError:
-            continue
+        except (OSError, ValueError):
+          continue
+        if not isinstance(sidecar, dict) or "index" not in sidecar:
+          continue
         stem = file[: -len(".json")]
         sidecar["stem"] = f"{workdir_lib.SAMPLES_DIR}/{name}/{stem}"
         sidecars.append(sidecar)
@@ -80,8 +83,8 @@ def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
   parts = ["<h2>Numbers</h2>"]
   path = workdir_lib.path(workdir, workdir_lib.EVALUATION_FILE)
   evaluation = None
-  if os.path.exists(path):
-    with open(path) as f:
+  with contextlib.suppress(OSError, ValueError):
+    with open(path, encoding="utf-8") as f:
       evaluation = json.load(f)
   if evaluation:
     model, ngram = evaluation["model"], evaluation["ngram"]
