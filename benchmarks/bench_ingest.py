@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+from melodyjax import files
 from melodyjax.data import build, esac, tokenize
 from melodyjax.data import dataset as dataset_lib
 
@@ -193,11 +194,7 @@ def merge_results(path: str, entries: Sequence[dict]) -> list[dict]:
   merged = [new.pop(e.get("name"), e) for e in read_results(path)]
   merged.extend(new.values())
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(merged, f, indent=1)
-    f.write("\n")
-  os.replace(tmp, path)
+  files.write_json(path, merged)
   return merged
 
 

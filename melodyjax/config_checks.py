@@ -10,6 +10,7 @@ flags and `sampling.generate`). No JAX: the device count is passed in.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,6 +22,22 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 DECAYS = ("cosine", "constant")
 OBJECTIVES = ("all", "last")
 PARALLEL_MODES = ("jit", "pmap")
+# The limits of one generation request (sample_main.py, the server, the
+# training config's `sample` group), checked before anything runs. The
+# sampler's buffers are [num_outputs, 1 + max_primer_notes + num_notes] and
+# its time grows with them (one scan step per event), so a request past
+# these is refused up front rather than run for minutes or out of memory.
+MAX_NUM_NOTES = 8192
+MAX_NUM_OUTPUTS = 1024
+MAX_PRIMER_NOTES = 1024
+MAX_EVENTS_PER_CALL = 1 << 20  # num_outputs x (1 + max_primer + num_notes)
+MAX_SEED = 2**63 - 1  # JAX's keys take a signed 64-bit seed
+MAX_TEMPO_BPM = 1000.0  # quarter notes per minute, MIDI and WAV
+LIMITS = {
+  "num_notes": (MAX_NUM_NOTES, "events per melody"),
+  "num_outputs": (MAX_NUM_OUTPUTS, "melodies per request"),
+  "max_primer_notes": (MAX_PRIMER_NOTES, "primer events"),
+}
 STEP_FIELDS = (
   "num_train_steps",
   "log_every_steps",
@@ -95,10 +112,11 @@ def check_sampling(
   name: Callable[[str], str] = lambda field: f"--{field}",
   shown: Mapping[str, str] | None = None,
 ) -> None:
-  """Sampling settings: counts >= 1, temperatures > 0, top-k, top-p.
+  """Sampling settings: counts >= 1, temperatures > 0, top-k, top-p, and
+  the limits of one request (`LIMITS`, `MAX_EVENTS_PER_CALL`, `MAX_SEED`).
 
   Args:
-    values: any of num_outputs, num_notes, max_primer_notes (ints),
+    values: any of num_outputs, num_notes, max_primer_notes, seed (ints),
       temperature, top_k, top_p (a number or a (pitch, duration) pair).
     name: a field's name in messages (a flag by default).
     shown: a field's value as the user wrote it, for messages.
@@ -116,7 +134,7 @@ def check_sampling(
     return shown.get(field, ",".join(str(v) for v in pair(field)))
 
   if "temperature" in values and not all(
-    is_number(t) and t > 0 for t in pair("temperature")
+    is_number(t) and 0 < t < math.inf for t in pair("temperature")
   ):
     raise errors.ConfigError(
       f"{name('temperature')} must be > 0, got {got('temperature')} "
@@ -133,11 +151,47 @@ def check_sampling(
     raise errors.ConfigError(
       f"{name('top_k')} must be >= 0 (0 keeps every token), got {got('top_k')}"
     )
-  for field in ("num_outputs", "num_notes", "max_primer_notes"):
-    if field in values and (not is_int(values[field]) or values[field] < 1):
+  for field, (limit, unit) in LIMITS.items():
+    if field not in values:
+      continue
+    if not is_int(values[field]) or values[field] < 1:
       raise errors.ConfigError(
         f"{name(field)} must be >= 1, got {values[field]!r}"
       )
+    if values[field] > limit:
+      raise errors.ConfigError(
+        f"{name(field)} must be at most {limit:,} ({unit}), got "
+        f"{values[field]:,}"
+      )
+  if "seed" in values and (
+    not is_int(values["seed"])
+    or not -MAX_SEED - 1 <= values["seed"] <= MAX_SEED
+  ):
+    raise errors.ConfigError(
+      f"{name('seed')} must be an integer from {-MAX_SEED - 1} to "
+      f"{MAX_SEED}, got {values['seed']!r}"
+    )
+  _check_events(values, name)
+
+
+def events_per_call(num_outputs: int, num_notes: int, primer: int) -> int:
+  """The sampler buffer's size: melodies x (bos + primer + notes)."""
+  return num_outputs * (1 + primer + num_notes)
+
+
+def _check_events(values: Mapping[str, Any], name) -> None:
+  if not {"num_outputs", "num_notes"} <= set(values):
+    return
+  primer = values.get("max_primer_notes", 0)
+  events = events_per_call(values["num_outputs"], values["num_notes"], primer)
+  if events > MAX_EVENTS_PER_CALL:
+    sizes = f"{name('num_outputs')} x (1 + {name('num_notes')}"
+    sizes += f" + {name('max_primer_notes')})" if primer else ")"
+    raise errors.ConfigError(
+      f"{sizes} = {events:,} events, more than the {MAX_EVENTS_PER_CALL:,} "
+      "that one request may sample (the time and memory grow with it): "
+      "ask for fewer melodies or notes"
+    )
 
 
 def _check_train(config, num_devices: int | None) -> None:
@@ -189,6 +243,35 @@ def _check_data(config) -> None:
   dataset_lib.CorpusConfig.from_config(config.data)
 
 
+def check_tempo(tempo: Any, name: str) -> None:
+  """A tempo in quarter notes per minute: > 0 and at most MAX_TEMPO_BPM.
+
+  Raises:
+    ConfigError: names `name`.
+  """
+  if not is_number(tempo) or not tempo > 0:
+    raise errors.ConfigError(
+      f"{name} must be > 0 (quarters per minute), got {tempo}"
+    )
+  if tempo > MAX_TEMPO_BPM:
+    raise errors.ConfigError(
+      f"{name} must be at most {MAX_TEMPO_BPM:g} quarters per minute, "
+      f"got {tempo}"
+    )
+
+
+def _check_finite(value: Any, name: str) -> None:
+  """No NaN or infinity anywhere: config.json is strict JSON."""
+  if isinstance(value, Mapping):
+    for key, item in value.items():
+      _check_finite(item, f"{name}.{key}")
+  elif isinstance(value, tuple | list):
+    for item in value:
+      _check_finite(item, name)
+  elif isinstance(value, float) and not math.isfinite(value):
+    raise errors.ConfigError(f"{name} must be a finite number, got {value}")
+
+
 def check_config(config, num_devices: int | None = None) -> None:
   """Types and ranges of every field of a training config.
 
@@ -204,6 +287,7 @@ def check_config(config, num_devices: int | None = None) -> None:
     raise errors.ConfigError(
       f"config.seed must be an integer, got {config.seed!r}"
     )
+  _check_finite(config.to_dict(), "config")
   check_model(config.model)
   _check_train(config, num_devices)
   _positive_int(config.checkpoint.max_to_keep, "config.checkpoint.max_to_keep")
@@ -226,7 +310,8 @@ def check_config(config, num_devices: int | None = None) -> None:
   check_sampling(
     {
       name: config.sample[name]
-      for name in ("num_outputs", "num_notes", "temperature", "top_p")
+      for name in ("num_outputs", "num_notes", "temperature", "top_p", "seed")
     },
     name=lambda field: f"config.sample.{field}",
   )
+  check_tempo(config.sample.tempo_bpm, "config.sample.tempo_bpm")

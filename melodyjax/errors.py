@@ -41,5 +41,9 @@ class TrainingError(MelodyjaxError):
   """Training cannot go on; the message says why and what was kept."""
 
 
+class NoSpaceError(TrainingError):
+  """The disk (or a quota) filled up; the message says what was kept."""
+
+
 class GenerateError(MelodyjaxError):
   """A primer, a sampling option or a run that generation cannot use."""

@@ -247,8 +247,8 @@ def damage(step_dir, how):
     os.remove(largest)
 
 
-def test_damaged_latest_checkpoints_are_skipped_with_a_warning(
-  corpus_dirs, tmp_path, caplog
+def test_damaged_latest_checkpoints_are_skipped_and_announced(
+  corpus_dirs, tmp_path
 ):
   midi, data = corpus_dirs
   config = make_config(midi, data, 15)
@@ -259,16 +259,17 @@ def test_damaged_latest_checkpoints_are_skipped_with_a_warning(
   damage(workdir / "checkpoints" / "15", "delete")
   damage(workdir / "checkpoints" / "10", "truncate")
   config.train.num_train_steps = 6  # resume from 5, one step, save
-  with caplog.at_level("WARNING"):
-    loop.train_and_evaluate(config, str(workdir))
-  warnings = [
-    r.getMessage() for r in caplog.records if r.levelname == "WARNING"
-  ]
-  for step in (10, 15):
-    assert any(
-      f"checkpoints/{step} " in w and "resuming from step 5" in w
-      for w in warnings
-    ), warnings
+  said = []
+  loop.train_and_evaluate(config, str(workdir), announce=said.append)
+  lines = "\n".join(said[1:]).splitlines()  # said[0]: the launch
+  assert [line.split(":")[0] for line in lines] == [
+    "skipped damaged checkpoint at step 15",
+    "skipped damaged checkpoint at step 10",
+    f"resuming from step 5 ({workdir}/checkpoints/5)",
+  ], lines
+  for line, step in zip(lines, (15, 10), strict=False):
+    assert f"checkpoints/{step} " in line, line
+    assert f"moved to {workdir}/{workdir_lib.DAMAGED_DIR}/{step}-" in line
   moved = sorted(os.listdir(workdir / workdir_lib.DAMAGED_DIR))
   assert [name.split("-")[0] for name in moved] == ["10", "15"]
   steps = read_all(workdir)  # all readable again, 6 saved after 5

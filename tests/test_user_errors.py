@@ -108,6 +108,25 @@ def _unwritable(ctx):
   pytest.skip("root, and no path here refuses root with EPERM")
 
 
+def _unreadable(ctx):
+  """A file this user cannot read, or skip with the reason."""
+  if os.geteuid() != 0:
+    path = ctx.file("locked.mid", b"MThd")
+    os.chmod(path, 0)
+    ctx.stack.callback(os.chmod, path, 0o600)
+    return path
+  # root reads every file mode; a write-only procfs file refuses it.
+  path = "/proc/sys/vm/drop_caches"
+  try:
+    with open(path, "rb"):
+      pass
+  except PermissionError:
+    return path
+  except OSError:
+    pass
+  pytest.skip("root, and no file here refuses root with EACCES")
+
+
 def _damage_all(ctx):
   run = ctx.run()
   for step, item in itertools.product(
@@ -564,6 +583,113 @@ CASES = [
     "tempo 0",
     lambda c: [f"--workdir={c.run()}", "--tempo=0"],
     "--tempo must be > 0 (quarters per minute), got 0.0",
+  ),
+  Case(
+    "temperature-nan",
+    "sample",
+    "a temperature that is not a number (NaN)",
+    lambda c: [f"--workdir={c.run()}", "--temperature=nan"],
+    "--temperature must be > 0, got nan",
+  ),
+  Case(
+    "temperature-infinite",
+    "sample",
+    "an infinite temperature",
+    lambda c: [f"--workdir={c.run()}", "--temperature=1,inf"],
+    "--temperature must be > 0, got 1,inf",
+  ),
+  Case(
+    "num-notes-huge",
+    "sample",
+    "more notes than one request may sample",
+    lambda c: [f"--workdir={c.run()}", "--num_notes=100000000"],
+    "--num_notes must be at most 8,192 (events per melody), got 100,000,000",
+  ),
+  Case(
+    "num-outputs-huge",
+    "sample",
+    "more melodies than one request may sample",
+    lambda c: [f"--workdir={c.run()}", "--num_outputs=5000"],
+    "--num_outputs must be at most 1,024 (melodies per request), got 5,000",
+  ),
+  Case(
+    "primer-capacity-huge",
+    "sample",
+    "a primer capacity above the limit",
+    lambda c: [f"--workdir={c.run()}", "--max_primer_notes=100000"],
+    "--max_primer_notes must be at most 1,024 (primer events), got 100,000",
+  ),
+  Case(
+    "events-per-call",
+    "sample",
+    "melodies x notes above what one request may sample",
+    lambda c: [
+      f"--workdir={c.run()}",
+      "--num_outputs=1000",
+      "--num_notes=2000",
+    ],
+    "--num_outputs x (1 + --num_notes + --max_primer_notes) = 2,065,000 "
+    "events, more than the 1,048,576 that one request may sample",
+  ),
+  Case(
+    "seed-huge",
+    "sample",
+    "a seed beyond 64 bits",
+    lambda c: [f"--workdir={c.run()}", "--seed=99999999999999999999"],
+    "--seed must be an integer from -9223372036854775808 to "
+    "9223372036854775807, got 99999999999999999999",
+  ),
+  Case(
+    "tempo-huge",
+    "sample",
+    "an infinite tempo",
+    lambda c: [f"--workdir={c.run()}", "--tempo=inf"],
+    "--tempo must be at most 1000 quarters per minute, got inf",
+  ),
+  Case(
+    "output-dir-permission",
+    "sample",
+    "an output folder this user may not create",
+    lambda c: [
+      f"--workdir={c.run()}",
+      f"--output_dir={_unwritable(c)}",
+      "--num_notes=2",
+      "--num_outputs=1",
+    ],
+    "permission denied (choose a folder you can write)",
+  ),
+  Case(
+    "output-dir-name-too-long",
+    "sample",
+    "an output folder name longer than the file system allows",
+    lambda c: [
+      f"--workdir={c.run()}",
+      f"--output_dir={os.path.join(c.tmp, 'x' * 300)}",
+      "--num_notes=2",
+      "--num_outputs=1",
+    ],
+    "file name too long (choose a folder you can write)",
+  ),
+  Case(
+    "primer-midi-permission",
+    "sample",
+    "a primer MIDI this user may not read",
+    lambda c: [f"--workdir={c.run()}", f"--primer_midi={_unreadable(c)}"],
+    "cannot be read: permission denied",
+  ),
+  Case(
+    "config-nan",
+    "train",
+    "a config number that is NaN",
+    lambda c: c.train("--config.train.weight_decay=nan"),
+    "config.train.weight_decay must be a finite number, got nan",
+  ),
+  Case(
+    "config-sample-notes-huge",
+    "train",
+    "a sample group asking more notes than the limit",
+    lambda c: c.train("--config.sample.num_notes=100000"),
+    "config.sample.num_notes must be at most 8,192 (events per melody)",
   ),
   Case(
     "flag-typo",

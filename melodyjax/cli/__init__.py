@@ -11,15 +11,17 @@ catalogue of mistakes and their messages is docs/errors.md. No JAX here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import signal
 import sys
 import traceback
 from collections.abc import Iterator, Mapping
 
 from absl import flags
 
-from melodyjax import errors
+from melodyjax import errors, files
 from melodyjax.training import workdir as workdir_lib
 
 USAGE_EXIT = 2
@@ -63,22 +65,77 @@ def fail(prog: str, message: str) -> None:
   sys.exit(USAGE_EXIT)
 
 
+# OSErrors that the machine, not the program, is the cause of: reported as
+# one line naming the file, like a user mistake.
+ENVIRONMENT_ERRNOS = (
+  errno.ENOSPC,
+  errno.EDQUOT,
+  errno.EROFS,
+  errno.EACCES,
+  errno.EPERM,
+  errno.ENAMETOOLONG,
+)
+SIGTERM_EXIT = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+  """SIGTERM, raised in the main thread (see `user_errors`)."""
+
+
+def _raise_terminated(signum, frame):
+  raise Terminated()
+
+
 @contextlib.contextmanager
 def user_errors(
-  prog: str, flag_values: flags.FlagValues = flags.FLAGS
+  prog: str,
+  flag_values: flags.FlagValues = flags.FLAGS,
+  *,
+  sigterm: bool = False,
 ) -> Iterator[None]:
-  """Turns user-facing errors into one line and exit code 2."""
+  """Turns user-facing errors into one line and exit code 2.
+
+  A `MelodyjaxError`, a flag error, and an OSError of the machine (a full
+  disk, a read-only or forbidden folder, a name too long:
+  `ENVIRONMENT_ERRNOS`) end the program with `PROG: error: MESSAGE`.
+
+  Args:
+    prog: the program's name in messages.
+    flag_values: where --debug is read.
+    sigterm: also end on SIGTERM with one line and exit status 143, after
+      the file being written is cleaned up (`files.atomic_write` removes
+      its temporary file), so every file left is complete. Not for
+      training, which saves a checkpoint on SIGTERM instead.
+  """
   from absl import app  # pylint: disable=g-import-not-at-top
 
+  previous = (
+    signal.signal(signal.SIGTERM, _raise_terminated) if sigterm else None
+  )
   try:
     yield
   except (errors.MelodyjaxError, app.UsageError) as e:
     if _debug(flag_values):
       traceback.print_exc()
     fail(prog, str(e))
+  except OSError as e:
+    if e.errno not in ENVIRONMENT_ERRNOS:
+      raise
+    if _debug(flag_values):
+      traceback.print_exc()
+    fail(prog, f"{e.filename or 'a file'}: {files.reason(e)}")
   except KeyboardInterrupt:
     print(f"{prog}: interrupted", file=sys.stderr)
     sys.exit(130)
+  except Terminated:
+    print(
+      f"{prog}: terminated (SIGTERM); the files written are complete",
+      file=sys.stderr,
+    )
+    sys.exit(SIGTERM_EXIT)
+  finally:
+    if sigterm:
+      signal.signal(signal.SIGTERM, previous)
 
 
 def parse_flags(
@@ -91,6 +148,13 @@ def parse_flags(
   prog = (
     argv[0] if argv[0].startswith("python -m") else os.path.basename(argv[0])
   )
+  for stream in (sys.stdout, sys.stderr):
+    # A file name that is not UTF-8 (kept as surrogates) never ends a run
+    # while it is printed.
+    if getattr(stream, "errors", None) == "strict" and hasattr(
+      stream, "reconfigure"
+    ):
+      stream.reconfigure(errors="backslashreplace")
   if flag_values is not flags.FLAGS:
     if {"-h", "--help"} & set(argv[1:]):
       print(f"usage: {prog} [flags]\n\n{flag_values.get_help()}")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from melodyjax import cli
+from melodyjax import cli, config_checks
 
 PROG = "python -m melodyjax.evaluate"
 FLAGS = cli.tool_flags()
@@ -51,7 +51,18 @@ def run(argv: Sequence[str] | None = None) -> int:
   """Scores the run and prints the headline numbers; the exit status."""
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
-  with cli.user_errors(prog, FLAGS):
+  with cli.user_errors(prog, FLAGS, sigterm=True):
+    config_checks.check_sampling(
+      {
+        "num_outputs": FLAGS.num_samples,
+        "num_notes": FLAGS.num_notes,
+        "temperature": FLAGS.temperature,
+        "seed": FLAGS.seed,
+      },
+      name=lambda field: (
+        "--num_samples" if field == "num_outputs" else f"--{field}"
+      ),
+    )
     from melodyjax.evaluation import report  # pylint: disable=g-import-not-at-top
 
     result = report.evaluate_run(

@@ -146,6 +146,7 @@ def check_flags():
         "num_outputs",
         "num_notes",
         "max_primer_notes",
+        "seed",
       )
     },
     shown={
@@ -153,10 +154,7 @@ def check_flags():
     },
   )
   time_signature = _time_signature()
-  if not FLAGS.tempo > 0:
-    raise errors.UsageError(
-      f"--tempo must be > 0 (quarters per minute), got {FLAGS.tempo}"
-    )
+  config_checks.check_tempo(FLAGS.tempo, "--tempo")
   if not 1 <= FLAGS.velocity <= 127:
     raise errors.UsageError(f"--velocity must be 1-127, got {FLAGS.velocity}")
   if not 0 <= FLAGS.program <= 127:
@@ -198,7 +196,7 @@ def main(argv):
   prog = os.path.basename(argv[0])
   if len(argv) > 1:
     cli.fail(prog, f"unexpected arguments: {' '.join(argv[1:])}")
-  with cli.user_errors(prog):
+  with cli.user_errors(prog, sigterm=True):
     import dataclasses  # pylint: disable=g-import-not-at-top
 
     from melodyjax.listening import outputs, page  # pylint: disable=g-import-not-at-top

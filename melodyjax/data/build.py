@@ -39,9 +39,15 @@ from melodyjax.music import tokens
 
 
 def _source_listing(midi_dir: str, relpaths: Sequence[str]) -> dict:
+  """{relpath: [size, mtime]}; None for a file gone since it was listed
+  (or a dangling link), which the build then drops as unreadable."""
   listing = {}
   for relpath in relpaths:
-    stat = os.stat(os.path.join(midi_dir, relpath))
+    try:
+      stat = os.stat(os.path.join(midi_dir, relpath))
+    except OSError:
+      listing[relpath] = None
+      continue
     listing[relpath] = [stat.st_size, stat.st_mtime_ns]
   return listing
 
@@ -115,7 +121,7 @@ def _write_export(path: str, records: Sequence[dict]) -> None:
         }
         if shift:
           line["transposition"] = shift
-        f.write(json.dumps(line) + "\n")
+        f.write(files.to_json(line) + "\n")
 
 
 def _cache_is_fresh(out_dir: str, manifest: dict) -> bool:

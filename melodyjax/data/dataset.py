@@ -160,8 +160,12 @@ class Dataset:
 
 
 def assign_split(relpath: str, config: CorpusConfig) -> str:
-  """Deterministic split of a song from a hash of its relative path."""
-  digest = hashlib.sha1(relpath.replace(os.sep, "/").encode()).digest()
+  """Deterministic split of a song from a hash of its relative path.
+
+  The path's bytes as the file system has them (`os.fsencode`: UTF-8 for
+  any name that decodes, the raw bytes of one that does not).
+  """
+  digest = hashlib.sha1(os.fsencode(relpath.replace(os.sep, "/"))).digest()
   u = int.from_bytes(digest[:8], "big") / 2.0**64
   if u < config.test_fraction:
     return "test"

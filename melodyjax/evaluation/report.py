@@ -107,7 +107,9 @@ def evaluate_run(
   result["seconds"] = time.perf_counter() - start
   files.write_json(
     os.path.join(output_dir, workdir_lib.EVALUATION_FILE),
-    _plain(result),
+    # A statistic of no data (the KL of an empty histogram) is NaN: null
+    # in the file, which stays strict JSON.
+    files.finite_or_null(result),
   )
   if os.path.abspath(output_dir) == run.workdir:
     page.write_page(run.workdir)
@@ -253,14 +255,3 @@ def _markdown(run, request, result, comparison, figures, output_dir) -> str:
     "",
   ]
   return "\n".join(lines)
-
-
-def _plain(value: Any) -> Any:
-  """numpy scalars to Python numbers, for JSON."""
-  if isinstance(value, dict):
-    return {k: _plain(v) for k, v in value.items()}
-  if isinstance(value, list | tuple):
-    return [_plain(v) for v in value]
-  if isinstance(value, np.generic):
-    return value.item()
-  return value

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from melodyjax import files
 from melodyjax.music.events import Event
 
 SAMPLE_RATE = 22050  # samples per second
@@ -52,7 +53,7 @@ def synthesize(
 ) -> np.ndarray:
   """Writes `render(events)` as a 16-bit mono WAV; returns the audio."""
   audio = render(events, tempo_bpm=tempo_bpm, sample_rate=sample_rate)
-  with wave.open(path, "wb") as f:
+  with files.atomic_write(path, "wb") as out, wave.open(out, "wb") as f:
     f.setnchannels(1)
     f.setsampwidth(2)
     f.setframerate(sample_rate)

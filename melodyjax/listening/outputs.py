@@ -9,6 +9,7 @@ checkpoint step and workdir, and how it was rendered (`Rendering`).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 from collections.abc import Sequence
 
@@ -94,15 +95,51 @@ def write_outputs(
     The paths of the MIDI files.
 
   Raises:
-    GenerateError: `output_dir` cannot be created.
+    GenerateError: `output_dir` cannot be created, or a file in it cannot
+      be written (a full disk, a read-only folder); files written before
+      it are complete (each is written atomically).
   """
   try:
     os.makedirs(output_dir, exist_ok=True)
   except OSError as e:
+    hint = (
+      "is part of the path a file?"
+      if e.errno in (errno.ENOTDIR, errno.EEXIST)
+      else "choose a folder you can write"
+    )
     raise errors.GenerateError(
-      f"cannot create the output folder {output_dir}: "
-      f"{e.strerror or e} (is part of the path a file?)"
+      f"cannot create the output folder {output_dir}: {files.reason(e)} "
+      f"({hint})"
     ) from None
+  try:
+    return _write_files(
+      melodies,
+      output_dir,
+      step=step,
+      workdir=workdir,
+      request=request,
+      rendering=rendering,
+      sampled_during_training=sampled_during_training,
+      model_path=model_path,
+    )
+  except OSError as e:  # a full disk, a read-only or locked folder
+    raise errors.GenerateError(
+      f"cannot write {e.filename or output_dir}: {files.reason(e)} (the "
+      "files written before it are complete; --output_dir writes elsewhere)"
+    ) from None
+
+
+def _write_files(
+  melodies,
+  output_dir,
+  *,
+  step,
+  workdir,
+  request,
+  rendering,
+  sampled_during_training,
+  model_path,
+) -> list[str]:
   paths = []
   for i, events in enumerate(melodies):
     stem = os.path.join(output_dir, f"sample_{step}_{i}")

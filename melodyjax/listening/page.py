@@ -8,6 +8,7 @@ pinned copy (`vendor/abcjs-basic-min.js`) is inlined into the page.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import html
 import importlib.resources
@@ -59,11 +60,13 @@ def _sample_steps(workdir: str) -> list[tuple[int, list[dict[str, Any]]]]:
     sidecars = []
     for file in os.listdir(folder):
       if re.fullmatch(r"sample_\d+_\d+\.json", file):
-        with open(os.path.join(folder, file)) as f:
-          try:
+        try:  # gone since the listing, or not a sidecar: left out
+          with open(os.path.join(folder, file), encoding="utf-8") as f:
             sidecar = json.load(f)
-          except json.JSONDecodeError:
-            continue
+        except (OSError, ValueError):
+          continue
+        if not isinstance(sidecar, dict) or "index" not in sidecar:
+          continue
         stem = file[: -len(".json")]
         sidecar["stem"] = f"{workdir_lib.SAMPLES_DIR}/{name}/{stem}"
         sidecars.append(sidecar)
@@ -90,6 +93,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
   def cell(value):
     if isinstance(value, float):
       return f"{value:.3f}"
+    if value is None:  # undefined (null in the JSON): no data
+      return "-"
     return html.escape(str(value))
 
   head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -104,8 +109,8 @@ def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
   parts = ["<h2>Numbers</h2>"]
   path = workdir_lib.path(workdir, workdir_lib.EVALUATION_FILE)
   evaluation = None
-  if os.path.exists(path):
-    with open(path) as f:
+  with contextlib.suppress(OSError, ValueError):
+    with open(path, encoding="utf-8") as f:
       evaluation = json.load(f)
   if evaluation:
     model = evaluation["model"]
@@ -174,7 +179,14 @@ def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
       for r in sampled
     ]
     parts.append(_table(("step", *(label for label, _ in columns)), rows))
-  evals = [r for r in records if "eval/bits_per_note" in r]
+  evals = [
+    r
+    for r in records
+    if all(
+      isinstance(r.get(f"eval/bits_per_note{s}"), int | float)
+      for s in ("", "_pitch", "_duration")
+    )
+  ]
   if evals:
     last = evals[-1]
     parts.append(

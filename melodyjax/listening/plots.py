@@ -4,13 +4,26 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from melodyjax import files
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
+
+
+def _save(figure, path: str, dpi: int) -> None:
+  """Writes a figure as a PNG atomically (`files.atomic_write`), closes it."""
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  try:
+    with files.atomic_write(path, "wb") as f:
+      figure.savefig(f, format="png", dpi=dpi)
+  finally:
+    plt.close(figure)
 
 
 def save_piano_roll(
@@ -47,8 +60,7 @@ def save_piano_roll(
   if title:
     axes.set_title(title)
   figure.tight_layout()
-  figure.savefig(path, dpi=80)
-  plt.close(figure)
+  _save(figure, path, dpi=80)
 
 
 def curves_png(
@@ -68,7 +80,12 @@ def curves_png(
   for title, names in panels:
     lines = {}
     for name in names:
-      points = [(r["step"], r[name]) for r in records if name in r]
+      # null (an undefined value) and NaN are gaps, not points.
+      points = [
+        (r["step"], r[name])
+        for r in records
+        if isinstance(r.get(name), int | float) and math.isfinite(r[name])
+      ]
       if points:
         lines[name] = sorted(points)
     if lines:
@@ -153,5 +170,4 @@ def save_histograms(generated, reference, path: str) -> None:
   axes[2].set_title("duration (quarters)")
   axes[2].legend()
   figure.tight_layout()
-  figure.savefig(path, dpi=90)
-  plt.close(figure)
+  _save(figure, path, dpi=90)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from melodyjax import config_checks, errors
+from melodyjax import config_checks, errors, files
 from melodyjax.model import model as model_lib
 from melodyjax.music import midi_io, tokens, tonality
 from melodyjax.music.events import Event
@@ -216,6 +216,10 @@ def read_primer_midi(path: str, run: Run) -> list[Event]:
     )
   except FileNotFoundError:
     raise errors.GenerateError(f"primer MIDI not found: {path}") from None
+  except OSError as e:  # permission denied, a folder, ...
+    raise errors.GenerateError(
+      f"primer MIDI {path} cannot be read: {files.reason(e)}"
+    ) from None
   except midi_io.MidiError as e:
     raise errors.GenerateError(f"primer MIDI: {e}") from None
   events = song.events
@@ -279,22 +283,41 @@ def generate(
     jax.random.key(request.seed),
     settings,
   )
-  rest_id = (
-    run.pitch_vocab.id(tokens.REST) if tokens.REST in run.pitch_vocab else -1
-  )
   if request.mode == "scan":
-    out = sampler.sample(*args, num_notes=request.num_notes, rest_id=rest_id)
+    out = sampler.sample(
+      *args, num_notes=request.num_notes, rest_id=rest_id(run)
+    )
   else:
     out = sampler.sample_window(
       *args,
       num_notes=request.num_notes,
       seq_len=run.config.train.seq_len,
-      rest_id=rest_id,
+      rest_id=rest_id(run),
     )
+  return decode_melodies(run, *jax.device_get(out))
+
+
+def rest_id(run: Run) -> int:
+  """The rest's pitch id (never sampled first), -1 if the model has none."""
+  rest = tokens.REST
+  return run.pitch_vocab.id(rest) if rest in run.pitch_vocab else -1
+
+
+def decode_melodies(
+  run: Run, pitch_ids, duration_ids, max_events: int | None = None
+) -> list[list[Event]]:
+  """Sampler buffers ([batch, length] ids) to melodies of events.
+
+  Args:
+    run: the run whose vocabularies the ids index.
+    pitch_ids, duration_ids: the sampler's output, on the host.
+    max_events: keep at most this many events (primer included) of each.
+  """
   melodies = []
-  for pitch, duration in sampler.strip(*jax.device_get(out)):
+  for pitch, duration in sampler.strip(pitch_ids, duration_ids):
     events = tokens.tokens_to_events(
-      run.pitch_vocab.decode(pitch), run.duration_vocab.decode(duration)
+      run.pitch_vocab.decode(pitch[:max_events]),
+      run.duration_vocab.decode(duration[:max_events]),
     )
     melodies.append(midi_io.canonical_events(events))
   return melodies

@@ -259,16 +259,17 @@ def latest_step(manager: ocp.CheckpointManager) -> int | None:
 
 def restore_latest(
   manager: ocp.CheckpointManager, abstract_state: Any
-) -> tuple[Any, dict, int]:
+) -> tuple[Any, dict, int, list[str]]:
   """Restores the newest readable checkpoint, skipping damaged ones.
 
   A damaged checkpoint (missing or truncated files) is moved to
-  `workdir/checkpoints_damaged/<step>-<time>` with a warning, so that its
-  step can be saved again and nothing is deleted. A checkpoint of another
-  model is an error, not skipped.
+  `workdir/checkpoints_damaged/<step>-<time>`, so that its step can be
+  saved again and nothing is deleted. A checkpoint of another model is an
+  error, not skipped.
 
   Returns:
-    (state, data position, step).
+    (state, data position, step, one line per damaged checkpoint skipped:
+    its step, what is wrong and where it was moved).
 
   Raises:
     CheckpointError: no checkpoint is readable, or one is of another model.
@@ -283,19 +284,15 @@ def restore_latest(
       continue
     # Only once a good one is found: with none, a later run must not start
     # afresh over the damaged ones.
+    skipped = []
     for bad_step, problem in damaged:
-      if jax.process_index() != 0:  # process 0 moves; all skip the same
-        continue
-      moved = _move_aside(directory, bad_step)
-      logging.warning(
-        "%s: skipped, moved to %s; resuming from step %d",
-        problem,
-        moved,
-        step,
-      )
+      line = f"skipped damaged checkpoint at step {bad_step}: {problem}"
+      if jax.process_index() == 0:  # process 0 moves; all skip the same
+        line += f"; moved to {_move_aside(directory, bad_step)}"
+      skipped.append(line)
     if damaged:
       manager.reload()
-    return state, data, step
+    return state, data, step, skipped
   raise errors.CheckpointError(
     f"no readable checkpoint in {directory} ("
     + "; ".join(problem for _, problem in damaged)

@@ -25,13 +25,13 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from melodyjax import config_checks
+from melodyjax import config_checks, files
 from melodyjax.data import build
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import windows as windows_lib
 from melodyjax.model import lstm
 from melodyjax.model import model as model_lib
-from melodyjax.training import checkpoints, parallel, runs
+from melodyjax.training import checkpoints, faults, parallel, runs
 from melodyjax.training import metrics as metrics_lib
 from melodyjax.training import state as state_lib
 from melodyjax.training import steps as steps_lib
@@ -76,10 +76,11 @@ def train_and_evaluate(
     config: a training config (`configs/default.py` and its variants).
     workdir: the run's folder; created, or resumed from its checkpoints.
     hooks: periodic actions after the built-in ones (process 0 only).
-    announce: called with lines for the console: the launch description
-      (processes, devices, batch split, dtype) once the config is checked,
-      then where training starts from (resuming from step N, fine-tuning
-      from a base run); default: the log.
+    announce: called with lines for the user: the launch description
+      (processes, devices, batch split, dtype) after the config is
+      checked, then, on a workdir with checkpoints, the step it resumes
+      from and the damaged checkpoints it skipped, or the base run a
+      fine-tuning run starts from; default: logged as warnings.
 
   Raises:
     MelodyjaxError: a user-facing problem (config, corpus, workdir, a
@@ -88,7 +89,7 @@ def train_and_evaluate(
   config_checks.check_config(config, jax.device_count())
   if config.init_from and not config.data.vocab_from:
     config.data.vocab_from = config.init_from  # recorded in config.json
-  announce = announce or (lambda line: logging.info("%s", line))
+  announce = announce or (lambda text: logging.warning("%s", text))
   dtype = jnp.dtype(
     model_lib.get_model_config(config.model, 1, 1).compute_dtype
   ).name
@@ -161,7 +162,11 @@ class _Setup:
   valid_windows: windows_lib.Windows
 
 
-def _setup(config: ml_collections.ConfigDict, workdir: str, announce) -> _Setup:
+def _setup(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  announce: Callable[[str], None],
+) -> _Setup:
   train = config.train
   is_main = jax.process_index() == 0
   base = _base_run(config)
@@ -237,9 +242,15 @@ def _init_or_restore(config, model, tx, runner, manager, base, announce):
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
     jax.eval_shape(create, init_key),
   )
-  state, data_state, step = checkpoints.restore_latest(manager, abstract)
-  announce(f"resuming from step {step}")
+  state, data_state, step, skipped = checkpoints.restore_latest(
+    manager, abstract
+  )
   workdir = os.path.dirname(os.fspath(manager.directory))
+  announce(
+    "\n".join(
+      [*skipped, f"resuming from step {step} ({manager.directory}/{step})"]
+    )
+  )
   workdir_lib.check_same_data(
     workdir, data_state["seed"], data_state["batch_size"], config
   )
@@ -358,7 +369,20 @@ def _evaluate_and_save(setup: _Setup, step: int, save: bool, state) -> dict:
 def _train(
   config, workdir, hooks: Sequence[Hook], announce
 ) -> dict[str, float]:
+  """The run; a full disk (a checkpoint, a log, a sample) ends it with one
+  line naming the last good checkpoint (`faults.no_space_error`)."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
+  with faults.quiet_background_errors():
+    try:
+      return _run_steps(config, workdir, hooks, announce)
+    except Exception as e:  # noqa: BLE001 - Orbax's errors are of any type
+      path = files.no_space(e)
+      if path is None:
+        raise
+      raise faults.no_space_error(workdir, path) from None
+
+
+def _run_steps(config, workdir, hooks, announce) -> dict[str, float]:
   train = config.train
   setup = _setup(config, workdir, announce)
   info, state = setup.info, setup.state
@@ -403,7 +427,11 @@ def _train(
           break
   finally:
     log.bar.close()
-    setup.manager.wait_until_finished()
-    setup.manager.close()
-    info.writer.close()
+    try:  # each step even if one before it fails (a full disk)
+      setup.manager.wait_until_finished()
+    finally:
+      try:
+        setup.manager.close()
+      finally:
+        info.writer.close()
   return log.metrics

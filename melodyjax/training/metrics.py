@@ -8,7 +8,6 @@ needs no TensorFlow).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,8 +30,12 @@ class MetricWriter:
       return
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
 
-    metrics_path = workdir_lib.path(workdir, workdir_lib.METRICS_FILE)
-    self._jsonl = open(metrics_path, "a")
+    self._path = workdir_lib.path(workdir, workdir_lib.METRICS_FILE)
+    self._jsonl = open(self._path, "a", encoding="utf-8")
+    if not _ends_a_line(self._path):
+      # A kill or a full disk cut the last line: the next record starts on
+      # a line of its own (the cut one is skipped by `read_metrics`).
+      self._jsonl.write("\n")
     self._tb = SummaryWriter(
       workdir_lib.path(workdir, workdir_lib.TENSORBOARD_DIR)
     )
@@ -41,8 +44,13 @@ class MetricWriter:
     """One JSON line and a TensorBoard scalar per metric."""
     if not self.active:
       return
-    self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
-    self._jsonl.flush()
+    # Strict JSON: an undefined value (a NaN validation loss) is null.
+    record = files.finite_or_null({"step": step, **metrics})
+    try:
+      self._jsonl.write(files.to_json(record) + "\n")
+      self._jsonl.flush()
+    except OSError as e:  # name the file (a full disk, for one)
+      raise type(e)(e.errno, e.strerror, self._path) from e
     for name, value in metrics.items():
       self._tb.add_scalar(name, value, step)
     self._tb.flush()
@@ -77,6 +85,16 @@ class MetricWriter:
       self._tb.close()
 
 
+def _ends_a_line(path: str) -> bool:
+  """Whether a file is empty or ends with a newline."""
+  with open(path, "rb") as f:
+    f.seek(0, 2)
+    if f.tell() == 0:
+      return True
+    f.seek(-1, 2)
+    return f.read(1) == b"\n"
+
+
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
   """metrics.jsonl's records ([] before the first), skipping a cut line."""
   return files.read_jsonl(workdir_lib.path(workdir, workdir_lib.METRICS_FILE))
@@ -91,7 +109,8 @@ def best_step(workdir: str, steps: Sequence[int]) -> int:
   losses = {
     record["step"]: record[BEST_KEY]
     for record in read_metrics(workdir)
-    if BEST_KEY in record and record.get("step") in steps
+    if isinstance(record.get(BEST_KEY), int | float)
+    and record.get("step") in steps
   }
   if not losses:
     raise errors.GenerateError(

@@ -18,7 +18,6 @@ Generation needs only the config, the vocabularies and a checkpoint.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -95,8 +94,8 @@ def prepare_workdir(workdir: str) -> str:
     ) from None
   except OSError as e:
     raise errors.ConfigError(
-      f"cannot create workdir {workdir}: {reason(e)}; choose a folder you "
-      "can write"
+      f"cannot create workdir {workdir}: {files.reason(e)}; choose a "
+      "folder you can write"
     ) from None
   probe = os.path.join(workdir, f".write_test{os.getpid()}")
   try:
@@ -105,19 +104,10 @@ def prepare_workdir(workdir: str) -> str:
     os.remove(probe)
   except OSError as e:
     raise errors.ConfigError(
-      f"cannot write in workdir {workdir}: {reason(e)}; choose a folder "
+      f"cannot write in workdir {workdir}: {files.reason(e)}; choose a folder "
       "you can write"
     ) from None
   return workdir
-
-
-def reason(error: OSError) -> str:
-  """A short reason for an OSError, for one-line messages."""
-  if error.errno in (errno.EACCES, errno.EPERM):
-    return "permission denied"
-  if error.errno == errno.EROFS:
-    return "read-only file system"
-  return error.strerror or str(error)
 
 
 @contextlib.contextmanager
