@@ -141,7 +141,7 @@ def main():
   config.data.dataset_dir = args.dataset_dir
   dataset = build.prepare_dataset(config.data)
   start = time.perf_counter()
-  fitted = ngram.fit_streams(dataset, max_order=8)
+  fitted = ngram.fit_streams(dataset)
   baseline = ngram.evaluate_streams(dataset, fitted, "valid")
   target = baseline["bits_per_note"]
   print(

@@ -57,6 +57,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import results  # noqa: E402
 from melodyjax.data import windows as windows_lib  # noqa: E402
+from melodyjax.model import lstm  # noqa: E402
 from melodyjax.model import model as model_lib  # noqa: E402
 from melodyjax.sampling import sampler  # noqa: E402
 from melodyjax.training import parallel  # noqa: E402
@@ -742,6 +743,11 @@ def main():
     help="also trace the JAX 'all' step and print where its time goes",
   )
   parser.add_argument("--no_sample", action="store_true")
+  parser.add_argument(
+    "--lstm_impl",
+    default="auto",
+    help="melodyjax's LSTM: auto, kernel, onednn, fused or scan",
+  )
   parser.add_argument("--out", default=results.DEFAULT_PATH)
   args = parser.parse_args()
   if torch is None:
@@ -760,7 +766,10 @@ def main():
     flush=True,
   )
   start_load = load_average()
-  config = model_lib.ModelConfig(PITCH_VOCAB, DURATION_VOCAB, dtype="float32")
+  config = model_lib.ModelConfig(
+    PITCH_VOCAB, DURATION_VOCAB, dtype="float32", lstm_impl=args.lstm_impl
+  )
+  print(f"lstm: {lstm.resolve_impl(args.lstm_impl)[1]}", flush=True)
   peak_by_lib = matmul_gflops(2048, args.peak_repeats)
   peak = max(peak_by_lib.values())
   rows = [

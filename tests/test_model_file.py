@@ -177,3 +177,36 @@ def test_sample_needs_exactly_one_source(exported, workdir, tmp_path):
   assert (
     result.returncode == 2 and "--step applies to --workdir" in result.stderr
   )
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_killed_export_leaves_no_partial_file(workdir, tmp_path, signal_name):
+  import signal
+  import subprocess
+  import sys
+  import time
+
+  out = tmp_path / "killed.mjx"
+  for delay in (0.5, 2.0, 4.0):  # before, during and after the write
+    process = subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "melodyjax.cli.export",
+        f"--workdir={workdir}",
+        f"--out={out}",
+      ],
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    time.sleep(delay)
+    process.send_signal(getattr(signal, signal_name))
+    _, err = process.communicate(timeout=120)
+    if out.exists():  # complete, or not there at all
+      assert generate.load_model_file(str(out)).step == 10
+      out.unlink()
+    if signal_name == "SIGTERM" and process.returncode == 143:
+      assert err.strip().splitlines() == [
+        "melodyjax-export: terminated (SIGTERM); the files written are complete"
+      ]
+      assert not list(tmp_path.glob(".*.tmp"))

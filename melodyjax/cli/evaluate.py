@@ -39,7 +39,7 @@ flags.DEFINE_float(
   flag_values=FLAGS,
 )
 flags.DEFINE_integer(
-  "max_order", 8, "Highest n-gram order tried.", flag_values=FLAGS
+  "max_order", 12, "Highest n-gram order tried.", flag_values=FLAGS
 )
 flags.DEFINE_integer(
   "seed", 0, "Seed of the generated melodies.", flag_values=FLAGS

@@ -41,7 +41,7 @@ def run(argv: Sequence[str] | None = None) -> int:
   """Writes the model file and prints its manifest; the exit status."""
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
-  with cli.user_errors(prog, FLAGS):
+  with cli.user_errors(prog, FLAGS, sigterm=True):
     import jax  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
 

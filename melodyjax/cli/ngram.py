@@ -21,7 +21,7 @@ PROG = "python -m melodyjax.cli.ngram"
 FLAGS = cli.tool_flags()
 flags.DEFINE_string("dataset", None, "Dataset folder.", flag_values=FLAGS)
 flags.DEFINE_integer(
-  "max_order", 8, "Highest order tried.", lower_bound=1, flag_values=FLAGS
+  "max_order", 12, "Highest order tried.", lower_bound=1, flag_values=FLAGS
 )
 flags.DEFINE_enum(
   "discounting",

@@ -66,7 +66,9 @@ def _bits(probs: np.ndarray, targets: np.ndarray) -> float:
   return float(-np.mean(np.log2(np.maximum(p, 1e-300))))
 
 
-def fit(dataset: dataset_lib.Dataset, max_order: int = 8) -> Fitted:
+def fit(
+  dataset: dataset_lib.Dataset, max_order: int = ngram.MAX_ORDER
+) -> Fitted:
   """Fits every baseline and chooses its settings on validation."""
   start = time.perf_counter()
   fitted_ngram = ngram.fit_streams(dataset, max_order=max_order)

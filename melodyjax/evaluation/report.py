@@ -20,7 +20,7 @@ import numpy as np
 
 from melodyjax import files
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.evaluation import baselines, predict, scoring, stats
+from melodyjax.evaluation import baselines, ngram, predict, scoring, stats
 from melodyjax.listening import audio, outputs, page, plots
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
@@ -50,7 +50,7 @@ def evaluate_run(
   num_samples: int = 100,
   num_notes: int = 256,
   temperature: float = 1.0,
-  max_order: int = 8,
+  max_order: int = ngram.MAX_ORDER,
   seed: int = 0,
   log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
