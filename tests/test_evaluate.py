@@ -90,14 +90,21 @@ def test_report_on_a_tiny_run(workdir, tmp_path):
   # Every baseline under its own key, scored on the same targets; the best
   # is the lowest on validation.
   saved = json.loads((tmp_path / "evaluation.json").read_text())
-  assert set(saved["baselines"]) == {"ngram", "short_term", "idyom"}
+  assert set(saved["baselines"]) == {"ngram", "short_term", "idyom", "best"}
   for scores in saved["baselines"].values():
     assert scores["num_targets"] == result["model"]["num_targets"]
     assert scores["bits_per_note"] == pytest.approx(
       scores["bits_per_note_pitch"] + scores["bits_per_note_duration"]
     )
   valid = saved["baseline_settings"]["valid_bits_per_note"]
-  assert saved["best_baseline"] == min(valid, key=valid.get)
+  assert saved["best_baseline"] == "best"
+  assert valid["best"] == pytest.approx(min(valid.values()))
+  best_of = saved["baseline_settings"]["best_of_stream"]
+  for stream in ("pitch", "duration"):
+    assert (
+      saved["baselines"]["best"][f"bits_per_note_{stream}"]
+      == (saved["baselines"][best_of[stream]][f"bits_per_note_{stream}"])
+    )
   assert f"model - {saved['best_baseline']}" in report
   mids = sorted(os.listdir(tmp_path / "report_samples"))
   assert any(name.endswith(".mid") for name in mids)

@@ -90,6 +90,7 @@ def evaluate_run(
     "baseline_settings": {
       "short_term_order": dict(fitted.short_term_order),
       "idyom_bias": dict(fitted.bias),
+      "best_of_stream": dict(fitted.best_of_stream),
       "valid_bits_per_note": {
         name: scores["bits_per_note"] for name, scores in fitted.valid.items()
       },
@@ -218,7 +219,9 @@ def _markdown(run, request, result, comparison, figures, output_dir) -> str:
     "entropy-weighted combination of the two (bias "
     f"{settings['idyom_bias']['pitch']} and "
     f"{settings['idyom_bias']['duration']}). The baseline is the best on "
-    f"validation: `{best}`.",
+    f"validation: `{best}` (`best` takes, per stream, the model best on "
+    f"validation: {settings['best_of_stream']['pitch']} for pitch, "
+    f"{settings['best_of_stream']['duration']} for duration).",
     "",
     _table(rows, ("metric", "model", *baselines.NAMES, f"model - {best}")),
     "",
