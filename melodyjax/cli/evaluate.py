@@ -76,14 +76,21 @@ def run(argv: Sequence[str] | None = None) -> int:
       seed=FLAGS.seed,
       log=lambda m: print(m, file=sys.stderr),
     )
-  m, n = result["model"], result["ngram"]
+  m = result["model"]
   print(
     f"test bits/note: model {m['bits_per_note']:.3f} (pitch "
     f"{m['bits_per_note_pitch']:.3f}, duration "
-    f"{m['bits_per_note_duration']:.3f}); n-gram {n['bits_per_note']:.3f} "
-    f"(pitch {n['bits_per_note_pitch']:.3f}, duration "
-    f"{n['bits_per_note_duration']:.3f})"
+    f"{m['bits_per_note_duration']:.3f})"
   )
+  for name, n in result["baselines"].items():
+    print(
+      f"  baseline {name}: {n['bits_per_note']:.3f} (pitch "
+      f"{n['bits_per_note_pitch']:.3f}, duration "
+      f"{n['bits_per_note_duration']:.3f})"
+      + ("  <- the baseline" if name == result["best_baseline"] else "")
+    )
+  best = result["baselines"][result["best_baseline"]]["bits_per_note"]
+  print(f"model / baseline: {m['bits_per_note'] / best:.3f}")
   print(f"report: {result['report']}")
   return 0
 
