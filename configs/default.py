@@ -46,6 +46,16 @@ def get_config() -> ml_collections.ConfigDict:
   model.dense_size = 128  # shared Dense with ReLU before both heads
   model.lstm_impl = "fused"  # 'fused' (custom backward) or 'scan'; same math
   model.dtype = "auto"  # compute dtype: 'auto' = bfloat16 on GPU/TPU, else f32
+  # Conditioning (off: the seed's model). Each adds embedded inputs,
+  # concatenated with the pitch and duration embeddings.
+  model.condition_metre = False  # bar position and time signature of onsets
+  model.condition_mode = False  # major / minor of the song
+  model.condition_style = False  # the song's top-level corpus subfolder
+  model.position_embed_dim = 16  # bar position embedding width
+  model.time_signature_embed_dim = 8
+  model.mode_embed_dim = 4
+  model.style_embed_dim = 8
+  model.max_bar_steps = 192  # positions in grid steps (16 quarters at 12)
 
   config.train = train = ml_collections.ConfigDict()
   train.objective = "all"  # 'all': every position; 'last': the seed's
@@ -73,6 +83,17 @@ def get_config() -> ml_collections.ConfigDict:
   sample.top_p = 1.0  # nucleus mass of both heads (1: all tokens)
   sample.seed = 0  # the same seed at every step: the same draws, compared
   sample.tempo_bpm = 100.0  # quarter notes per minute (MIDI and WAV)
+  # Controls (README, "Ask for a melody"); '' and 0: the run's default / off.
+  sample.time_signature = ""  # '3/4': bars (and metre conditioning)
+  sample.mode = ""  # 'major' | 'minor' (a mode-conditioned run)
+  sample.style = ""  # a style label of a style-conditioned run
+  sample.key = ""  # 'D': transposed from the normalised key
+  sample.bars = 0  # stop at the end of this bar (0: no limit)
+  sample.end_on_tonic = False  # the last note is the tonic
+  sample.beam_size = 1  # beam search: melodies kept per step
+  sample.branch_factor = 1  # beam search: continuations per kept melody
+  sample.steps_per_iteration = 1  # beam search: events between prunings
+  sample.best_of = 1  # sample this many, keep the likeliest
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 256  # windows per evaluation batch (global)

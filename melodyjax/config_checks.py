@@ -21,6 +21,13 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 DECAYS = ("cosine", "constant")
 OBJECTIVES = ("all", "last")
 PARALLEL_MODES = ("jit", "pmap")
+CONDITION_WIDTHS = (
+  "position_embed_dim",
+  "time_signature_embed_dim",
+  "mode_embed_dim",
+  "style_embed_dim",
+  "max_bar_steps",
+)
 STEP_FIELDS = (
   "num_train_steps",
   "log_every_steps",
@@ -88,6 +95,15 @@ def check_model(
     raise errors.ConfigError(f"{prefix}spatial_dropout must be below 1")
   _choice(model["lstm_impl"], prefix + "lstm_impl", LSTM_IMPLS)
   _choice(model["dtype"], prefix + "dtype", DTYPES)
+  for kind in ("metre", "mode", "style"):
+    value = model.get(f"condition_{kind}", False)
+    if not isinstance(value, bool):
+      raise errors.ConfigError(
+        f"{prefix}condition_{kind} must be True or False, got {value!r}"
+      )
+  for field in CONDITION_WIDTHS:
+    if field in model:
+      _positive_int(model[field], prefix + field)
 
 
 def check_sampling(
@@ -133,11 +149,51 @@ def check_sampling(
     raise errors.ConfigError(
       f"{name('top_k')} must be >= 0 (0 keeps every token), got {got('top_k')}"
     )
-  for field in ("num_outputs", "num_notes", "max_primer_notes"):
+  for field in (
+    "num_outputs",
+    "num_notes",
+    "max_primer_notes",
+    "beam_size",
+    "branch_factor",
+    "best_of",
+  ):
     if field in values and (not is_int(values[field]) or values[field] < 1):
       raise errors.ConfigError(
         f"{name(field)} must be >= 1, got {values[field]!r}"
       )
+  _check_controls(values, name)
+
+
+MODES = ("major", "minor")
+
+
+def _check_controls(values: Mapping[str, Any], name) -> None:
+  """The controls of a request whose rules need no run (`sampling.plan`
+  checks them against the run)."""
+  for field in ("bars", "steps_per_iteration"):
+    if field in values and (not is_int(values[field]) or values[field] < 0):
+      raise errors.ConfigError(
+        f"{name(field)} must be an integer >= 0, got {values[field]!r}"
+      )
+  for field in ("time_signature", "mode", "style", "key"):
+    if field in values and not isinstance(values[field], str):
+      raise errors.ConfigError(
+        f"{name(field)} must be a text ('' for the run's default), got "
+        f"{values[field]!r}"
+      )
+  if values.get("mode") and values["mode"] not in MODES:
+    raise errors.ConfigError(
+      f"{name('mode')} must be major or minor, got {values['mode']!r}"
+    )
+  if "end_on_tonic" in values and not isinstance(values["end_on_tonic"], bool):
+    raise errors.ConfigError(f"{name('end_on_tonic')} must be True or False")
+  if values.get("best_of", 1) > 1 and (
+    values.get("beam_size", 1) > 1 or values.get("branch_factor", 1) > 1
+  ):
+    raise errors.ConfigError(
+      f"give {name('best_of')} or {name('beam_size')}/"
+      f"{name('branch_factor')}, not both"
+    )
 
 
 def _check_train(config, num_devices: int | None) -> None:
@@ -226,7 +282,29 @@ def check_config(config, num_devices: int | None = None) -> None:
   check_sampling(
     {
       name: config.sample[name]
-      for name in ("num_outputs", "num_notes", "temperature", "top_p")
+      for name in (
+        "num_outputs",
+        "num_notes",
+        "temperature",
+        "top_p",
+        *SAMPLE_CONTROLS,
+      )
+      if name in config.sample
     },
     name=lambda field: f"config.sample.{field}",
   )
+
+
+# The controls of the `sample` config group and of `generate.Request`.
+SAMPLE_CONTROLS = (
+  "time_signature",
+  "mode",
+  "style",
+  "key",
+  "bars",
+  "end_on_tonic",
+  "beam_size",
+  "branch_factor",
+  "steps_per_iteration",
+  "best_of",
+)
