@@ -30,6 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.min_notes = 4  # shorter songs are dropped, in note events
   data.max_notes = 0  # longer songs are dropped, in note events (0: no cap)
   data.min_count = 1  # rarer training tokens map to unk
+  data.min_label_songs = 5  # rarer labels (time signature, style) unknown
   data.valid_fraction = 0.05  # share of songs, by a hash of the path
   data.test_fraction = 0.05  # share of songs, by a hash of the path
   # Fine-tuning: tokenize with another run's vocabularies (WORKDIR or .mjx;

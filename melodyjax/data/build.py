@@ -110,14 +110,17 @@ def _assemble(
   return arrays, pitch_vocab, duration_vocab
 
 
-def _build_labels(records: Sequence[dict]) -> labels_lib.Labels:
+def _build_labels(
+  records: Sequence[dict], config: dataset_lib.CorpusConfig
+) -> labels_lib.Labels:
   """The label vocabularies of the training songs."""
   train = [r for r in records if r.get("split") == "train"]
   signatures = [s for r in train for s in set(r["metre"]["signatures"])]
+  least = config.min_label_songs
   return labels_lib.Labels(
-    labels_lib.build("time_signature", signatures),
-    labels_lib.build("mode", [r["mode"] for r in train]),
-    labels_lib.build("style", [r["style"] for r in train]),
+    labels_lib.build("time_signature", signatures, least),
+    labels_lib.build("mode", [r["mode"] for r in train], least),
+    labels_lib.build("style", [r["style"] for r in train], least),
   )
 
 
@@ -256,7 +259,7 @@ def build_dataset(
   )
   arrays, pitch_vocab, duration_vocab = _assemble(records, config, vocabs)
   label_vocabs = label_vocabs or _build_labels(
-    [r for r in records if "drop" not in r]
+    [r for r in records if "drop" not in r], config
   )
   conditions = _assemble_conditions(
     [r for r in records if "drop" not in r], label_vocabs

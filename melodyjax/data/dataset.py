@@ -53,6 +53,8 @@ class CorpusConfig:
     min_notes: songs with fewer note or chord events are dropped.
     max_notes: songs with more note or chord events are dropped (0: no limit).
     min_count: training-set count below which a token maps to unk.
+    min_label_songs: training songs below which a label (time signature,
+      mode, style) is unknown.
     valid_fraction: share of songs in the validation split.
     test_fraction: share of songs in the test split.
   """
@@ -65,6 +67,7 @@ class CorpusConfig:
   min_notes: int = 4
   max_notes: int = 0
   min_count: int = 1
+  min_label_songs: int = 5
   valid_fraction: float = 0.05
   test_fraction: float = 0.05
 
@@ -86,6 +89,10 @@ class CorpusConfig:
       problems.append("min_notes must be >= 1 and max_notes >= 0")
     if self.min_count < 1:
       problems.append(f"min_count must be >= 1, got {self.min_count}")
+    if self.min_label_songs < 1:
+      problems.append(
+        f"min_label_songs must be >= 1, got {self.min_label_songs}"
+      )
     fractions = (self.valid_fraction, self.test_fraction)
     if min(fractions) < 0 or sum(fractions) >= 1:
       problems.append(

@@ -69,12 +69,15 @@ class LabelVocab:
     return max(known, key=lambda k: (known[k], k)) if known else None
 
 
-def build(kind: str, values: Iterable[str | None]) -> LabelVocab:
-  """The vocabulary of the training songs' labels (None: unknown)."""
+def build(
+  kind: str, values: Iterable[str | None], min_count: int = 1
+) -> LabelVocab:
+  """The vocabulary of the training songs' labels (None: unknown); labels
+  of fewer than `min_count` songs are unknown (ESAC: the odd time
+  signatures music21 gives an over-full bar, '93/16')."""
   counts = collections.Counter(v for v in values if v is not None)
-  return LabelVocab(
-    kind, (UNKNOWN, *sorted(counts)), dict(sorted(counts.items()))
-  )
+  kept = sorted(k for k, v in counts.items() if v >= min_count)
+  return LabelVocab(kind, (UNKNOWN, *kept), {k: counts[k] for k in kept})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -196,3 +196,19 @@ def is_final(
   ends the melody (fills bar N; `last`: the buffer's last event)."""
   after = elapsed + controls.duration_steps[duration]
   return last | ((controls.max_steps > 0) & (after >= controls.max_steps))
+
+
+def rules(controls, elapsed, last_pitch, last, rest_id):
+  """The constraints' (duration ban, pitch ban of the duration) or None."""
+  if controls is None:
+    return None
+  return (
+    duration_ban(controls, elapsed),
+    lambda duration: pitch_ban(
+      controls,
+      elapsed,
+      last_pitch,
+      is_final(controls, elapsed, duration, last),
+      rest_id,
+    ),
+  )

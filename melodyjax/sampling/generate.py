@@ -274,19 +274,15 @@ def _primer_arrays(primer, run: Run, request: Request, source: str):
   )
 
 
-def generate(
+def sample_ids(
   run: Run,
   request: Request,
   primer: Sequence[Event] = (),
   primer_source: str = "primer",
-) -> list[list[Event]]:
-  """Samples `request.num_outputs` melodies (primer included in each).
-
-  Args:
-    run: from `load_run` (or a training run's current parameters).
-    request: the settings.
-    primer: events to continue (key-normalised like the corpus).
-    primer_source: how errors name the primer ('--primer', a file).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+  """The sampler's buffers for a request: (pitch ids, duration ids) int32
+  [num_outputs, length] and each melody's log-likelihood in nats, float
+  [num_outputs] (None for the window sampler).
 
   Raises:
     GenerateError: a bad primer or setting.
@@ -308,21 +304,7 @@ def generate(
   rest_id = (
     run.pitch_vocab.id(tokens.REST) if tokens.REST in run.pitch_vocab else -1
   )
-  if request.sampler == "scan":
-    beam = (
-      (1, request.best_of)
-      if request.best_of > 1
-      else (request.beam_size, request.branch_factor)
-    )
-    out = sampler.sample(
-      *args,
-      plan.make_controls(melody_plan, run, request),
-      num_notes=request.num_notes,
-      rest_id=rest_id,
-      beam_size=beam[0],
-      branch_factor=beam[1],
-    )
-  else:
+  if request.sampler == "window":
     _check_window(run, request)
     out = sampler.sample_window(
       *args,
@@ -330,8 +312,46 @@ def generate(
       seq_len=run.config.train.seq_len,
       rest_id=rest_id,
     )
+    return (*jax.device_get(out), None)
+  beam = (
+    (1, request.best_of)
+    if request.best_of > 1
+    else (request.beam_size, request.branch_factor)
+  )
+  out = sampler.sample(
+    *args,
+    plan.make_controls(melody_plan, run, request),
+    num_notes=request.num_notes,
+    rest_id=rest_id,
+    beam_size=beam[0],
+    branch_factor=beam[1],
+    with_scores=True,
+  )
+  return jax.device_get(out)
+
+
+def generate(
+  run: Run,
+  request: Request,
+  primer: Sequence[Event] = (),
+  primer_source: str = "primer",
+) -> list[list[Event]]:
+  """Samples `request.num_outputs` melodies (primer included in each),
+  moved to the asked key (`plan.to_key`).
+
+  Args:
+    run: from `load_run` (or a training run's current parameters).
+    request: the settings.
+    primer: events to continue (key-normalised like the corpus).
+    primer_source: how errors name the primer ('--primer', a file).
+
+  Raises:
+    GenerateError: a bad primer or setting.
+  """
+  pitch_ids, duration_ids, _ = sample_ids(run, request, primer, primer_source)
+  melody_plan = plan.make_plan(run, request)
   melodies = []
-  for pitch, duration in sampler.strip(*jax.device_get(out)):
+  for pitch, duration in sampler.strip(pitch_ids, duration_ids):
     events = tokens.tokens_to_events(
       run.pitch_vocab.decode(pitch), run.duration_vocab.decode(duration)
     )

@@ -6,11 +6,16 @@ of the buffer is bos; the next `primer_lengths[b]` positions are the primer
 of melody b, fed unchanged (teacher-forced under a mask); after it, each
 step samples the next event. The buffer length is `max_primer_notes +
 num_notes`, so one compilation serves every primer up to that length, and
-temperatures, top-k, top-p, primer and key are traced values: changing them
-never recompiles.
+temperatures, top-k, top-p, primer, key and the request's controls
+(`constraints.Controls`: conditions, bars, ending) are traced values:
+changing them never recompiles. A beam search (`search`) runs in the same
+scan over `beam_size * branch_factor` rows per melody, compiled once per
+shape.
 
 Both heads read the same context (the events so far) and are sampled
-independently. The pitch head decides where a song ends: when it samples
+independently (the duration is drawn first, so that a constraint on the
+pitch can depend on whether the event ends the melody). The pitch head
+decides where a song ends: when it samples
 eos, the event is eos in both streams, and the melody stops there (eos is
 not allowed as the first event). Other reserved tokens are never sampled.
 
@@ -30,7 +35,7 @@ import jax.numpy as jnp
 
 from melodyjax.model import model as model_lib
 from melodyjax.music import tokens
-from melodyjax.sampling import constraints
+from melodyjax.sampling import constraints, search
 
 _NEG = -1e30
 # The sampler looks each note's bottom-layer input projection up in a table
@@ -253,55 +258,6 @@ def _advance(t, sampled, state, primer_lengths, num_notes):
   return (pitch_buffer, duration_buffer, done), ~forced & ~stopped
 
 
-def _rules(controls, elapsed, last_pitch, last, rest_id):
-  """The constraints' (duration ban, pitch ban of the duration) or None."""
-  if controls is None:
-    return None
-  return (
-    constraints.duration_ban(controls, elapsed),
-    lambda duration: constraints.pitch_ban(
-      controls,
-      elapsed,
-      last_pitch,
-      constraints.is_final(controls, elapsed, duration, last),
-      rest_id,
-    ),
-  )
-
-
-def _prune(state, score, do_prune, beam_size: int, branch_factor: int):
-  """Beam search: each melody keeps its `beam_size` likeliest rows, each
-  copied `branch_factor` times (Magenta's `_prune_branches`).
-
-  Args:
-    state: pytree of [outputs * rows, ...] arrays (rows = beam_size *
-      branch_factor per melody).
-    score: float [outputs * rows] log-likelihoods.
-    do_prune: bool [outputs] which melodies prune now.
-  """
-  rows = beam_size * branch_factor
-  score = score.reshape(-1, rows)
-  outputs = score.shape[0]
-  _, top = jax.lax.top_k(score, beam_size)
-  parents = jnp.where(
-    do_prune[:, None], jnp.repeat(top, branch_factor, axis=1), jnp.arange(rows)
-  )
-  index = (parents + rows * jnp.arange(outputs)[:, None]).reshape(-1)
-  state = jax.tree.map(lambda x: x[index], state)
-  score = jnp.take_along_axis(score, parents, axis=1).reshape(-1)
-  # A finished melody's copies are the same melody: keep one.
-  copy = jnp.tile(jnp.arange(rows) % branch_factor, outputs)
-  duplicate = jnp.repeat(do_prune, rows) & (copy > 0) & state[2]
-  return state, jnp.where(duplicate, -jnp.inf, score)
-
-
-def _best(buffers, score, rows: int):
-  """Each melody's likeliest row of `buffers` ([outputs * rows, length])."""
-  best = jnp.argmax(score.reshape(-1, rows), axis=1)
-  index = best + rows * jnp.arange(best.shape[0])
-  return tuple(buffer[index] for buffer in buffers)
-
-
 @functools.partial(
   jax.jit,
   static_argnames=(
@@ -310,6 +266,7 @@ def _best(buffers, score, rows: int):
     "rest_id",
     "beam_size",
     "branch_factor",
+    "with_scores",
   ),
 )
 def sample(
@@ -326,7 +283,8 @@ def sample(
   rest_id: int = -1,
   beam_size: int = 1,
   branch_factor: int = 1,
-) -> tuple[jax.Array, jax.Array]:
+  with_scores: bool = False,
+) -> tuple[jax.Array, ...]:
   """Generates a batch of melodies, carrying the LSTM state.
 
   With `beam_size * branch_factor` > 1, each melody is a search over that
@@ -350,22 +308,17 @@ def sample(
     num_notes: events generated after each primer at most (static).
     rest_id: the rest's pitch id, never sampled first (static; -1: none).
     beam_size, branch_factor: the search's shape (static).
+    with_scores: also return each melody's log-likelihood (static).
 
   Returns:
     (pitch, duration) int32 [batch, 1 + max_primer + num_notes]: bos, the
-    primer, the generated events, then eos and/or padding.
+    primer, the generated events, then eos and/or padding; with_scores:
+    and float32 [batch] the log-likelihood of the sampled events (nats).
   """
   rows = beam_size * branch_factor
-  if rows > 1:
-    repeat = lambda x: jnp.repeat(x, rows, axis=0)  # noqa: E731
-    primer_pitch, primer_duration, primer_lengths = map(
-      repeat, (primer_pitch, primer_duration, primer_lengths)
-    )
-    if controls is not None:
-      per_row = controls._fields[:5]
-      controls = controls._replace(
-        **{f: repeat(getattr(controls, f)) for f in per_row}
-      )
+  primer_pitch, primer_duration, primer_lengths, controls = search.repeat_rows(
+    rows, primer_pitch, primer_duration, primer_lengths, controls
+  )
   variables, (pitch_buffer, duration_buffer, done), noise, note_noise = _start(
     model, params, primer_pitch, primer_duration, key, num_notes
   )
@@ -382,7 +335,7 @@ def sample(
 
   def body(state, xs):
     t, noise = xs
-    pitch_buffer, duration_buffer, done, carry, elapsed, score = state
+    pitch_buffer, duration_buffer, done, carry, elapsed, count, score = state
     conditions = None
     if controls is not None:
       elapsed = elapsed + controls.duration_steps[duration_buffer[:, t]]
@@ -405,7 +358,7 @@ def sample(
       duration_logits,
       settings,
       rest_id,
-      _rules(controls, elapsed, pitch_buffer[:, t], last, rest_id),
+      constraints.rules(controls, elapsed, pitch_buffer[:, t], last, rest_id),
     )
     buffers, drawn = _advance(
       t,
@@ -415,29 +368,31 @@ def sample(
       num_notes,
     )
     score = score + jnp.where(drawn, log_prob, 0.0)
-    state = (*buffers, carry, elapsed, score)
+    count = count + drawn
+    state = (*buffers, carry, elapsed, count, score)
     if rows > 1:
-      drawn_so_far = (t + 1 - primer_lengths)[::rows]
-      every = controls.steps_per_iteration if controls is not None else 1
-      do_prune = (
-        (every > 0)
-        & (drawn_so_far > 0)
-        & (drawn_so_far % jnp.maximum(every, 1) == 0)
+      state = search.prune_due(
+        state, t + 1 - primer_lengths, controls, beam_size, branch_factor
       )
-      state, score = _prune(
-        state[:-1], score, do_prune, beam_size, branch_factor
-      )
-      state = (*state, score)
     return state, None
 
   zeros = jnp.zeros(batch, jnp.int32)
-  state = (pitch_buffer, duration_buffer, done, carry, zeros, zeros * 0.0)
-  (pitch_buffer, duration_buffer, *_, score), _ = jax.lax.scan(
+  state = (
+    pitch_buffer,
+    duration_buffer,
+    done,
+    carry,
+    zeros,
+    zeros,
+    zeros * 0.0,
+  )
+  (pitch_buffer, duration_buffer, *_, count, score), _ = jax.lax.scan(
     body, state, (jnp.arange(length - 1), noise)
   )
+  out = (pitch_buffer, duration_buffer, score)
   if rows > 1:
-    return _best((pitch_buffer, duration_buffer), score, rows)
-  return pitch_buffer, duration_buffer
+    out = search.best(out, search.per_event(score, count), rows)
+  return out if with_scores else out[:2]
 
 
 @functools.partial(
