@@ -46,18 +46,37 @@ VARIANTS = {
     "model.condition_style": True,
   },
 }
-# (name, asked, reference): each control against the same request without
-# it (or with the opposite value), the same seed.
+# (name, asked, reference, figures): each control against the same request
+# without it (or with another value), same seed, both measured as asked.
 CHECKS = (
-  ("time_signature 3/4", {"time_signature": "3/4"}, {"time_signature": "4/4"}),
-  ("time_signature 6/8", {"time_signature": "6/8"}, {"time_signature": "2/4"}),
-  ("mode minor", {"mode": "minor"}, {"mode": "major"}),
-  ("bars 8", {"bars": 8}, {}),
-  ("end_on_tonic", {"end_on_tonic": True}, {}),
-  ("key D", {"key": "D"}, {}),
-  ("style han1", {"style": "han1"}, {"style": "altdeu10"}),
-  ("beam_size 4, branch_factor 2", {"beam_size": 4, "branch_factor": 2}, {}),
-  ("best_of 8", {"best_of": 8}, {}),
+  (
+    "--time_signature=3/4",
+    {"time_signature": "3/4"},
+    {"time_signature": "4/4"},
+    ("downbeat_share", "strong_on_beat_share"),
+  ),
+  (
+    "--time_signature=6/8",
+    {"time_signature": "6/8"},
+    {"time_signature": "2/4"},
+    ("downbeat_share", "strong_on_beat_share"),
+  ),
+  (
+    "--mode=minor",
+    {"mode": "minor"},
+    {"mode": "major"},
+    ("third_share", "mode_share"),
+  ),
+  ("--bars=8", {"bars": 8}, {}, ("bars_min", "bars_max")),
+  ("--end_on_tonic", {"end_on_tonic": True}, {}, ("tonic_end_share",)),
+  ("--key=D", {"key": "D"}, {}, ("key_share",)),
+  (
+    "--beam_size=4 --branch_factor=2",
+    {"beam_size": 4, "branch_factor": 2},
+    {},
+    ("log_likelihood_per_event",),
+  ),
+  ("--best_of=8", {"best_of": 8}, {}, ("log_likelihood_per_event",)),
 )
 
 
@@ -85,18 +104,16 @@ def test_bits(workdir: str) -> dict[str, float]:
   )
 
 
-def check(run, request: generate.Request) -> dict[str, float]:
-  """The control checks of one request's melodies (and their mean
-  log-likelihood per event, nats)."""
-  resolved = plan.make_plan(run, request)
-  pitch, duration, scores = generate.sample_ids(run, request)
-  melodies = generate.generate(run, request)
+def measure(run, request, asked) -> dict[str, float]:
+  """The control checks of `request`'s melodies as if `asked` had been
+  requested (its metre, mode and key), and their log-likelihood per
+  sampled event (nats; eos included)."""
+  resolved = plan.make_plan(run, asked)
   mode = resolved.mode or tonality.MAJOR
-  tonic = (
-    plan.NORMALISED_TONIC[mode]
-    if resolved.key_tonic is None
-    else resolved.key_tonic
-  )
+  tonic = plan.NORMALISED_TONIC[mode]
+  if resolved.key_tonic is not None:
+    tonic = resolved.key_tonic
+  melodies = generate.generate(run, request)
   out = controls.control_checks(
     melodies,
     signature=resolved.time_signature,
@@ -104,54 +121,26 @@ def check(run, request: generate.Request) -> dict[str, float]:
     tonic=tonic,
     mode=mode,
   )
-  events = sum(len(m) for m in melodies) + len(melodies)  # eos included
+  _, _, scores = generate.sample_ids(run, request)
+  events = sum(len(m) for m in melodies) + len(melodies)
   out["log_likelihood_per_event"] = float(scores.sum() / events)
-  del pitch, duration
   return out
 
 
 def print_checks(run, num_outputs: int) -> list:
+  """The table of control checks; returns its figures."""
   base = generate.Request(num_outputs=num_outputs, num_notes=128, seed=1)
   figures = []
-  print("| control | asked | reference |\n|---|---|---|")
-  for name, asked, reference in CHECKS:
-    got = check(run, dataclasses.replace(base, **asked))
-    ref = check(
-      run,
-      dataclasses.replace(
-        base, **{**reference, **{k: v for k, v in asked.items() if k in ()}}
-      ),
-    )
-    if "time_signature" in asked:  # the reference measured in the asked metre
-      ref = {
-        **ref,
-        **{
-          k: v
-          for k, v in check_in(run, base, reference, asked).items()
-          if k in ("downbeat_share", "strong_on_beat_share")
-        },
-      }
-    keys = [k for k in got if got[k] != ref.get(k)] or list(got)
-    text = lambda d: ", ".join(f"{k} {d[k]:.3g}" for k in keys)  # noqa: E731
-    print(f"| {name} | {text(got)} | {text(ref)} |", flush=True)
-    slug = name.replace(" ", "_").replace("/", "").replace(",", "")
+  print("| control | asked | reference (same seed) |\n|---|---|---|")
+  for name, asked, reference, keys in CHECKS:
+    wanted = dataclasses.replace(base, **asked)
+    got = measure(run, wanted, wanted)
+    ref = measure(run, dataclasses.replace(base, **reference), wanted)
+    cells = [", ".join(f"{k} {d[k]:.3g}" for k in keys) for d in (got, ref)]
+    print(f"| `{name}` | {cells[0]} | {cells[1]} |", flush=True)
+    slug = name.strip("-").split("=")[0].split()[0]
     figures += [(f"controls_{slug}_{k}", got[k], "") for k in keys]
   return figures
-
-
-def check_in(run, base, reference: dict, asked: dict) -> dict[str, float]:
-  """The reference request's melodies measured in the asked metre."""
-  request = dataclasses.replace(base, **reference)
-  melodies = generate.generate(run, request)
-  from melodyjax.music import metre  # pylint: disable=g-import-not-at-top
-
-  return controls.control_checks(
-    melodies,
-    signature=metre.parse_signature(asked["time_signature"]),
-    grid=run.config.data.grid,
-    tonic=0,
-    mode=tonality.MAJOR,
-  )
 
 
 def main() -> None:

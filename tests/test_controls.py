@@ -375,7 +375,8 @@ def test_control_checks_tell_metres_and_modes_apart():
   checks = controls.control_checks(
     [minor], signature=(3, 4), grid=12, tonic=9, mode="minor"
   )
-  assert checks["third_share"] == 1.0 and checks["key_share"] == 1.0
+  assert checks["third_share"] == 1.0 and checks["mode_share"] == 1.0
+  assert checks["key_share"] == 1.0
   assert checks["tonic_end_share"] == 1.0
 
 

@@ -148,6 +148,20 @@ def check_flags():
     raise errors.UsageError(
       "--step applies to --workdir: a model file holds one step"
     )
+  if FLAGS.sampler not in generate.SAMPLERS:
+    raise errors.UsageError(
+      f"--sampler must be 'scan' or 'window', got {FLAGS.sampler!r}"
+      + (
+        " (--mode now names the musical mode: --mode=major|minor)"
+        if FLAGS.sampler in config_checks.MODES
+        else ""
+      )
+    )
+  if FLAGS.mode in generate.SAMPLERS:
+    raise errors.UsageError(
+      f"--mode={FLAGS.mode}: --mode is now major or minor; the sampler is "
+      f"--sampler={FLAGS.mode}"
+    )
   request = generate.Request(
     num_outputs=FLAGS.num_outputs,
     num_notes=FLAGS.num_notes,
@@ -178,20 +192,6 @@ def check_flags():
       n: ",".join(FLAGS[n].value) for n in ("temperature", "top_k", "top_p")
     },
   )
-  if FLAGS.sampler not in generate.SAMPLERS:
-    raise errors.UsageError(
-      f"--sampler must be 'scan' or 'window', got {FLAGS.sampler!r}"
-      + (
-        " (--mode now names the musical mode: --mode=major|minor)"
-        if FLAGS.sampler in config_checks.MODES
-        else ""
-      )
-    )
-  if FLAGS.mode in generate.SAMPLERS:
-    raise errors.UsageError(
-      f"--mode={FLAGS.mode}: --mode is now major or minor; the sampler is "
-      f"--sampler={FLAGS.mode}"
-    )
   _check_time_signature()
   if not FLAGS.tempo > 0:
     raise errors.UsageError(

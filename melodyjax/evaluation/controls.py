@@ -7,9 +7,11 @@ lines inside a melody (it starts on one) at which a note starts, and
 `strong_on_beat_share` the share of strong onsets (notes at least a beat
 long; a compound metre's beat is three of its units) on a beat; `bars` is
 the length in bars; `third_share` the share of the asked mode's third
-among the notes a minor or a major third above the tonic; `key_share` the
-share of melodies that `tonality.estimate_key` puts in the asked key
-rather than its relative; `tonic_end_share` the share ending on a single
+among the notes a minor or a major third above the tonic; `mode_share`
+the share of melodies that `tonality.estimate_key` puts in the asked key
+rather than its relative (same notes, other tonic: the mode); `key_share`
+the share it puts, among all 24 keys, in the asked key or its relative
+(the asked key's notes); `tonic_end_share` the share ending on a single
 note of the tonic.
 """
 
@@ -79,7 +81,7 @@ def control_checks(
 
   Returns:
     {downbeat_share, strong_on_beat_share, bars_mean, bars_min, bars_max,
-    third_share, key_share, tonic_end_share}.
+    third_share, mode_share, key_share, tonic_end_share}.
   """
   counts = sum(_metre_counts(m, signature, grid) for m in melodies)
   bars = [
@@ -94,10 +96,13 @@ def control_checks(
     if mode == tonality.MINOR
     else ((tonic + 9) % 12, tonality.MINOR)
   )
-  in_key = [
+  sounding = [m for m in melodies if any(e.pitches for e in m)]
+  in_mode = [
     tonality.estimate_key(m, [(tonic, mode), relative]) == (tonic, mode)
-    for m in melodies
-    if any(e.pitches for e in m)
+    for m in sounding
+  ]
+  in_key = [
+    tonality.estimate_key(m) in ((tonic, mode), relative) for m in sounding
   ]
   last = [next((e for e in reversed(m) if e.pitches), None) for m in melodies]
   return {
@@ -107,6 +112,7 @@ def control_checks(
     "bars_min": float(np.min(bars)),
     "bars_max": float(np.max(bars)),
     "third_share": _share(asked, sum(t in (3, 4) for t in thirds)),
+    "mode_share": _share(sum(in_mode), len(in_mode)),
     "key_share": _share(sum(in_key), len(in_key)),
     "tonic_end_share": _share(
       sum(

@@ -113,4 +113,8 @@ def load_dataset_of(run: generate.Run) -> dataset_lib.Dataset:
     raise errors.GenerateError(
       f"the dataset in {dataset.path} has other vocabularies than {run.workdir}"
     )
+  if run.model.config.conditions and dataset.labels != run.labels:
+    raise errors.GenerateError(
+      f"the dataset in {dataset.path} has other labels than {run.workdir}"
+    )
   return dataset

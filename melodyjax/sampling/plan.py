@@ -134,7 +134,16 @@ def make_plan(run, request) -> Plan:
 
 
 def make_controls(plan: Plan, run, request) -> constraints.Controls:
-  """The sampler's controls for `request.num_outputs` melodies."""
+  """The sampler's controls for `request.num_outputs` melodies.
+
+  Raises:
+    GenerateError: `--end_on_tonic` with no tonic note in the vocabulary.
+  """
+  tonic = constraints.tonic_mask(run.pitch_vocab.tokens, plan.tonic_classes)
+  if request.end_on_tonic and not tonic.any():
+    raise errors.GenerateError(
+      "--end_on_tonic: the run's pitch vocabulary holds no tonic note"
+    )
   return constraints.make_controls(
     request.num_outputs,
     run.pitch_vocab.tokens,
