@@ -13,9 +13,9 @@ pickup is, in this order:
   remainder (music21 writes a change at a bar line);
 - for a song whose first note starts the file: the shift, in grid steps,
   that puts the most note length on bar lines (each note on a bar line
-  counts its duration; ties go to the smallest shift, 0 first). On 461
-  ESAC tunes against music21's own pickups this is right for 80% (0 is
-  right for 35%); the ABC gives every one.
+  counts its duration; ties go to the smallest shift, 0 first). Against
+  music21's own pickups this is right for 431 of 528 sampled ESAC tunes
+  (82%; no pickup, 0, is right for 35%); the ABC gives every one.
 - 0 for a song with silence before its first note (the file's bars hold).
 A song without a time signature, or with one whose bar is not a whole
 number of grid steps, has unknown positions (-1).
