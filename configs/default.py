@@ -30,6 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.min_notes = 4  # shorter songs are dropped, in note events
   data.max_notes = 0  # longer songs are dropped, in note events (0: no cap)
   data.min_count = 1  # rarer training tokens map to unk
+  data.min_label_songs = 5  # rarer labels (time signature, style) unknown
   data.valid_fraction = 0.05  # share of songs, by a hash of the path
   data.test_fraction = 0.05  # share of songs, by a hash of the path
   # Fine-tuning: tokenize with another run's vocabularies (WORKDIR or .mjx;
@@ -49,6 +50,16 @@ def get_config() -> ml_collections.ConfigDict:
   # 'fused' (XLA, hand-written backward) or 'scan' (XLA, autodiff).
   model.lstm_impl = "auto"
   model.dtype = "auto"  # compute dtype: 'auto' = bfloat16 on GPU/TPU, else f32
+  # Conditioning (off: the seed's model). Each adds embedded inputs,
+  # concatenated with the pitch and duration embeddings.
+  model.condition_metre = False  # bar position and time signature of onsets
+  model.condition_mode = False  # major / minor of the song
+  model.condition_style = False  # the song's top-level corpus subfolder
+  model.position_embed_dim = 16  # bar position embedding width
+  model.time_signature_embed_dim = 8
+  model.mode_embed_dim = 4
+  model.style_embed_dim = 8
+  model.max_bar_steps = 192  # positions in grid steps (16 quarters at 12)
 
   config.train = train = ml_collections.ConfigDict()
   train.objective = "all"  # 'all': every position; 'last': the seed's
@@ -76,6 +87,17 @@ def get_config() -> ml_collections.ConfigDict:
   sample.top_p = 1.0  # nucleus mass of both heads (1: all tokens)
   sample.seed = 0  # the same seed at every step: the same draws, compared
   sample.tempo_bpm = 100.0  # quarter notes per minute (MIDI and WAV)
+  # Controls (README, "Ask for a melody"); '' and 0: the run's default / off.
+  sample.time_signature = ""  # '3/4': bars (and metre conditioning)
+  sample.mode = ""  # 'major' | 'minor' (a mode-conditioned run)
+  sample.style = ""  # a style label of a style-conditioned run
+  sample.key = ""  # 'D': transposed from the normalised key
+  sample.bars = 0  # stop at the end of this bar (0: no limit)
+  sample.end_on_tonic = False  # the last note is the tonic
+  sample.beam_size = 1  # beam search: melodies kept per step
+  sample.branch_factor = 1  # beam search: continuations per kept melody
+  sample.steps_per_iteration = 1  # beam search: events between prunings
+  sample.best_of = 1  # sample this many, keep the likeliest
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 256  # windows per evaluation batch (global)

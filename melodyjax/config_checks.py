@@ -38,6 +38,13 @@ LIMITS = {
   "num_outputs": (MAX_NUM_OUTPUTS, "melodies per request"),
   "max_primer_notes": (MAX_PRIMER_NOTES, "primer events"),
 }
+CONDITION_WIDTHS = (
+  "position_embed_dim",
+  "time_signature_embed_dim",
+  "mode_embed_dim",
+  "style_embed_dim",
+  "max_bar_steps",
+)
 STEP_FIELDS = (
   "num_train_steps",
   "log_every_steps",
@@ -105,6 +112,15 @@ def check_model(
     raise errors.ConfigError(f"{prefix}spatial_dropout must be below 1")
   _choice(model["lstm_impl"], prefix + "lstm_impl", LSTM_IMPLS)
   _choice(model["dtype"], prefix + "dtype", DTYPES)
+  for kind in ("metre", "mode", "style"):
+    value = model.get(f"condition_{kind}", False)
+    if not isinstance(value, bool):
+      raise errors.ConfigError(
+        f"{prefix}condition_{kind} must be True or False, got {value!r}"
+      )
+  for field in CONDITION_WIDTHS:
+    if field in model:
+      _positive_int(model[field], prefix + field)
 
 
 def check_sampling(
@@ -163,6 +179,11 @@ def check_sampling(
         f"{name(field)} must be at most {limit:,} ({unit}), got "
         f"{values[field]:,}"
       )
+  for field in ("beam_size", "branch_factor", "best_of"):
+    if field in values and (not is_int(values[field]) or values[field] < 1):
+      raise errors.ConfigError(
+        f"{name(field)} must be >= 1, got {values[field]!r}"
+      )
   if "seed" in values and (
     not is_int(values["seed"])
     or not -MAX_SEED - 1 <= values["seed"] <= MAX_SEED
@@ -171,26 +192,75 @@ def check_sampling(
       f"{name('seed')} must be an integer from {-MAX_SEED - 1} to "
       f"{MAX_SEED}, got {values['seed']!r}"
     )
+  _check_controls(values, name)
   _check_events(values, name)
 
 
-def events_per_call(num_outputs: int, num_notes: int, primer: int) -> int:
-  """The sampler buffer's size: melodies x (bos + primer + notes)."""
-  return num_outputs * (1 + primer + num_notes)
+MODES = ("major", "minor")
+
+
+def _check_controls(values: Mapping[str, Any], name) -> None:
+  """The controls of a request whose rules need no run (`sampling.plan`
+  checks them against the run)."""
+  for field in ("bars", "steps_per_iteration"):
+    if field in values and (not is_int(values[field]) or values[field] < 0):
+      raise errors.ConfigError(
+        f"{name(field)} must be an integer >= 0, got {values[field]!r}"
+      )
+  for field in ("time_signature", "mode", "style", "key"):
+    if field in values and not isinstance(values[field], str):
+      raise errors.ConfigError(
+        f"{name(field)} must be a text ('' for the run's default), got "
+        f"{values[field]!r}"
+      )
+  if values.get("mode") and values["mode"] not in MODES:
+    raise errors.ConfigError(
+      f"{name('mode')} must be major or minor, got {values['mode']!r}"
+    )
+  if "end_on_tonic" in values and not isinstance(values["end_on_tonic"], bool):
+    raise errors.ConfigError(f"{name('end_on_tonic')} must be True or False")
+  if values.get("best_of", 1) > 1 and (
+    values.get("beam_size", 1) > 1 or values.get("branch_factor", 1) > 1
+  ):
+    raise errors.ConfigError(
+      f"give {name('best_of')} or {name('beam_size')}/"
+      f"{name('branch_factor')}, not both"
+    )
+
+
+def events_per_call(
+  num_outputs: int, num_notes: int, primer: int, rows: int = 1
+) -> int:
+  """The sampler buffer's size: melodies x rows searched per melody (beam
+  x branch, or best-of) x (bos + primer + notes)."""
+  return num_outputs * rows * (1 + primer + num_notes)
 
 
 def _check_events(values: Mapping[str, Any], name) -> None:
   if not {"num_outputs", "num_notes"} <= set(values):
     return
   primer = values.get("max_primer_notes", 0)
-  events = events_per_call(values["num_outputs"], values["num_notes"], primer)
+  rows = max(
+    values.get("best_of", 1),
+    values.get("beam_size", 1) * values.get("branch_factor", 1),
+  )
+  events = events_per_call(
+    values["num_outputs"], values["num_notes"], primer, rows
+  )
   if events > MAX_EVENTS_PER_CALL:
-    sizes = f"{name('num_outputs')} x (1 + {name('num_notes')}"
+    sizes = f"{name('num_outputs')}"
+    if rows > 1:
+      sizes += (
+        f" x {name('best_of')}"
+        if values.get("best_of", 1) > 1
+        else f" x {name('beam_size')} x {name('branch_factor')}"
+      )
+    sizes += f" x (1 + {name('num_notes')}"
     sizes += f" + {name('max_primer_notes')})" if primer else ")"
     raise errors.ConfigError(
       f"{sizes} = {events:,} events, more than the {MAX_EVENTS_PER_CALL:,} "
       "that one request may sample (the time and memory grow with it): "
-      "ask for fewer melodies or notes"
+      "ask for fewer melodies, notes or rows"
     )
 
 
@@ -310,8 +380,31 @@ def check_config(config, num_devices: int | None = None) -> None:
   check_sampling(
     {
       name: config.sample[name]
-      for name in ("num_outputs", "num_notes", "temperature", "top_p", "seed")
+      for name in (
+        "num_outputs",
+        "num_notes",
+        "temperature",
+        "top_p",
+        "seed",
+        *SAMPLE_CONTROLS,
+      )
+      if name in config.sample
     },
     name=lambda field: f"config.sample.{field}",
   )
   check_tempo(config.sample.tempo_bpm, "config.sample.tempo_bpm")
+
+
+# The controls of the `sample` config group and of `generate.Request`.
+SAMPLE_CONTROLS = (
+  "time_signature",
+  "mode",
+  "style",
+  "key",
+  "bars",
+  "end_on_tonic",
+  "beam_size",
+  "branch_factor",
+  "steps_per_iteration",
+  "best_of",
+)

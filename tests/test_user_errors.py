@@ -571,6 +571,50 @@ CASES = [
     "--time_signature must look like 3/4, got '4-4'",
   ),
   Case(
+    "mode-was-sampler",
+    "sample",
+    "the old --mode=window (the sampler is --sampler now)",
+    lambda c: [f"--workdir={c.run()}", "--mode=window"],
+    "--mode=window: --mode is now major or minor; the sampler is "
+    "--sampler=window",
+  ),
+  Case(
+    "style-unconditioned",
+    "sample",
+    "a style asked of a run trained without style conditioning",
+    lambda c: [f"--workdir={c.run()}", "--style=han1"],
+    "--style han1: this run was trained without style conditioning "
+    "(config.model.condition_style=False)",
+  ),
+  Case(
+    "bars-negative",
+    "sample",
+    "a negative bar count",
+    lambda c: [f"--workdir={c.run()}", "--bars=-1"],
+    "--bars must be an integer >= 0, got -1",
+  ),
+  Case(
+    "beam-and-best-of",
+    "sample",
+    "beam search and best-of together",
+    lambda c: [f"--workdir={c.run()}", "--best_of=4", "--beam_size=2"],
+    "give --best_of or --beam_size/--branch_factor, not both",
+  ),
+  Case(
+    "key-unknown",
+    "sample",
+    "a key that is no tonic",
+    lambda c: [f"--workdir={c.run()}", "--key=H"],
+    "--key H: not a tonic (valid: C, B#, C#, Db, D,",
+  ),
+  Case(
+    "sample-mode-config",
+    "train",
+    "a mode in the sample group that is neither major nor minor",
+    lambda c: c.train("--config.sample.mode=dorian"),
+    "config.sample.mode must be major or minor, got 'dorian'",
+  ),
+  Case(
     "velocity",
     "sample",
     "a velocity above 127",

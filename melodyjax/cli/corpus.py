@@ -98,6 +98,12 @@ flags.DEFINE_integer(
   "Rarer training tokens map to unk.",
   flag_values=FLAGS,
 )
+flags.DEFINE_integer(
+  "min_label_songs",
+  _DEFAULTS.min_label_songs,
+  "Rarer labels (time signature, mode, style) are unknown.",
+  flag_values=FLAGS,
+)
 flags.DEFINE_float(
   "valid_fraction",
   _DEFAULTS.valid_fraction,

@@ -70,6 +70,7 @@ def run(argv: Sequence[str] | None = None) -> int:
       step=run.step,
       bits_per_note=bits[-1] if bits else None,
       dtype=FLAGS.dtype,
+      label_vocabs=run.labels,
     )
   size = os.path.getsize(out)
   print(

@@ -54,12 +54,39 @@ flags.DEFINE_list(
 flags.DEFINE_integer("seed", 0, "Same seed and settings give the same notes.")
 flags.DEFINE_string("primer", "", "Events such as 'C4:1 D4:0.5 R:0.5'.")
 flags.DEFINE_string("primer_midi", None, "A MIDI file to continue.")
-flags.DEFINE_enum(
-  "mode",
+flags.DEFINE_string(
+  "sampler",
   "scan",
-  ["scan", "window"],
   "'scan' carries the LSTM state; 'window' re-reads the last "
   "seq_len events per note, as the seed did.",
+)
+flags.DEFINE_string(
+  "mode",
+  "",
+  "major or minor (a mode-conditioned run; default: its most common).",
+)
+flags.DEFINE_string(
+  "style",
+  "",
+  "A style label of a style-conditioned run (default: its most common).",
+)
+flags.DEFINE_string(
+  "key",
+  "",
+  "Tonic to transpose the output to, e.g. D, F#, Bb (default: "
+  "the normalised key, C major / A minor).",
+)
+flags.DEFINE_integer("bars", 0, "Stop at the end of this bar (0: no limit).")
+flags.DEFINE_bool("end_on_tonic", False, "The last note is the tonic.")
+flags.DEFINE_integer("beam_size", 1, "Beam search: melodies kept per step.")
+flags.DEFINE_integer(
+  "branch_factor", 1, "Beam search: sampled continuations of each kept one."
+)
+flags.DEFINE_integer(
+  "steps_per_iteration", 1, "Beam search: events sampled between prunings."
+)
+flags.DEFINE_integer(
+  "best_of", 1, "Sample this many per melody and keep the likeliest."
 )
 flags.DEFINE_integer(
   "max_primer_notes",
@@ -68,7 +95,10 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_float("tempo", 100.0, "Quarter notes per minute.")
 flags.DEFINE_string(
-  "time_signature", "4/4", "Written to the MIDI and ABC files."
+  "time_signature",
+  "",
+  "E.g. 3/4: the bars (--bars), the MIDI file, and the metre of a "
+  "metre-conditioned run (default: its most common; else 4/4).",
 )
 flags.DEFINE_integer("program", 0, "General MIDI program (0: piano).")
 flags.DEFINE_integer("velocity", 80, "Note velocity, 1-127.")
@@ -89,19 +119,14 @@ def _pair(name: str, kind) -> list:
   return parsed if len(parsed) == 2 else parsed * 2
 
 
-def _time_signature() -> tuple[int, int]:
-  try:
-    numerator, denominator = (int(x) for x in FLAGS.time_signature.split("/"))
-  except ValueError:
-    raise errors.UsageError(
-      f"--time_signature must look like 3/4, got {FLAGS.time_signature!r}"
-    ) from None
-  if numerator < 1 or denominator not in (1, 2, 4, 8, 16, 32):
-    raise errors.UsageError(
-      f"--time_signature {FLAGS.time_signature}: the numerator must be >= 1 "
-      "and the denominator a power of two up to 32"
-    )
-  return numerator, denominator
+def _check_time_signature() -> None:
+  from melodyjax.music import metre  # pylint: disable=g-import-not-at-top
+
+  if FLAGS.time_signature:
+    try:
+      metre.parse_signature(FLAGS.time_signature)
+    except ValueError as e:
+      raise errors.UsageError(f"--time_signature {e}") from None
 
 
 def check_flags():
@@ -124,6 +149,20 @@ def check_flags():
     raise errors.UsageError(
       "--step applies to --workdir: a model file holds one step"
     )
+  if FLAGS.sampler not in generate.SAMPLERS:
+    raise errors.UsageError(
+      f"--sampler must be 'scan' or 'window', got {FLAGS.sampler!r}"
+      + (
+        " (--mode now names the musical mode: --mode=major|minor)"
+        if FLAGS.sampler in config_checks.MODES
+        else ""
+      )
+    )
+  if FLAGS.mode in generate.SAMPLERS:
+    raise errors.UsageError(
+      f"--mode={FLAGS.mode}: --mode is now major or minor; the sampler is "
+      f"--sampler={FLAGS.mode}"
+    )
   request = generate.Request(
     num_outputs=FLAGS.num_outputs,
     num_notes=FLAGS.num_notes,
@@ -131,10 +170,11 @@ def check_flags():
     top_k=_pair("top_k", int),
     top_p=_pair("top_p", float),
     seed=FLAGS.seed,
-    mode=FLAGS.mode,
+    sampler=FLAGS.sampler,
     max_primer_notes=FLAGS.max_primer_notes,
     primer=FLAGS.primer,
     primer_midi=FLAGS.primer_midi,
+    **{name: FLAGS[name].value for name in config_checks.SAMPLE_CONTROLS},
   )
   config_checks.check_sampling(
     {
@@ -147,13 +187,14 @@ def check_flags():
         "num_notes",
         "max_primer_notes",
         "seed",
+        *config_checks.SAMPLE_CONTROLS,
       )
     },
     shown={
       n: ",".join(FLAGS[n].value) for n in ("temperature", "top_k", "top_p")
     },
   )
-  time_signature = _time_signature()
+  _check_time_signature()
   config_checks.check_tempo(FLAGS.tempo, "--tempo")
   if not 1 <= FLAGS.velocity <= 127:
     raise errors.UsageError(f"--velocity must be 1-127, got {FLAGS.velocity}")
@@ -170,7 +211,6 @@ def check_flags():
       )
   rendering = outputs.Rendering(
     tempo_bpm=FLAGS.tempo,
-    time_signature=time_signature,
     program=FLAGS.program,
     velocity=FLAGS.velocity,
     piano_roll=FLAGS.piano_roll,
@@ -200,7 +240,7 @@ def main(argv):
     import dataclasses  # pylint: disable=g-import-not-at-top
 
     from melodyjax.listening import outputs, page  # pylint: disable=g-import-not-at-top
-    from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
+    from melodyjax.sampling import generate, plan  # pylint: disable=g-import-not-at-top
     from melodyjax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
     request, rendering = check_flags()
@@ -213,9 +253,9 @@ def main(argv):
       run = generate.load_run(FLAGS.workdir, FLAGS.step)
       default_dir = workdir_lib.samples_dir(run.workdir, run.step)
     primer, source = _primer(run, request)
+    resolved = plan.make_plan(run, request)  # before sampling: fails fast
     melodies = generate.generate(run, request, primer, source)
     output_dir = FLAGS.output_dir or default_dir
-    key = "C" if run.config.data.normalize_key else None
     paths = outputs.write_outputs(
       melodies,
       output_dir,
@@ -223,7 +263,13 @@ def main(argv):
       workdir=run.workdir,
       model_path=run.model_path,
       request=request,
-      rendering=dataclasses.replace(rendering, key_signature=key),
+      rendering=dataclasses.replace(
+        rendering,
+        time_signature=resolved.time_signature,
+        key_signature=plan.key_signature(
+          resolved, run.config.data.normalize_key
+        ),
+      ),
     )
     if run.workdir and workdir_lib.is_inside(output_dir, run.workdir):
       page.write_page(run.workdir)

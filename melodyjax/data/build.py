@@ -28,6 +28,7 @@ from absl import logging
 
 from melodyjax import errors, files
 from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import labels as labels_lib
 from melodyjax.data import report as build_report
 from melodyjax.data import tokenize
 from melodyjax.music import tokens
@@ -57,6 +58,14 @@ def _vocab_digest(vocabs) -> str | None:
   if vocabs is None:
     return None
   text = json.dumps([list(vocab.tokens) for vocab in vocabs])
+  return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _labels_digest(label_vocabs) -> str | None:
+  """Which fixed label vocabularies a dataset was built with (None: its own)."""
+  if label_vocabs is None:
+    return None
+  text = json.dumps([list(label_vocabs[k].labels) for k in labels_lib.KINDS])
   return hashlib.sha1(text.encode()).hexdigest()
 
 
@@ -107,6 +116,53 @@ def _assemble(
   return arrays, pitch_vocab, duration_vocab
 
 
+def _build_labels(
+  records: Sequence[dict], config: dataset_lib.CorpusConfig
+) -> labels_lib.Labels:
+  """The label vocabularies of the training songs."""
+  train = [r for r in records if r.get("split") == "train"]
+  signatures = [s for r in train for s in set(r["metre"]["signatures"])]
+  least = config.min_label_songs
+  return labels_lib.Labels(
+    labels_lib.build("time_signature", signatures, least),
+    labels_lib.build("mode", [r["mode"] for r in train], least),
+    labels_lib.build("style", [r["style"] for r in train], least),
+  )
+
+
+def _assemble_conditions(
+  records: Sequence[dict], label_vocabs: labels_lib.Labels
+) -> dict[str, dict]:
+  """Per split, the arrays of `dataset.CONDITIONS_FILE` (see `Split`), in
+  the order of `_assemble`'s songs (each copy shares its song's)."""
+  out = {}
+  signature_id = label_vocabs.time_signature.id
+  for split in dataset_lib.SPLITS:
+    columns = collections.defaultdict(list)
+    for record in records:
+      if record.get("split") != split:
+        continue
+      found = record["metre"]
+      for _ in record["copies"]:
+        columns["bar_position"].append(found["positions"])
+        columns["time_signature"].append(
+          [signature_id(s) for s in found["signatures"]]
+        )
+        columns["end_position"].append([found["end_position"]])
+        columns["end_time_signature"].append(
+          [signature_id(found["end_signature"])]
+        )
+        columns["mode"].append([label_vocabs.mode.id(record["mode"])])
+        columns["style"].append([label_vocabs.style.id(record["style"])])
+    out[split] = {
+      name: np.array(
+        [v for values in columns[name] for v in values], dtype=np.int32
+      )
+      for name in dataset_lib.EVENT_CONDITIONS + dataset_lib.SONG_CONDITIONS
+    }
+  return out
+
+
 def _write_export(path: str, records: Sequence[dict]) -> None:
   with files.atomic_write(path) as f:
     for record in records:
@@ -132,7 +188,14 @@ def _cache_is_fresh(out_dir: str, manifest: dict) -> bool:
     return False
   return all(
     cached.get(k) == manifest[k]
-    for k in ("format_version", "config", "midi_dir", "digest", "vocab_digest")
+    for k in (
+      "format_version",
+      "config",
+      "midi_dir",
+      "digest",
+      "vocab_digest",
+      "labels_digest",
+    )
   ) and (cached.get("roundtrip_checked") or not manifest["roundtrip_checked"])
 
 
@@ -146,6 +209,7 @@ def build_dataset(
   force: bool = False,
   progress: bool = True,
   vocabs: tuple[tokens.Vocab, tokens.Vocab] | None = None,
+  label_vocabs: labels_lib.Labels | None = None,
 ) -> dataset_lib.Dataset:
   """Builds the dataset of a MIDI folder into `out_dir`, or loads its cache.
 
@@ -161,6 +225,8 @@ def build_dataset(
     vocabs: (pitch, duration) vocabularies to tokenize with instead of
       building them (fine-tuning: the base run's); tokens outside them
       become unk, counted in the report.
+    label_vocabs: label vocabularies to use instead of building them (the
+      base run's, with `vocabs`); unseen labels become unknown.
 
   Returns:
     The dataset.
@@ -187,6 +253,7 @@ def build_dataset(
     "digest": _listing_digest(listing),
     "roundtrip_checked": check_roundtrip,
     "vocab_digest": _vocab_digest(vocabs),
+    "labels_digest": _labels_digest(label_vocabs),
   }
   if not force and _cache_is_fresh(out_dir, manifest):
     return dataset_lib.load_dataset(out_dir)
@@ -197,6 +264,12 @@ def build_dataset(
     midi_dir, relpaths, config, check_roundtrip, workers, progress
   )
   arrays, pitch_vocab, duration_vocab = _assemble(records, config, vocabs)
+  label_vocabs = label_vocabs or _build_labels(
+    [r for r in records if "drop" not in r], config
+  )
+  conditions = _assemble_conditions(
+    [r for r in records if "drop" not in r], label_vocabs
+  )
   report = build_report.make_report(
     records,
     arrays,
@@ -208,8 +281,8 @@ def build_dataset(
   )
   _write_dataset(
     out_dir,
-    arrays,
-    (pitch_vocab, duration_vocab),
+    (arrays, conditions),
+    (pitch_vocab, duration_vocab, label_vocabs),
     report,
     records,
     {**manifest, "files": listing},
@@ -235,16 +308,20 @@ def _write_dataset(out_dir, arrays, vocabs, report, records, manifest) -> None:
   manifest_path = os.path.join(out_dir, "manifest.json")
   if os.path.exists(manifest_path):
     os.remove(manifest_path)
-  flat = {
-    f"{split}/{name}": value
-    for split, a in arrays.items()
-    for name, value in a.items()
-  }
-  with files.atomic_write(os.path.join(out_dir, "arrays.npz"), "wb") as f:
-    np.savez(f, **flat)
-  pitch_vocab, duration_vocab = vocabs
+  for name, per_split in zip(
+    ("arrays.npz", dataset_lib.CONDITIONS_FILE), arrays, strict=True
+  ):
+    flat = {
+      f"{split}/{key}": value
+      for split, a in per_split.items()
+      for key, value in a.items()
+    }
+    with files.atomic_write(os.path.join(out_dir, name), "wb") as f:
+      np.savez(f, **flat)
+  pitch_vocab, duration_vocab, label_vocabs = vocabs
   pitch_vocab.save(os.path.join(out_dir, "vocab_pitch.json"))
   duration_vocab.save(os.path.join(out_dir, "vocab_duration.json"))
+  label_vocabs.save(os.path.join(out_dir, labels_lib.FILE))
   files.write_json(os.path.join(out_dir, "report.json"), report)
   _write_export(os.path.join(out_dir, "songs.jsonl"), records)
   files.write_json(manifest_path, manifest, indent=None)
@@ -262,6 +339,7 @@ def prepare_dataset(
   *,
   progress: bool = True,
   vocabs: tuple[tokens.Vocab, tokens.Vocab] | None = None,
+  label_vocabs: labels_lib.Labels | None = None,
 ) -> dataset_lib.Dataset:
   """The dataset of a config's `data` group, built or loaded from its cache.
 
@@ -282,6 +360,7 @@ def prepare_dataset(
     dataset_lib.CorpusConfig.from_config(data_config),
     progress=progress,
     vocabs=vocabs,
+    label_vocabs=label_vocabs,
   )
 
 

@@ -4,8 +4,11 @@ A dataset folder, written by `data.build`, holds:
 
   OUT/manifest.json        source files (size, mtime), data config, version
   OUT/arrays.npz           token ids per split (flat, with song offsets)
+  OUT/conditions.npz       per split: each event's bar position and time
+                           signature, each song's end position, mode, style
   OUT/vocab_pitch.json     the pitch vocabulary (human-readable)
   OUT/vocab_duration.json  the duration vocabulary
+  OUT/vocab_labels.json    the labels: time signatures, modes, styles
   OUT/report.json          counts, drops per reason, dropped files, duplicates
   OUT/songs.jsonl          every song's tokens, one JSON object per line
 """
@@ -22,9 +25,15 @@ from typing import Any
 import numpy as np
 
 from melodyjax import errors
+from melodyjax.data import labels as labels_lib
 from melodyjax.music import midi_io, tokens
 
-FORMAT_VERSION = 1
+# 2: conditions.npz and vocab_labels.json (bar positions, labels).
+FORMAT_VERSION = 2
+CONDITIONS_FILE = "conditions.npz"
+# Per-event and per-song arrays of conditions.npz (see `Split`).
+EVENT_CONDITIONS = ("bar_position", "time_signature")
+SONG_CONDITIONS = ("end_position", "end_time_signature", "mode", "style")
 
 
 SPLITS = ("train", "valid", "test")
@@ -44,6 +53,8 @@ class CorpusConfig:
     min_notes: songs with fewer note or chord events are dropped.
     max_notes: songs with more note or chord events are dropped (0: no limit).
     min_count: training-set count below which a token maps to unk.
+    min_label_songs: training songs below which a label (time signature,
+      mode, style) is unknown.
     valid_fraction: share of songs in the validation split.
     test_fraction: share of songs in the test split.
   """
@@ -56,6 +67,7 @@ class CorpusConfig:
   min_notes: int = 4
   max_notes: int = 0
   min_count: int = 1
+  min_label_songs: int = 5
   valid_fraction: float = 0.05
   test_fraction: float = 0.05
 
@@ -77,6 +89,10 @@ class CorpusConfig:
       problems.append("min_notes must be >= 1 and max_notes >= 0")
     if self.min_count < 1:
       problems.append(f"min_count must be >= 1, got {self.min_count}")
+    if self.min_label_songs < 1:
+      problems.append(
+        f"min_label_songs must be >= 1, got {self.min_label_songs}"
+      )
     fractions = (self.valid_fraction, self.test_fraction)
     if min(fractions) < 0 or sum(fractions) >= 1:
       problems.append(
@@ -109,6 +125,13 @@ class Split:
     offsets: int64 [num_songs + 1]; song i is events offsets[i]:offsets[i+1].
     sources: [num_songs] source file path relative to the MIDI folder.
     transpositions: int32 [num_songs] semitones of augmentation (0: original).
+    bar_position: int32 [total_events] each event's onset in its bar, in
+      grid steps (-1: unknown); None in a split built without them.
+    time_signature: int32 [total_events] label id of the time signature in
+      force at each event (0: unknown).
+    end_position, end_time_signature: int32 [num_songs] the same where an
+      event after the song's last one would start.
+    mode, style: int32 [num_songs] label ids (0: unknown).
   """
 
   pitch: np.ndarray
@@ -116,6 +139,12 @@ class Split:
   offsets: np.ndarray
   sources: np.ndarray
   transpositions: np.ndarray
+  bar_position: np.ndarray | None = None
+  time_signature: np.ndarray | None = None
+  end_position: np.ndarray | None = None
+  end_time_signature: np.ndarray | None = None
+  mode: np.ndarray | None = None
+  style: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.offsets) - 1
@@ -145,6 +174,9 @@ class Dataset:
   pitch_vocab: tokens.Vocab
   duration_vocab: tokens.Vocab
   report: Mapping[str, Any]
+  labels: labels_lib.Labels = dataclasses.field(
+    default_factory=labels_lib.empty
+  )
 
   @property
   def train(self) -> Split:
@@ -184,25 +216,31 @@ def load_dataset(out_dir: str | os.PathLike) -> Dataset:
   try:
     with open(os.path.join(out_dir, "manifest.json")) as f:
       manifest = json.load(f)
+    if manifest.get("format_version") != FORMAT_VERSION:
+      raise errors.CorpusError(
+        f"{out_dir} was built by another melodyjax version; rebuild it"
+      )
     with open(os.path.join(out_dir, "report.json")) as f:
       report = json.load(f)
     pitch_vocab = tokens.Vocab.load(os.path.join(out_dir, "vocab_pitch.json"))
     duration_vocab = tokens.Vocab.load(
       os.path.join(out_dir, "vocab_duration.json")
     )
-    with np.load(os.path.join(out_dir, "arrays.npz")) as npz:
+    label_vocabs = labels_lib.Labels.load(
+      os.path.join(out_dir, labels_lib.FILE)
+    )
+    names = ("pitch", "duration", "offsets", "sources", "transpositions")
+    with (
+      np.load(os.path.join(out_dir, "arrays.npz")) as npz,
+      np.load(os.path.join(out_dir, CONDITIONS_FILE)) as conditions,
+    ):
       splits = {
         split: Split(
+          **{name: npz[f"{split}/{name}"] for name in names},
           **{
-            name: npz[f"{split}/{name}"]
-            for name in (
-              "pitch",
-              "duration",
-              "offsets",
-              "sources",
-              "transpositions",
-            )
-          }
+            name: conditions[f"{split}/{name}"]
+            for name in EVENT_CONDITIONS + SONG_CONDITIONS
+          },
         )
         for split in SPLITS
       }
@@ -210,12 +248,10 @@ def load_dataset(out_dir: str | os.PathLike) -> Dataset:
     raise errors.CorpusError(
       f"no complete dataset in {out_dir} ({e})"
     ) from None
-  if manifest.get("format_version") != FORMAT_VERSION:
-    raise errors.CorpusError(
-      f"{out_dir} was built by another melodyjax version; rebuild it"
-    )
   config = CorpusConfig(**{**manifest["config"]})
-  return Dataset(out_dir, config, splits, pitch_vocab, duration_vocab, report)
+  return Dataset(
+    out_dir, config, splits, pitch_vocab, duration_vocab, report, label_vocabs
+  )
 
 
 def check_trainable(dataset: Dataset, seq_len: int) -> None:

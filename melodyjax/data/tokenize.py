@@ -3,18 +3,23 @@ them in worker processes. No JAX.
 
 A record holds the file's split (a hash of its path), its key, and its
 token sequences: the original, key-normalised if asked, and the training
-split's transposed copies.
+split's transposed copies; and what a model can be conditioned on
+(`data.labels`): each event's bar position and time signature
+(`music.metre`; ESAC's pickups and meters from its ABC text), the mode,
+the style (top-level subfolder).
 """
 
 from __future__ import annotations
 
+import fractions
 import multiprocessing
 import os
 import sys
 from collections.abc import Sequence
 
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.music import midi_io, tokens, tonality
+from melodyjax.data import esac_metre, labels
+from melodyjax.music import metre, midi_io, tokens, tonality
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
 
@@ -37,8 +42,12 @@ def tokenize_file(
   relpath: str,
   config: dataset_lib.CorpusConfig,
   check_roundtrip: bool,
+  hint: str | None = None,
 ) -> dict:
-  """One file to a song record, or a drop record with a reason."""
+  """One file to a song record, or a drop record with a reason.
+
+  `hint` is the file's metre hint from `esac_metre.metre_hints`, if any.
+  """
   path = os.path.join(midi_dir, relpath)
   try:
     song = midi_io.read_midi(
@@ -83,6 +92,9 @@ def tokenize_file(
     tonic, mode = tonality.estimate_key(events)
   record["key"] = tonality.key_signature_name(tonic, mode)
   record["key_source"] = "signature" if song.key_signature else "estimate"
+  record["mode"] = mode
+  record["style"] = labels.style_of(relpath)
+  record["metre"] = _metre_record(song, config.grid, hint)
   if config.normalize_key:
     shifted = tonality.transpose(
       events, tonality.normalizing_shift(tonic, mode)
@@ -106,9 +118,32 @@ def tokenize_file(
   return record
 
 
+def _metre_record(song, grid: int, hint: str | None) -> dict:
+  """Bar positions and time signature labels of a song (see `metre`)."""
+  if hint == esac_metre.NO_METER:
+    song = song._replace(time_signature=None)
+  pickup = (
+    fractions.Fraction(hint)
+    if hint not in (None, esac_metre.NO_METER)
+    else None
+  )
+  found = metre.song_metre(song, grid, pickup)
+  label = lambda s: s and metre.signature_label(s)  # noqa: E731
+  return {
+    "positions": found.positions,
+    "signatures": [label(s) for s in found.signatures],
+    "end_position": found.end_position,
+    "end_signature": label(found.end_signature),
+    "pickup_steps": found.pickup_steps,
+  }
+
+
 def _process_chunk(args) -> list[dict]:
-  midi_dir, relpaths, config, check_roundtrip = args
-  return [tokenize_file(midi_dir, r, config, check_roundtrip) for r in relpaths]
+  midi_dir, relpaths, config, check_roundtrip, hints = args
+  return [
+    tokenize_file(midi_dir, r, config, check_roundtrip, hints.get(r))
+    for r in relpaths
+  ]
 
 
 def tokenize_files(
@@ -122,6 +157,8 @@ def tokenize_files(
   """Processes all files, in worker processes when workers > 1."""
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
+  hints = esac_metre.metre_hints(midi_dir)
+
   bar = tqdm(
     total=len(relpaths),
     desc="reading MIDI",
@@ -132,10 +169,11 @@ def tokenize_files(
   )
   records = []
   chunk = 64
-  jobs = [
-    (midi_dir, relpaths[i : i + chunk], config, check_roundtrip)
-    for i in range(0, len(relpaths), chunk)
-  ]
+  jobs = []
+  for i in range(0, len(relpaths), chunk):
+    part = relpaths[i : i + chunk]
+    hinted = {r: hints[r] for r in part if r in hints}
+    jobs.append((midi_dir, part, config, check_roundtrip, hinted))
   with bar:
     if workers <= 1 or len(jobs) <= 1:
       for job in jobs:

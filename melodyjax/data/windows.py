@@ -9,6 +9,13 @@ Each split is laid out once as one flat id array per stream: for every song,
 - objective 'last' (the seed's): inputs are the `seq_len` events before a
   target, for every event and eos of every song (left-padded near the start).
 
+Conditions (bar position, time signature, mode, style; `data.labels`) are
+framed beside the tokens, one value per input position: at bos and at
+event i, the bar position and time signature where the *next* event (the
+one predicted) starts, so the model knows where in the bar the note it
+predicts falls; a song's mode and style at each of its positions. Pads
+carry the unknown values (-1 position, label 0).
+
 Batches come from a permutation of the windows drawn from (seed, epoch), so
 the batch of any step is a pure function of the step number: that number is
 the iterator's position, saved in checkpoints, and a resumed run sees
@@ -18,7 +25,7 @@ exactly the batches it would have seen.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
@@ -26,6 +33,9 @@ from melodyjax.data import dataset as dataset_lib
 from melodyjax.music import tokens
 
 OBJECTIVES = ("all", "last")
+# The framed conditions, named as the model's inputs; pads' values.
+CONDITIONS = ("bar_position", "time_signature", "mode", "style")
+PAD_CONDITION = {"bar_position": -1, "time_signature": 0, "mode": 0, "style": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +47,8 @@ class Batch:
     target_pitch, target_duration: int32 [batch, seq_len] ('all') or
       [batch] ('last'); PAD_ID marks no target.
     rows: int32 [batch] global window indices (fresh per row for dropout).
+    conditions: {name: int32 [batch, seq_len]} the inputs' conditions
+      (`CONDITIONS`; empty for a dataset without them).
   """
 
   pitch: np.ndarray
@@ -44,9 +56,16 @@ class Batch:
   target_pitch: np.ndarray
   target_duration: np.ndarray
   rows: np.ndarray
+  conditions: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   def as_dict(self) -> dict[str, np.ndarray]:
-    return dataclasses.asdict(self)
+    """Every array by name, the conditions' beside the tokens'."""
+    out = {
+      f.name: getattr(self, f.name)
+      for f in dataclasses.fields(self)
+      if f.name != "conditions"
+    }
+    return {**out, **self.conditions}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +77,9 @@ class Windows:
   starts: np.ndarray  # int64 [num_windows] first input position
   seq_len: int
   objective: str
+  conditions: Mapping[str, np.ndarray] = dataclasses.field(
+    default_factory=dict
+  )  # name -> int32 flat framed stream
 
   def __len__(self) -> int:
     return len(self.starts)
@@ -80,6 +102,11 @@ class Windows:
     duration = self.duration[positions]
     pitch[~valid] = tokens.PAD_ID
     duration[~valid] = tokens.PAD_ID
+    conditions = {}
+    for name, framed in self.conditions.items():
+      values = framed[positions[:, :-1]]
+      values[~valid] = PAD_CONDITION[name]
+      conditions[name] = np.ascontiguousarray(values)
     if self.objective == "all":
       targets = pitch[:, 1:], duration[:, 1:]
     else:
@@ -90,6 +117,7 @@ class Windows:
       target_pitch=np.ascontiguousarray(targets[0]),
       target_duration=np.ascontiguousarray(targets[1]),
       rows=np.where(valid, indices, 0).astype(np.int32),
+      conditions=conditions,
     )
 
 
@@ -127,6 +155,44 @@ def frame_split(split: dataset_lib.Split, seq_len: int):
   return pitch, duration, bos
 
 
+def song_conditions(
+  split: dataset_lib.Split, song: int
+) -> dict[str, np.ndarray]:
+  """The conditions of song `song`'s inputs bos, events 1..n: int32
+  [num_events + 1] each (see the module docstring); {} without them."""
+  if split.bar_position is None:
+    return {}
+  start, end = split.offsets[song], split.offsets[song + 1]
+  n = end - start + 1
+  return {
+    "bar_position": np.append(
+      split.bar_position[start:end], split.end_position[song]
+    ).astype(np.int32),
+    "time_signature": np.append(
+      split.time_signature[start:end], split.end_time_signature[song]
+    ).astype(np.int32),
+    "mode": np.full(n, split.mode[song], np.int32),
+    "style": np.full(n, split.style[song], np.int32),
+  }
+
+
+def frame_conditions(
+  split: dataset_lib.Split, bos: np.ndarray, total: int
+) -> dict[str, np.ndarray]:
+  """Flat framed conditions beside `frame_split`'s streams (eos repeats
+  the last event's); {} for a split without them."""
+  if split.bar_position is None:
+    return {}
+  framed = {
+    name: np.full(total, PAD_CONDITION[name], np.int32) for name in CONDITIONS
+  }
+  for song, first in enumerate(bos.tolist()):
+    for name, values in song_conditions(split, song).items():
+      framed[name][first : first + len(values)] = values
+      framed[name][first + len(values)] = values[-1]
+  return framed
+
+
 def make_windows(
   split: dataset_lib.Split, seq_len: int, objective: str = "all"
 ) -> Windows:
@@ -154,7 +220,14 @@ def make_windows(
     starts = bos[song] + k * seq_len
   else:
     starts = bos[song] + k + 1 - seq_len
-  return Windows(pitch, duration, starts.astype(np.int64), seq_len, objective)
+  return Windows(
+    pitch,
+    duration,
+    starts.astype(np.int64),
+    seq_len,
+    objective,
+    frame_conditions(split, bos, len(pitch)),
+  )
 
 
 class BatchIterator:

@@ -14,17 +14,17 @@ import jax
 import numpy as np
 
 from melodyjax import errors
-from melodyjax.data import build
+from melodyjax.data import build, windows
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.music import tokens
 from melodyjax.sampling import generate
 
 
 @functools.partial(jax.jit, static_argnames="model")
-def _log_probs(model, params, pitch, duration):
+def _log_probs(model, params, pitch, duration, conditions):
   """Next-event log-probabilities at every position, [batch, time, vocab]."""
   pitch_logits, duration_logits, _ = model.apply(
-    {"params": params}, pitch, duration
+    {"params": params}, pitch, duration, conditions=conditions
   )
   return (
     jax.nn.log_softmax(pitch_logits, axis=-1),
@@ -56,7 +56,14 @@ def _song_batches(
         targets[i, : len(ids)] = ids
         targets[i, len(ids)] = tokens.EOS_ID
       streams[stream] = (inputs, targets)
-    yield streams
+    conditions = {
+      name: np.full((len(chunk), width), windows.PAD_CONDITION[name], np.int32)
+      for name in windows.CONDITIONS
+    }
+    for i, row in enumerate(chunk):
+      for name, values in windows.song_conditions(split, row).items():
+        conditions[name][i, : len(values)] = values
+    yield streams, conditions
 
 
 def model_distributions(
@@ -69,9 +76,13 @@ def model_distributions(
     with targets in song order of length (the baseline uses the same set).
   """
   out = {stream: ([], []) for stream in tokens.STREAMS}
-  for batch in _song_batches(split, batch_size):
+  for batch, conditions in _song_batches(split, batch_size):
     log_probs = _log_probs(
-      run.model, run.params, batch["pitch"][0], batch["duration"][0]
+      run.model,
+      run.params,
+      batch["pitch"][0],
+      batch["duration"][0],
+      {name: conditions[name] for name in run.model.config.conditions},
     )
     for stream, lp in zip(tokens.STREAMS, log_probs, strict=True):
       targets = batch[stream][1]
@@ -93,6 +104,7 @@ def load_dataset_of(run: generate.Run) -> dataset_lib.Dataset:
     run.config.data,
     progress=False,
     vocabs=(run.pitch_vocab, run.duration_vocab) if fixed else None,
+    label_vocabs=run.labels if fixed else None,
   )
   if (dataset.pitch_vocab.tokens, dataset.duration_vocab.tokens) != (
     run.pitch_vocab.tokens,
@@ -100,5 +112,9 @@ def load_dataset_of(run: generate.Run) -> dataset_lib.Dataset:
   ):
     raise errors.GenerateError(
       f"the dataset in {dataset.path} has other vocabularies than {run.workdir}"
+    )
+  if run.model.config.conditions and dataset.labels != run.labels:
+    raise errors.GenerateError(
+      f"the dataset in {dataset.path} has other labels than {run.workdir}"
     )
   return dataset

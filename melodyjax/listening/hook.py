@@ -19,10 +19,11 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from melodyjax import config_checks
 from melodyjax.evaluation import stats
 from melodyjax.listening import audio, outputs, page
 from melodyjax.music.events import Event
-from melodyjax.sampling import generate
+from melodyjax.sampling import generate, plan
 from melodyjax.training import loop
 from melodyjax.training import workdir as workdir_lib
 
@@ -58,6 +59,11 @@ def request_of(config: ml_collections.ConfigDict) -> generate.Request:
     temperature=sample.temperature,
     top_p=sample.top_p,
     seed=sample.seed,
+    **{
+      name: sample[name]
+      for name in config_checks.SAMPLE_CONTROLS
+      if name in sample
+    },
   )
 
 
@@ -103,18 +109,18 @@ class AuditionHook:
     """
     start = time.perf_counter()
     request = request_of(self.config)
-    melodies = generate.generate(
-      generate.Run(
-        run.workdir,
-        self.config,
-        run.model,
-        params,
-        step,
-        run.dataset.pitch_vocab,
-        run.dataset.duration_vocab,
-      ),
-      request,
+    generating = generate.Run(
+      run.workdir,
+      self.config,
+      run.model,
+      params,
+      step,
+      run.dataset.pitch_vocab,
+      run.dataset.duration_vocab,
+      labels=run.dataset.labels,
     )
+    melodies = generate.generate(generating, request)
+    resolved = plan.make_plan(generating, request)
     paths = outputs.write_outputs(
       melodies,
       workdir_lib.samples_dir(run.workdir, step),
@@ -123,7 +129,10 @@ class AuditionHook:
       request=request,
       rendering=outputs.Rendering(
         tempo_bpm=self.config.sample.tempo_bpm,
-        key_signature="C" if self.config.data.normalize_key else None,
+        time_signature=resolved.time_signature,
+        key_signature=plan.key_signature(
+          resolved, self.config.data.normalize_key
+        ),
       ),
       sampled_during_training=True,
     )

@@ -1,6 +1,10 @@
 """The multi-stream LSTM melody model (Flax Linen). Knows nothing about MIDI.
 
-Pitch and duration ids are embedded separately and concatenated; spatial
+Pitch and duration ids are embedded separately and concatenated, with the
+embeddings of the conditions the config asks for (`condition_metre`: the
+bar position and time signature of the next event's onset;
+`condition_mode`; `condition_style`: song-level labels, each an id per
+position; all off by default, the seed's model); spatial
 dropout (whole feature channels, one mask per sequence) and layer
 normalization follow; a stack of LSTMs runs over time; a shared Dense layer
 with ReLU feeds two heads that give the logits of the next pitch and of the
@@ -32,6 +36,13 @@ _DTYPES = {
   "bfloat16": jnp.bfloat16,
   "float16": jnp.float16,
 }
+# The inputs each condition adds: int [batch, time] ids (bar positions in
+# grid steps, -1 unknown; label ids, 0 unknown).
+CONDITION_INPUTS = {
+  "metre": ("bar_position", "time_signature"),
+  "mode": ("mode",),
+  "style": ("style",),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +62,14 @@ class ModelConfig:
       parameters, LSTM cell state and logits stay float32.
     lstm_impl: 'auto', 'scan', 'fused', 'kernel', 'onednn' or 'cudnn'
       (see `lstm.resolve_impl`).
+    condition_metre, condition_mode, condition_style: embed these
+      conditions as extra inputs.
+    position_embed_dim, time_signature_embed_dim, mode_embed_dim,
+      style_embed_dim: their embedding widths.
+    max_bar_steps: bar positions, in grid steps, with their own embedding
+      (later ones share the last).
+    time_signature_vocab_size, mode_vocab_size, style_vocab_size: label
+      vocabulary sizes, unknown included (`data.labels`).
   """
 
   pitch_vocab_size: int
@@ -62,14 +81,52 @@ class ModelConfig:
   dense_size: int = 128
   dtype: str = "auto"
   lstm_impl: str = "auto"
+  condition_metre: bool = False
+  condition_mode: bool = False
+  condition_style: bool = False
+  position_embed_dim: int = 16
+  time_signature_embed_dim: int = 8
+  mode_embed_dim: int = 4
+  style_embed_dim: int = 8
+  max_bar_steps: int = 192
+  time_signature_vocab_size: int = 1
+  mode_vocab_size: int = 1
+  style_vocab_size: int = 1
 
   def __post_init__(self):
     object.__setattr__(self, "lstm_sizes", tuple(self.lstm_sizes))
     config_checks.check_model(dataclasses.asdict(self), prefix="model.")
 
   @property
+  def conditions(self) -> tuple[str, ...]:
+    """The condition inputs this model reads (`CONDITION_INPUTS`)."""
+    return tuple(
+      name
+      for kind, names in CONDITION_INPUTS.items()
+      if getattr(self, f"condition_{kind}")
+      for name in names
+    )
+
+  def embeddings(self) -> dict[str, tuple[int, int]]:
+    """{condition input: (ids, width)} of the embedded conditions."""
+    sizes = {
+      "bar_position": (self.max_bar_steps + 1, self.position_embed_dim),
+      "time_signature": (
+        self.time_signature_vocab_size,
+        self.time_signature_embed_dim,
+      ),
+      "mode": (self.mode_vocab_size, self.mode_embed_dim),
+      "style": (self.style_vocab_size, self.style_embed_dim),
+    }
+    return {name: sizes[name] for name in self.conditions}
+
+  @property
   def input_dim(self) -> int:
-    return self.pitch_embed_dim + self.duration_embed_dim
+    return (
+      self.pitch_embed_dim
+      + self.duration_embed_dim
+      + sum(width for _, width in self.embeddings().values())
+    )
 
   @property
   def compute_dtype(self):
@@ -83,10 +140,19 @@ def get_model_config(
   model_config: Mapping[str, Any],
   pitch_vocab_size: int,
   duration_vocab_size: int,
+  label_sizes: Mapping[str, int] | None = None,
 ) -> ModelConfig:
-  """Builds a ModelConfig from the `model` group of a config (one place)."""
+  """Builds a ModelConfig from the `model` group of a config (one place).
+
+  Args:
+    model_config: the `model` group.
+    pitch_vocab_size, duration_vocab_size: the token vocabularies' sizes.
+    label_sizes: {'time_signature' | 'mode' | 'style': vocabulary size}.
+  """
   names = {f.name for f in dataclasses.fields(ModelConfig)}
   fields = {k: v for k, v in dict(model_config).items() if k in names}
+  for kind, size in (label_sizes or {}).items():
+    fields[f"{kind}_vocab_size"] = size
   return ModelConfig(
     pitch_vocab_size=pitch_vocab_size,
     duration_vocab_size=duration_vocab_size,
@@ -105,6 +171,10 @@ class MelodyModel(nn.Module):
     self.duration_embed = nn.Embed(
       config.duration_vocab_size, config.duration_embed_dim
     )
+    self.condition_embeds = {
+      name: nn.Embed(ids, width, name=f"{name}_embed")
+      for name, (ids, width) in config.embeddings().items()
+    }
     self.norm = nn.LayerNorm()
     self.lstm = lstm.LSTMStack(
       config.lstm_sizes,
@@ -120,10 +190,16 @@ class MelodyModel(nn.Module):
       config.duration_vocab_size, dtype=config.compute_dtype
     )
 
-  def _features(self, pitch, duration, channel_mask=None):
-    x = jnp.concatenate(
-      [self.pitch_embed(pitch), self.duration_embed(duration)], axis=-1
-    )
+  def _features(self, pitch, duration, conditions=None, channel_mask=None):
+    parts = [self.pitch_embed(pitch), self.duration_embed(duration)]
+    for name, embed in self.condition_embeds.items():
+      if conditions is None or name not in conditions:
+        raise ValueError(f"the model is conditioned on {name}: pass it")
+      ids = conditions[name]
+      if name == "bar_position":
+        ids = jnp.clip(ids, -1, self.config.max_bar_steps - 1) + 1
+      parts.append(embed(ids))
+    x = jnp.concatenate(parts, axis=-1)
     if channel_mask is not None:
       x = x * jnp.expand_dims(channel_mask, axis=tuple(range(1, x.ndim - 1)))
     return self.norm(x)
@@ -140,6 +216,7 @@ class MelodyModel(nn.Module):
     pitch: jax.Array,
     duration: jax.Array,
     *,
+    conditions: Mapping[str, jax.Array] | None = None,
     channel_mask: jax.Array | None = None,
     carry: lstm.Carry | None = None,
     last_only: bool = False,
@@ -149,6 +226,7 @@ class MelodyModel(nn.Module):
     Args:
       pitch: int [batch, time] pitch ids.
       duration: int [batch, time] duration ids.
+      conditions: {name: int [batch, time]} for `config.conditions`.
       channel_mask: [batch, input_dim] spatial dropout mask (training;
         from `spatial_dropout_mask`), or None.
       carry: initial LSTM state (default: zeros).
@@ -158,7 +236,7 @@ class MelodyModel(nn.Module):
       (pitch logits [batch, time, pitch_vocab], duration logits
       [batch, time, duration_vocab], final carry); logits are float32.
     """
-    x = self._features(pitch, duration, channel_mask)
+    x = self._features(pitch, duration, conditions, channel_mask)
     h, carry = self.lstm(x, carry)
     if last_only:
       h = h[:, -1:]
@@ -190,6 +268,7 @@ class MelodyModel(nn.Module):
     duration: jax.Array,
     carry: lstm.Carry,
     input_table: jax.Array | None = None,
+    conditions: Mapping[str, jax.Array] | None = None,
   ) -> tuple[jax.Array, jax.Array, lstm.Carry]:
     """One event in, logits of the next one out.
 
@@ -197,14 +276,17 @@ class MelodyModel(nn.Module):
       pitch: int [batch] pitch ids.
       duration: int [batch] duration ids.
       carry: LSTM state.
-      input_table: `input_table()`, to look the input projection up.
+      input_table: `input_table()`, to look the input projection up (an
+        unconditioned model only).
+      conditions: {name: int [batch]} for `config.conditions`.
 
     Returns:
       (pitch logits [batch, pitch_vocab], duration logits
       [batch, duration_vocab], new carry).
     """
     if input_table is None:
-      h, carry = self.lstm.step(self._features(pitch, duration), carry)
+      features = self._features(pitch, duration, conditions)
+      h, carry = self.lstm.step(features, carry)
     else:
       h, carry = self.lstm.step(None, carry, input_table[pitch, duration])
     pitch_logits, duration_logits = self._heads(h)
@@ -246,7 +328,8 @@ def init_params(
 ) -> dict[str, Any]:
   """Fresh parameters of `model` (float32), from `init_key`."""
   dummy = jnp.zeros((1, seq_len), jnp.int32)
-  return model.init(init_key, dummy, dummy)["params"]
+  conditions = {name: dummy for name in model.config.conditions}
+  return model.init(init_key, dummy, dummy, conditions=conditions)["params"]
 
 
 def abstract_params(model: MelodyModel) -> dict[str, Any]:

@@ -29,12 +29,19 @@ class Song(NamedTuple):
   Attributes:
     events: the note, chord and rest events in order.
     tempo_bpm: the first tempo, in quarter notes per minute.
-    time_signature: the first time signature as (numerator, denominator).
+    time_signature: the first time signature as (numerator, denominator),
+      or None when the file has none.
     key_signature: the first key signature in mido's spelling ('C', 'F#m',
       'Bb'), or None when the file has none.
+    meter_changes: the later time signatures, each (onset in quarter notes
+      from the file's start, numerator, denominator), in time order.
+    start_quarters: the first event's onset from the file's start, in
+      quarter notes (silence before the first note is not an event).
   """
 
   events: list[Event]
   tempo_bpm: float = 120.0
-  time_signature: tuple[int, int] = (4, 4)
+  time_signature: tuple[int, int] | None = (4, 4)
   key_signature: str | None = None
+  meter_changes: tuple[tuple[fractions.Fraction, int, int], ...] = ()
+  start_quarters: fractions.Fraction = fractions.Fraction(0)

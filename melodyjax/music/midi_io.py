@@ -26,7 +26,11 @@ Reading policy (the same for every file, so results are deterministic):
   the top note (`'top'`), or the song is rejected (`'reject'`). An event lasts
   until its longest note ends or the next onset, whichever comes first; a gap
   before the next onset becomes a rest event. Silence before the first note
-  and after the last one is not kept.
+  and after the last one is not kept; the first note's onset is kept as
+  `Song.start_quarters`.
+- Time signatures: the first one is `Song.time_signature` (None when the
+  file has none), the later ones `Song.meter_changes`, each starting a bar
+  (two at the same tick: the last one read counts).
 """
 
 from __future__ import annotations
@@ -169,8 +173,16 @@ def read_midi(
     events = _notes_to_events(notes, grid, polyphony)
   except MidiError as e:
     raise MidiError(e.reason, f"{name}: {e}") from None
-  tempo, time_signature, key_signature = meta
-  return Song(events, tempo, time_signature, key_signature)
+  tempo, signatures, key_signature = meta
+  first, *changes = signatures or [None]
+  return Song(
+    events,
+    tempo,
+    first and first[1:],
+    key_signature,
+    tuple((_quarters(step, grid), n, d) for step, n, d in changes),
+    _quarters(min(note.start for note in notes), grid),
+  )
 
 
 def _collect_notes(midi_tracks, tpb: int, grid: int, deadline: float):
@@ -183,7 +195,8 @@ def _collect_notes(midi_tracks, tpb: int, grid: int, deadline: float):
   two_tpb = 2 * tpb
   two_grid = 2 * grid
   notes: list[_Note] = []
-  first_tempo = first_time = first_key = None  # (tick, value)
+  first_tempo = first_key = None  # (tick, value)
+  signatures = {}  # grid step -> (numerator, denominator), the last one
   for track_index, track in enumerate(midi_tracks):
     tick = 0
     sounding: dict[tuple[int, int], int] = {}  # (channel, pitch) -> start
@@ -211,8 +224,8 @@ def _collect_notes(midi_tracks, tpb: int, grid: int, deadline: float):
         if first_tempo is None or tick < first_tempo[0]:
           first_tempo = (tick, msg.tempo)
       elif kind == "time_signature":
-        if first_time is None or tick < first_time[0]:
-          first_time = (tick, (msg.numerator, msg.denominator))
+        step = (tick * two_grid + half) // two_tpb
+        signatures[step] = (msg.numerator, msg.denominator)
       elif kind == "key_signature":
         if first_key is None or tick < first_key[0]:
           first_key = (tick, msg.key)
@@ -229,9 +242,9 @@ def _collect_notes(midi_tracks, tpb: int, grid: int, deadline: float):
       "limit (midi_io.MAX_QUARTERS): absurd delta times",
     )
   tempo = mido.tempo2bpm(first_tempo[1]) if first_tempo else 120.0
-  time_signature = first_time[1] if first_time else (4, 4)
   key_signature = first_key[1] if first_key else None
-  return notes, (tempo, time_signature, key_signature)
+  changes = [(step, *signatures[step]) for step in sorted(signatures)]
+  return notes, (tempo, changes, key_signature)
 
 
 def _select_melody(notes: list[_Note]) -> list[_Note]:

@@ -64,6 +64,20 @@ def parse_key_signature(key: str) -> tuple[int, str]:
   return _TONICS[tonic], mode
 
 
+TONIC_NAMES = tuple(_TONICS)
+
+
+def parse_tonic(name: str) -> int:
+  """A tonic's name to its pitch class: 'D' -> 2, 'Bb' -> 10.
+
+  Raises:
+    ValueError: not one of TONIC_NAMES.
+  """
+  if name not in _TONICS:
+    raise ValueError(f"unknown tonic {name!r}")
+  return _TONICS[name]
+
+
 def key_signature_name(tonic: int, mode: str) -> str:
   """(tonic pitch class, mode) to a mido key name: (9, 'minor') -> 'Am'."""
   if mode == MINOR:

@@ -20,13 +20,14 @@ import ml_collections
 import numpy as np
 
 from melodyjax import config_checks, errors, files
+from melodyjax.data import labels as labels_lib
 from melodyjax.model import model as model_lib
 from melodyjax.music import midi_io, tokens, tonality
 from melodyjax.music.events import Event
-from melodyjax.sampling import sampler
+from melodyjax.sampling import plan, sampler
 from melodyjax.training import runs
 
-MODES = ("scan", "window")
+SAMPLERS = ("scan", "window")
 
 
 def _pair(value) -> tuple:
@@ -46,11 +47,21 @@ class Request:
     temperature, top_k, top_p: (pitch, duration) pairs (a number is used
       for both streams).
     seed: the same seed and settings give the same notes.
-    mode: 'scan' (carry the LSTM state) or 'window' (the seed's way).
+    sampler: 'scan' (carry the LSTM state) or 'window' (the seed's way).
     max_primer_notes: primer capacity (one compilation serves every primer
       up to this length).
     primer: the primer as text ('C4:1 D4:0.5'), as given.
     primer_midi: the primer MIDI file, as given, or None.
+    time_signature, mode, style: the wanted metre ('3/4'), mode ('major',
+      'minor') and style label; '' for the run's most common one (a
+      conditioned run) or none.
+    key: the tonic the output is transposed to ('D'; '': the normalised
+      key, C major or A minor).
+    bars: stop at the end of this bar (0: no limit).
+    end_on_tonic: the last note is the key's tonic.
+    beam_size, branch_factor, steps_per_iteration: beam search (Magenta's
+      meaning; 1, 1: none).
+    best_of: sample this many per melody, keep the likeliest.
   """
 
   num_outputs: int = 4
@@ -59,10 +70,20 @@ class Request:
   top_k: tuple[int, int] = (0, 0)
   top_p: tuple[float, float] = (1.0, 1.0)
   seed: int = 0
-  mode: str = "scan"
+  sampler: str = "scan"
   max_primer_notes: int = 64
   primer: str = ""
   primer_midi: str | None = None
+  time_signature: str = ""
+  mode: str = ""
+  style: str = ""
+  key: str = ""
+  bars: int = 0
+  end_on_tonic: bool = False
+  beam_size: int = 1
+  branch_factor: int = 1
+  steps_per_iteration: int = 1
+  best_of: int = 1
 
   def __post_init__(self):
     for name in ("temperature", "top_k", "top_p"):
@@ -70,9 +91,9 @@ class Request:
 
   def check(self) -> None:
     """Raises GenerateError for a setting out of range."""
-    if self.mode not in MODES:
+    if self.sampler not in SAMPLERS:
       raise errors.GenerateError(
-        f"--mode must be 'scan' or 'window', got {self.mode!r}"
+        f"--sampler must be 'scan' or 'window', got {self.sampler!r}"
       )
     try:
       config_checks.check_sampling(dataclasses.asdict(self))
@@ -99,6 +120,9 @@ class Run:
   pitch_vocab: tokens.Vocab
   duration_vocab: tokens.Vocab
   model_path: str | None = None
+  labels: labels_lib.Labels = dataclasses.field(
+    default_factory=labels_lib.empty
+  )
 
 
 def load_run(workdir: str, step: str | int = "latest") -> Run:
@@ -133,6 +157,7 @@ def _run_of(snapshot: runs.Snapshot) -> Run:
     snapshot.pitch_vocab,
     snapshot.duration_vocab,
     model_path=snapshot.model_path,
+    labels=snapshot.labels,
   )
 
 
@@ -253,24 +278,21 @@ def _primer_arrays(primer, run: Run, request: Request, source: str):
   )
 
 
-def generate(
+def sample_ids(
   run: Run,
   request: Request,
   primer: Sequence[Event] = (),
   primer_source: str = "primer",
-) -> list[list[Event]]:
-  """Samples `request.num_outputs` melodies (primer included in each).
-
-  Args:
-    run: from `load_run` (or a training run's current parameters).
-    request: the settings.
-    primer: events to continue (key-normalised like the corpus).
-    primer_source: how errors name the primer ('--primer', a file).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+  """The sampler's buffers for a request: (pitch ids, duration ids) int32
+  [num_outputs, length] and each melody's log-likelihood in nats, float
+  [num_outputs] (None for the window sampler).
 
   Raises:
     GenerateError: a bad primer or setting.
   """
   request.check()
+  melody_plan = plan.make_plan(run, request)
   settings = sampler.make_settings(
     np.asarray(request.temperature, float),
     request.top_k,
@@ -283,18 +305,56 @@ def generate(
     jax.random.key(request.seed),
     settings,
   )
-  if request.mode == "scan":
-    out = sampler.sample(
-      *args, num_notes=request.num_notes, rest_id=rest_id(run)
-    )
-  else:
+  if request.sampler == "window":
+    _check_window(run, request)
     out = sampler.sample_window(
       *args,
       num_notes=request.num_notes,
       seq_len=run.config.train.seq_len,
       rest_id=rest_id(run),
     )
-  return decode_melodies(run, *jax.device_get(out))
+    return (*jax.device_get(out), None)
+  beam = (
+    (1, request.best_of)
+    if request.best_of > 1
+    else (request.beam_size, request.branch_factor)
+  )
+  out = sampler.sample(
+    *args,
+    plan.make_controls(melody_plan, run, request),
+    num_notes=request.num_notes,
+    rest_id=rest_id(run),
+    beam_size=beam[0],
+    branch_factor=beam[1],
+    with_scores=True,
+  )
+  return jax.device_get(out)
+
+
+def generate(
+  run: Run,
+  request: Request,
+  primer: Sequence[Event] = (),
+  primer_source: str = "primer",
+) -> list[list[Event]]:
+  """Samples `request.num_outputs` melodies (primer included in each),
+  moved to the asked key (`plan.to_key`).
+
+  Args:
+    run: from `load_run` (or a training run's current parameters).
+    request: the settings.
+    primer: events to continue (key-normalised like the corpus).
+    primer_source: how errors name the primer ('--primer', a file).
+
+  Raises:
+    GenerateError: a bad primer or setting.
+  """
+  pitch_ids, duration_ids, _ = sample_ids(run, request, primer, primer_source)
+  melody_plan = plan.make_plan(run, request)
+  return [
+    plan.to_key(melody_plan, events)
+    for events in decode_melodies(run, pitch_ids, duration_ids)
+  ]
 
 
 def rest_id(run: Run) -> int:
@@ -321,3 +381,19 @@ def decode_melodies(
     )
     melodies.append(midi_io.canonical_events(events))
   return melodies
+
+
+def _check_window(run: Run, request: Request) -> None:
+  """The window sampler takes no controls and no conditioned model."""
+  asked = [
+    name
+    for name in config_checks.SAMPLE_CONTROLS
+    if getattr(request, name) != getattr(Request, name)
+    and name not in ("time_signature", "key")
+  ]
+  if asked or run.model.config.conditions:
+    raise errors.GenerateError(
+      "--sampler=window takes no conditioned model and no "
+      + (f"--{asked[0]}" if asked else "conditions")
+      + ": use --sampler=scan"
+    )

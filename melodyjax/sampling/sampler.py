@@ -6,11 +6,16 @@ of the buffer is bos; the next `primer_lengths[b]` positions are the primer
 of melody b, fed unchanged (teacher-forced under a mask); after it, each
 step samples the next event. The buffer length is `max_primer_notes +
 num_notes`, so one compilation serves every primer up to that length, and
-temperatures, top-k, top-p, primer and key are traced values: changing them
-never recompiles.
+temperatures, top-k, top-p, primer, key and the request's controls
+(`constraints.Controls`: conditions, bars, ending) are traced values:
+changing them never recompiles. A beam search (`search`) runs in the same
+scan over `beam_size * branch_factor` rows per melody, compiled once per
+shape.
 
 Both heads read the same context (the events so far) and are sampled
-independently. The pitch head decides where a song ends: when it samples
+independently (the duration is drawn first, so that a constraint on the
+pitch can depend on whether the event ends the melody). The pitch head
+decides where a song ends: when it samples
 eos, the event is eos in both streams, and the melody stops there (eos is
 not allowed as the first event). Other reserved tokens are never sampled.
 
@@ -30,6 +35,7 @@ import jax.numpy as jnp
 
 from melodyjax.model import model as model_lib
 from melodyjax.music import tokens
+from melodyjax.sampling import constraints, search
 
 _NEG = -1e30
 # The sampler looks each note's bottom-layer input projection up in a table
@@ -128,13 +134,31 @@ def _noise_source(key, steps: int, batch: int, vocab: int):
   return jax.vmap(draw)(jnp.arange(steps)), lambda t, noise: noise
 
 
+def _filtered(logits, settings: Settings, stream: int):
+  """Top-k and nucleus filtering of one stream's tempered logits."""
+  needed = (settings.top_k[stream] > 0) | (settings.top_p[stream] < 1.0)
+  return jax.lax.cond(
+    needed,
+    lambda x: filter_logits(
+      x, 1.0, settings.top_k[stream], settings.top_p[stream]
+    ),
+    lambda x: x,
+    logits,
+  )
+
+
 def _choose(
-  t, noise, pitch_logits, duration_logits, settings: Settings, rest_id: int
+  t, noise, pitch_logits, duration_logits, settings: Settings, rest_id, rules
 ):
-  """Samples the event after position t: (pitch, duration) ids, [batch].
+  """Samples the event after position t: (pitch, duration) ids [batch] and
+  its log-probability [batch] at the temperature, unfiltered.
 
   `noise` is the note's Gumbel noise for both streams, [batch, pitch_vocab
-  + duration_vocab].
+  + duration_vocab]. `rules` is None or (duration ban [batch,
+  duration_vocab], pitch ban of a duration ids [batch] -> [batch,
+  pitch_vocab]): the request's constraints (`constraints`). The duration
+  is drawn first, so that the pitch can depend on whether it ends the
+  melody; both heads read the same context.
   """
   # A song starts with a note: neither eos nor a rest right after bos.
   banned = _reserved_mask(pitch_logits.shape[-1], True)
@@ -147,23 +171,31 @@ def _choose(
   )
   pitch_logits = pitch_logits / settings.temperature[0]
   duration_logits = duration_logits / settings.temperature[1]
-
-  def apply_filters(logits):
-    return (
-      filter_logits(logits[0], 1.0, settings.top_k[0], settings.top_p[0]),
-      filter_logits(logits[1], 1.0, settings.top_k[1], settings.top_p[1]),
-    )
-
-  needed = jnp.any(settings.top_k > 0) | jnp.any(settings.top_p < 1.0)
-  pitch_logits, duration_logits = jax.lax.cond(
-    needed, apply_filters, lambda x: x, (pitch_logits, duration_logits)
-  )
-  # Gumbel-max for both streams from one draw (as jax.random.categorical).
   vocab = pitch_logits.shape[-1]
-  pitch = jnp.argmax(pitch_logits + noise[:, :vocab], axis=-1)
-  duration = jnp.argmax(duration_logits + noise[:, vocab:], axis=-1)
+  constrained = duration_logits
+  if rules is not None:
+    constrained = jnp.where(rules[0], _NEG, duration_logits)
+  # Gumbel-max for both streams from one draw (as jax.random.categorical).
+  duration = jnp.argmax(
+    _filtered(constrained, settings, 1) + noise[:, vocab:], axis=-1
+  )
+  constrained = pitch_logits
+  if rules is not None:
+    constrained = jnp.where(rules[1](duration), _NEG, pitch_logits)
+  pitch = jnp.argmax(
+    _filtered(constrained, settings, 0) + noise[:, :vocab], axis=-1
+  )
   duration = jnp.where(pitch == tokens.EOS_ID, tokens.EOS_ID, duration)
-  return pitch.astype(jnp.int32), duration.astype(jnp.int32)
+  log_prob = _log_prob(pitch_logits, pitch) + jnp.where(
+    pitch == tokens.EOS_ID, 0.0, _log_prob(duration_logits, duration)
+  )
+  return pitch.astype(jnp.int32), duration.astype(jnp.int32), log_prob
+
+
+def _log_prob(logits, ids):
+  return jnp.take_along_axis(
+    jax.nn.log_softmax(logits, axis=-1), ids[:, None], axis=-1
+  )[:, 0]
 
 
 def use_input_table(config: model_lib.ModelConfig, lookups: int) -> bool:
@@ -204,7 +236,12 @@ def _buffers(primer_pitch, primer_duration, num_notes):
 
 
 def _advance(t, sampled, state, primer_lengths, num_notes):
-  """Writes position t + 1: the primer's event, a sample, or padding."""
+  """Writes position t + 1: the primer's event, a sample, or padding.
+
+  Returns:
+    (pitch buffer, duration buffer, done) and whether position t + 1 was
+    sampled, bool [batch].
+  """
   pitch_buffer, duration_buffer, done = state
   pitch, duration = sampled
   position = t + 1
@@ -218,10 +255,20 @@ def _advance(t, sampled, state, primer_lengths, num_notes):
   done = stopped | (pitch == tokens.EOS_ID)
   pitch_buffer = pitch_buffer.at[:, position].set(pitch)
   duration_buffer = duration_buffer.at[:, position].set(duration)
-  return pitch_buffer, duration_buffer, done
+  return (pitch_buffer, duration_buffer, done), ~forced & ~stopped
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_notes", "rest_id"))
+@functools.partial(
+  jax.jit,
+  static_argnames=(
+    "model",
+    "num_notes",
+    "rest_id",
+    "beam_size",
+    "branch_factor",
+    "with_scores",
+  ),
+)
 def sample(
   model: model_lib.MelodyModel,
   params,
@@ -230,11 +277,23 @@ def sample(
   primer_lengths: jax.Array,
   key: jax.Array,
   settings: Settings,
+  controls: constraints.Controls | None = None,
   *,
   num_notes: int,
   rest_id: int = -1,
-) -> tuple[jax.Array, jax.Array]:
+  beam_size: int = 1,
+  branch_factor: int = 1,
+  with_scores: bool = False,
+) -> tuple[jax.Array, ...]:
   """Generates a batch of melodies, carrying the LSTM state.
+
+  With `beam_size * branch_factor` > 1, each melody is a search over that
+  many rows (Magenta's beam search): each row samples its own events, and
+  every `controls.steps_per_iteration` sampled events each melody keeps its
+  `beam_size` likeliest rows (the log-likelihood at the temperature, before
+  top-k, top-p and the constraints' masks), each continued by
+  `branch_factor` copies; at the end the likeliest row is returned.
+  Best-of-N is `beam_size=1, branch_factor=N, steps_per_iteration=0`.
 
   Args:
     model: the MelodyModel (static).
@@ -244,13 +303,22 @@ def sample(
     primer_lengths: int [batch] primer events of each melody (0: none).
     key: PRNG key; note t uses `fold_in(key, t)`.
     settings: temperature, top-k and top-p (traced).
+    controls: conditions, bars, ending and pruning period (traced; see
+      `constraints`), [batch] each; None: none (an unconditioned model).
     num_notes: events generated after each primer at most (static).
     rest_id: the rest's pitch id, never sampled first (static; -1: none).
+    beam_size, branch_factor: the search's shape (static).
+    with_scores: also return each melody's log-likelihood (static).
 
   Returns:
     (pitch, duration) int32 [batch, 1 + max_primer + num_notes]: bos, the
-    primer, the generated events, then eos and/or padding.
+    primer, the generated events, then eos and/or padding; with_scores:
+    and float32 [batch] the log-likelihood of the sampled events (nats).
   """
+  rows = beam_size * branch_factor
+  primer_pitch, primer_duration, primer_lengths, controls = search.repeat_rows(
+    rows, primer_pitch, primer_duration, primer_lengths, controls
+  )
   variables, (pitch_buffer, duration_buffer, done), noise, note_noise = _start(
     model, params, primer_pitch, primer_duration, key, num_notes
   )
@@ -258,45 +326,73 @@ def sample(
   carry = model.apply(
     variables, batch, method=model_lib.MelodyModel.initial_carry
   )
+  needed = model.config.conditions
   input_table = None
-  if use_input_table(model.config, batch * length):
+  if not needed and use_input_table(model.config, batch * length):
     input_table = model.apply(
       variables, method=model_lib.MelodyModel.input_table
     )
 
   def body(state, xs):
     t, noise = xs
-    pitch_buffer, duration_buffer, done, carry = state
+    pitch_buffer, duration_buffer, done, carry, elapsed, count, score = state
+    conditions = None
+    if controls is not None:
+      elapsed = elapsed + controls.duration_steps[duration_buffer[:, t]]
+      conditions = constraints.conditions(controls, elapsed)
+      conditions = {name: conditions[name] for name in needed}
     pitch_logits, duration_logits, carry = model.apply(
       variables,
       pitch_buffer[:, t],
       duration_buffer[:, t],
       carry,
       input_table,
+      conditions,
       method=model_lib.MelodyModel.step,
     )
-    sampled = _choose(
+    last = t + 1 == primer_lengths + num_notes
+    *sampled, log_prob = _choose(
       t,
       note_noise(t, noise),
       pitch_logits,
       duration_logits,
       settings,
       rest_id,
+      constraints.rules(controls, elapsed, pitch_buffer[:, t], last, rest_id),
     )
-    buffers = _advance(
+    buffers, drawn = _advance(
       t,
       sampled,
       (pitch_buffer, duration_buffer, done),
       primer_lengths,
       num_notes,
     )
-    return (*buffers, carry), None
+    score = score + jnp.where(drawn, log_prob, 0.0)
+    count = count + drawn
+    state = (*buffers, carry, elapsed, count, score)
+    if rows > 1:
+      state = search.prune_due(
+        state, t + 1 - primer_lengths, controls, beam_size, branch_factor
+      )
+    return state, None
 
-  state = (pitch_buffer, duration_buffer, done, carry)
-  (pitch_buffer, duration_buffer, _, _), _ = jax.lax.scan(
+  zeros = jnp.zeros(batch, jnp.int32)
+  state = (
+    pitch_buffer,
+    duration_buffer,
+    done,
+    carry,
+    zeros,
+    zeros,
+    zeros * 0.0,
+  )
+  (pitch_buffer, duration_buffer, *_, count, score), _ = jax.lax.scan(
     body, state, (jnp.arange(length - 1), noise)
   )
-  return pitch_buffer, duration_buffer
+  out = (pitch_buffer, duration_buffer, score)
+  if rows > 1:
+    out = search.best(out, search.per_event(score, count), rows)
+  return out if with_scores else out[:2]
 
 
 @functools.partial(
@@ -336,15 +432,16 @@ def sample_window(
     pitch_logits, duration_logits, _ = model.apply(
       variables, window(pitch_buffer), window(duration_buffer), last_only=True
     )
-    sampled = _choose(
+    *sampled, _ = _choose(
       t,
       note_noise(t, noise),
       pitch_logits[:, 0],
       duration_logits[:, 0],
       settings,
       rest_id,
+      None,
     )
-    return _advance(t, sampled, state, primer_lengths, num_notes), None
+    return _advance(t, sampled, state, primer_lengths, num_notes)[0], None
 
   (pitch_buffer, duration_buffer, _), _ = jax.lax.scan(
     body,

@@ -17,13 +17,23 @@ def load(
     step: 'latest', 'best' or a step number (with `workdir`).
 
   Raises:
-    UsageError: neither or both given; GenerateError, CheckpointError: the
+    UsageError: neither or both given, or a conditioned run (the batched
+      sampler takes no controls yet); GenerateError, CheckpointError: the
       workdir or model file cannot be used.
   """
   if bool(workdir) == bool(model):
     raise errors.UsageError(
       "give --workdir (a training run) or --model (a .mjx file) to serve"
     )
-  if model:
-    return generate.load_model_file(model)
-  return generate.load_run(workdir, step)
+  run = (
+    generate.load_model_file(model)
+    if model
+    else generate.load_run(workdir, step)
+  )
+  if run.model.config.conditions:
+    raise errors.UsageError(
+      f"{model or workdir}: the model is conditioned on "
+      f"{', '.join(run.model.config.conditions)}; the server takes "
+      "unconditioned runs for now: sample it with sample_main.py"
+    )
+  return run

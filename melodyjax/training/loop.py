@@ -109,19 +109,24 @@ def train_and_evaluate(
 
 
 def load_dataset(
-  config: ml_collections.ConfigDict, vocabs=None
+  config: ml_collections.ConfigDict, vocabs=None, label_vocabs=None
 ) -> dataset_lib.Dataset:
   """Builds (process 0 first) or loads the dataset of `config.data`,
-  tokenized with `vocabs` (pitch, duration) when given."""
+  tokenized with `vocabs` (pitch, duration) and `label_vocabs` when
+  given."""
   data = config.data
   if jax.process_count() == 1:
-    return build.prepare_dataset(data, vocabs=vocabs)
+    return build.prepare_dataset(data, vocabs=vocabs, label_vocabs=label_vocabs)
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
 
   if jax.process_index() == 0:
-    build.prepare_dataset(data, progress=False, vocabs=vocabs)
+    build.prepare_dataset(
+      data, progress=False, vocabs=vocabs, label_vocabs=label_vocabs
+    )
   multihost_utils.sync_global_devices("dataset built")
-  return build.prepare_dataset(data, progress=False, vocabs=vocabs)
+  return build.prepare_dataset(
+    data, progress=False, vocabs=vocabs, label_vocabs=label_vocabs
+  )
 
 
 def _base_run(config: ml_collections.ConfigDict) -> runs.Snapshot | None:
@@ -139,13 +144,14 @@ def _base_run(config: ml_collections.ConfigDict) -> runs.Snapshot | None:
 
 
 def _vocabs(config, base: runs.Snapshot | None):
-  """The fixed vocabularies of `config.data.vocab_from`, or None."""
+  """The fixed vocabularies (pitch, duration) and labels of
+  `config.data.vocab_from`, or (None, None)."""
   source = config.data.vocab_from
   if not source:
-    return None
+    return None, None
   if base is None or source != config.init_from:
     base = runs.load(os.path.expanduser(source))
-  return base.pitch_vocab, base.duration_vocab
+  return (base.pitch_vocab, base.duration_vocab), base.labels
 
 
 @dataclasses.dataclass
@@ -170,22 +176,22 @@ def _setup(
   train = config.train
   is_main = jax.process_index() == 0
   base = _base_run(config)
-  vocabs = _vocabs(config, base)
-  dataset = load_dataset(config, vocabs)
+  vocabs, label_vocabs = _vocabs(config, base)
+  dataset = load_dataset(config, vocabs, label_vocabs)
   if vocabs is not None:
     dataset_lib.check_unknown_share(dataset, config.data.max_unk_share)
   dataset_lib.check_trainable(dataset, train.seq_len)
   os.makedirs(workdir, exist_ok=True)
-  workdir_lib.check_vocabs(workdir, dataset.pitch_vocab, dataset.duration_vocab)
+  workdir_lib.check_vocabs(
+    workdir, dataset.pitch_vocab, dataset.duration_vocab, dataset.labels
+  )
   if is_main:
     workdir_lib.write_config(workdir, config)
     workdir_lib.write_vocabs(
-      workdir, dataset.pitch_vocab, dataset.duration_vocab
+      workdir, dataset.pitch_vocab, dataset.duration_vocab, dataset.labels
     )
-  model = model_lib.MelodyModel(
-    model_lib.get_model_config(
-      config.model, len(dataset.pitch_vocab), len(dataset.duration_vocab)
-    )
+  model = runs.create_model(
+    config, dataset.pitch_vocab, dataset.duration_vocab, dataset.labels
   )
   tx = state_lib.create_optimizer(train)
   runner = parallel.create(train.parallel, parallel.create_mesh())

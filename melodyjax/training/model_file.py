@@ -8,6 +8,8 @@ A model file is a zip archive a reader can inspect without melodyjax:
   config.json           the run's resolved config
   vocab_pitch.json      the vocabularies, as in a workdir
   vocab_duration.json
+  vocab_labels.json     the label vocabularies (absent in older files:
+                        none known)
   params/<path>.npy     one array per parameter (`np.save`, no pickle);
                         bfloat16 arrays are stored as their uint16 bits
 
@@ -31,6 +33,7 @@ import ml_collections
 import numpy as np
 
 from melodyjax import errors, files
+from melodyjax.data import labels as labels_lib
 from melodyjax.music import tokens
 from melodyjax.training import workdir as workdir_lib
 
@@ -51,6 +54,7 @@ class ModelFile:
     pitch_vocab, duration_vocab: the vocabularies.
     params: nested dict of float32 numpy arrays (Flax parameter tree).
     manifest: the manifest (step, corpus, bits per note, hash, ...).
+    labels: the label vocabularies.
   """
 
   config: ml_collections.ConfigDict
@@ -58,6 +62,9 @@ class ModelFile:
   duration_vocab: tokens.Vocab
   params: dict[str, Any]
   manifest: Mapping[str, Any]
+  labels: labels_lib.Labels = dataclasses.field(
+    default_factory=labels_lib.empty
+  )
 
   @property
   def step(self) -> int:
@@ -114,6 +121,7 @@ def write(
   step: int,
   bits_per_note: float | None = None,
   dtype: str = "float32",
+  label_vocabs: labels_lib.Labels | None = None,
 ) -> dict[str, Any]:
   """Writes a model file; returns its manifest.
 
@@ -125,6 +133,7 @@ def write(
     bits_per_note: the step's validation bits per note, if logged.
     dtype: 'float32', or 'bfloat16' (half the size; parameters are
       rounded, so samples may differ from the float32 run's).
+    label_vocabs: the run's label vocabularies.
   """
   if dtype not in DTYPES:
     raise errors.UsageError(f"--dtype must be one of {DTYPES}, got {dtype!r}")
@@ -162,6 +171,10 @@ def write(
       for vocab in (pitch_vocab, duration_vocab):
         archive.writestr(
           f"vocab_{vocab.stream}.json", json.dumps(vocab.to_json(), indent=1)
+        )
+      if label_vocabs is not None:
+        archive.writestr(
+          labels_lib.FILE, json.dumps(label_vocabs.to_json(), indent=1)
         )
       for name, value in stored.items():
         buffer = io.BytesIO()
@@ -212,6 +225,11 @@ def read(path: str) -> ModelFile:
         tokens.Vocab.from_json(json.loads(archive.read(f"vocab_{s}.json")))
         for s in tokens.STREAMS
       ]
+      label_vocabs = (
+        labels_lib.Labels.from_json(json.loads(archive.read(labels_lib.FILE)))
+        if labels_lib.FILE in archive.namelist()
+        else labels_lib.empty()
+      )
       flat = {}
       for name in archive.namelist():
         if name.startswith(PARAMS_DIR) and name.endswith(".npy"):
@@ -227,4 +245,4 @@ def read(path: str) -> ModelFile:
   if params_digest(params) != manifest.get("params_sha256"):
     raise _refuse(path, "its parameters do not match their hash: damaged")
   config.lock()
-  return ModelFile(config, vocabs[0], vocabs[1], params, manifest)
+  return ModelFile(config, vocabs[0], vocabs[1], params, manifest, label_vocabs)

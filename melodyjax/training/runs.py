@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from melodyjax import errors
+from melodyjax.data import labels as labels_lib
 from melodyjax.model import model as model_lib
 from melodyjax.music import tokens
 from melodyjax.training import checkpoints, model_file
@@ -33,7 +34,7 @@ class Snapshot:
   Attributes:
     workdir: the run's folder, or None for a model file.
     model_path: the model file, or None for a workdir.
-    config, pitch_vocab, duration_vocab: the run's.
+    config, pitch_vocab, duration_vocab, labels: the run's.
     model: the MelodyModel of its config and vocabularies.
     params: the parameters at `step`.
     step: the checkpoint's optimizer step.
@@ -47,15 +48,25 @@ class Snapshot:
   model: model_lib.MelodyModel
   params: Any
   step: int
+  labels: labels_lib.Labels = dataclasses.field(
+    default_factory=labels_lib.empty
+  )
 
   def describe(self) -> str:
     return f"{self.workdir or self.model_path} at step {self.step}"
 
 
-def create_model(config, pitch_vocab, duration_vocab) -> model_lib.MelodyModel:
+def create_model(
+  config, pitch_vocab, duration_vocab, label_vocabs=None
+) -> model_lib.MelodyModel:
+  """The MelodyModel of a config, its vocabularies and labels (one place)."""
+  label_vocabs = label_vocabs or labels_lib.empty()
   return model_lib.MelodyModel(
     model_lib.get_model_config(
-      config.model, len(pitch_vocab), len(duration_vocab)
+      config.model,
+      len(pitch_vocab),
+      len(duration_vocab),
+      {kind: len(label_vocabs[kind]) for kind in labels_lib.KINDS},
     )
   )
 
@@ -84,7 +95,8 @@ def from_workdir(workdir: str, step: str | int = "latest") -> Snapshot:
     raise errors.GenerateError(f"workdir not found: {workdir}")
   config = workdir_lib.read_config(workdir)
   pitch_vocab, duration_vocab = workdir_lib.read_vocabs(workdir)
-  model = create_model(config, pitch_vocab, duration_vocab)
+  label_vocabs = workdir_lib.read_labels(workdir)
+  model = create_model(config, pitch_vocab, duration_vocab, label_vocabs)
   checkpoint_dir = workdir_lib.path(workdir, workdir_lib.CHECKPOINT_DIR)
   if not os.path.isdir(checkpoint_dir):
     raise errors.GenerateError(
@@ -108,7 +120,15 @@ def from_workdir(workdir: str, step: str | int = "latest") -> Snapshot:
   finally:
     manager.close()
   return Snapshot(
-    workdir, None, config, pitch_vocab, duration_vocab, model, params, chosen
+    workdir,
+    None,
+    config,
+    pitch_vocab,
+    duration_vocab,
+    model,
+    params,
+    chosen,
+    label_vocabs,
   )
 
 
@@ -119,7 +139,9 @@ def from_model_file(path: str) -> Snapshot:
     CheckpointError: a missing, damaged or foreign file.
   """
   loaded = model_file.read(path)
-  model = create_model(loaded.config, loaded.pitch_vocab, loaded.duration_vocab)
+  model = create_model(
+    loaded.config, loaded.pitch_vocab, loaded.duration_vocab, loaded.labels
+  )
   shapes = jax.tree.map(np.shape, model_lib.abstract_params(model))
   if shapes != jax.tree.map(np.shape, loaded.params):
     raise errors.CheckpointError(
@@ -134,6 +156,7 @@ def from_model_file(path: str) -> Snapshot:
     model,
     loaded.params,
     loaded.step,
+    loaded.labels,
   )
 
 

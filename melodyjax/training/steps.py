@@ -50,6 +50,7 @@ def compute_sums(
     {"params": params},
     batch["pitch"],
     batch["duration"],
+    conditions={name: batch[name] for name in model.config.conditions},
     channel_mask=channel_mask,
     last_only=objective == "last",
   )

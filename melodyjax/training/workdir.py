@@ -3,6 +3,7 @@
   WORKDIR/config.json             the resolved config (`write_config`)
   WORKDIR/vocab_pitch.json        the pitch vocabulary
   WORKDIR/vocab_duration.json     the duration vocabulary
+  WORKDIR/vocab_labels.json       the label vocabularies (`data.labels`)
   WORKDIR/checkpoints/<step>/     Orbax checkpoints (`training.checkpoints`)
   WORKDIR/checkpoints_damaged/    damaged checkpoints moved aside on resume
   WORKDIR/metrics.jsonl           one JSON object per logged step
@@ -27,6 +28,7 @@ from typing import Any
 import ml_collections
 
 from melodyjax import errors, files
+from melodyjax.data import labels as labels_lib
 from melodyjax.music import tokens
 
 CONFIG_FILE = "config.json"
@@ -47,7 +49,26 @@ MODEL_FIELDS = (
   "duration_embed_dim",
   "lstm_sizes",
   "dense_size",
+  "condition_metre",
+  "condition_mode",
+  "condition_style",
+  "position_embed_dim",
+  "time_signature_embed_dim",
+  "mode_embed_dim",
+  "style_embed_dim",
+  "max_bar_steps",
 )
+# What a field was before it existed (configs of older runs lack it).
+MODEL_DEFAULTS = {
+  "condition_metre": False,
+  "condition_mode": False,
+  "condition_style": False,
+  "position_embed_dim": 16,
+  "time_signature_embed_dim": 8,
+  "mode_embed_dim": 4,
+  "style_embed_dim": 8,
+  "max_bar_steps": 192,
+}
 
 
 def path(workdir: str, name: str, *parts: str) -> str:
@@ -179,10 +200,27 @@ def tuples(value):
 
 
 def write_vocabs(
-  workdir: str, pitch_vocab: tokens.Vocab, duration_vocab: tokens.Vocab
+  workdir: str,
+  pitch_vocab: tokens.Vocab,
+  duration_vocab: tokens.Vocab,
+  label_vocabs: labels_lib.Labels | None = None,
 ) -> None:
   pitch_vocab.save(vocab_path(workdir, "pitch"))
   duration_vocab.save(vocab_path(workdir, "duration"))
+  if label_vocabs is not None:
+    label_vocabs.save(os.path.join(workdir, labels_lib.FILE))
+
+
+def read_labels(workdir: str) -> labels_lib.Labels:
+  """The workdir's label vocabularies (none known for a run from before
+  they existed)."""
+  label_path = os.path.join(workdir, labels_lib.FILE)
+  if not os.path.exists(label_path):
+    return labels_lib.empty()
+  try:
+    return labels_lib.Labels.load(label_path)
+  except (ValueError, KeyError, TypeError) as e:
+    raise errors.CheckpointError(f"bad labels in {label_path}: {e}") from None
 
 
 def read_vocabs(workdir: str) -> tuple[tokens.Vocab, tokens.Vocab]:
@@ -202,13 +240,24 @@ def read_vocabs(workdir: str) -> tuple[tokens.Vocab, tokens.Vocab]:
 
 
 def check_vocabs(
-  workdir: str, pitch_vocab: tokens.Vocab, duration_vocab: tokens.Vocab
+  workdir: str,
+  pitch_vocab: tokens.Vocab,
+  duration_vocab: tokens.Vocab,
+  label_vocabs: labels_lib.Labels | None = None,
 ) -> None:
   """Refuses a workdir whose vocabularies differ from the dataset's.
 
   Raises:
     TrainingError: names the differing vocabulary file.
   """
+  label_path = os.path.join(workdir, labels_lib.FILE)
+  if label_vocabs is not None and os.path.exists(label_path):
+    old = read_labels(workdir)
+    if any(old[k].labels != label_vocabs[k].labels for k in labels_lib.KINDS):
+      raise errors.TrainingError(
+        f"{label_path} differs from the dataset's labels: this workdir was "
+        "trained on other data; use a new workdir"
+      )
   for stream, vocab in (("pitch", pitch_vocab), ("duration", duration_vocab)):
     vocab_file = vocab_path(workdir, stream)
     if os.path.exists(vocab_file):
@@ -288,8 +337,8 @@ def check_same_model(
       remedy`.
   """
   for field in MODEL_FIELDS:
-    before = old_model.get(field)
-    now = config.model[field]
+    before = old_model.get(field, MODEL_DEFAULTS.get(field))
+    now = config.model.get(field, MODEL_DEFAULTS.get(field))
     if isinstance(before, tuple | list):
       before = list(before)
     if isinstance(now, tuple | list):
