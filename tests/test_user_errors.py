@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from fractions import Fraction as F
 
 import pytest
 from absl import flags
@@ -150,6 +151,30 @@ def _no_checkpoints(ctx):
   run = ctx.run()
   shutil.rmtree(os.path.join(run, "checkpoints"))
   return [f"--workdir={run}"]
+
+
+def _finetune(ctx, *args, midi=None):
+  """A fine-tuning run of the trained workdir on its own dataset folder."""
+  return ctx.train(
+    f"--config.init_from={ctx.trained}",
+    f"--config.data.dataset_dir={ctx.tmp}/data_ft",
+    *((f"--config.data.midi_dir={midi}",) if midi else ()),
+    *args,
+  )
+
+
+def _unseen_durations(ctx):
+  """A folder of triplet tunes: a duration the trained run never saw."""
+  folder = ctx.folder("triplets")
+  scale = (60, 62, 64, 65, 67, 69, 71, 72)  # pitches the base has seen
+  for i in range(20):
+    events = [Event((scale[(i + j) % 8],), F(1, 3)) for j in range(24)]
+    midi_io.write_midi(events, os.path.join(folder, f"t{i}.mid"))
+  return _finetune(ctx, midi=folder)
+
+
+def _damaged_model_file(ctx):
+  return ctx.file("shared.mjx", b"PK\x03\x04 not a whole zip")
 
 
 def _other_vocabulary(ctx):
@@ -736,6 +761,41 @@ CASES = [
     "config.sample.num_notes must be at most 8,192 (events per melody)",
   ),
   Case(
+    "init-from-missing",
+    "train",
+    "fine-tuning from a workdir or model file that does not exist",
+    lambda c: c.train(f"--config.init_from={c.tmp}/no_such_run"),
+    "config.init_from: workdir not found: ",
+  ),
+  Case(
+    "init-from-other-model",
+    "train",
+    "fine-tuning with a model config that differs from the base run's",
+    lambda c: _finetune(c, "--config.model.dense_size=32"),
+    "config.model.dense_size was 16",
+  ),
+  Case(
+    "init-from-unseen-tokens",
+    "train",
+    "a corpus with more events than allowed that the base run never saw",
+    _unseen_durations,
+    "never saw",
+  ),
+  Case(
+    "init-from-damaged-model",
+    "train",
+    "fine-tuning from a damaged .mjx file",
+    lambda c: c.train(f"--config.init_from={_damaged_model_file(c)}"),
+    "not a usable melodyjax model",
+  ),
+  Case(
+    "model-file-damaged",
+    "sample",
+    "sampling from a damaged .mjx file",
+    lambda c: [f"--model={_damaged_model_file(c)}"],
+    "not a usable melodyjax model",
+  ),
+  Case(
     "flag-typo",
     "sample",
     "a misspelled flag",
@@ -768,16 +828,22 @@ def run_main(name: str, argv: list[str]) -> int:
     if flag.startswith("config."):
       delattr(values, flag)
   argv = [module.PROG, *argv]
-  saved = sys.argv, values["config"].validators
+  # train_main's validators (--config, a required --workdir) are not
+  # sample_main's, which in its own process does not know them.
+  owned = ("config", "workdir")
+  saved = sys.argv, [values[f].validators for f in owned]
   sys.argv = argv  # ml_collections reads overrides from sys.argv
-  if name == "sample":  # as in its own process, where --config is not known
-    values["config"].validators = []
+  if name == "sample":
+    for flag in owned:
+      values[flag].validators = []
   try:
     module.main(cli.parse_flags(argv))
   except SystemExit as e:
     return e.code
   finally:
-    sys.argv, values["config"].validators = saved
+    sys.argv = saved[0]
+    for flag, validators in zip(owned, saved[1]):
+      values[flag].validators = validators
     values.unparse_flags()
   return 0
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from melodyjax import config_checks, files
+from melodyjax import config_checks, errors, files
 from melodyjax.data import build
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import windows as windows_lib
@@ -133,7 +133,7 @@ def _base_run(config: ml_collections.ConfigDict) -> runs.Snapshot | None:
   """The run `config.init_from` names (its model must be this config's)."""
   if not config.init_from:
     return None
-  base = runs.load(os.path.expanduser(config.init_from))
+  base = _load_source("init_from", config.init_from)
   workdir_lib.check_same_model(
     base.config.model.to_dict(),
     config,
@@ -143,6 +143,14 @@ def _base_run(config: ml_collections.ConfigDict) -> runs.Snapshot | None:
   return base
 
 
+def _load_source(field: str, source: str) -> runs.Snapshot:
+  """`runs.load`, its errors naming the config field."""
+  try:
+    return runs.load(os.path.expanduser(source))
+  except (errors.GenerateError, errors.CheckpointError) as e:
+    raise type(e)(f"config.{field}: {e}") from None
+
+
 def _vocabs(config, base: runs.Snapshot | None):
   """The fixed vocabularies (pitch, duration) and labels of
   `config.data.vocab_from`, or (None, None)."""
@@ -150,7 +158,7 @@ def _vocabs(config, base: runs.Snapshot | None):
   if not source:
     return None, None
   if base is None or source != config.init_from:
-    base = runs.load(os.path.expanduser(source))
+    base = _load_source("data.vocab_from", source)
   return (base.pitch_vocab, base.duration_vocab), base.labels
 
 
