@@ -842,7 +842,7 @@ def run_main(name: str, argv: list[str]) -> int:
     return e.code
   finally:
     sys.argv = saved[0]
-    for flag, validators in zip(owned, saved[1]):
+    for flag, validators in zip(owned, saved[1], strict=True):
       values[flag].validators = validators
     values.unparse_flags()
   return 0
