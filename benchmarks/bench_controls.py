@@ -19,17 +19,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import subprocess
-import sys
-import time
 
 if __name__ == "__main__":
   from melodyjax.cli import runtime
 
   runtime.reexec_with_fast_malloc()
 
-from benchmarks import results  # noqa: E402
-from melodyjax.evaluation import controls, predict, scoring  # noqa: E402
+from benchmarks import results, runs  # noqa: E402
+from melodyjax.evaluation import controls  # noqa: E402
 from melodyjax.music import tonality  # noqa: E402
 from melodyjax.sampling import generate, plan  # noqa: E402
 
@@ -80,30 +77,6 @@ CHECKS = (
 )
 
 
-def train(workdir: str, overrides: dict) -> float:
-  """Runs train_main.py on configs/cpu.py; returns its minutes."""
-  command = [
-    sys.executable,
-    os.path.join(ROOT, "train_main.py"),
-    f"--config={os.path.join(ROOT, 'configs', 'cpu.py')}",
-    f"--workdir={workdir}",
-    f"--config.data.dataset_dir={DATASET}",
-    "--config.train.progress=False",
-    *(f"--config.{k}={v}" for k, v in overrides.items()),
-  ]
-  start = time.perf_counter()
-  subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-  return (time.perf_counter() - start) / 60
-
-
-def test_bits(workdir: str) -> dict[str, float]:
-  run = generate.load_run(workdir, "best")
-  data = predict.load_dataset_of(run)
-  return scoring.score_distributions(
-    predict.model_distributions(run, data.test)
-  )
-
-
 def measure(run, request, asked) -> dict[str, float]:
   """The control checks of `request`'s melodies as if `asked` had been
   requested (its metre, mode and key), and their log-likelihood per
@@ -113,7 +86,7 @@ def measure(run, request, asked) -> dict[str, float]:
   tonic = plan.NORMALISED_TONIC[mode]
   if resolved.key_tonic is not None:
     tonic = resolved.key_tonic
-  melodies = generate.generate(run, request)
+  melodies, scores = generate.generate_scored(run, request)
   out = controls.control_checks(
     melodies,
     signature=resolved.time_signature,
@@ -121,7 +94,6 @@ def measure(run, request, asked) -> dict[str, float]:
     tonic=tonic,
     mode=mode,
   )
-  _, _, scores = generate.sample_ids(run, request)
   events = sum(len(m) for m in melodies) + len(melodies)
   out["log_likelihood_per_event"] = float(scores.sum() / events)
   return out
@@ -154,8 +126,10 @@ def main() -> None:
   figures, rows = [], []
   for variant in args.variants.split(","):
     workdir = os.path.join(args.runs, variant)
-    minutes = train(workdir, VARIANTS[variant])
-    bits = test_bits(workdir)
+    minutes = runs.train_main(
+      "cpu", workdir, {"data.dataset_dir": DATASET, **VARIANTS[variant]}
+    )
+    bits = runs.test_bits(workdir)
     rows.append((variant, bits, minutes))
     print(
       f"{variant}: test {bits['bits_per_note']:.3f} bits/note (pitch "

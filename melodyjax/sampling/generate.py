@@ -283,16 +283,21 @@ def sample_ids(
   request: Request,
   primer: Sequence[Event] = (),
   primer_source: str = "primer",
+  melody_plan: plan.Plan | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
   """The sampler's buffers for a request: (pitch ids, duration ids) int32
   [num_outputs, length] and each melody's log-likelihood in nats, float
   [num_outputs] (None for the window sampler).
 
+  Args:
+    melody_plan: `plan.make_plan(run, request)`, if the caller has it.
+
   Raises:
     GenerateError: a bad primer or setting.
   """
   request.check()
-  melody_plan = plan.make_plan(run, request)
+  if melody_plan is None:
+    melody_plan = plan.make_plan(run, request)
   settings = sampler.make_settings(
     np.asarray(request.temperature, float),
     request.top_k,
@@ -331,6 +336,25 @@ def sample_ids(
   return jax.device_get(out)
 
 
+def generate_scored(
+  run: Run,
+  request: Request,
+  primer: Sequence[Event] = (),
+  primer_source: str = "primer",
+) -> tuple[list[list[Event]], np.ndarray | None]:
+  """`generate`, and each melody's log-likelihood in nats (float
+  [num_outputs]; None for the window sampler)."""
+  melody_plan = plan.make_plan(run, request)
+  pitch_ids, duration_ids, scores = sample_ids(
+    run, request, primer, primer_source, melody_plan
+  )
+  melodies = [
+    plan.to_key(melody_plan, events)
+    for events in decode_melodies(run, pitch_ids, duration_ids)
+  ]
+  return melodies, scores
+
+
 def generate(
   run: Run,
   request: Request,
@@ -349,12 +373,7 @@ def generate(
   Raises:
     GenerateError: a bad primer or setting.
   """
-  pitch_ids, duration_ids, _ = sample_ids(run, request, primer, primer_source)
-  melody_plan = plan.make_plan(run, request)
-  return [
-    plan.to_key(melody_plan, events)
-    for events in decode_melodies(run, pitch_ids, duration_ids)
-  ]
+  return generate_scored(run, request, primer, primer_source)[0]
 
 
 def rest_id(run: Run) -> int:
