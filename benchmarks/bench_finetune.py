@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -29,12 +27,11 @@ if __name__ == "__main__":
 
   runtime.reexec_with_fast_malloc()
 
-from benchmarks import results  # noqa: E402
+from benchmarks import results, runs  # noqa: E402
 from melodyjax.data import build, dataset, tokenize  # noqa: E402
-from melodyjax.evaluation import ngram, predict, scoring  # noqa: E402
+from melodyjax.evaluation import ngram  # noqa: E402
 from melodyjax.sampling import generate  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPLIT = dataset.CorpusConfig(valid_fraction=0.1, test_fraction=0.1)
 SCRATCH = {  # from scratch: the default schedule, shortened, best step kept
   "train.num_train_steps": 1500,
@@ -59,33 +56,6 @@ def subset(midi_dir: str, size: int | None, out: str) -> int:
   return train
 
 
-def train(
-  config: str, workdir: str, midi: str, data: str, extra: dict
-) -> float:
-  """Runs train_main.py; returns its wall-clock minutes."""
-  command = [
-    sys.executable,
-    os.path.join(ROOT, "train_main.py"),
-    f"--config={os.path.join(ROOT, 'configs', config + '.py')}",
-    f"--workdir={workdir}",
-    f"--config.data.midi_dir={midi}",
-    f"--config.data.dataset_dir={data}",
-    "--config.train.progress=False",
-    *(f"--config.{k}={v}" for k, v in extra.items()),
-  ]
-  start = time.perf_counter()
-  subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-  return (time.perf_counter() - start) / 60
-
-
-def test_bits(workdir: str) -> float:
-  run = generate.load_run(workdir, "best")
-  data = predict.load_dataset_of(run)
-  return scoring.score_distributions(
-    predict.model_distributions(run, data.test)
-  )["bits_per_note"]
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--base", required=True, help="the base run's workdir")
@@ -103,19 +73,16 @@ def main() -> None:
       count = subset(midi_dir, size, folder)
       data = os.path.join(tmp, f"data_{size_text}")
       common = {"data.vocab_from": base, "data.max_unk_share": 1.0}
-      scratch_minutes = train(
+      where = {"data.midi_dir": folder, "data.dataset_dir": data}
+      scratch_minutes = runs.train_main(
         "finetune",
         os.path.join(tmp, f"scratch_{size_text}"),
-        folder,
-        data,
-        {**common, **SCRATCH},
+        {**where, **common, **SCRATCH},
       )
-      tuned_minutes = train(
+      tuned_minutes = runs.train_main(
         "finetune",
         os.path.join(tmp, f"tuned_{size_text}"),
-        folder,
-        data,
-        {**common, "init_from": base},
+        {**where, **common, "init_from": base},
       )
       base_run = generate.load_run(base)
       built = build.build_dataset(
@@ -129,8 +96,12 @@ def main() -> None:
       fitted = ngram.fit_streams(built)
       baseline = ngram.evaluate_streams(built, fitted, "test")["bits_per_note"]
       ngram_minutes = (time.perf_counter() - start) / 60
-      scratch = test_bits(os.path.join(tmp, f"scratch_{size_text}"))
-      tuned = test_bits(os.path.join(tmp, f"tuned_{size_text}"))
+      scratch, tuned = (
+        runs.test_bits(os.path.join(tmp, f"{kind}_{size_text}"))[
+          "bits_per_note"
+        ]
+        for kind in ("scratch", "tuned")
+      )
       unk = built.report["unknown_tokens"]
       rows.append(
         (

@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import results  # noqa: E402
 from melodyjax.data import build  # noqa: E402
-from melodyjax.evaluation import predict, scoring  # noqa: E402
+from melodyjax.evaluation import predict  # noqa: E402
 from melodyjax.training import metrics as metrics_lib  # noqa: E402
 
 
@@ -180,9 +180,7 @@ def main():
     crossed, curve = None, []
     for step in steps:
       run = generate.load_run(workdir, step)
-      bits = scoring.score_distributions(
-        predict.model_distributions(run, dataset.valid)
-      )["bits_per_note"]
+      bits = predict.score_split(run, "valid", dataset)["bits_per_note"]
       seconds = logged.get(step, np.nan)
       curve.append((step, seconds, bits))
       print(

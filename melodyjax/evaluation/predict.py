@@ -16,6 +16,7 @@ import numpy as np
 from melodyjax import errors
 from melodyjax.data import build, windows
 from melodyjax.data import dataset as dataset_lib
+from melodyjax.evaluation import scoring
 from melodyjax.music import tokens
 from melodyjax.sampling import generate
 
@@ -118,3 +119,16 @@ def load_dataset_of(run: generate.Run) -> dataset_lib.Dataset:
       f"the dataset in {dataset.path} has other labels than {run.workdir}"
     )
   return dataset
+
+
+def score_split(
+  run: generate.Run,
+  split: str = "test",
+  dataset: dataset_lib.Dataset | None = None,
+) -> dict[str, float]:
+  """`scoring.score_distributions` of the run on one split of its dataset
+  (`load_dataset_of` unless given): bits per note per stream and both."""
+  dataset = dataset or load_dataset_of(run)
+  return scoring.score_distributions(
+    model_distributions(run, getattr(dataset, split))
+  )

@@ -20,7 +20,7 @@ import numpy as np
 
 from melodyjax import files
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.evaluation import baselines, ngram, predict, scoring, stats
+from melodyjax.evaluation import baselines, ngram, predict, stats
 from melodyjax.listening import audio, outputs, page, plots
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
@@ -66,9 +66,7 @@ def evaluate_run(
   os.makedirs(output_dir, exist_ok=True)
   dataset = predict.load_dataset_of(run)
   log(f"step {run.step}: scoring {len(dataset.test.originals())} test songs")
-  model_scores = scoring.score_distributions(
-    predict.model_distributions(run, dataset.test)
-  )
+  model_scores = predict.score_split(run, "test", dataset)
   fitted = baselines.fit(dataset, max_order=max_order)
   baseline_scores = baselines.score(dataset, fitted, "test")
   log(f"generating {num_samples} melodies of up to {num_notes} notes")
