@@ -4,6 +4,7 @@ Test modules import from here (or use the fixtures of `conftest.py`), never
 from one another.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -99,3 +100,23 @@ def final_params(workdir):
   state, data = checkpoints.restore(manager, manager.latest_step(), abstract)
   manager.close()
   return state, data
+
+
+@contextlib.contextmanager
+def counting_step_traces():
+  """Counts the traces of `MelodyModel.step` (one per compilation of a
+  sampler) inside the block, caches cleared at its start: yields a dict
+  whose 'count' holds the number."""
+  traces = {"count": 0}
+  original = model_lib.MelodyModel.step
+
+  def counting_step(self, *args, **kwargs):
+    traces["count"] += 1
+    return original(self, *args, **kwargs)
+
+  model_lib.MelodyModel.step = counting_step
+  try:
+    jax.clear_caches()
+    yield traces
+  finally:
+    model_lib.MelodyModel.step = original

@@ -20,7 +20,13 @@ from melodyjax.music import metre, midi_io, tokens
 from melodyjax.music.events import Event, Song
 from melodyjax.sampling import constraints, generate, plan, sampler, search
 from melodyjax.training import workdir as workdir_lib
-from tests.helpers import run_python, tiny_config, train, tune
+from tests.helpers import (
+  counting_step_traces,
+  run_python,
+  tiny_config,
+  train,
+  tune,
+)
 
 F = fractions.Fraction
 
@@ -300,16 +306,7 @@ def test_beam_search_is_deterministic_and_scores_at_least_plain(run):
 
 
 def test_changing_controls_does_not_retrace(run):
-  traces = {"count": 0}
-  original = model_lib.MelodyModel.step
-
-  def counting_step(self, *args, **kwargs):
-    traces["count"] += 1
-    return original(self, *args, **kwargs)
-
-  model_lib.MelodyModel.step = counting_step
-  try:
-    jax.clear_caches()
+  with counting_step_traces() as traces:
     for changes in (
       {},
       {"time_signature": "3/4", "bars": 4, "end_on_tonic": True},
@@ -319,8 +316,6 @@ def test_changing_controls_does_not_retrace(run):
       generate.sample_ids(
         run, generate.Request(num_outputs=3, num_notes=20, **changes)
       )
-  finally:
-    model_lib.MelodyModel.step = original
   assert traces["count"] == 1
 
 

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 from melodyjax.listening import outputs
-from melodyjax.model import model as model_lib
 from melodyjax.music import midi_io, tokens
 from melodyjax.music.events import Event
 from melodyjax.sampling import generate, sampler
-from tests.helpers import run_python
+from tests.helpers import counting_step_traces, run_python
 
 
 @pytest.fixture(scope="module")
@@ -114,17 +113,8 @@ def test_fast_paths_sample_the_same_notes(run, monkeypatch, slow_path):
 
 
 def test_changing_settings_and_primer_does_not_retrace(run):
-  traces = {"count": 0}
   model = run.model
-  original = model_lib.MelodyModel.step
-
-  def counting_step(self, *args, **kwargs):
-    traces["count"] += 1
-    return original(self, *args, **kwargs)
-
-  model_lib.MelodyModel.step = counting_step
-  try:
-    jax.clear_caches()
+  with counting_step_traces() as traces:
     for text, temperature, top_k, top_p, seed in [
       ("C4:1", 1.0, 0, 1.0, 0),
       ("C4:1 D4:0.5 E4:0.5", 0.5, 3, 0.9, 1),
@@ -139,8 +129,6 @@ def test_changing_settings_and_primer_does_not_retrace(run):
         sampler.make_settings(temperature, top_k, top_p),
         num_notes=16,
       )
-  finally:
-    model_lib.MelodyModel.step = original
   assert traces["count"] == 1
 
 
