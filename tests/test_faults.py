@@ -377,6 +377,9 @@ def _complete(path: str) -> None:
     assert data.decode().endswith("</html>\n")
   elif path.endswith(".md"):
     assert data.decode().endswith("\n")
+  elif path.endswith(".abc"):
+    text = data.decode()
+    assert text.startswith("X:") and text.endswith("|]\n"), text[-200:]
   else:
     raise AssertionError(f"unexpected file {path}")
 
