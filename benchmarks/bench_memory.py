@@ -1,0 +1,190 @@
+"""Peak memory of a training step: melodyjax against PyTorch eager.
+
+  .venv/bin/python -m benchmarks.bench_memory [--shapes 16x64,64x64,...]
+      [--lstm_impl auto] [--objective all] [--out benchmarks/results.json]
+
+Each measurement runs in a fresh process (one framework, one shape), with
+glibc's malloc told to map every block of 64 KiB or more on its own and to
+give it back when freed (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_),
+so the resident set follows the buffers alive, the same way for both
+frameworks (tcmalloc, the mains' allocator, keeps freed memory and would
+hide the peak). The process builds the seed's model and its optimizer on
+random ids (benchmarks/bench_train.py's trainers: the same data, Adam with
+clipping), runs three steps (compiling melodyjax's), then resets the
+kernel's high-water mark (/proc/self/clear_refs) and runs five more:
+
+  step peak = highest resident set during those steps - resident set
+              before them
+
+the memory a step needs above what stays (parameters, optimizer state,
+code). melodyjax also prints XLA's own plan for the compiled step
+(`memory_analysis()`: temporaries, arguments, outputs), a check of the
+first figure. Memory does not depend on the machine's load, unlike time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from benchmarks import results
+
+KIB = 1024
+SHAPES = "16x64,64x32,64x64,64x256,256x64,1024x64"
+ENV = {
+  "MELODYJAX_MALLOC": "system",  # not tcmalloc: see the docstring
+  "MALLOC_MMAP_THRESHOLD_": str(64 * KIB),
+  "MALLOC_TRIM_THRESHOLD_": str(128 * KIB),
+  "MALLOC_TOP_PAD_": "0",
+}
+
+
+def _status_kib(field: str) -> int:
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1])
+  raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _tree_bytes(tree) -> int:
+  import jax  # pylint: disable=g-import-not-at-top
+
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def _child(framework: str, batch: int, seq_len: int, objective: str, impl):
+  """One measurement in this process; prints a JSON line."""
+  from benchmarks import bench_train as bench  # pylint: disable=g-import-not-at-top
+  from melodyjax.model import model as model_lib  # pylint: disable=g-import-not-at-top
+
+  config = model_lib.ModelConfig(
+    bench.PITCH_VOCAB, bench.DURATION_VOCAB, dtype="float32", lstm_impl=impl
+  )
+  data = bench.random_batch(batch, seq_len, objective)
+  figures = {}
+  if framework == "jax":
+    trainer = bench.JaxTrainer(model_lib.MelodyModel(config), data, objective)
+    compiled = trainer.train_step.lower(
+      trainer.state, trainer.batch, trainer.dropout_key
+    ).compile()
+    analysis = compiled.memory_analysis()
+    figures["xla_temp_kib"] = analysis.temp_size_in_bytes / KIB
+    figures["xla_argument_kib"] = analysis.argument_size_in_bytes / KIB
+    figures["xla_output_kib"] = analysis.output_size_in_bytes / KIB
+    figures["xla_alias_kib"] = analysis.alias_size_in_bytes / KIB
+    figures["state_kib"] = _tree_bytes(trainer.state) / KIB
+  else:
+    import torch  # pylint: disable=g-import-not-at-top
+
+    torch.set_num_threads(bench.TORCH_THREADS)
+    trainer = bench.TorchTrainer(config, data, objective)
+  for _ in range(3):
+    trainer.step()
+  if framework == "torch":
+    figures["state_kib"] = (
+      sum(p.numel() * 4 for p in trainer.model.parameters()) * 3 / KIB
+    )  # parameters and Adam's two moments
+  with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # high-water mark := current resident set
+  before = _status_kib("VmRSS")
+  for _ in range(5):
+    trainer.step()
+  figures["step_peak_kib"] = _status_kib("VmHWM") - before
+  figures["resident_kib"] = before
+  print(json.dumps(figures), flush=True)
+
+
+def measure(framework, batch, seq_len, objective, impl) -> dict:
+  env = dict(os.environ, **ENV)
+  env.pop("LD_PRELOAD", None)  # a parent's tcmalloc would keep freed memory
+  command = [
+    sys.executable,
+    "-m",
+    "benchmarks.bench_memory",
+    "--child",
+    framework,
+    f"--shapes={batch}x{seq_len}",
+    f"--objective={objective}",
+    f"--lstm_impl={impl}",
+  ]
+  done = subprocess.run(command, env=env, capture_output=True, text=True)
+  if done.returncode != 0:
+    raise RuntimeError(f"{framework} {batch}x{seq_len}: {done.stderr[-2000:]}")
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _mib(kib: float) -> str:
+  return f"{kib / KIB:,.1f}"
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--shapes", default=SHAPES, help="BxT,BxT,...")
+  parser.add_argument("--objective", default="all", choices=("all", "last"))
+  parser.add_argument("--lstm_impl", default="auto")
+  parser.add_argument("--child", choices=("jax", "torch"))
+  parser.add_argument("--no_torch", action="store_true")
+  parser.add_argument("--out", default=results.DEFAULT_PATH)
+  args = parser.parse_args()
+  shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes.split(",")]
+  if args.child:
+    ((batch, seq_len),) = shapes
+    _child(args.child, batch, seq_len, args.objective, args.lstm_impl)
+    return
+  try:
+    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+
+    frameworks = ("jax",) if args.no_torch else ("jax", "torch")
+  except ImportError:
+    print("PyTorch is not installed: melodyjax only", flush=True)
+    frameworks = ("jax",)
+  from melodyjax.model import lstm  # pylint: disable=g-import-not-at-top
+
+  print(
+    f"objective '{args.objective}', float32, melodyjax LSTM "
+    f"{lstm.resolve_impl(args.lstm_impl)[1]}; MiB",
+    flush=True,
+  )
+  header = (
+    "| B x T | melodyjax step peak | XLA plan (temp + out - alias) "
+    "| PyTorch step peak | PyTorch / melodyjax | state (params + Adam) |"
+  )
+  lines = [header, "|---|---|---|---|---|---|"]
+  rows = []
+  for batch, seq_len in shapes:
+    got = {f: measure(f, batch, seq_len, args.objective, args.lstm_impl)
+           for f in frameworks}  # fmt: skip
+    jax_fig = got["jax"]
+    plan = (
+      jax_fig["xla_temp_kib"]
+      + jax_fig["xla_output_kib"]
+      - jax_fig["xla_alias_kib"]
+    )
+    name = f"memory_{args.objective}_{batch}x{seq_len}"
+    rows += [
+      (f"{name}_jax_step_peak_mib", jax_fig["step_peak_kib"] / KIB, "MiB"),
+      (f"{name}_jax_xla_plan_mib", plan / KIB, "MiB"),
+    ]
+    torch_text = ratio = "-"
+    if "torch" in got:
+      peak = got["torch"]["step_peak_kib"]
+      torch_text = _mib(peak)
+      ratio = f"{peak / max(jax_fig['step_peak_kib'], 1):.2f}x"
+      rows.append((f"{name}_torch_step_peak_mib", peak / KIB, "MiB"))
+    line = (
+      f"| {batch} x {seq_len} | {_mib(jax_fig['step_peak_kib'])} | "
+      f"{_mib(plan)} | {torch_text} | {ratio} | "
+      f"{_mib(jax_fig['state_kib'])} |"
+    )
+    lines.append(line)
+    print(line, flush=True)
+  print("\n".join(lines))
+  results.merge(args.out, rows)
+
+
+if __name__ == "__main__":
+  main()
