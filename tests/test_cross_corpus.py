@@ -2,6 +2,7 @@
 
 import json
 import os
+import types
 from fractions import Fraction as F
 
 import numpy as np
@@ -162,3 +163,59 @@ def test_a_folder_too_small_to_split_is_refused(workdir, tmp_path):
   midi_io.write_midi(other_tune(0), folder / "a.mid")
   with pytest.raises(errors.CorpusError, match="too few songs to score"):
     cross.load_corpus(run, midi_dir=str(folder))
+
+
+def test_bench_baselines_table_of_own_and_cross_rows(workdir, other, tmp_path):
+  from benchmarks import bench_baselines  # pylint: disable=g-import-not-at-top
+
+  run = generate.load_run(str(workdir), "best")
+  datasets = tmp_path / "datasets"
+  datasets.mkdir()
+  os.symlink(os.path.abspath(run.config.data.dataset_dir), datasets / "esac")
+  config = dataset_lib.CorpusConfig.from_config(run.config.data)
+  build.build_dataset(other, datasets / "oneills", config, progress=False)
+  args = types.SimpleNamespace(
+    run=[f"esac_norm:plain={workdir}"],
+    cross=[f"oneills_norm:plain={workdir}"],
+    datasets=str(datasets),
+  )
+  cache = {"path": str(tmp_path / "cache.json"), "entries": {}}
+  rows, columns = bench_baselines.score_rows(args, cache)
+  assert columns == ["plain"]
+  # O'Neill's own row has baselines and no run.
+  assert [r["key"] for r in rows] == [
+    "esac_norm",
+    "oneills_norm",
+    "oneills_norm_by_run",
+  ]
+  own, alone, crossed = rows
+  assert alone["models"] == {}
+  assert own["models"]["plain"] == pytest.approx(
+    predict.score_split(run, "test")
+  )
+  dataset = predict.load_dataset_of(run)
+  assert own["baselines"]["best"] == pytest.approx(
+    baselines.score(dataset, baselines.fit(dataset))["best"]
+  )
+  # The cross row: the folder in the run's tokens, its unk counted.
+  assert crossed["unknown"]["duration"]["most_common"].keys() == {"1/3"}
+  assert (
+    crossed["models"]["plain"]["num_targets"]
+    == (crossed["baselines"]["best"]["num_targets"])
+  )
+  text = bench_baselines.markdown(rows, columns)
+  best = own["baselines"]["best"]["bits_per_note"]
+  ratio = own["models"]["plain"]["bits_per_note"] / best
+  assert f"{ratio:.3f}x" in text and "ESAC key-normalised" in text
+  # A rerun reads every score from the cache.
+  saved = json.loads((tmp_path / "cache.json").read_text())
+  assert len(saved) == 5  # three datasets' baselines, two model scores
+  again = {"path": cache["path"], "entries": saved}
+  calls = []
+  original = baselines.fit
+  baselines.fit = lambda *a, **k: calls.append(a) or original(*a, **k)
+  try:
+    assert bench_baselines.score_rows(args, again)[0] == rows
+  finally:
+    baselines.fit = original
+  assert not calls
