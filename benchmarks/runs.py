@@ -29,10 +29,16 @@ def train_main(config: str, workdir: str, overrides: dict) -> float:
   return (time.perf_counter() - start) / 60
 
 
+def best_run(workdir: str):
+  """The run's best validation step (`generate.load_run`)."""
+  from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
+
+  return generate.load_run(workdir, "best")
+
+
 def test_bits(workdir: str) -> dict[str, float]:
   """The test split's scores of the run's best validation step (every
   event and eos of every test song, from its start)."""
   from melodyjax.evaluation import predict  # pylint: disable=g-import-not-at-top
-  from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
 
-  return predict.score_split(generate.load_run(workdir, "best"), "test")
+  return predict.score_split(best_run(workdir), "test")

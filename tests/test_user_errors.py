@@ -14,6 +14,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from fractions import Fraction as F
+from unittest import mock
 
 import pytest
 from absl import flags
@@ -22,6 +23,9 @@ import sample_main
 import train_main
 from configs import tiny
 from melodyjax import cli
+from melodyjax.cli import evaluate as evaluate_cli
+from melodyjax.data import build
+from melodyjax.data import dataset as dataset_lib
 from melodyjax.music import midi_io
 from melodyjax.music.events import Event
 from melodyjax.training import checkpoints, loop
@@ -29,7 +33,7 @@ from melodyjax.training import workdir as workdir_lib
 from tests.helpers import PROJECT, run_python, write_tunes
 
 DOC = os.path.join(PROJECT, "docs", "errors.md")
-MAINS = {"train": train_main, "sample": sample_main}
+MAINS = {"train": train_main, "sample": sample_main, "evaluate": evaluate_cli}
 
 
 @dataclasses.dataclass
@@ -183,6 +187,29 @@ def _other_vocabulary(ctx):
     f"--config.data.dataset_dir={ctx.tmp}/data2",
     workdir=ctx.run(),
   )
+
+
+def _evaluate(ctx, *args):
+  """`python -m melodyjax.evaluate` on a copy of the trained run, with the
+  dataset cache in the case's folder."""
+  ctx.stack.enter_context(
+    mock.patch.dict(os.environ, {"MELODYJAX_CACHE": f"{ctx.tmp}/cache"})
+  )
+  return [f"--workdir={ctx.run()}", *args]
+
+
+def _built_with(ctx, **settings):
+  """The good corpus built with other settings than the run's."""
+  out = os.path.join(ctx.tmp, "other_data")
+  config = dataset_lib.CorpusConfig(**settings)
+  build.build_dataset(ctx.midi, out, config, progress=False)
+  return f"--dataset_dir={out}"
+
+
+def _one_tune(ctx):
+  folder = ctx.folder("one")
+  midi_io.write_midi([Event((60,), 1)] * 8, os.path.join(folder, "a.mid"))
+  return f"--midi_dir={folder}"
 
 
 CASES = [
@@ -795,6 +822,63 @@ CASES = [
     lambda c: [f"--model={_damaged_model_file(c)}"],
     "not a usable melodyjax model",
   ),
+  # python -m melodyjax.evaluate on another corpus
+  Case(
+    "evaluate-dataset-missing",
+    "evaluate",
+    "a --dataset_dir that does not exist",
+    lambda c: _evaluate(c, f"--dataset_dir={c.tmp}/nothing"),
+    "--dataset_dir: dataset folder not found: ",
+  ),
+  Case(
+    "evaluate-dataset-not-built",
+    "evaluate",
+    "a --dataset_dir that holds no built dataset",
+    lambda c: _evaluate(c, f"--dataset_dir={c.folder('empty')}"),
+    "holds no built dataset (no readable manifest.json)",
+  ),
+  Case(
+    "evaluate-dataset-other-key",
+    "evaluate",
+    "a --dataset_dir built with another key setting than the run's",
+    lambda c: _evaluate(c, _built_with(c, normalize_key=False)),
+    "was built with normalize_key=False (as written) and ",
+  ),
+  Case(
+    "evaluate-dataset-other-grid",
+    "evaluate",
+    "a --dataset_dir built on another grid than the run's",
+    lambda c: _evaluate(c, _built_with(c, grid=24)),
+    "was built with grid=24 and ",
+  ),
+  Case(
+    "evaluate-midi-missing",
+    "evaluate",
+    "a --midi_dir that does not exist",
+    lambda c: _evaluate(c, f"--midi_dir={c.tmp}/nothing"),
+    "--midi_dir: MIDI folder not found: ",
+  ),
+  Case(
+    "evaluate-midi-empty",
+    "evaluate",
+    "a --midi_dir without MIDI files",
+    lambda c: _evaluate(c, f"--midi_dir={c.folder('empty')}"),
+    "--midi_dir: no MIDI files (.mid, .midi) found below ",
+  ),
+  Case(
+    "evaluate-midi-too-few",
+    "evaluate",
+    "a --midi_dir too small for a test, validation and training song",
+    lambda c: _evaluate(c, _one_tune(c)),
+    "too few songs to score (1 train, 0 valid, 0 test; 0 of 1 files dropped)",
+  ),
+  Case(
+    "evaluate-both-corpora",
+    "evaluate",
+    "both --dataset_dir and --midi_dir",
+    lambda c: _evaluate(c, f"--dataset_dir={c.data}", f"--midi_dir={c.midi}"),
+    "give --dataset_dir or --midi_dir, not both",
+  ),
   Case(
     "flag-typo",
     "sample",
@@ -822,6 +906,11 @@ def shared(tmp_path_factory):
 def run_main(name: str, argv: list[str]) -> int:
   """Parses flags and runs a main in this process; returns the exit code."""
   module = MAINS[name]
+  if name == "evaluate":  # a tool with its own flags
+    try:
+      return module.run(argv)
+    except SystemExit as e:
+      return e.code
   values = flags.FLAGS
   values.unparse_flags()
   for flag in list(values):  # overrides registered by an earlier --config

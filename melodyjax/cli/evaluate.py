@@ -3,6 +3,12 @@ its test split against the n-gram baseline, compare generated melodies with
 the corpus, and write its report.
 
   python -m melodyjax.evaluate --workdir=runs/esac_cpu [--step=best]
+
+On another corpus (tokenized with the run's vocabularies; the report in
+`WORKDIR/cross/NAME/`):
+
+  python -m melodyjax.evaluate --workdir=runs/esac_cpu --dataset_dir=D
+  python -m melodyjax.evaluate --workdir=runs/esac_cpu --midi_dir=FOLDER
 """
 
 from __future__ import annotations
@@ -44,6 +50,18 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
   "seed", 0, "Seed of the generated melodies.", flag_values=FLAGS
 )
+flags.DEFINE_string(
+  "dataset_dir",
+  None,
+  "Score on this built dataset (another corpus) instead of the run's.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_string(
+  "midi_dir",
+  None,
+  "Score on this MIDI folder (built and cached first) instead of the run's.",
+  flag_values=FLAGS,
+)
 flags.mark_flags_as_required(["workdir"], flag_values=FLAGS)
 
 
@@ -75,8 +93,12 @@ def run(argv: Sequence[str] | None = None) -> int:
       max_order=FLAGS.max_order,
       seed=FLAGS.seed,
       log=lambda m: print(m, file=sys.stderr),
+      dataset_dir=FLAGS.dataset_dir,
+      midi_dir=FLAGS.midi_dir,
     )
   m = result["model"]
+  if result["corpus"] is not None:
+    print(f"corpus: {result['corpus']['midi_dir']} (the run's vocabularies)")
   print(
     f"test bits/note: model {m['bits_per_note']:.3f} (pitch "
     f"{m['bits_per_note_pitch']:.3f}, duration "

@@ -20,7 +20,7 @@ import numpy as np
 
 from melodyjax import files
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.evaluation import baselines, ngram, predict, stats
+from melodyjax.evaluation import baselines, cross, ngram, predict, stats
 from melodyjax.listening import audio, outputs, page, plots
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
@@ -53,18 +53,36 @@ def evaluate_run(
   max_order: int = ngram.MAX_ORDER,
   seed: int = 0,
   log: Callable[[str], None] = print,
+  dataset_dir: str | None = None,
+  midi_dir: str | None = None,
 ) -> dict[str, Any]:
   """Scores a run on the test split, compares samples, writes report.md.
 
+  With `dataset_dir` (a built dataset) or `midi_dir` (a MIDI folder), on
+  another corpus than the run's, tokenized with its vocabularies
+  (`cross.load_corpus`; the report goes to `WORKDIR/cross/NAME` unless
+  `output_dir` says otherwise).
+
   Returns:
     {"model": scores, "ngram": scores, "orders": {...}, "statistics":
-    {feature: {"overlap", "kl"}}, "copying": {...}, "report": path}.
+    {feature: {"overlap", "kl"}}, "copying": {...}, "report": path,
+    "corpus": None or {"dataset", "midi_dir", "given", "unknown_tokens"}}.
   """
   start = time.perf_counter()
   run = generate.load_run(workdir, step)
-  output_dir = output_dir or run.workdir
+  corpus = None
+  if dataset_dir is not None or midi_dir is not None:
+    log("tokenizing the other corpus with the run's vocabularies (cached)")
+    corpus = cross.load_corpus(run, dataset_dir=dataset_dir, midi_dir=midi_dir)
+    dataset = corpus.dataset
+    log(cross.format_unknown(corpus.unknown))
+    output_dir = output_dir or os.path.join(
+      run.workdir, cross.CROSS_FOLDER, corpus.name
+    )
+  else:
+    dataset = predict.load_dataset_of(run)
+    output_dir = output_dir or run.workdir
   os.makedirs(output_dir, exist_ok=True)
-  dataset = predict.load_dataset_of(run)
   log(f"step {run.step}: scoring {len(dataset.test.originals())} test songs")
   model_scores = predict.score_split(run, "test", dataset)
   fitted = baselines.fit(dataset, max_order=max_order)
@@ -77,7 +95,11 @@ def evaluate_run(
     seed=seed,
   )
   melodies = generate.generate(run, request)
-  comparison = compare_with_corpus(melodies, dataset)
+  comparison = compare_with_corpus(
+    melodies,
+    dataset,
+    corpus and (lambda split: cross.corpus_songs(corpus.dataset, split)),
+  )
   result = {
     "step": run.step,
     "model": model_scores,
@@ -96,6 +118,13 @@ def evaluate_run(
     "statistics": comparison["statistics"],
     "reference_statistics": comparison["reference_statistics"],
     "copying": comparison["copying"],
+    "corpus": corpus
+    and {
+      "dataset": corpus.dataset.path,
+      "midi_dir": corpus.midi_dir,
+      "given": corpus.given,
+      "unknown_tokens": corpus.unknown,
+    },
   }
   figures = _write_figures(run, output_dir, melodies, request, comparison)
   result["report"] = os.path.join(output_dir, workdir_lib.REPORT_FILE)
@@ -116,12 +145,19 @@ def evaluate_run(
 
 
 def compare_with_corpus(
-  melodies: Sequence[Sequence[Event]], dataset: dataset_lib.Dataset
+  melodies: Sequence[Sequence[Event]],
+  dataset: dataset_lib.Dataset,
+  songs: Callable[[str], list[list[Event]]] | None = None,
 ) -> dict[str, Any]:
   """Statistics of generated melodies against the training songs, the test
-  songs against the same (the reference), and the copying check."""
-  train_songs, _ = stats.corpus_melodies(dataset, "train")
-  test_songs, _ = stats.corpus_melodies(dataset, "test")
+  songs against the same (the reference), and the copying check.
+
+  `songs(split)` gives a split's songs (default: `stats.corpus_melodies`,
+  which leaves out songs with an unk token; another corpus's come from its
+  token export, `cross.corpus_songs`, unk tokens and all).
+  """
+  songs = songs or (lambda split: stats.corpus_melodies(dataset, split)[0])
+  train_songs, test_songs = songs("train"), songs("test")
   generated = stats.compute_statistics(melodies)
   train = stats.compute_statistics(train_songs)
   copied = np.array(stats.longest_copied_run(melodies, train_songs))
@@ -176,6 +212,35 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
   return "\n".join(lines)
 
 
+def _corpus_lines(corpus: dict[str, Any] | None) -> list[str]:
+  """The paragraph of a cross-corpus report (nothing for the run's own)."""
+  if corpus is None:
+    return []
+  lines = [
+    f"Cross-corpus: the songs of `{corpus['midi_dir']}` (asked: "
+    f"`{corpus['given']}`), tokenized with this run's vocabularies, key "
+    f"setting and grid into `{corpus['dataset']}`; the baselines are "
+    "fitted on its training split. Tokens the run never saw are unk, for "
+    "the model and the baselines alike:",
+    "",
+    _table(
+      [
+        (
+          stream,
+          u["count"],
+          u["events"],
+          f"{100 * u['share']:.2f}%",
+          ", ".join(f"{t} ({c})" for t, c in u["most_common"].items()) or "-",
+        )
+        for stream, u in corpus["unknown_tokens"].items()
+      ],
+      ("stream", "unk events (test)", "events", "share", "most common"),
+    ),
+    "",
+  ]
+  return lines
+
+
 def _markdown(run, request, result, comparison, figures, output_dir) -> str:
   model, best = result["model"], result["best_baseline"]
   scores = result["baselines"]
@@ -206,6 +271,7 @@ def _markdown(run, request, result, comparison, figures, output_dir) -> str:
   lines = [
     f"# Evaluation of {run.workdir} at step {run.step}",
     "",
+    *_corpus_lines(result["corpus"]),
     f"Test split: {model['num_targets']} targets (every event and eos "
     "of every test song, each predicted from its start). Baselines, each "
     "per stream with its settings chosen on validation: `ngram`, "
