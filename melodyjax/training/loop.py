@@ -266,11 +266,15 @@ def _init_or_restore(config, model, tx, runner, manager, base, announce):
     manager, abstract
   )
   workdir = os.path.dirname(os.fspath(manager.directory))
-  announce(
-    "\n".join(
-      [*skipped, f"resuming from step {step} ({manager.directory}/{step})"]
+  lines = [*skipped, f"resuming from step {step} ({manager.directory}/{step})"]
+  if state.ema is not None and not checkpoints.has_ema(
+    os.path.join(os.fspath(manager.directory), str(step))
+  ):
+    lines.append(
+      "its checkpoint has no parameter average: config.train.ema_decay "
+      "starts one at its parameters"
     )
-  )
+  announce("\n".join(lines))
   workdir_lib.check_same_data(
     workdir, data_state["seed"], data_state["batch_size"], config
   )
