@@ -2,7 +2,6 @@
 jitted step (jit and pmap), resume, and that every reader of a run gets it.
 """
 
-import json
 import os
 import shutil
 
@@ -20,6 +19,7 @@ from melodyjax.listening import hook
 from melodyjax.model import model as model_lib
 from melodyjax.sampling import generate
 from melodyjax.training import checkpoints, loop, model_file, parallel, runs
+from melodyjax.training import metrics as metrics_lib
 from melodyjax.training import state as state_lib
 from melodyjax.training import steps as steps_lib
 from melodyjax.training import workdir as workdir_lib
@@ -171,6 +171,25 @@ def test_resume_with_the_average_equals_uninterrupted(
     np.testing.assert_array_equal(a, b)
 
 
+def test_switched_on_at_resume_the_average_starts_there(midi_dir, tmp_path):
+  config = tiny_config(midi_dir, tmp_path / "data")
+  config.train.num_train_steps = 10
+  loop.train_and_evaluate(config, str(tmp_path / "run"))
+  before, _ = final_params(tmp_path / "run")
+  assert before.ema is None
+  config = tiny_config(midi_dir, tmp_path / "data", ema_decay=0.5)
+  config.train.num_train_steps = 11
+  lines = []
+  loop.train_and_evaluate(config, str(tmp_path / "run"), announce=lines.append)
+  assert "no parameter average" in lines[-1]
+  after, _ = final_params(tmp_path / "run")
+  # One step: half the step-10 parameters, half the step-11 ones.
+  expected = jax.tree.map(
+    lambda a, b: 0.5 * a + 0.5 * b, before.params, after.params
+  )
+  assert_trees_close(after.ema, expected, rtol=1e-5, atol=1e-7)
+
+
 def strip_average(workdir, target):
   """A copy of the run whose checkpoints lack the average (as before it)."""
   shutil.copytree(workdir, target)
@@ -190,7 +209,7 @@ def test_validation_and_every_reader_get_the_average(ema_run, tmp_path):
   assert not differs(raw.params, state.params)
   logged = [
     r["eval/bits_per_note"]
-    for r in map(json.loads, (ema_run / "metrics.jsonl").read_text().split())
+    for r in metrics_lib.read_metrics(str(ema_run))
     if r.get("step") == 20 and "eval/bits_per_note" in r
   ]
   model = run.model
