@@ -73,6 +73,12 @@ def get_config() -> ml_collections.ConfigDict:
   train.weight_decay = 0.0  # decoupled (AdamW); 0 is Adam
   train.grad_clip_norm = 1.0  # global norm; 0 disables clipping
   train.parallel = "jit"  # 'jit' (NamedSharding mesh) or 'pmap'
+  # Exponential moving average of the parameters, in [0, 1) (0: off). When
+  # on, the average is what validation (so the best step), evaluation,
+  # sampling, export and fine-tuning read; it equals the parameters until
+  # optimizer step ema_start_step, then follows them with this decay.
+  train.ema_decay = 0.0
+  train.ema_start_step = 0
   train.log_every_steps = 50
   train.eval_every_steps = 1000
   train.checkpoint_every_steps = 1000

@@ -293,6 +293,17 @@ def _check_train(config, num_devices: int | None) -> None:
   _number(train.end_lr_fraction, "config.train.end_lr_fraction", 0.0, 1.0)
   _number(train.weight_decay, "config.train.weight_decay", 0.0)
   _number(train.grad_clip_norm, "config.train.grad_clip_norm", 0.0)
+  ema = train.get("ema_decay", 0.0)
+  if not is_number(ema) or not 0 <= ema < 1:
+    raise errors.ConfigError(
+      f"config.train.ema_decay must be a number >= 0 and < 1 (0: off), got "
+      f"{ema!r}"
+    )
+  start = train.get("ema_start_step", 0)
+  if not is_int(start) or start < 0:
+    raise errors.ConfigError(
+      f"config.train.ema_start_step must be an integer >= 0, got {start!r}"
+    )
 
 
 def _check_data(config) -> None:

@@ -86,8 +86,10 @@ def abstract_state(workdir):
     )
   )
   tx = state_lib.create_optimizer(config.train)
+  ema = state_lib.ema_settings(config.train)[0] > 0
   return jax.eval_shape(
-    lambda k: state_lib.create_train_state(k, model, tx, 16), jax.random.key(0)
+    lambda k: state_lib.create_train_state(k, model, tx, 16, ema=ema),
+    jax.random.key(0),
   )
 
 

@@ -788,6 +788,13 @@ CASES = [
     "config.sample.num_notes must be at most 8,192 (events per melody)",
   ),
   Case(
+    "ema-decay-range",
+    "train",
+    "a parameter-average decay outside [0, 1)",
+    lambda c: c.train("--config.train.ema_decay=1.0"),
+    "config.train.ema_decay must be a number >= 0 and < 1 (0: off), got 1.0",
+  ),
+  Case(
     "init-from-missing",
     "train",
     "fine-tuning from a workdir or model file that does not exist",

@@ -3,9 +3,13 @@
   checkpoints/<step>/params     the model parameters (all that sampling reads)
   checkpoints/<step>/optimizer  {"step", "opt_state"}: what resuming adds
   checkpoints/<step>/data       the batch iterator's position (JSON)
+  checkpoints/<step>/ema        the parameters' moving average, when
+                                `train.ema_decay` is on
 
 Parameters are an item of their own, so generation restores them into the
-shapes of `eval_shape(model.init)` without building an optimizer.
+shapes of `eval_shape(model.init)` without building an optimizer. The
+parameters of inference (`restore_params`, which every reader of a run
+uses) are the average where a checkpoint has one.
 Checkpoints written before this layout hold one `state` item (step,
 parameters and optimizer state together); training resumes from them and
 sampling reads their parameters.
@@ -20,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -29,6 +34,7 @@ from melodyjax.training import workdir as workdir_lib
 PARAMS = "params"
 OPTIMIZER = "optimizer"
 DATA = "data"
+EMA = "ema"
 LEGACY_STATE = "state"
 BEST_METRIC = "eval_loss"  # orbax's metric name for `keep_best`
 
@@ -83,18 +89,20 @@ def save(
   data_state: Mapping[str, int],
   metrics: Mapping[str, float] | None = None,
 ) -> None:
-  """Saves a `TrainState` and the data iterator position at `step`."""
+  """Saves a `TrainState` (its average too, if any) and the data iterator
+  position at `step`."""
+  items = {
+    PARAMS: ocp.args.StandardSave(state.params),
+    OPTIMIZER: ocp.args.StandardSave(
+      {"step": state.step, "opt_state": state.opt_state}
+    ),
+    DATA: ocp.args.JsonSave(dict(data_state)),
+  }
+  if state.ema is not None:
+    items[EMA] = ocp.args.StandardSave(state.ema)
   manager.save(
     step,
-    args=ocp.args.Composite(
-      **{
-        PARAMS: ocp.args.StandardSave(state.params),
-        OPTIMIZER: ocp.args.StandardSave(
-          {"step": state.step, "opt_state": state.opt_state}
-        ),
-        DATA: ocp.args.JsonSave(dict(data_state)),
-      }
-    ),
+    args=ocp.args.Composite(**items),
     metrics=dict(metrics) if metrics else None,
     force=True,
   )
@@ -124,6 +132,11 @@ def _step_dir(manager: ocp.CheckpointManager, step: int) -> str:
       f"{sorted(manager.all_steps()) or 'none'})"
     )
   return os.path.join(os.fspath(manager.directory), str(step))
+
+
+def has_ema(step_dir: str) -> bool:
+  """Whether the checkpoint in `step_dir` holds a parameter average."""
+  return os.path.isdir(os.path.join(step_dir, EMA))
 
 
 def _is_legacy(step_dir: str) -> bool:
@@ -159,6 +172,10 @@ def _restore_items(manager, step: int, step_dir: str, abstract: dict) -> dict:
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
   """Restores (train state, data position) into `abstract_state`'s shapes.
 
+  A state with an average (`abstract_state.ema`) restores the checkpoint's,
+  or, from a checkpoint without one (EMA switched on at resume), starts it
+  at the restored parameters; a state without one ignores a stored one.
+
   Args:
     manager: from `create_manager`.
     step: a saved step.
@@ -171,7 +188,10 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
   step_dir = _step_dir(manager, step)
   if _is_legacy(step_dir):
     restored = _restore_items(
-      manager, step, step_dir, {LEGACY_STATE: abstract_state, DATA: None}
+      manager,
+      step,
+      step_dir,
+      {LEGACY_STATE: abstract_state.replace(ema=None), DATA: None},
     )
     state = restored[LEGACY_STATE]
   else:
@@ -179,17 +199,18 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
       "step": abstract_state.step,
       "opt_state": abstract_state.opt_state,
     }
-    restored = _restore_items(
-      manager,
-      step,
-      step_dir,
-      {PARAMS: abstract_state.params, OPTIMIZER: optimizer, DATA: None},
-    )
+    items = {PARAMS: abstract_state.params, OPTIMIZER: optimizer, DATA: None}
+    if abstract_state.ema is not None and has_ema(step_dir):
+      items[EMA] = abstract_state.ema
+    restored = _restore_items(manager, step, step_dir, items)
     state = abstract_state.replace(
       step=restored[OPTIMIZER]["step"],
       params=restored[PARAMS],
       opt_state=restored[OPTIMIZER]["opt_state"],
+      ema=restored[EMA] if EMA in items else None,
     )
+  if abstract_state.ema is not None and state.ema is None:
+    state = state.replace(ema=jax.tree.map(jnp.copy, state.params))
   data = restored[DATA]
   if not isinstance(data, dict) or not {"step", "seed"} <= set(data):
     raise errors.DamagedCheckpointError(
@@ -201,7 +222,10 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
 def restore_params(
   manager: ocp.CheckpointManager, step: int, abstract_params: Any
 ) -> Any:
-  """Restores only the parameters of the checkpoint at `step`.
+  """Restores only the parameters of inference at `step`: the moving
+  average where the checkpoint has one (`train.ema_decay`), else the
+  parameters. Every reader of a run (sampling, evaluation, export, serving,
+  fine-tuning) gets them here.
 
   Args:
     manager: from `create_manager`.
@@ -213,8 +237,9 @@ def restore_params(
   """
   step_dir = _step_dir(manager, step)
   if not _is_legacy(step_dir):
-    return _restore_items(manager, step, step_dir, {PARAMS: abstract_params})[
-      PARAMS
+    item = EMA if has_ema(step_dir) else PARAMS
+    return _restore_items(manager, step, step_dir, {item: abstract_params})[
+      item
     ]
   # A legacy checkpoint: its whole state, shaped by its own metadata (the
   # optimizer state is read and dropped), its parameters checked.

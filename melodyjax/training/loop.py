@@ -204,7 +204,7 @@ def _setup(
   tx = state_lib.create_optimizer(train)
   runner = parallel.create(train.parallel, parallel.create_mesh())
   train_step, eval_step = steps_lib.make_steps(
-    model, tx, train.objective, runner
+    model, tx, train.objective, runner, state_lib.ema_settings(train)
   )
   manager = checkpoints.create_manager(
     workdir,
@@ -243,6 +243,7 @@ def _init_or_restore(config, model, tx, runner, manager, base, announce):
     model=model,
     tx=tx,
     seq_len=config.train.seq_len,
+    ema=state_lib.ema_settings(config.train)[0] > 0,
   )
   replicated = parallel.replicated_sharding(runner.mesh)
   if checkpoints.latest_step(manager) is None:
@@ -250,8 +251,13 @@ def _init_or_restore(config, model, tx, runner, manager, base, announce):
     if base is None:
       return state
     announce(f"fine-tuning from {base.describe()}")
+    # The base run's parameters of inference: its average, if it has one.
     params = jax.device_put(base.params, replicated)
-    return state.replace(params=params, opt_state=tx.init(params))
+    return state.replace(
+      params=params,
+      opt_state=tx.init(params),
+      ema=None if state.ema is None else state_lib.start_ema(params),
+    )
   abstract = jax.tree.map(
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
     jax.eval_shape(create, init_key),
@@ -260,11 +266,15 @@ def _init_or_restore(config, model, tx, runner, manager, base, announce):
     manager, abstract
   )
   workdir = os.path.dirname(os.fspath(manager.directory))
-  announce(
-    "\n".join(
-      [*skipped, f"resuming from step {step} ({manager.directory}/{step})"]
+  lines = [*skipped, f"resuming from step {step} ({manager.directory}/{step})"]
+  if state.ema is not None and not checkpoints.has_ema(
+    os.path.join(os.fspath(manager.directory), str(step))
+  ):
+    lines.append(
+      "its checkpoint has no parameter average: config.train.ema_decay "
+      "starts one at its parameters"
     )
-  )
+  announce("\n".join(lines))
   workdir_lib.check_same_data(
     workdir, data_state["seed"], data_state["batch_size"], config
   )
@@ -357,12 +367,13 @@ def _preempted(step: int) -> bool:
 
 
 def _evaluate_and_save(setup: _Setup, step: int, save: bool, state) -> dict:
-  """Validation metrics, written; and a checkpoint if `save`."""
+  """Validation metrics (of the average, when on), written; and a
+  checkpoint if `save`."""
   metrics = steps_lib.summarize(
     steps_lib.evaluate(
       setup.eval_step,
       setup.runner,
-      state.params,
+      state.inference_params,
       setup.valid_windows,
       setup.info.config.eval.batch_size,
     ),
@@ -432,7 +443,7 @@ def _run_steps(config, workdir, hooks, announce) -> dict[str, float]:
         if active:
           log.flush(step)
           if is_main:
-            params = setup.runner.host_params(state.params)
+            params = setup.runner.host_params(state.inference_params)
             for hook in active:
               hook(step, params, info)
           log.restart_clock()

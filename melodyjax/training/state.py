@@ -1,4 +1,5 @@
-"""The train state (step, parameters, optimizer state) and the optimizer."""
+"""The train state (step, parameters, optimizer state, parameter average)
+and the optimizer."""
 
 from __future__ import annotations
 
@@ -14,11 +15,42 @@ from melodyjax.model import model as model_lib
 
 
 class TrainState(flax.struct.PyTreeNode):
-  """Everything a step changes: step number, parameters, optimizer state."""
+  """Everything a step changes: step number, parameters, optimizer state,
+  and the exponential moving average of the parameters (`ema`: a tree like
+  `params`, or None when `train.ema_decay` is 0)."""
 
   step: jax.Array
   params: Any
   opt_state: Any
+  ema: Any = None
+
+  @property
+  def inference_params(self) -> Any:
+    """What validation, sampling and export read: the average when on."""
+    return self.params if self.ema is None else self.ema
+
+
+def ema_settings(train_config: Mapping[str, Any]) -> tuple[float, int]:
+  """(decay, start step) of `train.ema_decay` / `train.ema_start_step`;
+  decay 0 is off (older configs lack both fields)."""
+  return (
+    float(train_config.get("ema_decay", 0.0)),
+    int(train_config.get("ema_start_step", 0)),
+  )
+
+
+def update_ema(ema: Any, params: Any, step: jax.Array, decay: float, start):
+  """The average after optimizer step `step` (1-based) gave `params`.
+
+  Until `step` reaches `start` the average is the parameters themselves;
+  after it, `ema + (1 - decay) * (params - ema)`, in float32.
+  """
+  keep = jnp.where(step <= start, 0.0, decay).astype(jnp.float32)
+  return jax.tree.map(
+    lambda e, p: (e + (1 - keep) * (p.astype(jnp.float32) - e)).astype(e.dtype),
+    ema,
+    params,
+  )
 
 
 def create_optimizer(
@@ -64,9 +96,21 @@ def create_train_state(
   model: model_lib.MelodyModel,
   tx: optax.GradientTransformation,
   seq_len: int,
+  ema: bool = False,
 ) -> TrainState:
-  """Fresh parameters (`model_lib.init_params`) and optimizer state."""
+  """Fresh parameters (`model_lib.init_params`) and optimizer state; with
+  `ema`, an average that starts at the parameters."""
   params = model_lib.init_params(model, init_key, seq_len)
   return TrainState(
-    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params)
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=tx.init(params),
+    ema=start_ema(params) if ema else None,
+  )
+
+
+def start_ema(params: Any) -> Any:
+  """An average equal to `params` (a copy: the state is donated)."""
+  return jax.tree.map(
+    lambda p: jnp.array(p, dtype=jnp.float32, copy=True), params
   )

@@ -79,7 +79,14 @@ def compute_sums(
 
 
 def _train_body(
-  state: state_lib.TrainState, batch, dropout_key, *, model, tx, objective
+  state: state_lib.TrainState,
+  batch,
+  dropout_key,
+  *,
+  model,
+  tx,
+  objective,
+  ema=(0.0, 0),
 ):
   """One optimizer step on this device's shard; collectives over 'data'."""
   config = model.config
@@ -102,8 +109,12 @@ def _train_body(
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   sums["grad_norm"] = optax.tree.norm(grads)
+  step = state.step + 1
+  average = state.ema
+  if average is not None:
+    average = state_lib.update_ema(average, params, step, *ema)
   return state.replace(
-    step=state.step + 1, params=params, opt_state=opt_state
+    step=step, params=params, opt_state=opt_state, ema=average
   ), sums
 
 
@@ -112,15 +123,22 @@ def _eval_body(params, batch, *, model, objective):
   return jax.lax.psum(sums, parallel.DATA_AXIS)
 
 
-def make_steps(model, tx, objective: str, runner: parallel.Jit):
+def make_steps(
+  model,
+  tx,
+  objective: str,
+  runner: parallel.Jit,
+  ema: tuple[float, int] = (0.0, 0),
+):
   """The compiled (train_step, eval_step) for a data-parallel `runner`.
 
   train_step(state, batch, dropout_key) -> (state, sums); the state is
-  donated. eval_step(params, batch) -> sums. Batches come from
-  `runner.put_batch`.
+  donated, and a state with an average (`state.ema`) has it updated with
+  `ema` = (decay, start step) (`state.update_ema`). eval_step(params,
+  batch) -> sums. Batches come from `runner.put_batch`.
   """
   train_body = functools.partial(
-    _train_body, model=model, tx=tx, objective=objective
+    _train_body, model=model, tx=tx, objective=objective, ema=ema
   )
   eval_body = functools.partial(_eval_body, model=model, objective=objective)
   train_step = runner.wrap(train_body, (False, True, False), donate=True)
