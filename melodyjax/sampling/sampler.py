@@ -60,6 +60,11 @@ class Settings(NamedTuple):
     temperature: [2] (pitch, duration) softmax temperatures, > 0.
     top_k: [2] int keep the k most likely tokens per stream (0: all).
     top_p: [2] keep the smallest set with this much probability (1: all).
+
+  For a `duration_given_pitch` model the pitch's settings act on the
+  pitch's marginal (of the tempered joint, restricted to the allowed
+  pairs) and the duration's on the duration's distribution given the drawn
+  pitch (`_choose_joint`).
   """
 
   temperature: jax.Array
