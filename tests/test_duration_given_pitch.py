@@ -257,3 +257,16 @@ def test_the_model_file_keeps_the_head(given, run, tmp_path):
     strict=True,
   ):
     np.testing.assert_array_equal(a, b)
+
+
+def test_the_window_sampler_draws_from_the_joint(run):
+  request = generate.Request(
+    num_outputs=4, num_notes=12, seed=1, sampler="window"
+  )
+  pitch, duration, _ = generate.sample_ids(run, request)
+  drawn = pitch[:, 1:] > tokens.UNK_ID
+  assert drawn[:, 0].all()
+  # Every drawn note has a real duration; eos has none.
+  assert (duration[:, 1:][drawn] > tokens.UNK_ID).all()
+  eos = pitch == tokens.EOS_ID
+  assert (duration[eos] == tokens.EOS_ID).all()
