@@ -228,7 +228,9 @@ def joint_ban(
 
 def rules(controls, elapsed, last_pitch, last, rest_id):
   """The constraints' (duration ban, pitch ban of the duration, joint ban
-  of both) or None; each ban is computed only when the sampler uses it."""
+  of both) or None. The independent heads' sampler calls the pitch ban
+  once its duration is drawn; a `duration_given_pitch` model's calls the
+  joint ban (unused bans are removed by jit)."""
   if controls is None:
     return None
   return (
