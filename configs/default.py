@@ -55,6 +55,9 @@ def get_config() -> ml_collections.ConfigDict:
   model.condition_metre = False  # bar position and time signature of onsets
   model.condition_mode = False  # major / minor of the song
   model.condition_style = False  # the song's top-level corpus subfolder
+  # The duration head also reads the pitch of the event it predicts
+  # (off: the seed's independent heads); see model/model.py.
+  model.duration_given_pitch = False
   model.position_embed_dim = 16  # bar position embedding width
   model.time_signature_embed_dim = 8
   model.mode_embed_dim = 4

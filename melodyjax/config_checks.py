@@ -112,11 +112,12 @@ def check_model(
     raise errors.ConfigError(f"{prefix}spatial_dropout must be below 1")
   _choice(model["lstm_impl"], prefix + "lstm_impl", LSTM_IMPLS)
   _choice(model["dtype"], prefix + "dtype", DTYPES)
-  for kind in ("metre", "mode", "style"):
-    value = model.get(f"condition_{kind}", False)
+  flags = [f"condition_{kind}" for kind in ("metre", "mode", "style")]
+  for field in (*flags, "duration_given_pitch"):
+    value = model.get(field, False)
     if not isinstance(value, bool):
       raise errors.ConfigError(
-        f"{prefix}condition_{kind} must be True or False, got {value!r}"
+        f"{prefix}{field} must be True or False, got {value!r}"
       )
   for field in CONDITION_WIDTHS:
     if field in model:

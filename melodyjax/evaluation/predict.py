@@ -22,10 +22,16 @@ from melodyjax.sampling import generate
 
 
 @functools.partial(jax.jit, static_argnames="model")
-def _log_probs(model, params, pitch, duration, conditions):
-  """Next-event log-probabilities at every position, [batch, time, vocab]."""
+def _log_probs(model, params, pitch, duration, conditions, target_pitch):
+  """Next-event log-probabilities at every position, [batch, time, vocab];
+  a `duration_given_pitch` model's durations are given `target_pitch`, the
+  true pitch of each predicted event."""
   pitch_logits, duration_logits, _ = model.apply(
-    {"params": params}, pitch, duration, conditions=conditions
+    {"params": params},
+    pitch,
+    duration,
+    conditions=conditions,
+    target_pitch=target_pitch,
   )
   return (
     jax.nn.log_softmax(pitch_logits, axis=-1),
@@ -75,6 +81,10 @@ def model_distributions(
   Returns:
     {stream: (probs float64 [num_targets, vocab], targets int [num_targets])}
     with targets in song order of length (the baseline uses the same set).
+    A `duration_given_pitch` model's duration distributions are given each
+    target's true pitch, so the bits of both streams add up to the exact
+    joint; the joint top-k of `scoring` then ranks pairs by the pitch
+    distribution times that one duration distribution, not the full joint.
   """
   out = {stream: ([], []) for stream in tokens.STREAMS}
   for batch, conditions in _song_batches(split, batch_size):
@@ -84,6 +94,7 @@ def model_distributions(
       batch["pitch"][0],
       batch["duration"][0],
       {name: conditions[name] for name in run.model.config.conditions},
+      batch["pitch"][1],
     )
     for stream, lp in zip(tokens.STREAMS, log_probs, strict=True):
       targets = batch[stream][1]

@@ -8,8 +8,14 @@ position; all off by default, the seed's model); spatial
 dropout (whole feature channels, one mask per sequence) and layer
 normalization follow; a stack of LSTMs runs over time; a shared Dense layer
 with ReLU feeds two heads that give the logits of the next pitch and of the
-next duration. Both heads read the same context and are sampled
-independently.
+next duration. By default both heads read the same context and are sampled
+independently (the seed's model). With `duration_given_pitch` the duration
+head also reads the pitch of the event it predicts: duration logits =
+Dense_D(relu(Dense_H(z) + E(pitch))), z the shared layer's output and E an
+embedding of the event's pitch, so log P(event) = log P(pitch | context) +
+log P(duration | context, pitch). Training and scoring feed the true pitch
+(`target_pitch`); a sampler asks for the duration logits given every pitch
+at once ([..., pitch_vocab, duration_vocab]) and draws from the joint.
 
 The LSTM stack has one small interface: `LSTMStack.__call__` maps a whole
 sequence to outputs and the final carry (a `lax.scan` over time, no Python
@@ -64,6 +70,9 @@ class ModelConfig:
       (see `lstm.resolve_impl`).
     condition_metre, condition_mode, condition_style: embed these
       conditions as extra inputs.
+    duration_given_pitch: the duration head also reads the pitch of the
+      event it predicts (a hidden layer of `dense_size` units over the
+      shared layer's output plus an embedding of that pitch).
     position_embed_dim, time_signature_embed_dim, mode_embed_dim,
       style_embed_dim: their embedding widths.
     max_bar_steps: bar positions, in grid steps, with their own embedding
@@ -84,6 +93,7 @@ class ModelConfig:
   condition_metre: bool = False
   condition_mode: bool = False
   condition_style: bool = False
+  duration_given_pitch: bool = False
   position_embed_dim: int = 16
   time_signature_embed_dim: int = 8
   mode_embed_dim: int = 4
@@ -189,6 +199,13 @@ class MelodyModel(nn.Module):
     self.duration_head = nn.Dense(
       config.duration_vocab_size, dtype=config.compute_dtype
     )
+    if config.duration_given_pitch:
+      self.duration_hidden = nn.Dense(
+        config.dense_size, dtype=config.compute_dtype
+      )
+      self.duration_pitch_embed = nn.Embed(
+        config.pitch_vocab_size, config.dense_size
+      )
 
   def _features(self, pitch, duration, conditions=None, channel_mask=None):
     parts = [self.pitch_embed(pitch), self.duration_embed(duration)]
@@ -204,12 +221,29 @@ class MelodyModel(nn.Module):
       x = x * jnp.expand_dims(channel_mask, axis=tuple(range(1, x.ndim - 1)))
     return self.norm(x)
 
-  def _heads(self, h):
+  def _heads(self, h, target_pitch=None):
+    """(pitch logits [..., pitch_vocab], duration logits) of LSTM outputs
+    `h` [..., lstm_sizes[-1]].
+
+    The duration logits are [..., duration_vocab] for independent heads or
+    given `target_pitch` (int [...], the pitch of the predicted event);
+    [..., pitch_vocab, duration_vocab], given every pitch, when the model
+    has `duration_given_pitch` and no `target_pitch` is passed.
+    """
     h = nn.relu(self.dense(h))
-    return (
-      self.pitch_head(h).astype(jnp.float32),
-      self.duration_head(h).astype(jnp.float32),
-    )
+    pitch_logits = self.pitch_head(h).astype(jnp.float32)
+    if not self.config.duration_given_pitch:
+      return pitch_logits, self.duration_head(h).astype(jnp.float32)
+    hidden = self.duration_hidden(h)
+    if target_pitch is None:
+      pitch_embed = self.duration_pitch_embed.embedding
+      hidden = hidden[..., None, :] + pitch_embed.astype(hidden.dtype)
+    else:
+      hidden = hidden + self.duration_pitch_embed(target_pitch).astype(
+        hidden.dtype
+      )
+    duration_logits = self.duration_head(nn.relu(hidden))
+    return pitch_logits, duration_logits.astype(jnp.float32)
 
   def __call__(
     self,
@@ -220,6 +254,7 @@ class MelodyModel(nn.Module):
     channel_mask: jax.Array | None = None,
     carry: lstm.Carry | None = None,
     last_only: bool = False,
+    target_pitch: jax.Array | None = None,
   ) -> tuple[jax.Array, jax.Array, lstm.Carry]:
     """Logits of the next event at every position (or only the last).
 
@@ -231,16 +266,23 @@ class MelodyModel(nn.Module):
         from `spatial_dropout_mask`), or None.
       carry: initial LSTM state (default: zeros).
       last_only: give logits for the last position only (time = 1).
+      target_pitch: int [batch, time] (time 1 with `last_only`) the pitch
+        of each predicted event, which a `duration_given_pitch` model's
+        duration head reads (teacher forcing); ignored by independent
+        heads.
 
     Returns:
       (pitch logits [batch, time, pitch_vocab], duration logits
-      [batch, time, duration_vocab], final carry); logits are float32.
+      [batch, time, duration_vocab], final carry); logits are float32. A
+      `duration_given_pitch` model without `target_pitch` gives duration
+      logits given every pitch, [batch, time, pitch_vocab,
+      duration_vocab].
     """
     x = self._features(pitch, duration, conditions, channel_mask)
     h, carry = self.lstm(x, carry)
     if last_only:
       h = h[:, -1:]
-    pitch_logits, duration_logits = self._heads(h)
+    pitch_logits, duration_logits = self._heads(h, target_pitch)
     return pitch_logits, duration_logits, carry
 
   def input_table(self) -> jax.Array:
@@ -282,7 +324,9 @@ class MelodyModel(nn.Module):
 
     Returns:
       (pitch logits [batch, pitch_vocab], duration logits
-      [batch, duration_vocab], new carry).
+      [batch, duration_vocab], new carry); a `duration_given_pitch` model's
+      duration logits are given every pitch, [batch, pitch_vocab,
+      duration_vocab].
     """
     if input_table is None:
       features = self._features(pitch, duration, conditions)

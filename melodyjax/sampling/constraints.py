@@ -198,8 +198,39 @@ def is_final(
   return last | ((controls.max_steps > 0) & (after >= controls.max_steps))
 
 
+def joint_ban(
+  controls: Controls,
+  elapsed: jax.Array,
+  last_pitch: jax.Array,
+  last: jax.Array,
+  rest_id: int,
+) -> jax.Array:
+  """bool [batch, pitch_vocab, duration_vocab]: the (pitch, duration)
+  pairs the controls forbid, both bans at once (a duration ban, and the
+  pitch ban of whether that duration ends the melody).
+
+  The eos row holds eos's own ban for every duration: eos has no duration
+  of its own, so its ban cannot depend on one.
+  """
+  # final[b, d]: as `is_final`, for every duration id at once.
+  after = elapsed[:, None] + controls.duration_steps[None, :]
+  limit = controls.max_steps[:, None]
+  final = last[:, None] | ((limit > 0) & (after >= limit))
+  bans = [
+    pitch_ban(controls, elapsed, last_pitch, jnp.full_like(last, end), rest_id)
+    for end in (False, True)
+  ]
+  pitch = jnp.where(final[:, None, :], bans[1][:, :, None], bans[0][:, :, None])
+  ban = pitch | duration_ban(controls, elapsed)[:, None, :]
+  eos = bans[0][:, tokens.EOS_ID, None]
+  return ban.at[:, tokens.EOS_ID, :].set(eos)
+
+
 def rules(controls, elapsed, last_pitch, last, rest_id):
-  """The constraints' (duration ban, pitch ban of the duration) or None."""
+  """The constraints' (duration ban, pitch ban of the duration, joint ban
+  of both) or None. The independent heads' sampler calls the pitch ban
+  once its duration is drawn; a `duration_given_pitch` model's calls the
+  joint ban (unused bans are removed by jit)."""
   if controls is None:
     return None
   return (
@@ -211,4 +242,5 @@ def rules(controls, elapsed, last_pitch, last, rest_id):
       is_final(controls, elapsed, duration, last),
       rest_id,
     ),
+    lambda: joint_ban(controls, elapsed, last_pitch, last, rest_id),
   )

@@ -12,9 +12,15 @@ changing them never recompiles. A beam search (`search`) runs in the same
 scan over `beam_size * branch_factor` rows per melody, compiled once per
 shape.
 
-Both heads read the same context (the events so far) and are sampled
-independently (the duration is drawn first, so that a constraint on the
-pitch can depend on whether the event ends the melody). The pitch head
+Independent heads (the seed's) read the same context (the events so far)
+and are sampled independently (the duration is drawn first, so that a
+constraint on the pitch can depend on whether the event ends the melody).
+A `duration_given_pitch` model gives the duration logits given every pitch,
+so each step draws from the exact joint of (pitch, duration) restricted to
+the pairs the constraints allow (`_choose_joint`: the pitch from the
+restricted marginal, then the duration given it; temperature, top-k and
+top-p of the pitch act on that marginal, those of the duration on the
+conditional). The pitch head
 decides where a song ends: when it samples
 eos, the event is eos in both streams, and the melody stops there (eos is
 not allowed as the first event). Other reserved tokens are never sampled.
@@ -54,6 +60,11 @@ class Settings(NamedTuple):
     temperature: [2] (pitch, duration) softmax temperatures, > 0.
     top_k: [2] int keep the k most likely tokens per stream (0: all).
     top_p: [2] keep the smallest set with this much probability (1: all).
+
+  For a `duration_given_pitch` model the pitch's settings act on the
+  pitch's marginal (of the tempered joint, restricted to the allowed
+  pairs) and the duration's on the duration's distribution given the drawn
+  pitch (`_choose_joint`).
   """
 
   temperature: jax.Array
@@ -192,10 +203,66 @@ def _choose(
   return pitch.astype(jnp.int32), duration.astype(jnp.int32), log_prob
 
 
+def _choose_joint(
+  t, noise, pitch_logits, duration_logits, settings: Settings, rest_id, rules
+):
+  """`_choose` for a `duration_given_pitch` model: `duration_logits` are
+  [batch, pitch_vocab, duration_vocab], given every pitch.
+
+  The tempered joint q(p, d) = softmax(pitch / T_pitch)[p] *
+  softmax(duration[p] / T_duration)[d] is restricted to the pairs the
+  request allows (`constraints.joint_ban`: both bans at once) and drawn
+  exactly: the pitch from the restricted joint's marginal, then the
+  duration from its conditional given that pitch, each with its stream's
+  top-k and top-p applied to that distribution and Gumbel noise as in
+  `_choose`. Eos has no duration: its marginal is its pitch probability.
+  The log-probability is log q(p) + log q(d | p) (at eos, log q(eos)),
+  before the bans, top-k and top-p.
+  """
+  banned = _reserved_mask(pitch_logits.shape[-1], True)
+  banned = banned.at[tokens.EOS_ID].set(t == 0)
+  if rest_id >= 0:
+    banned = banned.at[rest_id].set(t == 0)
+  pitch_logits = jnp.where(banned, _NEG, pitch_logits) / settings.temperature[0]
+  duration_logits = jnp.where(
+    _reserved_mask(duration_logits.shape[-1], False), _NEG, duration_logits
+  )
+  conditional = jax.nn.log_softmax(
+    duration_logits / settings.temperature[1], axis=-1
+  )  # [batch, pitch, duration]
+  vocab = pitch_logits.shape[-1]
+  allowed, eos_mass = conditional, jnp.zeros(conditional.shape[0])
+  if rules is not None:
+    ban = rules[2]()
+    allowed = jnp.where(ban, _NEG, conditional)
+    eos_mass = jnp.where(ban[:, tokens.EOS_ID, 0], _NEG, 0.0)
+  # Eos has no duration: its whole probability, unless it is banned.
+  mass = jax.nn.logsumexp(allowed, axis=-1).at[:, tokens.EOS_ID].set(eos_mass)
+  marginal = jax.nn.log_softmax(pitch_logits, axis=-1) + mass
+  pitch = jnp.argmax(
+    _filtered(marginal, settings, 0) + noise[:, :vocab], axis=-1
+  )
+  rows = jnp.arange(pitch.shape[0])
+  duration = jnp.argmax(
+    _filtered(allowed[rows, pitch], settings, 1) + noise[:, vocab:], axis=-1
+  )
+  duration = jnp.where(pitch == tokens.EOS_ID, tokens.EOS_ID, duration)
+  log_prob = _log_prob(pitch_logits, pitch) + jnp.where(
+    pitch == tokens.EOS_ID, 0.0, conditional[rows, pitch, duration]
+  )
+  return pitch.astype(jnp.int32), duration.astype(jnp.int32), log_prob
+
+
 def _log_prob(logits, ids):
   return jnp.take_along_axis(
     jax.nn.log_softmax(logits, axis=-1), ids[:, None], axis=-1
   )[:, 0]
+
+
+def _chooser(config: model_lib.ModelConfig):
+  """The event sampler of a model's heads: `_choose` for independent heads
+  (the seed's), `_choose_joint` for `duration_given_pitch`."""
+  return _choose_joint if config.duration_given_pitch else _choose
 
 
 def use_input_table(config: model_lib.ModelConfig, lookups: int) -> bool:
@@ -327,6 +394,7 @@ def sample(
     variables, batch, method=model_lib.MelodyModel.initial_carry
   )
   needed = model.config.conditions
+  choose = _chooser(model.config)
   input_table = None
   if not needed and use_input_table(model.config, batch * length):
     input_table = model.apply(
@@ -351,7 +419,7 @@ def sample(
       method=model_lib.MelodyModel.step,
     )
     last = t + 1 == primer_lengths + num_notes
-    *sampled, log_prob = _choose(
+    *sampled, log_prob = choose(
       t,
       note_noise(t, noise),
       pitch_logits,
@@ -432,7 +500,7 @@ def sample_window(
     pitch_logits, duration_logits, _ = model.apply(
       variables, window(pitch_buffer), window(duration_buffer), last_only=True
     )
-    *sampled, _ = _choose(
+    *sampled, _ = _chooser(model.config)(
       t,
       note_noise(t, noise),
       pitch_logits[:, 0],

@@ -45,17 +45,23 @@ def compute_sums(
 ) -> dict[str, jax.Array]:
   """Sums over the batch's real targets: negative log-likelihoods in nats,
   correct top-1 predictions per stream and for both, and the target count.
+
+  A `duration_given_pitch` model's duration head reads the target pitch
+  (teacher forcing): its duration terms are given the true pitch, so the
+  sum of the two streams' terms is the event's exact log-likelihood.
   """
+  target_pitch = batch["target_pitch"]
+  target_duration = batch["target_duration"]
+  last = objective == "last"
   pitch_logits, duration_logits, _ = model.apply(
     {"params": params},
     batch["pitch"],
     batch["duration"],
     conditions={name: batch[name] for name in model.config.conditions},
     channel_mask=channel_mask,
-    last_only=objective == "last",
+    last_only=last,
+    target_pitch=target_pitch[:, None] if last else target_pitch,
   )
-  target_pitch = batch["target_pitch"]
-  target_duration = batch["target_duration"]
   if objective == "last":
     pitch_logits = pitch_logits[:, -1]
     duration_logits = duration_logits[:, -1]
