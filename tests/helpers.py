@@ -86,8 +86,11 @@ def abstract_state(workdir):
     )
   )
   tx = state_lib.create_optimizer(config.train)
+  carry_state = config.train.get("carry_state", False)
+  carry_rows = config.train.batch_size if carry_state else 0
   return jax.eval_shape(
-    lambda k: state_lib.create_train_state(k, model, tx, 16), jax.random.key(0)
+    lambda k: state_lib.create_train_state(k, model, tx, 16, carry_rows),
+    jax.random.key(0),
   )
 
 

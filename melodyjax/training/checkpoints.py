@@ -2,6 +2,8 @@
 
   checkpoints/<step>/params     the model parameters (all that sampling reads)
   checkpoints/<step>/optimizer  {"step", "opt_state"}: what resuming adds
+                                (and "carry", the carried LSTM state of
+                                `train.carry_state`)
   checkpoints/<step>/data       the batch iterator's position (JSON)
 
 Parameters are an item of their own, so generation restores them into the
@@ -89,15 +91,22 @@ def save(
     args=ocp.args.Composite(
       **{
         PARAMS: ocp.args.StandardSave(state.params),
-        OPTIMIZER: ocp.args.StandardSave(
-          {"step": state.step, "opt_state": state.opt_state}
-        ),
+        OPTIMIZER: ocp.args.StandardSave(_optimizer_item(state)),
         DATA: ocp.args.JsonSave(dict(data_state)),
       }
     ),
     metrics=dict(metrics) if metrics else None,
     force=True,
   )
+
+
+def _optimizer_item(state: Any) -> dict[str, Any]:
+  """What resuming adds to the parameters: step, optimizer state, and the
+  carried LSTM state when there is one."""
+  item = {"step": state.step, "opt_state": state.opt_state}
+  if getattr(state, "carry", None) is not None:
+    item["carry"] = state.carry
+  return item
 
 
 def _replicated(abstract: Any) -> Any:
@@ -175,10 +184,7 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
     )
     state = restored[LEGACY_STATE]
   else:
-    optimizer = {
-      "step": abstract_state.step,
-      "opt_state": abstract_state.opt_state,
-    }
+    optimizer = _optimizer_item(abstract_state)
     restored = _restore_items(
       manager,
       step,
@@ -189,6 +195,7 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
       step=restored[OPTIMIZER]["step"],
       params=restored[PARAMS],
       opt_state=restored[OPTIMIZER]["opt_state"],
+      carry=restored[OPTIMIZER].get("carry"),
     )
   data = restored[DATA]
   if not isinstance(data, dict) or not {"step", "seed"} <= set(data):

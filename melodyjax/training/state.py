@@ -1,4 +1,5 @@
-"""The train state (step, parameters, optimizer state) and the optimizer."""
+"""The train state (step, parameters, optimizer state, carried LSTM state)
+and the optimizer."""
 
 from __future__ import annotations
 
@@ -14,11 +15,17 @@ from melodyjax.model import model as model_lib
 
 
 class TrainState(flax.struct.PyTreeNode):
-  """Everything a step changes: step number, parameters, optimizer state."""
+  """Everything a step changes: step number, parameters, optimizer state.
+
+  `carry` is the LSTM state each lane ends the last step with (per layer
+  (h, c), each float32 [batch, hidden], split over the batch like the
+  batch) when `train.carry_state` is on, else None (no leaves).
+  """
 
   step: jax.Array
   params: Any
   opt_state: Any
+  carry: Any = None
 
 
 def create_optimizer(
@@ -64,9 +71,20 @@ def create_train_state(
   model: model_lib.MelodyModel,
   tx: optax.GradientTransformation,
   seq_len: int,
+  carry_rows: int = 0,
 ) -> TrainState:
-  """Fresh parameters (`model_lib.init_params`) and optimizer state."""
+  """Fresh parameters (`model_lib.init_params`) and optimizer state, and a
+  zero carried state of `carry_rows` lanes (none for 0)."""
   params = model_lib.init_params(model, init_key, seq_len)
+  carry = None
+  if carry_rows:
+    carry = tuple(
+      (jnp.zeros((carry_rows, h), jnp.float32),) * 2
+      for h in model.config.lstm_sizes
+    )
   return TrainState(
-    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params)
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=tx.init(params),
+    carry=carry,
   )

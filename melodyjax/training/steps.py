@@ -46,12 +46,26 @@ def compute_sums(
   """Sums over the batch's real targets: negative log-likelihoods in nats,
   correct top-1 predictions per stream and for both, and the target count.
   """
-  pitch_logits, duration_logits, _ = model.apply(
+  return forward_sums(model, params, batch, objective, channel_mask)[0]
+
+
+def forward_sums(
+  model: model_lib.MelodyModel,
+  params: Any,
+  batch: Mapping[str, jax.Array],
+  objective: str,
+  channel_mask: jax.Array | None = None,
+  carry: Any = None,
+) -> tuple[dict[str, jax.Array], Any]:
+  """`compute_sums` from the initial LSTM state `carry` (default: zeros),
+  and the final state (per layer (h, c), each [batch, hidden])."""
+  pitch_logits, duration_logits, final = model.apply(
     {"params": params},
     batch["pitch"],
     batch["duration"],
     conditions={name: batch[name] for name in model.config.conditions},
     channel_mask=channel_mask,
+    carry=carry,
     last_only=objective == "last",
   )
   target_pitch = batch["target_pitch"]
@@ -68,7 +82,7 @@ def compute_sums(
   )
   hit_pitch = (jnp.argmax(pitch_logits, -1) == target_pitch) * mask
   hit_duration = (jnp.argmax(duration_logits, -1) == target_duration) * mask
-  return {
+  sums = {
     "nll_pitch": jnp.sum(nll_pitch * mask),
     "nll_duration": jnp.sum(nll_duration * mask),
     "correct_pitch": jnp.sum(hit_pitch),
@@ -76,6 +90,17 @@ def compute_sums(
     "correct_both": jnp.sum(hit_pitch * hit_duration),
     "count": jnp.sum(mask),
   }
+  return sums, final
+
+
+def initial_carry(state: state_lib.TrainState, batch) -> Any:
+  """Each lane's carried state where its row continues the previous
+  window (`batch['continues']`), zeros elsewhere; None without a carried
+  state. No gradient flows into it (it is not a parameter)."""
+  if state.carry is None:
+    return None
+  keep = batch["continues"].astype(bool)[:, None]
+  return jax.tree.map(lambda x: jnp.where(keep, x, 0.0), state.carry)
 
 
 def _train_body(
@@ -90,20 +115,27 @@ def _train_body(
     config.spatial_dropout,
   )
 
+  carry = initial_carry(state, batch)
+
   def loss_fn(params):
-    sums = compute_sums(model, params, batch, objective, channel_mask)
+    sums, final = forward_sums(
+      model, params, batch, objective, channel_mask, carry
+    )
     count = jax.lax.psum(sums["count"], parallel.DATA_AXIS)
     loss = (sums["nll_pitch"] + sums["nll_duration"]) / jnp.maximum(count, 1)
-    return loss, sums
+    return loss, (sums, final)
 
-  grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
+  grads, (sums, final) = jax.grad(loss_fn, has_aux=True)(state.params)
   grads = jax.lax.psum(grads, parallel.DATA_AXIS)
   sums = jax.lax.psum(sums, parallel.DATA_AXIS)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   sums["grad_norm"] = optax.tree.norm(grads)
   return state.replace(
-    step=state.step + 1, params=params, opt_state=opt_state
+    step=state.step + 1,
+    params=params,
+    opt_state=opt_state,
+    carry=None if carry is None else final,
   ), sums
 
 
@@ -112,18 +144,31 @@ def _eval_body(params, batch, *, model, objective):
   return jax.lax.psum(sums, parallel.DATA_AXIS)
 
 
-def make_steps(model, tx, objective: str, runner: parallel.Jit):
+def make_steps(
+  model, tx, objective: str, runner: parallel.Jit, carry_state: bool = False
+):
   """The compiled (train_step, eval_step) for a data-parallel `runner`.
 
   train_step(state, batch, dropout_key) -> (state, sums); the state is
-  donated. eval_step(params, batch) -> sums. Batches come from
-  `runner.put_batch`.
+  donated; with `carry_state` its `carry` is split over the batch like
+  the batch (and batches hold `continues`). eval_step(params, batch) ->
+  sums. Batches come from `runner.put_batch`.
   """
   train_body = functools.partial(
     _train_body, model=model, tx=tx, objective=objective
   )
   eval_body = functools.partial(_eval_body, model=model, objective=objective)
-  train_step = runner.wrap(train_body, (False, True, False), donate=True)
+  state_split = (
+    state_lib.TrainState(step=False, params=False, opt_state=False, carry=True)
+    if carry_state
+    else False
+  )
+  train_step = runner.wrap(
+    train_body,
+    (state_split, True, False),
+    donate=True,
+    out_split=(state_split, False),
+  )
   eval_step = runner.wrap(eval_body, (False, True))
   return train_step, eval_step
 
