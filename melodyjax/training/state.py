@@ -78,8 +78,9 @@ def create_train_state(
   params = model_lib.init_params(model, init_key, seq_len)
   carry = None
   if carry_rows:
+    # Two arrays per layer, not one twice: the state is donated.
     carry = tuple(
-      (jnp.zeros((carry_rows, h), jnp.float32),) * 2
+      tuple(jnp.zeros((carry_rows, h), jnp.float32) for _ in "hc")
       for h in model.config.lstm_sizes
     )
   return TrainState(
