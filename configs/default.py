@@ -67,6 +67,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train = train = ml_collections.ConfigDict()
   train.objective = "all"  # 'all': every position; 'last': the seed's
   train.seq_len = 64  # events per window
+  # Carry each lane's LSTM state from one window of a song to the next
+  # (truncated backpropagation through time; objective 'all' only).
+  train.carry_state = False
   train.batch_size = 64  # global batch, split across devices and hosts
   train.num_train_steps = 20_000  # optimizer steps
   train.learning_rate = 2e-3  # peak, after warm-up

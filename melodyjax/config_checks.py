@@ -269,6 +269,16 @@ def _check_train(config, num_devices: int | None) -> None:
   train = config.train
   _choice(train.objective, "config.train.objective", OBJECTIVES)
   _choice(train.parallel, "config.train.parallel", PARALLEL_MODES)
+  carry_state = train.get("carry_state", False)
+  if not isinstance(carry_state, bool):
+    raise errors.ConfigError(
+      f"config.train.carry_state must be True or False, got {carry_state!r}"
+    )
+  if carry_state and train.objective != "all":
+    raise errors.ConfigError(
+      "config.train.carry_state=True needs config.train.objective='all' "
+      f"(the windows of a song in order), got {train.objective!r}"
+    )
   if num_devices is not None:
     for field, value in (
       ("train.batch_size", train.batch_size),

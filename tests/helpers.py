@@ -87,8 +87,12 @@ def abstract_state(workdir):
   )
   tx = state_lib.create_optimizer(config.train)
   ema = state_lib.ema_settings(config.train)[0] > 0
+  carry_state = config.train.get("carry_state", False)
+  carry_rows = config.train.batch_size if carry_state else 0
   return jax.eval_shape(
-    lambda k: state_lib.create_train_state(k, model, tx, 16, ema=ema),
+    lambda k: state_lib.create_train_state(
+      k, model, tx, 16, ema=ema, carry_rows=carry_rows
+    ),
     jax.random.key(0),
   )
 

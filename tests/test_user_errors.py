@@ -285,6 +285,16 @@ CASES = [
     "config.train.objective must be one of ('all', 'last'), got 'every'",
   ),
   Case(
+    "carry-state-objective",
+    "train",
+    "a carried LSTM state with the seed's objective 'last'",
+    lambda c: c.train(
+      "--config.train.carry_state=True", "--config.train.objective=last"
+    ),
+    "config.train.carry_state=True needs config.train.objective='all' (the "
+    "windows of a song in order), got 'last'",
+  ),
+  Case(
     "learning-rate",
     "train",
     "a negative learning rate",

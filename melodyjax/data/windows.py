@@ -24,7 +24,9 @@ exactly the batches it would have seen.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import heapq
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -49,6 +51,9 @@ class Batch:
     rows: int32 [batch] global window indices (fresh per row for dropout).
     conditions: {name: int32 [batch, seq_len]} the inputs' conditions
       (`CONDITIONS`; empty for a dataset without them).
+    continues: int32 [batch], 1 where the row continues the window its
+      lane held at the previous step (`LaneIterator`), else 0; None for
+      batches of independent windows.
   """
 
   pitch: np.ndarray
@@ -57,13 +62,14 @@ class Batch:
   target_duration: np.ndarray
   rows: np.ndarray
   conditions: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  continues: np.ndarray | None = None
 
   def as_dict(self) -> dict[str, np.ndarray]:
     """Every array by name, the conditions' beside the tokens'."""
     out = {
       f.name: getattr(self, f.name)
       for f in dataclasses.fields(self)
-      if f.name != "conditions"
+      if f.name != "conditions" and getattr(self, f.name) is not None
     }
     return {**out, **self.conditions}
 
@@ -80,6 +86,7 @@ class Windows:
   conditions: Mapping[str, np.ndarray] = dataclasses.field(
     default_factory=dict
   )  # name -> int32 flat framed stream
+  songs: np.ndarray | None = None  # int64 [num_windows] song of each window
 
   def __len__(self) -> int:
     return len(self.starts)
@@ -227,6 +234,7 @@ def make_windows(
     seq_len,
     objective,
     frame_conditions(split, bos, len(pitch)),
+    song.astype(np.int64),
   )
 
 
@@ -295,6 +303,111 @@ class BatchIterator:
     batch = self.batch_at(self.step)
     self.step += 1
     return batch
+
+
+class LaneIterator(BatchIterator):
+  """Batches of `batch_size` lanes that walk through songs in order.
+
+  For a carried LSTM state (`train.carry_state`, truncated backpropagation
+  through time as in language modelling). Each epoch `e` deals the songs,
+  in a permutation drawn from (seed, e), to the lanes: each song to the
+  lane with the fewest windows so far (the lowest lane on a tie). Row `j`
+  of step `i` of the epoch is the `i`-th window of lane `j`, so a lane
+  holds a song's windows at consecutive steps, bos first, then the next
+  song's. Lanes shorter than the epoch's longest are filled with all-pad
+  rows (no targets). `Batch.continues` is 1 where a row's window is not
+  its song's first: there the step starts from the lane's final state of
+  the previous step. An epoch starts every lane on a song's first window,
+  so the batch of a step is a function of (seed, step), and the carried
+  state to resume with is the one saved with the step before.
+
+  Every window of the split is visited once per epoch; epochs have
+  (slightly) different numbers of steps.
+  """
+
+  def __init__(
+    self,
+    windows: Windows,
+    batch_size: int,
+    seed: int,
+    *,
+    step: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
+    super().__init__(
+      windows,
+      batch_size,
+      seed,
+      step=step,
+      process_index=process_index,
+      process_count=process_count,
+    )
+    if windows.objective != "all" or windows.songs is None:
+      raise ValueError("lanes need the windows of objective 'all'")
+    self._per_song = np.bincount(windows.songs)
+    self._first = np.cumsum(self._per_song) - self._per_song
+    if len(self._per_song) < batch_size:
+      raise ValueError(
+        f"the training split has {len(self._per_song)} songs, fewer than "
+        f"the {batch_size} lanes of a batch"
+      )
+    self._epoch_ends: list[int] = []  # cumulative steps after each epoch
+    self._layout = None
+
+  def layout(self, epoch: int) -> np.ndarray:
+    """int64 [steps of the epoch, batch_size] window indices, -1 pad."""
+    if epoch == self._epoch:
+      return self._layout
+    rng = np.random.default_rng([self.seed, epoch])
+    order = rng.permutation(len(self._per_song))
+    heap = [(0, lane) for lane in range(self.batch_size)]
+    lanes: list[list[int]] = [[] for _ in range(self.batch_size)]
+    for song in order.tolist():
+      length, lane = heapq.heappop(heap)
+      lanes[lane].append(song)
+      heapq.heappush(heap, (length + int(self._per_song[song]), lane))
+    steps = max(length for length, _ in heap)
+    layout = np.full((steps, self.batch_size), -1, np.int64)
+    for lane, songs in enumerate(lanes):
+      indices = [
+        np.arange(self._first[s], self._first[s] + self._per_song[s])
+        for s in songs
+      ]
+      column = np.concatenate(indices)
+      layout[: len(column), lane] = column
+    self._epoch, self._layout = epoch, layout
+    return layout
+
+  def _locate(self, step: int) -> tuple[int, int]:
+    """(epoch, step within it) of optimizer step `step`."""
+    while not self._epoch_ends or self._epoch_ends[-1] <= step:
+      done = self._epoch_ends[-1] if self._epoch_ends else 0
+      self._epoch_ends.append(done + len(self.layout(len(self._epoch_ends))))
+    epoch = bisect.bisect_right(self._epoch_ends, step)
+    start = self._epoch_ends[epoch - 1] if epoch else 0
+    return epoch, step - start
+
+  def batch_at(self, step: int) -> Batch:
+    epoch, i = self._locate(step)
+    indices = self.layout(epoch)[i][self._local]
+    song = self.windows.songs[np.maximum(indices, 0)]
+    continues = (indices >= 0) & (indices > self._first[song])
+    batch = self.windows.gather(indices)
+    return dataclasses.replace(batch, continues=continues.astype(np.int32))
+
+
+def create_iterator(
+  windows: Windows,
+  batch_size: int,
+  seed: int,
+  *,
+  carry_state: bool = False,
+  **kwargs,
+) -> BatchIterator:
+  """`LaneIterator` when the LSTM state is carried, else `BatchIterator`."""
+  kind = LaneIterator if carry_state else BatchIterator
+  return kind(windows, batch_size, seed, **kwargs)
 
 
 def eval_batches(

@@ -2,6 +2,8 @@
 
   checkpoints/<step>/params     the model parameters (all that sampling reads)
   checkpoints/<step>/optimizer  {"step", "opt_state"}: what resuming adds
+                                (and "carry", the carried LSTM state of
+                                `train.carry_state`)
   checkpoints/<step>/data       the batch iterator's position (JSON)
   checkpoints/<step>/ema        the parameters' moving average, when
                                 `train.ema_decay` is on
@@ -93,9 +95,7 @@ def save(
   position at `step`."""
   items = {
     PARAMS: ocp.args.StandardSave(state.params),
-    OPTIMIZER: ocp.args.StandardSave(
-      {"step": state.step, "opt_state": state.opt_state}
-    ),
+    OPTIMIZER: ocp.args.StandardSave(_optimizer_item(state)),
     DATA: ocp.args.JsonSave(dict(data_state)),
   }
   if state.ema is not None:
@@ -106,6 +106,15 @@ def save(
     metrics=dict(metrics) if metrics else None,
     force=True,
   )
+
+
+def _optimizer_item(state: Any) -> dict[str, Any]:
+  """What resuming adds to the parameters: step, optimizer state, and the
+  carried LSTM state when there is one."""
+  item = {"step": state.step, "opt_state": state.opt_state}
+  if getattr(state, "carry", None) is not None:
+    item["carry"] = state.carry
+  return item
 
 
 def _replicated(abstract: Any) -> Any:
@@ -191,14 +200,11 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
       manager,
       step,
       step_dir,
-      {LEGACY_STATE: abstract_state.replace(ema=None), DATA: None},
+      {LEGACY_STATE: abstract_state.replace(ema=None, carry=None), DATA: None},
     )
     state = restored[LEGACY_STATE]
   else:
-    optimizer = {
-      "step": abstract_state.step,
-      "opt_state": abstract_state.opt_state,
-    }
+    optimizer = _optimizer_item(abstract_state)
     items = {PARAMS: abstract_state.params, OPTIMIZER: optimizer, DATA: None}
     if abstract_state.ema is not None and has_ema(step_dir):
       items[EMA] = abstract_state.ema
@@ -208,6 +214,7 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any):
       params=restored[PARAMS],
       opt_state=restored[OPTIMIZER]["opt_state"],
       ema=restored[EMA] if EMA in items else None,
+      carry=restored[OPTIMIZER].get("carry"),
     )
   if abstract_state.ema is not None and state.ema is None:
     state = state.replace(ema=jax.tree.map(jnp.copy, state.params))

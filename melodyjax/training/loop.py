@@ -204,7 +204,12 @@ def _setup(
   tx = state_lib.create_optimizer(train)
   runner = parallel.create(train.parallel, parallel.create_mesh())
   train_step, eval_step = steps_lib.make_steps(
-    model, tx, train.objective, runner, state_lib.ema_settings(train)
+    model,
+    tx,
+    train.objective,
+    runner,
+    state_lib.ema_settings(train),
+    _carry_state(config),
   )
   manager = checkpoints.create_manager(
     workdir,
@@ -213,10 +218,11 @@ def _setup(
     enable_async=config.checkpoint.async_save,
   )
   state = _init_or_restore(config, model, tx, runner, manager, base, announce)
-  batches = windows_lib.BatchIterator(
+  batches = windows_lib.create_iterator(
     windows_lib.make_windows(dataset.train, train.seq_len, train.objective),
     train.batch_size,
     config.seed,
+    carry_state=_carry_state(config),
     step=int(jax.device_get(state.step)),
     process_index=jax.process_index(),
     process_count=jax.process_count(),
@@ -234,6 +240,11 @@ def _setup(
   )
 
 
+def _carry_state(config: ml_collections.ConfigDict) -> bool:
+  """`train.carry_state` (False in configs written before it existed)."""
+  return bool(config.train.get("carry_state", False))
+
+
 def _init_or_restore(config, model, tx, runner, manager, base, announce):
   """The latest readable checkpoint's train state, else a fresh one (from
   the base run's parameters when fine-tuning)."""
@@ -244,10 +255,13 @@ def _init_or_restore(config, model, tx, runner, manager, base, announce):
     tx=tx,
     seq_len=config.train.seq_len,
     ema=state_lib.ema_settings(config.train)[0] > 0,
+    carry_rows=config.train.batch_size if _carry_state(config) else 0,
   )
   replicated = parallel.replicated_sharding(runner.mesh)
+  shapes = jax.eval_shape(create, init_key)
+  shardings = parallel.state_shardings(runner.mesh, shapes)
   if checkpoints.latest_step(manager) is None:
-    state = jax.jit(create, out_shardings=replicated)(init_key)
+    state = jax.jit(create, out_shardings=shardings)(init_key)
     if base is None:
       return state
     announce(f"fine-tuning from {base.describe()}")
@@ -259,8 +273,11 @@ def _init_or_restore(config, model, tx, runner, manager, base, announce):
       ema=None if state.ema is None else state_lib.start_ema(params),
     )
   abstract = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-    jax.eval_shape(create, init_key),
+    lambda x, sharding: jax.ShapeDtypeStruct(
+      x.shape, x.dtype, sharding=sharding
+    ),
+    shapes,
+    shardings,
   )
   state, data_state, step, skipped = checkpoints.restore_latest(
     manager, abstract

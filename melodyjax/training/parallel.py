@@ -51,19 +51,21 @@ class Jit:
     self.mesh = mesh
 
   def wrap(
-    self, body: Callable, batch_args: Sequence[bool], donate: bool = False
+    self,
+    body: Callable,
+    batch_args: Sequence[Any],
+    donate: bool = False,
+    out_split: Any = False,
   ) -> Callable:
-    """A jitted `body`; arguments marked in `batch_args` are split over
-    'data', the others replicated; the outputs are replicated."""
-    specs = tuple(
-      PartitionSpec(DATA_AXIS) if split else PartitionSpec()
-      for split in batch_args
-    )
+    """A jitted `body`; arguments marked True in `batch_args` (a bool, or
+    a tree of bools that is a prefix of the argument's) are split over
+    'data', the others replicated; likewise the outputs by `out_split`
+    (default: all replicated)."""
     mapped = jax.shard_map(
       body,
       mesh=self.mesh,
-      in_specs=specs,
-      out_specs=PartitionSpec(),
+      in_specs=tuple(_specs(split) for split in batch_args),
+      out_specs=_specs(out_split),
       check_vma=False,
     )
     return jax.jit(mapped, donate_argnums=0 if donate else ())
@@ -77,8 +79,9 @@ class Jit:
     }
 
   def put_state(self, state: Any) -> Any:
-    """A state as the wrapped steps take it (replicated)."""
-    return jax.device_put(state, replicated_sharding(self.mesh))
+    """A state as the wrapped steps take it (replicated, its carry split
+    over the batch)."""
+    return jax.device_put(state, state_shardings(self.mesh, state))
 
   def saved_state(self, state: Any) -> Any:
     """The state as checkpoints save it: global replicated arrays."""
@@ -103,13 +106,20 @@ class Pmap(Jit):
     self.num_local_devices = len(local_devices(mesh))
 
   def wrap(
-    self, body: Callable, batch_args: Sequence[bool], donate: bool = False
+    self,
+    body: Callable,
+    batch_args: Sequence[Any],
+    donate: bool = False,
+    out_split: Any = False,
   ) -> Callable:
     # Every process names all devices (pmap maps over its local ones).
-    # The replicated state is stacked per device; other replicated
-    # arguments (keys) are broadcast.
+    # The replicated state is stacked per device, its carry split into
+    # [devices, rows / device, ...] (so both have axis 0 mapped); other
+    # replicated arguments (keys) are broadcast. Outputs come stacked.
+    del out_split
     in_axes = tuple(
-      0 if split or i == 0 else None for i, split in enumerate(batch_args)
+      0 if i == 0 or any(jax.tree.leaves(split)) else None
+      for i, split in enumerate(batch_args)
     )
     return jax.pmap(
       body,
@@ -128,16 +138,29 @@ class Pmap(Jit):
     }
 
   def put_state(self, state: Any) -> Any:
-    return jax.tree.map(
-      lambda x: np.broadcast_to(
-        np.asarray(jax.device_get(x)), (self.num_local_devices, *x.shape)
-      ),
+    n = self.num_local_devices
+    carry = getattr(state, "carry", None)
+    if carry is not None:
+      state = state.replace(carry=None)
+    state = jax.tree.map(
+      lambda x: np.broadcast_to(np.asarray(jax.device_get(x)), (n, *x.shape)),
       state,
+    )
+    if carry is None:
+      return state
+    return state.replace(
+      carry=jax.tree.map(
+        lambda x: (rows := _local_rows(x)).reshape(
+          n, rows.shape[0] // n, *rows.shape[1:]
+        ),
+        carry,
+      )
     )
 
   def saved_state(self, state: Any) -> Any:
     # One replica as a global array: Orbax cannot save pmap's per-process
-    # outputs in a multi-process run.
+    # outputs in a multi-process run. The carry: this process's rows of
+    # a global array split over the batch.
     sharding = replicated_sharding(self.mesh)
 
     def global_replica(x):
@@ -146,13 +169,57 @@ class Pmap(Jit):
         replica.shape, sharding, lambda index: replica[index]
       )
 
-    return jax.tree.map(global_replica, state)
+    carry = getattr(state, "carry", None)
+    if carry is not None:
+      state = state.replace(carry=None)
+    state = jax.tree.map(global_replica, state)
+    if carry is None:
+      return state
+    rows = batch_sharding(self.mesh)
+    return state.replace(
+      carry=jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(
+          rows, np.asarray(x).reshape(-1, *x.shape[2:])
+        ),
+        carry,
+      )
+    )
 
   def fetch(self, tree: Any) -> Any:
     return jax.tree.map(lambda x: np.asarray(x)[0], jax.device_get(tree))
 
   def host_params(self, params: Any) -> Any:
     return jax.tree.map(lambda x: np.asarray(x[0]), params)
+
+
+def _specs(split: Any) -> Any:
+  """A tree of bools to PartitionSpecs: split over 'data' or replicated."""
+  return jax.tree.map(
+    lambda s: PartitionSpec(DATA_AXIS) if s else PartitionSpec(), split
+  )
+
+
+def state_shardings(mesh: Mesh, state: Any) -> Any:
+  """The shardings of a train state (or its abstract shapes): replicated,
+  its `carry` (if any) split over the batch."""
+  carry = getattr(state, "carry", None)
+  shardings = jax.tree.map(lambda _: replicated_sharding(mesh), state)
+  if carry is None:
+    return shardings
+  return shardings.replace(
+    carry=jax.tree.map(lambda _: batch_sharding(mesh), carry)
+  )
+
+
+def _local_rows(x: Any) -> np.ndarray:
+  """This process's rows of an array split over the batch, in order."""
+  if not isinstance(x, jax.Array) or x.is_fully_addressable:
+    return np.asarray(jax.device_get(x))
+  shards = sorted(
+    x.addressable_shards, key=lambda shard: shard.index[0].start or 0
+  )
+  unique = {shard.index[0].start: shard for shard in shards}
+  return np.concatenate([np.asarray(s.data) for s in unique.values()])
 
 
 def create(mode: str, mesh: Mesh) -> Jit:

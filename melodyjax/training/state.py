@@ -1,5 +1,5 @@
-"""The train state (step, parameters, optimizer state, parameter average)
-and the optimizer."""
+"""The train state (step, parameters, optimizer state, parameter average,
+carried LSTM state) and the optimizer."""
 
 from __future__ import annotations
 
@@ -15,14 +15,20 @@ from melodyjax.model import model as model_lib
 
 
 class TrainState(flax.struct.PyTreeNode):
-  """Everything a step changes: step number, parameters, optimizer state,
-  and the exponential moving average of the parameters (`ema`: a tree like
-  `params`, or None when `train.ema_decay` is 0)."""
+  """Everything a step changes: step number, parameters, optimizer state.
+
+  `ema` is the exponential moving average of the parameters (a tree like
+  `params`), or None when `train.ema_decay` is 0. `carry` is the LSTM
+  state each lane ends the last step with (per layer (h, c), each float32
+  [batch, hidden], split over the batch like the batch) when
+  `train.carry_state` is on, else None (no leaves).
+  """
 
   step: jax.Array
   params: Any
   opt_state: Any
   ema: Any = None
+  carry: Any = None
 
   @property
   def inference_params(self) -> Any:
@@ -97,15 +103,25 @@ def create_train_state(
   tx: optax.GradientTransformation,
   seq_len: int,
   ema: bool = False,
+  carry_rows: int = 0,
 ) -> TrainState:
   """Fresh parameters (`model_lib.init_params`) and optimizer state; with
-  `ema`, an average that starts at the parameters."""
+  `ema`, an average that starts at the parameters; a zero carried state of
+  `carry_rows` lanes (none for 0)."""
   params = model_lib.init_params(model, init_key, seq_len)
+  carry = None
+  if carry_rows:
+    # Two arrays per layer, not one twice: the state is donated.
+    carry = tuple(
+      tuple(jnp.zeros((carry_rows, h), jnp.float32) for _ in "hc")
+      for h in model.config.lstm_sizes
+    )
   return TrainState(
     step=jnp.zeros((), jnp.int32),
     params=params,
     opt_state=tx.init(params),
     ema=start_ema(params) if ema else None,
+    carry=carry,
   )
 
 

@@ -50,15 +50,29 @@ def compute_sums(
   (teacher forcing): its duration terms are given the true pitch, so the
   sum of the two streams' terms is the event's exact log-likelihood.
   """
+  return forward_sums(model, params, batch, objective, channel_mask)[0]
+
+
+def forward_sums(
+  model: model_lib.MelodyModel,
+  params: Any,
+  batch: Mapping[str, jax.Array],
+  objective: str,
+  channel_mask: jax.Array | None = None,
+  carry: Any = None,
+) -> tuple[dict[str, jax.Array], Any]:
+  """`compute_sums` from the initial LSTM state `carry` (default: zeros),
+  and the final state (per layer (h, c), each [batch, hidden])."""
   target_pitch = batch["target_pitch"]
   target_duration = batch["target_duration"]
   last = objective == "last"
-  pitch_logits, duration_logits, _ = model.apply(
+  pitch_logits, duration_logits, final = model.apply(
     {"params": params},
     batch["pitch"],
     batch["duration"],
     conditions={name: batch[name] for name in model.config.conditions},
     channel_mask=channel_mask,
+    carry=carry,
     last_only=last,
     target_pitch=target_pitch[:, None] if last else target_pitch,
   )
@@ -74,7 +88,7 @@ def compute_sums(
   )
   hit_pitch = (jnp.argmax(pitch_logits, -1) == target_pitch) * mask
   hit_duration = (jnp.argmax(duration_logits, -1) == target_duration) * mask
-  return {
+  sums = {
     "nll_pitch": jnp.sum(nll_pitch * mask),
     "nll_duration": jnp.sum(nll_duration * mask),
     "correct_pitch": jnp.sum(hit_pitch),
@@ -82,6 +96,17 @@ def compute_sums(
     "correct_both": jnp.sum(hit_pitch * hit_duration),
     "count": jnp.sum(mask),
   }
+  return sums, final
+
+
+def initial_carry(state: state_lib.TrainState, batch) -> Any:
+  """Each lane's carried state where its row continues the previous
+  window (`batch['continues']`), zeros elsewhere; None without a carried
+  state. No gradient flows into it (it is not a parameter)."""
+  if state.carry is None:
+    return None
+  keep = batch["continues"].astype(bool)[:, None]
+  return jax.tree.map(lambda x: jnp.where(keep, x, 0.0), state.carry)
 
 
 def _train_body(
@@ -103,13 +128,17 @@ def _train_body(
     config.spatial_dropout,
   )
 
+  carry = initial_carry(state, batch)
+
   def loss_fn(params):
-    sums = compute_sums(model, params, batch, objective, channel_mask)
+    sums, final = forward_sums(
+      model, params, batch, objective, channel_mask, carry
+    )
     count = jax.lax.psum(sums["count"], parallel.DATA_AXIS)
     loss = (sums["nll_pitch"] + sums["nll_duration"]) / jnp.maximum(count, 1)
-    return loss, sums
+    return loss, (sums, final)
 
-  grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
+  grads, (sums, final) = jax.grad(loss_fn, has_aux=True)(state.params)
   grads = jax.lax.psum(grads, parallel.DATA_AXIS)
   sums = jax.lax.psum(sums, parallel.DATA_AXIS)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -120,7 +149,11 @@ def _train_body(
   if average is not None:
     average = state_lib.update_ema(average, params, step, *ema)
   return state.replace(
-    step=step, params=params, opt_state=opt_state, ema=average
+    step=step,
+    params=params,
+    opt_state=opt_state,
+    ema=average,
+    carry=None if carry is None else final,
   ), sums
 
 
@@ -135,19 +168,34 @@ def make_steps(
   objective: str,
   runner: parallel.Jit,
   ema: tuple[float, int] = (0.0, 0),
+  carry_state: bool = False,
 ):
   """The compiled (train_step, eval_step) for a data-parallel `runner`.
 
   train_step(state, batch, dropout_key) -> (state, sums); the state is
   donated, and a state with an average (`state.ema`) has it updated with
-  `ema` = (decay, start step) (`state.update_ema`). eval_step(params,
-  batch) -> sums. Batches come from `runner.put_batch`.
+  `ema` = (decay, start step) (`state.update_ema`); with `carry_state` its
+  `carry` is split over the batch like the batch (and batches hold
+  `continues`). eval_step(params, batch) -> sums. Batches come from
+  `runner.put_batch`.
   """
   train_body = functools.partial(
     _train_body, model=model, tx=tx, objective=objective, ema=ema
   )
   eval_body = functools.partial(_eval_body, model=model, objective=objective)
-  train_step = runner.wrap(train_body, (False, True, False), donate=True)
+  state_split = (
+    state_lib.TrainState(
+      step=False, params=False, opt_state=False, ema=False, carry=True
+    )
+    if carry_state
+    else False
+  )
+  train_step = runner.wrap(
+    train_body,
+    (state_split, True, False),
+    donate=True,
+    out_split=(state_split, False),
+  )
   eval_step = runner.wrap(eval_body, (False, True))
   return train_step, eval_step
 

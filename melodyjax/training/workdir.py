@@ -318,6 +318,14 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   check_same_data(
     workdir, old.get("seed"), old.get("train", {}).get("batch_size"), config
   )
+  old_carry = old.get("train", {}).get("carry_state", False)
+  new_carry = config.train.get("carry_state", False)
+  if old_carry != new_carry:
+    raise errors.ConfigError(
+      f"workdir {workdir} was trained with config.train.carry_state="
+      f"{old_carry} and the config says {new_carry} (another batch layout "
+      "and train state): use a new workdir or the old value"
+    )
   check_same_model(
     old.get("model", {}),
     config,
