@@ -126,10 +126,14 @@ def _setup(dataset, mode, num_devices, lanes, carry_state=True, **train):
     mode, parallel.create_mesh(jax.devices()[:num_devices])
   )
   train_step, eval_step = steps_lib.make_steps(
-    model, tx, "all", runner, carry_state
+    model, tx, "all", runner, carry_state=carry_state
   )
   state = state_lib.create_train_state(
-    jax.random.key(0), model, tx, SEQ_LEN, lanes if carry_state else 0
+    jax.random.key(0),
+    model,
+    tx,
+    SEQ_LEN,
+    carry_rows=lanes if carry_state else 0,
   )
   windows = windows_lib.make_windows(dataset.train, SEQ_LEN, "all")
   batches = windows_lib.create_iterator(

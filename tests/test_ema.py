@@ -82,7 +82,7 @@ def run_steps(dataset, mode, num_devices, steps, **train_overrides):
     mode, parallel.create_mesh(jax.devices()[:num_devices])
   )
   ema = state_lib.ema_settings(config.train)
-  train_step, _ = steps_lib.make_steps(model, tx, "all", runner, ema)
+  train_step, _ = steps_lib.make_steps(model, tx, "all", runner, ema=ema)
   state = runner.put_state(
     state_lib.create_train_state(
       jax.random.key(0), model, tx, 16, ema=ema[0] > 0

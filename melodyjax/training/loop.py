@@ -208,8 +208,8 @@ def _setup(
     tx,
     train.objective,
     runner,
-    state_lib.ema_settings(train),
-    _carry_state(config),
+    ema=state_lib.ema_settings(train),
+    carry_state=_carry_state(config),
   )
   manager = checkpoints.create_manager(
     workdir,

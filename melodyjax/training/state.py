@@ -102,6 +102,7 @@ def create_train_state(
   model: model_lib.MelodyModel,
   tx: optax.GradientTransformation,
   seq_len: int,
+  *,
   ema: bool = False,
   carry_rows: int = 0,
 ) -> TrainState:

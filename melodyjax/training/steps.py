@@ -167,6 +167,7 @@ def make_steps(
   tx,
   objective: str,
   runner: parallel.Jit,
+  *,
   ema: tuple[float, int] = (0.0, 0),
   carry_state: bool = False,
 ):
