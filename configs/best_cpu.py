@@ -1,16 +1,19 @@
 """The best CPU recipe so far: `configs/cpu.py` conditioned on metre, mode
-and style (the same seed model otherwise; same 1,500 steps).
+and style, with the duration head reading the event's pitch (the same seed
+model otherwise; same 1,500 steps).
 
   python train_main.py --config=configs/best_cpu.py --workdir=runs/esac_best
   python -m melodyjax.evaluate --workdir=runs/esac_best --step=best
 
-Measured on ESAC, key-normalised (`python -m benchmarks.bench_controls`,
-variant 'all', 2-core AMD EPYC, 5.9 min of training): test 3.357 bits per
-note (pitch 2.283, duration 1.074) against 3.786 for the best baseline
-(IDyOM's combination for pitch, the n-gram for duration): 0.887x. Most of
-it is the metre (bar positions and time signatures read from the MIDI
-files, which the baselines do not see); alone it gives 3.367. Not yet
-measured: O'Neill's 1850 and the as-written (not key-normalised) datasets.
+Measured on ESAC's test split (`python -m benchmarks.bench_baselines`,
+BENCHMARKS.md "Baselines side by side", 2-core AMD EPYC), bits per note
+against the best baseline (IDyOM's combination for pitch, the n-gram for
+duration): key-normalised 3.362 (pitch 2.324, duration 1.038), 0.888x;
+as written (`--config.data.normalize_key=False
+--config.data.dataset_dir=~/.cache/melodyjax/datasets/esac_written`)
+3.486, 0.902x. Conditioning alone gives 3.357 and 3.484: on ESAC the
+duration head's gain (0.08 bits without conditioning) is what the metre
+already gives. On O'Neill's 1850 it adds to it (`configs/best_oneills.py`).
 """
 
 import ml_collections
@@ -23,4 +26,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.condition_metre = True
   config.model.condition_mode = True
   config.model.condition_style = True
+  config.model.duration_given_pitch = True
   return config
