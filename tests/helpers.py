@@ -6,11 +6,13 @@ from one another.
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from fractions import Fraction as F
 
 import jax
+import numpy as np
 
 from configs import tiny
 from melodyjax.listening import hook
@@ -106,6 +108,27 @@ def final_params(workdir):
   state, data = checkpoints.restore(manager, manager.latest_step(), abstract)
   manager.close()
   return state, data
+
+
+def resume_after_step_10(config, tmp_path):
+  """Trains `config` (20 steps, checkpoints at 10 and 20) uninterrupted and
+  again as if interrupted after step 10 (the same workdir without step 20,
+  then the same command); returns the final (state, data position) of
+  each, (full, cut)."""
+  config.checkpoint.max_to_keep = 5
+  full = tmp_path / "full"
+  loop.train_and_evaluate(config, str(full))
+  cut = tmp_path / "cut"
+  shutil.copytree(full, cut)
+  shutil.rmtree(cut / "checkpoints" / "20")
+  loop.train_and_evaluate(config, str(cut))
+  return final_params(full), final_params(cut)
+
+
+def assert_trees_equal(a, b) -> None:
+  """Fails unless two trees hold bit-for-bit equal leaves."""
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)
 
 
 @contextlib.contextmanager

@@ -7,8 +7,6 @@ initial state, jit and pmap on four CPU devices, exact resume, and the
 config errors.
 """
 
-import shutil
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,7 +25,8 @@ from melodyjax.training import state as state_lib
 from melodyjax.training import steps as steps_lib
 from tests.helpers import (
   abstract_state,
-  final_params,
+  assert_trees_equal,
+  resume_after_step_10,
   tiny_config,
   write_tunes,
 )
@@ -260,22 +259,14 @@ def test_every_lstm_impl_starts_from_a_given_carry(impl):
 
 def test_resume_with_a_carried_state_equals_uninterrupted(midi_dir, tmp_path):
   config = tiny_config(midi_dir, tmp_path / "data", carry_state=True)
-  config.checkpoint.max_to_keep = 5
-  full = tmp_path / "full"
-  loop.train_and_evaluate(config, str(full))
+  (state_full, data_full), (state_cut, data_cut) = resume_after_step_10(
+    config, tmp_path
+  )
   cut = tmp_path / "cut"
-  shutil.copytree(full, cut)
-  shutil.rmtree(cut / "checkpoints" / "20")
-  loop.train_and_evaluate(config, str(cut))
-  state_full, data_full = final_params(full)
-  state_cut, data_cut = final_params(cut)
   assert data_full == data_cut == {"step": 20, "seed": 0, "batch_size": 8}
   assert state_cut.carry is not None
   assert np.abs(state_cut.carry[0][0]).max() > 0
-  for a, b in zip(
-    jax.tree.leaves(state_full), jax.tree.leaves(state_cut), strict=True
-  ):
-    np.testing.assert_array_equal(a, b)
+  assert_trees_equal(state_full, state_cut)
   # The step after the cut starts from the carry saved at step 10.
   state_10, _ = final_params_at(cut, 10)
   assert not np.array_equal(state_10.carry[0][0], state_cut.carry[0][0])

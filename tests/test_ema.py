@@ -23,7 +23,13 @@ from melodyjax.training import metrics as metrics_lib
 from melodyjax.training import state as state_lib
 from melodyjax.training import steps as steps_lib
 from melodyjax.training import workdir as workdir_lib
-from tests.helpers import final_params, tiny_config, write_tunes
+from tests.helpers import (
+  assert_trees_equal,
+  final_params,
+  resume_after_step_10,
+  tiny_config,
+  write_tunes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -154,21 +160,12 @@ def test_resume_with_the_average_equals_uninterrupted(
   config = tiny_config(
     midi_dir, tmp_path / "data", ema_decay=0.9, parallel=parallel_mode
   )
-  config.checkpoint.max_to_keep = 5
-  full = tmp_path / "full"
-  loop.train_and_evaluate(config, str(full))
-  cut = tmp_path / "cut"
-  shutil.copytree(full, cut)
-  shutil.rmtree(cut / "checkpoints" / "20")
-  loop.train_and_evaluate(config, str(cut))
-  state_full, data_full = final_params(full)
-  state_cut, data_cut = final_params(cut)
+  (state_full, data_full), (state_cut, data_cut) = resume_after_step_10(
+    config, tmp_path
+  )
   assert data_full == data_cut and int(state_cut.step) == 20
   assert state_cut.ema is not None and differs(state_cut.ema, state_cut.params)
-  for a, b in zip(
-    jax.tree.leaves(state_full), jax.tree.leaves(state_cut), strict=True
-  ):
-    np.testing.assert_array_equal(a, b)
+  assert_trees_equal(state_full, state_cut)
 
 
 def test_switched_on_at_resume_the_average_starts_there(midi_dir, tmp_path):

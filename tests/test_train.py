@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,8 @@ from melodyjax.training import steps as steps_lib
 from melodyjax.training import workdir as workdir_lib
 from tests.helpers import (
   PROJECT,
-  final_params,
+  assert_trees_equal,
+  resume_after_step_10,
   run_python,
   tiny_config,
   write_tunes,
@@ -161,22 +161,12 @@ def test_end_to_end_run_writes_a_complete_workdir(midi_dir, tmp_path):
 
 def test_resume_equals_uninterrupted(midi_dir, tmp_path):
   config = tiny_config(midi_dir, tmp_path / "data")
-  config.checkpoint.max_to_keep = 5
-  full = tmp_path / "full"
-  loop.train_and_evaluate(config, str(full))
-  # Interrupted after step 10: the same workdir without what came later.
-  cut = tmp_path / "cut"
-  shutil.copytree(full, cut)
-  shutil.rmtree(cut / "checkpoints" / "20")
-  loop.train_and_evaluate(config, str(cut))
-  state_full, data_full = final_params(full)
-  state_cut, data_cut = final_params(cut)
+  (state_full, data_full), (state_cut, data_cut) = resume_after_step_10(
+    config, tmp_path
+  )
   assert data_full == data_cut == {"step": 20, "seed": 0, "batch_size": 8}
   assert int(state_cut.step) == 20
-  for a, b in zip(
-    jax.tree.leaves(state_full), jax.tree.leaves(state_cut), strict=True
-  ):
-    np.testing.assert_array_equal(a, b)
+  assert_trees_equal(state_full, state_cut)
 
 
 def test_resume_refuses_other_data(midi_dir, tmp_path):
