@@ -15,6 +15,8 @@ import jax
 import numpy as np
 
 from configs import tiny
+from melodyjax.data import build
+from melodyjax.data import dataset as dataset_lib
 from melodyjax.listening import hook
 from melodyjax.model import model as model_lib
 from melodyjax.music import midi_io
@@ -108,6 +110,18 @@ def final_params(workdir):
   state, data = checkpoints.restore(manager, manager.latest_step(), abstract)
   manager.close()
   return state, data
+
+
+def small_dataset(midi_dir, out):
+  """The dataset of a few dozen test tunes, with splits large enough to
+  score (15% validation, 10% test), built in one process."""
+  return build.build_dataset(
+    midi_dir,
+    out,
+    dataset_lib.CorpusConfig(valid_fraction=0.15, test_fraction=0.1),
+    workers=1,
+    progress=False,
+  )
 
 
 def resume_after_step_10(config, tmp_path):

@@ -14,8 +14,6 @@ import pytest
 
 from configs import tiny
 from melodyjax import errors
-from melodyjax.data import build
-from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import windows as windows_lib
 from melodyjax.model import lstm
 from melodyjax.model import model as model_lib
@@ -27,6 +25,7 @@ from tests.helpers import (
   abstract_state,
   assert_trees_equal,
   resume_after_step_10,
+  small_dataset,
   tiny_config,
   write_tunes,
 )
@@ -43,13 +42,7 @@ def midi_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(midi_dir, tmp_path_factory):
-  return build.build_dataset(
-    midi_dir,
-    tmp_path_factory.mktemp("data"),
-    dataset_lib.CorpusConfig(valid_fraction=0.15, test_fraction=0.1),
-    workers=1,
-    progress=False,
-  )
+  return small_dataset(midi_dir, tmp_path_factory.mktemp("data"))
 
 
 def test_lanes_visit_every_window_once_and_songs_in_order(dataset):

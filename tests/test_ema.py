@@ -12,8 +12,6 @@ import pytest
 from configs import tiny
 from melodyjax import errors
 from melodyjax.cli import export
-from melodyjax.data import build
-from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import windows as windows_lib
 from melodyjax.listening import hook
 from melodyjax.model import model as model_lib
@@ -27,6 +25,7 @@ from tests.helpers import (
   assert_trees_equal,
   final_params,
   resume_after_step_10,
+  small_dataset,
   tiny_config,
   write_tunes,
 )
@@ -39,13 +38,7 @@ def midi_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(midi_dir, tmp_path_factory):
-  return build.build_dataset(
-    midi_dir,
-    tmp_path_factory.mktemp("ema_data"),
-    dataset_lib.CorpusConfig(valid_fraction=0.15, test_fraction=0.1),
-    workers=1,
-    progress=False,
-  )
+  return small_dataset(midi_dir, tmp_path_factory.mktemp("ema_data"))
 
 
 class Recorder:

@@ -13,8 +13,6 @@ import pytest
 
 from configs import tiny
 from melodyjax import errors
-from melodyjax.data import build
-from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import windows as windows_lib
 from melodyjax.model import model as model_lib
 from melodyjax.training import loop, parallel
@@ -26,6 +24,7 @@ from tests.helpers import (
   assert_trees_equal,
   resume_after_step_10,
   run_python,
+  small_dataset,
   tiny_config,
   write_tunes,
 )
@@ -40,13 +39,7 @@ def midi_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(midi_dir, tmp_path_factory):
-  return build.build_dataset(
-    midi_dir,
-    tmp_path_factory.mktemp("data"),
-    dataset_lib.CorpusConfig(valid_fraction=0.15, test_fraction=0.1),
-    workers=1,
-    progress=False,
-  )
+  return small_dataset(midi_dir, tmp_path_factory.mktemp("data"))
 
 
 def setup_step(
