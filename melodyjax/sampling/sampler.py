@@ -171,11 +171,7 @@ def _choose(
   is drawn first, so that the pitch can depend on whether it ends the
   melody; both heads read the same context.
   """
-  # A song starts with a note: neither eos nor a rest right after bos.
-  banned = _reserved_mask(pitch_logits.shape[-1], True)
-  banned = banned.at[tokens.EOS_ID].set(t == 0)
-  if rest_id >= 0:
-    banned = banned.at[rest_id].set(t == 0)
+  banned = _pitch_ban(pitch_logits.shape[-1], t, rest_id)
   pitch_logits = jnp.where(banned, _NEG, pitch_logits)
   duration_logits = jnp.where(
     _reserved_mask(duration_logits.shape[-1], False), _NEG, duration_logits
@@ -219,10 +215,7 @@ def _choose_joint(
   The log-probability is log q(p) + log q(d | p) (at eos, log q(eos)),
   before the bans, top-k and top-p.
   """
-  banned = _reserved_mask(pitch_logits.shape[-1], True)
-  banned = banned.at[tokens.EOS_ID].set(t == 0)
-  if rest_id >= 0:
-    banned = banned.at[rest_id].set(t == 0)
+  banned = _pitch_ban(pitch_logits.shape[-1], t, rest_id)
   pitch_logits = jnp.where(banned, _NEG, pitch_logits) / settings.temperature[0]
   duration_logits = jnp.where(
     _reserved_mask(duration_logits.shape[-1], False), _NEG, duration_logits
@@ -251,6 +244,16 @@ def _choose_joint(
     pitch == tokens.EOS_ID, 0.0, conditional[rows, pitch, duration]
   )
   return pitch.astype(jnp.int32), duration.astype(jnp.int32), log_prob
+
+
+def _pitch_ban(vocab: int, t, rest_id: int) -> jax.Array:
+  """Pitch ids never drawn after position t: the reserved ones, and eos and
+  the rest as the first event (a song starts with a note)."""
+  banned = _reserved_mask(vocab, True)
+  banned = banned.at[tokens.EOS_ID].set(t == 0)
+  if rest_id >= 0:
+    banned = banned.at[rest_id].set(t == 0)
+  return banned
 
 
 def _log_prob(logits, ids):
