@@ -29,6 +29,8 @@ from benchmarks import results, runs  # noqa: E402
 from melodyjax.evaluation import controls  # noqa: E402
 from melodyjax.music import tonality  # noqa: E402
 from melodyjax.sampling import generate, plan  # noqa: E402
+from melodyjax.sampling import request as request_lib  # noqa: E402
+from melodyjax.training import runs as runs_lib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATASET = "~/.cache/melodyjax/datasets/esac_controls"
@@ -101,7 +103,7 @@ def measure(run, request, asked) -> dict[str, float]:
 
 def print_checks(run, num_outputs: int) -> list:
   """The table of control checks; returns its figures."""
-  base = generate.Request(num_outputs=num_outputs, num_notes=128, seed=1)
+  base = request_lib.Request(num_outputs=num_outputs, num_notes=128, seed=1)
   figures = []
   print("| control | asked | reference (same seed) |\n|---|---|---|")
   for name, asked, reference, keys in CHECKS:
@@ -150,7 +152,7 @@ def main() -> None:
       f"{bits['bits_per_note_duration']:.3f} |"
     )
   if not args.skip_checks:
-    run = generate.load_run(os.path.join(args.runs, "all"), "best")
+    run = runs_lib.from_workdir(os.path.join(args.runs, "all"), "best")
     figures += print_checks(run, args.num_outputs)
   results.merge(args.out, figures)
 

@@ -30,7 +30,7 @@ if __name__ == "__main__":
 from benchmarks import results, runs  # noqa: E402
 from melodyjax.data import build, dataset, tokenize  # noqa: E402
 from melodyjax.evaluation import ngram  # noqa: E402
-from melodyjax.sampling import generate  # noqa: E402
+from melodyjax.training import runs as runs_lib  # noqa: E402
 
 SPLIT = dataset.CorpusConfig(valid_fraction=0.1, test_fraction=0.1)
 SCRATCH = {  # from scratch: the default schedule, shortened, best step kept
@@ -84,7 +84,7 @@ def main() -> None:
         os.path.join(tmp, f"tuned_{size_text}"),
         {**where, **common, "init_from": base},
       )
-      base_run = generate.load_run(base)
+      base_run = runs_lib.from_workdir(base)
       built = build.build_dataset(
         folder,
         data,

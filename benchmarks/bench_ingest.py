@@ -38,8 +38,9 @@ import time
 from collections.abc import Sequence
 
 from melodyjax import files
-from melodyjax.data import build, esac, tokenize
+from melodyjax.data import build, tokenize
 from melodyjax.data import dataset as dataset_lib
+from melodyjax.data.corpora import builtin
 
 DEFAULT_OUT = os.path.join(
   os.path.dirname(os.path.abspath(__file__)), "results.json"
@@ -99,7 +100,7 @@ def warm_page_cache(midi_dir: str, relpaths: Sequence[str]) -> int:
 
 def music21_events(path: str) -> list[tuple[tuple[int, ...], float]]:
   """Parses a MIDI file with music21; (MIDI pitches, quarters) per event."""
-  from music21 import converter  # pylint: disable=g-import-not-at-top
+  from music21 import converter
 
   stream = converter.parse(path, forceSource=True)
   return [
@@ -235,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   )
   parser.add_argument(
     "--midi_dir",
-    default=str(esac.default_midi_dir()),
+    default=str(builtin.default_midi_dir()),
     help="folder of MIDI files (default: the converted ESAC corpus)",
   )
   parser.add_argument(
@@ -300,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   sample = spread(relpaths, max(1, args.music21_files))
   try:
-    import music21  # pylint: disable=g-import-not-at-top
+    import music21
   except ImportError:
     print("music21 is not installed: its part is skipped", flush=True)
     music21 = None

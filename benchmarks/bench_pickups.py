@@ -4,7 +4,7 @@
 
 Draws tunes at random from music21's ESAC files, takes music21's pickup
 (the padding of the first measure of the parsed score, as the conversion
-records it) as the truth, and counts how often `esac_metre.abc_pickup`
+records it) as the truth, and counts how often `esac.abc_pickup`
 (from the ABC text) and `metre.song_metre`'s onset rule (from the
 converted MIDI file in ~/.cache/melodyjax/esac_midi, as `make run` writes
 it) give the same length. About a minute for 600 tunes (music21 parses).
@@ -16,7 +16,12 @@ import argparse
 import os
 import random
 
-from melodyjax.data import esac, esac_metre
+from melodyjax.data.corpora import (
+  abc_text,
+  builtin,
+  esac,
+  music21_abc,
+)
 from melodyjax.music import metre, midi_io
 
 
@@ -24,16 +29,18 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--tunes", type=int, default=600)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--midi_dir", default=str(esac.default_midi_dir()))
+  parser.add_argument("--midi_dir", default=str(builtin.default_midi_dir()))
   args = parser.parse_args()
-  tunes = [t for f in esac.find_abc_files() for t in esac.read_abc_tunes(f)]
+  tunes = [
+    t for f in builtin.find_abc_files() for t in abc_text.read_abc_tunes(f)
+  ]
   sample = random.Random(args.seed).sample(tunes, args.tunes)
   counts = dict.fromkeys(("meter", "pickup", "abc", "midi", "zero"), 0)
   for tune in sample:
-    score = esac.parse_abc_tune(tune.text)
-    esac.prepare_score_for_midi(score)
-    truth = esac._pickup_quarters(score)  # pylint: disable=protected-access
-    hint = esac_metre.abc_pickup(tune.text)
+    score = music21_abc.parse_abc_tune(tune.text)
+    music21_abc.prepare_score_for_midi(score)
+    truth = music21_abc._pickup_quarters(score)
+    hint = esac.abc_pickup(tune.text)
     path = os.path.join(args.midi_dir, tune.relpath)
     if hint is None or not os.path.exists(path):
       continue

@@ -45,6 +45,7 @@ from benchmarks import results  # noqa: E402
 from melodyjax.data import build  # noqa: E402
 from melodyjax.evaluation import predict  # noqa: E402
 from melodyjax.training import metrics as metrics_lib  # noqa: E402
+from melodyjax.training import runs as runs_lib  # noqa: E402
 
 
 def training_seconds(rows: list[dict]) -> dict[int, float]:
@@ -129,11 +130,10 @@ def main():
   if not len(names) == len(max_steps) == len(every):
     parser.error("--max_steps and --every need one value per config")
 
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
 
-  from configs import default  # pylint: disable=g-import-not-at-top
-  from melodyjax.evaluation import ngram  # pylint: disable=g-import-not-at-top
-  from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
+  from configs import default
+  from melodyjax.evaluation import ngram
 
   jax.config.update("jax_platforms", "cpu")
   config = default.get_config()
@@ -179,7 +179,7 @@ def main():
     )
     crossed, curve = None, []
     for step in steps:
-      run = generate.load_run(workdir, step)
+      run = runs_lib.from_workdir(workdir, step)
       bits = predict.score_split(run, "valid", dataset)["bits_per_note"]
       seconds = logged.get(step, np.nan)
       curve.append((step, seconds, bits))

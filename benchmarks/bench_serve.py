@@ -32,10 +32,10 @@ TARGETS = {"serve/failed_requests": ("<", 1)}
 
 def make_workdir(folder: str) -> str:
   """A run of the seed's architecture, trained for 2 steps."""
-  from configs import default  # pylint: disable=g-import-not-at-top
-  from melodyjax.music import midi_io  # pylint: disable=g-import-not-at-top
-  from melodyjax.music.events import Event  # pylint: disable=g-import-not-at-top
-  from melodyjax.training import loop  # pylint: disable=g-import-not-at-top
+  from configs import default
+  from melodyjax.music import midi_io
+  from melodyjax.music.events import Event
+  from melodyjax.training import loop
 
   midi_dir = os.path.join(folder, "midi")
   os.makedirs(midi_dir)
@@ -186,7 +186,7 @@ def main():
   growth = rows[-1]["rss_mib"] - rows[1 if len(rows) > 1 else 0]["rss_mib"]
   print(f"memory growth after round 1: {growth:+.1f} MiB")
   if not args.no_save and args.max_batch == 8:
-    from benchmarks import results  # pylint: disable=g-import-not-at-top
+    from benchmarks import results
 
     results.merge(
       results.DEFAULT_PATH,

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+from melodyjax.training import runs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -31,14 +33,13 @@ def train_main(config: str, workdir: str, overrides: dict) -> float:
 
 def best_run(workdir: str):
   """The run's best validation step (`generate.load_run`)."""
-  from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
 
-  return generate.load_run(workdir, "best")
+  return runs.from_workdir(workdir, "best")
 
 
 def test_bits(workdir: str) -> dict[str, float]:
   """The test split's scores of the run's best validation step (every
   event and eos of every test song, from its start)."""
-  from melodyjax.evaluation import predict  # pylint: disable=g-import-not-at-top
+  from melodyjax.evaluation import predict
 
   return predict.score_split(best_run(workdir), "test")

@@ -2,7 +2,7 @@
 
   python train_main.py --config=configs/oneills.py --workdir=runs/oneills
 
-Converts O'Neill's to MIDI on first use (as `python -m melodyjax.esac
+Converts O'Neill's to MIDI on first use (as `melodyjax-convert
 --corpus oneills` does: 425 s with 2 workers, once) and builds its dataset
 (11 s): 1,840 tunes, 194,582 notes, 3,565 training windows of 64 events
 (ESAC has 9,838). The grid is 24 steps per quarter note: the hornpipes'
@@ -14,12 +14,14 @@ about 54 epochs; the run's time and bits per note are not yet measured.
 import ml_collections
 
 from configs import default
+from melodyjax.data import config as data_config
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
-  config.data.midi_dir = "~/.cache/melodyjax/oneills_midi"
-  config.data.dataset_dir = "~/.cache/melodyjax/datasets/oneills"
+  config.data.midi_dir, config.data.dataset_dir = data_config.corpus_folders(
+    "oneills"
+  )
   config.data.grid = 24  # steps per quarter: holds 1/8 and triplets
   config.train.num_train_steps = 3000
   config.train.warmup_steps = 200

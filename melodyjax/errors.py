@@ -25,8 +25,9 @@ class CorpusError(MelodyjaxError):
   """A corpus folder, dataset cache or data option that cannot be used."""
 
 
-class EsacError(MelodyjaxError):
-  """ESAC cannot be converted (music21 missing, an unwritable folder)."""
+class ConversionError(CorpusError):
+  """A built-in corpus cannot be converted (music21 missing, an unknown
+  corpus, an unwritable folder)."""
 
 
 class CheckpointError(MelodyjaxError):

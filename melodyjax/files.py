@@ -1,4 +1,5 @@
-"""Files a kill cannot leave half-written, and readers that expect a cut.
+"""Files a kill cannot leave half-written, readers that expect a cut, and
+the cache folder.
 
 Every file the project writes goes through `atomic_write`: the data goes to
 a hidden temporary file beside the target (`.NAME.PID.tmp`), which is then
@@ -24,6 +25,20 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 TMP_SUFFIX = ".tmp"
+CACHE_ENV = "MELODYJAX_CACHE"
+DEFAULT_CACHE = os.path.join("~", ".cache", "melodyjax")
+
+
+def cache_dir(*parts: str) -> str:
+  """The one place that decides where melodyjax caches what it derives
+  (converted corpora, datasets, compiled kernels, baseline tables):
+  `$MELODYJAX_CACHE` if set, else `~/.cache/melodyjax`, then `parts`.
+
+  Returns:
+    An absolute path (`~` expanded); nothing is created.
+  """
+  root = os.environ.get(CACHE_ENV) or DEFAULT_CACHE
+  return os.path.abspath(os.path.join(os.path.expanduser(root), *parts))
 
 
 def temporary_path(path: str | os.PathLike) -> str:

@@ -16,8 +16,9 @@ import numpy as np
 
 from configs import tiny
 from melodyjax.data import build
-from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import config as data_config_lib
 from melodyjax.listening import hook
+from melodyjax.model import config as model_config_lib
 from melodyjax.model import model as model_lib
 from melodyjax.music import midi_io
 from melodyjax.music.events import Event, Song
@@ -85,7 +86,7 @@ def abstract_state(workdir):
   config = workdir_lib.read_config(str(workdir))
   pitch_vocab, duration_vocab = workdir_lib.read_vocabs(str(workdir))
   model = model_lib.MelodyModel(
-    model_lib.get_model_config(
+    model_config_lib.get_model_config(
       config.model, len(pitch_vocab), len(duration_vocab)
     )
   )
@@ -118,7 +119,7 @@ def small_dataset(midi_dir, out):
   return build.build_dataset(
     midi_dir,
     out,
-    dataset_lib.CorpusConfig(valid_fraction=0.15, test_fraction=0.1),
+    data_config_lib.CorpusConfig(valid_fraction=0.15, test_fraction=0.1),
     workers=1,
     progress=False,
   )

@@ -244,12 +244,15 @@ def test_empty_melody():
 def test_esac_tunes_read_back_by_music21():
   """40 ESAC tunes: ABC -> MIDI -> events -> our ABC -> music21: the same
   events, and the same bars (with the tune's pickup)."""
-  from melodyjax.data import esac
+  from melodyjax.data.corpora import (
+    abc_text,
+    builtin,
+  )
 
   pickups = 0
-  for path in esac.find_abc_files()[:5]:
-    for tune in esac.read_abc_tunes(path)[:8]:
-      result = esac.convert_abc_tune(tune.text, tune.title)
+  for path in builtin.find_abc_files()[:5]:
+    for tune in abc_text.read_abc_tunes(path)[:8]:
+      result = builtin.convert_tune(tune.text, title=tune.title)
       song = midi_io.read_midi(result.midi)
       text = abc.to_abc(
         song.events,

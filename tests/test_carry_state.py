@@ -15,6 +15,7 @@ import pytest
 from configs import tiny
 from melodyjax import errors
 from melodyjax.data import windows as windows_lib
+from melodyjax.model import config as model_config_lib
 from melodyjax.model import lstm
 from melodyjax.model import model as model_lib
 from melodyjax.model.kernels import build as kernels_build
@@ -104,7 +105,7 @@ def _tiny_model(dataset, **model_overrides):
   config = tiny.get_config()
   config.model.update(model_overrides)
   return model_lib.MelodyModel(
-    model_lib.get_model_config(
+    model_config_lib.get_model_config(
       config.model, len(dataset.pitch_vocab), len(dataset.duration_vocab)
     )
   ), config

@@ -7,8 +7,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from melodyjax.sampling import generate
-from melodyjax.training import checkpoints, loop
+from melodyjax.training import checkpoints, loop, runs
 from melodyjax.training import workdir as workdir_lib
 from tests.helpers import final_params
 
@@ -42,7 +41,7 @@ def test_sampling_restores_parameters_only(workdir, monkeypatch):
   state, _ = final_params(workdir)
   # Restoring the optimizer state would fail: generation must not need it.
   monkeypatch.setattr(checkpoints, "restore", None)
-  run = generate.load_run(str(workdir))
+  run = runs.from_workdir(str(workdir))
   for a, b in zip(
     jax.tree.leaves(run.params), jax.tree.leaves(state.params), strict=True
   ):
@@ -54,7 +53,7 @@ def test_a_legacy_checkpoint_samples_and_resumes(workdir, tmp_path):
   shutil.copytree(workdir, legacy)
   saved = write_legacy(legacy, 10)
   assert not os.path.exists(legacy / "checkpoints" / "10" / checkpoints.PARAMS)
-  run = generate.load_run(str(legacy))
+  run = runs.from_workdir(str(legacy))
   for a, b in zip(
     jax.tree.leaves(run.params), jax.tree.leaves(saved.params), strict=True
   ):

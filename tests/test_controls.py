@@ -15,10 +15,12 @@ from melodyjax import errors
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import labels, windows
 from melodyjax.evaluation import controls
-from melodyjax.model import model as model_lib
+from melodyjax.model import config as model_config_lib
 from melodyjax.music import metre, midi_io, tokens
 from melodyjax.music.events import Event, Song
 from melodyjax.sampling import constraints, generate, plan, sampler, search
+from melodyjax.sampling import request as request_lib
+from melodyjax.training import runs
 from melodyjax.training import workdir as workdir_lib
 from tests.helpers import (
   counting_step_traces,
@@ -62,7 +64,7 @@ def conditioned(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(conditioned):
-  return generate.load_run(str(conditioned / "run"))
+  return runs.from_workdir(str(conditioned / "run"))
 
 
 # ------------------------------------------------------------ metre
@@ -116,14 +118,14 @@ def _bytes(midi):
 
 
 def test_esac_pickups_come_from_the_abc_text():
-  from melodyjax.data import esac_metre
+  from melodyjax.data.corpora import esac
 
   head = "X:1\nT: t\nM: 3/4\nL: 1/8\nK: G\n"
-  assert esac_metre.abc_pickup(head + "G2 | c4 d2 | e6 |\n") == F(1)
-  assert esac_metre.abc_pickup(head + " |  | G | c4 d2 |\n") == F(1, 2)
-  assert esac_metre.abc_pickup(head + "c4 d2 | e6 |\n") == 0
-  assert esac_metre.abc_pickup(head + "c/2d/2 c4 |\n") == F(5, 2)
-  assert esac_metre.abc_pickup(head.replace("3/4", "none") + "c4 |") is None
+  assert esac.abc_pickup(head + "G2 | c4 d2 | e6 |\n") == F(1)
+  assert esac.abc_pickup(head + " |  | G | c4 d2 |\n") == F(1, 2)
+  assert esac.abc_pickup(head + "c4 d2 | e6 |\n") == 0
+  assert esac.abc_pickup(head + "c/2d/2 c4 |\n") == F(5, 2)
+  assert esac.abc_pickup(head.replace("3/4", "none") + "c4 |") is None
 
 
 # ---------------------------------------------------- dataset and model
@@ -170,7 +172,7 @@ def test_conditioned_step_equals_sequence_and_sampler_feeds_training_inputs(
   )
   # The sampler starts on a downbeat: drop the pickup.
   primer = events[1:]
-  request = generate.Request(
+  request = request_lib.Request(
     num_outputs=1,
     num_notes=1,
     time_signature="3/4",
@@ -219,7 +221,7 @@ def test_conditioned_step_equals_sequence_and_sampler_feeds_training_inputs(
 def test_bars_and_end_on_tonic(run):
   for signature, bars in (("3/4", 4), ("4/4", 2)):
     for mode, tonic in (("major", 0), ("minor", 9)):
-      request = generate.Request(
+      request = request_lib.Request(
         num_outputs=8,
         num_notes=60,
         seed=2,
@@ -246,8 +248,8 @@ def test_bars_and_end_on_tonic(run):
 
 
 def test_end_on_tonic_without_bars_and_the_key(workdir):
-  run = generate.load_run(str(workdir))  # unconditioned
-  base = generate.Request(num_outputs=8, num_notes=20, seed=4)
+  run = runs.from_workdir(str(workdir))  # unconditioned
+  base = request_lib.Request(num_outputs=8, num_notes=20, seed=4)
   ending = generate.generate(run, dataclasses.replace(base, end_on_tonic=True))
   # No mode: the last note is C or A (the normalised tonics).
   assert all(m[-1].pitches[0] % 12 in (0, 9) for m in ending)
@@ -266,8 +268,8 @@ def test_end_on_tonic_without_bars_and_the_key(workdir):
 
 
 def test_best_of_keeps_the_likeliest_of_the_plain_samples(run):
-  request = generate.Request(num_outputs=2, num_notes=16, seed=7)
-  many = generate.Request(num_outputs=8, num_notes=16, seed=7)
+  request = request_lib.Request(num_outputs=2, num_notes=16, seed=7)
+  many = request_lib.Request(num_outputs=8, num_notes=16, seed=7)
   best = generate.sample_ids(run, dataclasses.replace(request, best_of=4))
   pitch, _, score = generate.sample_ids(run, many)
   count = np.sum((pitch[:, 1:] != tokens.PAD_ID), axis=1)
@@ -294,7 +296,7 @@ def test_prune_keeps_the_likeliest_rows_and_one_copy_of_a_finished_one():
 
 
 def test_beam_search_is_deterministic_and_scores_at_least_plain(run):
-  request = generate.Request(num_outputs=4, num_notes=16, seed=3)
+  request = request_lib.Request(num_outputs=4, num_notes=16, seed=3)
   beam = dataclasses.replace(request, beam_size=2, branch_factor=3)
   a = generate.sample_ids(run, beam)
   b = generate.sample_ids(run, beam)
@@ -314,7 +316,7 @@ def test_changing_controls_does_not_retrace(run):
       {"steps_per_iteration": 0, "seed": 5, "temperature": 0.7},
     ):
       generate.sample_ids(
-        run, generate.Request(num_outputs=3, num_notes=20, **changes)
+        run, request_lib.Request(num_outputs=3, num_notes=20, **changes)
       )
   assert traces["count"] == 1
 
@@ -340,19 +342,19 @@ def test_values_the_run_was_not_trained_with_are_one_line_errors(
 ):
   with pytest.raises(errors.GenerateError) as e:
     generate.generate(
-      run, generate.Request(num_outputs=1, num_notes=4, **changes)
+      run, request_lib.Request(num_outputs=1, num_notes=4, **changes)
     )
   assert message in str(e.value) and "\n" not in str(e.value)
 
 
 def test_an_unconditioned_run_refuses_mode_and_style(workdir):
-  run = generate.load_run(str(workdir))
+  run = runs.from_workdir(str(workdir))
   for flag in ("mode", "style"):
     with pytest.raises(
       errors.GenerateError, match=f"--{flag} .*without {flag} conditioning"
     ):
       generate.generate(
-        run, generate.Request(num_outputs=1, num_notes=4, **{flag: "minor"})
+        run, request_lib.Request(num_outputs=1, num_notes=4, **{flag: "minor"})
       )
 
 
@@ -425,16 +427,16 @@ def test_label_files_travel_with_the_run(conditioned, run, tmp_path):
     step=run.step,
     label_vocabs=run.labels,
   )
-  again = generate.load_model_file(path)
+  again = runs.from_model_file(path)
   assert again.labels == run.labels
-  request = generate.Request(num_outputs=2, num_notes=12, style="waltz")
+  request = request_lib.Request(num_outputs=2, num_notes=12, style="waltz")
   assert generate.generate(again, request) == generate.generate(run, request)
 
 
 def test_old_runs_default_to_no_conditions():
   fields = {
     f.name: f.default
-    for f in model_lib.dataclasses.fields(model_lib.ModelConfig)
+    for f in dataclasses.fields(model_config_lib.ModelConfig)
   }
   for name, default in workdir_lib.MODEL_DEFAULTS.items():
     assert fields[name] == default, name

@@ -10,6 +10,7 @@ import pytest
 from configs import default
 from melodyjax import errors
 from melodyjax.data import build
+from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.music import midi_io, tokens
 from melodyjax.music.events import Event, Song
@@ -34,7 +35,7 @@ def midi_dir(tmp_path):
 
 
 def test_build_report_drops_and_splits(midi_dir, tmp_path):
-  config = dataset_lib.CorpusConfig(
+  config = data_config_lib.CorpusConfig(
     polyphony="reject", valid_fraction=0.2, test_fraction=0.2
   )
   dataset = build.build_dataset(
@@ -67,7 +68,7 @@ def test_build_report_drops_and_splits(midi_dir, tmp_path):
 
 
 def test_split_is_a_deterministic_hash_of_the_path():
-  config = dataset_lib.CorpusConfig(valid_fraction=0.1, test_fraction=0.1)
+  config = data_config_lib.CorpusConfig(valid_fraction=0.1, test_fraction=0.1)
   paths = [f"dir/song{i}.mid" for i in range(2000)]
   splits = [dataset_lib.assign_split(p, config) for p in paths]
   assert splits == [dataset_lib.assign_split(p, config) for p in paths]
@@ -75,7 +76,7 @@ def test_split_is_a_deterministic_hash_of_the_path():
   assert shares["valid"] == pytest.approx(0.1, abs=0.025)
   assert shares["test"] == pytest.approx(0.1, abs=0.025)
   # Growing the validation share only moves songs out of train.
-  bigger = dataset_lib.CorpusConfig(valid_fraction=0.2, test_fraction=0.1)
+  bigger = data_config_lib.CorpusConfig(valid_fraction=0.2, test_fraction=0.1)
   for path, split in zip(paths, splits, strict=True):
     if split != "train":
       assert dataset_lib.assign_split(path, bigger) == split
@@ -90,13 +91,21 @@ def test_cache_reloads_and_rebuilds_on_change(midi_dir, tmp_path):
   np.testing.assert_array_equal(first.train.pitch, again.train.pitch)
   # A changed data config rebuilds.
   coarse = build.build_dataset(
-    midi_dir, out, dataset_lib.CorpusConfig(grid=4), workers=1, progress=False
+    midi_dir,
+    out,
+    data_config_lib.CorpusConfig(grid=4),
+    workers=1,
+    progress=False,
   )
   assert coarse.config.grid == 4
   # A changed folder rebuilds.
   midi_io.write_midi(tune(99), midi_dir / "new.mid")
   grown = build.build_dataset(
-    midi_dir, out, dataset_lib.CorpusConfig(grid=4), workers=1, progress=False
+    midi_dir,
+    out,
+    data_config_lib.CorpusConfig(grid=4),
+    workers=1,
+    progress=False,
   )
   assert grown.report["files"] == coarse.report["files"] + 1
 
@@ -111,7 +120,7 @@ def test_key_normalisation_and_augmentation(tmp_path):
   ]
   midi_io.write_midi(Song(g_major, key_signature="G"), root / "g.mid")
   midi_io.write_midi(Song(d_minor, key_signature="D"), root / "d.mid")
-  config = dataset_lib.CorpusConfig(
+  config = data_config_lib.CorpusConfig(
     valid_fraction=0, test_fraction=0, transpositions=(-1, 0, 2)
   )
   dataset = build.build_dataset(
@@ -153,15 +162,16 @@ def test_export_jsonl_and_duplicates(midi_dir, tmp_path):
 def test_config_defaults_match_configs_default():
   data = default.get_config().data
   assert (
-    dataset_lib.CorpusConfig.from_config(data) == dataset_lib.CorpusConfig()
+    data_config_lib.CorpusConfig.from_config(data)
+    == data_config_lib.CorpusConfig()
   )
 
 
 def test_bad_options_name_the_field():
   with pytest.raises(errors.CorpusError, match="polyphony"):
-    dataset_lib.CorpusConfig(polyphony="mono")
+    data_config_lib.CorpusConfig(polyphony="mono")
   with pytest.raises(errors.CorpusError, match="valid_fraction"):
-    dataset_lib.CorpusConfig(valid_fraction=0.6, test_fraction=0.5)
+    data_config_lib.CorpusConfig(valid_fraction=0.6, test_fraction=0.5)
 
 
 def run_cli(*args):

@@ -10,12 +10,13 @@ import pytest
 
 from melodyjax import errors
 from melodyjax.data import build
+from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.evaluation import baselines, cross, predict
 from melodyjax.evaluation import report as evaluation
 from melodyjax.music import midi_io, tokens
 from melodyjax.music.events import Event, Song
-from melodyjax.sampling import generate
+from melodyjax.training import runs
 
 SCALE = (60, 62, 64, 65, 67, 69, 71, 72)  # what the tiny run was trained on
 UNSEEN_PITCH, UNSEEN_DURATION = 66, F(1, 3)  # F#4 and a triplet
@@ -59,7 +60,7 @@ def test_scores_another_folder_with_the_runs_vocabularies(
   result = evaluation.evaluate_run(
     str(workdir), midi_dir=str(other), num_samples=2, num_notes=16, log=print
   )
-  run = generate.load_run(str(workdir))
+  run = runs.from_workdir(str(workdir))
   corpus = cross.load_corpus(run, midi_dir=str(other))
   dataset = corpus.dataset
   # Tokenized with the run's vocabularies, cached below the dataset cache.
@@ -67,7 +68,7 @@ def test_scores_another_folder_with_the_runs_vocabularies(
   assert dataset.duration_vocab.tokens == run.duration_vocab.tokens
   assert dataset.path.startswith(str(cache / "datasets" / "cross"))
   # By hand: 3 unseen pitches and 3 unseen durations in each test tune.
-  config = dataset_lib.CorpusConfig.from_config(run.config.data)
+  config = data_config_lib.CorpusConfig.from_config(run.config.data)
   test = [
     name
     for name in sorted(os.listdir(other))
@@ -108,14 +109,14 @@ def test_scores_another_folder_with_the_runs_vocabularies(
 def test_cache_is_reused_and_dataset_dir_gives_the_same_scores(
   workdir, other, tmp_path
 ):
-  run = generate.load_run(str(workdir))
+  run = runs.from_workdir(str(workdir))
   first = cross.load_corpus(run, midi_dir=str(other))
   manifest = os.path.join(first.dataset.path, "manifest.json")
   stamp = os.stat(manifest).st_mtime_ns
   again = cross.load_corpus(run, midi_dir=str(other))
   assert os.stat(manifest).st_mtime_ns == stamp  # loaded, not rebuilt
   # The same folder built on its own (its own vocabularies) as --dataset_dir.
-  config = dataset_lib.CorpusConfig.from_config(run.config.data)
+  config = data_config_lib.CorpusConfig.from_config(run.config.data)
   own = build.build_dataset(other, tmp_path / "own", config, progress=False)
   assert own.pitch_vocab.tokens != run.pitch_vocab.tokens
   built = cross.load_corpus(run, dataset_dir=str(tmp_path / "own"))
@@ -126,7 +127,7 @@ def test_cache_is_reused_and_dataset_dir_gives_the_same_scores(
 
 
 def test_the_runs_own_dataset_is_its_own_evaluation(workdir):
-  run = generate.load_run(str(workdir))
+  run = runs.from_workdir(str(workdir))
   corpus = cross.load_corpus(run, dataset_dir=run.config.data.dataset_dir)
   assert corpus.dataset.path == os.path.abspath(run.config.data.dataset_dir)
   assert corpus.unknown["pitch"]["count"] == 0
@@ -145,8 +146,8 @@ def test_the_runs_own_dataset_is_its_own_evaluation(workdir):
 def test_a_dataset_of_other_settings_is_refused(
   workdir, other, tmp_path, field, value, message
 ):
-  run = generate.load_run(str(workdir))
-  config = dataset_lib.CorpusConfig.from_config(
+  run = runs.from_workdir(str(workdir))
+  config = data_config_lib.CorpusConfig.from_config(
     {**dict(run.config.data), field: value}
   )
   build.build_dataset(other, tmp_path / "d", config, progress=False)
@@ -157,7 +158,7 @@ def test_a_dataset_of_other_settings_is_refused(
 
 
 def test_a_folder_too_small_to_split_is_refused(workdir, tmp_path):
-  run = generate.load_run(str(workdir))
+  run = runs.from_workdir(str(workdir))
   folder = tmp_path / "one"
   folder.mkdir()
   midi_io.write_midi(other_tune(0), folder / "a.mid")
@@ -166,13 +167,13 @@ def test_a_folder_too_small_to_split_is_refused(workdir, tmp_path):
 
 
 def test_bench_baselines_table_of_own_and_cross_rows(workdir, other, tmp_path):
-  from benchmarks import bench_baselines  # pylint: disable=g-import-not-at-top
+  from benchmarks import bench_baselines
 
-  run = generate.load_run(str(workdir), "best")
+  run = runs.from_workdir(str(workdir), "best")
   datasets = tmp_path / "datasets"
   datasets.mkdir()
   os.symlink(os.path.abspath(run.config.data.dataset_dir), datasets / "esac")
-  config = dataset_lib.CorpusConfig.from_config(run.config.data)
+  config = data_config_lib.CorpusConfig.from_config(run.config.data)
   build.build_dataset(other, datasets / "oneills", config, progress=False)
   args = types.SimpleNamespace(
     run=[f"esac_norm:plain={workdir}"],

@@ -11,10 +11,12 @@ import pytest
 from melodyjax import errors
 from melodyjax.cli import export
 from melodyjax.evaluation import predict
+from melodyjax.model import config as model_config_lib
 from melodyjax.model import model as model_lib
 from melodyjax.music import tokens
 from melodyjax.sampling import generate, sampler
-from melodyjax.training import steps
+from melodyjax.sampling import request as request_lib
+from melodyjax.training import runs, steps
 from tests.helpers import tiny_config, train, write_tunes
 
 
@@ -32,11 +34,11 @@ def given(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(given):
-  return generate.load_run(str(given))
+  return runs.from_workdir(str(given))
 
 
 def _tiny_model(given_pitch):
-  config = model_lib.ModelConfig(
+  config = model_config_lib.ModelConfig(
     pitch_vocab_size=11,
     duration_vocab_size=8,
     pitch_embed_dim=8,
@@ -171,7 +173,7 @@ def test_the_samplers_log_probability_is_the_scored_likelihood(
 ):
   monkeypatch.setattr(sampler, "MAX_INPUT_TABLE_BYTES", (1 << 30) * table)
   sampler.sample.clear_cache()
-  request = generate.Request(num_outputs=3, num_notes=24, seed=5)
+  request = request_lib.Request(num_outputs=3, num_notes=24, seed=5)
   pitch, duration, score = generate.sample_ids(run, request)
   assert sampler.use_input_table(run.model.config, pitch.size) == table
   rest = generate.rest_id(run)
@@ -224,7 +226,7 @@ def test_the_constrained_joint_is_drawn_exactly():
 
 def test_bars_and_end_on_tonic_hold(run):
   for bars, beam in ((2, 1), (3, 2)):
-    request = generate.Request(
+    request = request_lib.Request(
       num_outputs=8,
       num_notes=40,
       seed=2,
@@ -237,7 +239,7 @@ def test_bars_and_end_on_tonic_hold(run):
     melodies = generate.generate(run, request)
     assert all(sum(e.quarters for e in m) == 4 * bars for m in melodies)
     assert all(m[-1].pitches[0] % 12 in (0, 9) for m in melodies)
-  request = generate.Request(
+  request = request_lib.Request(
     num_outputs=8, num_notes=20, seed=4, end_on_tonic=True
   )
   ending = generate.generate(run, request)
@@ -248,9 +250,9 @@ def test_the_model_file_keeps_the_head(given, run, tmp_path):
   path = tmp_path / "given.mjx"
   flags = [f"--workdir={given}", "--step=latest", f"--out={path}"]
   assert export.run(flags) == 0
-  loaded = generate.load_model_file(str(path))
+  loaded = runs.from_model_file(str(path))
   assert loaded.model.config.duration_given_pitch
-  request = generate.Request(num_outputs=3, num_notes=20, seed=9)
+  request = request_lib.Request(num_outputs=3, num_notes=20, seed=9)
   for a, b in zip(
     generate.sample_ids(run, request),
     generate.sample_ids(loaded, request),
@@ -260,7 +262,7 @@ def test_the_model_file_keeps_the_head(given, run, tmp_path):
 
 
 def test_the_window_sampler_draws_from_the_joint(run):
-  request = generate.Request(
+  request = request_lib.Request(
     num_outputs=4, num_notes=12, seed=1, sampler="window"
   )
   pitch, duration, _ = generate.sample_ids(run, request)

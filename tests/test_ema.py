@@ -14,8 +14,10 @@ from melodyjax import errors
 from melodyjax.cli import export
 from melodyjax.data import windows as windows_lib
 from melodyjax.listening import hook
+from melodyjax.model import config as model_config_lib
 from melodyjax.model import model as model_lib
 from melodyjax.sampling import generate
+from melodyjax.sampling import request as request_lib
 from melodyjax.training import checkpoints, loop, model_file, parallel, runs
 from melodyjax.training import metrics as metrics_lib
 from melodyjax.training import state as state_lib
@@ -72,7 +74,7 @@ def run_steps(dataset, mode, num_devices, steps, **train_overrides):
   config = tiny.get_config()
   config.train.update(train_overrides)
   model = model_lib.MelodyModel(
-    model_lib.get_model_config(
+    model_config_lib.get_model_config(
       config.model, len(dataset.pitch_vocab), len(dataset.duration_vocab)
     )
   )
@@ -192,10 +194,10 @@ def test_validation_and_every_reader_get_the_average(ema_run, tmp_path):
   ema_run, handed = ema_run
   state, _ = final_params(ema_run)
   assert differs(state.ema, state.params)
-  run = generate.load_run(str(ema_run), "latest")
+  run = runs.from_workdir(str(ema_run), "latest")
   assert not differs(run.params, state.ema)
   # Validation scored the average: the logged bits are the average's.
-  raw = generate.load_run(str(strip_average(ema_run, tmp_path / "raw")))
+  raw = runs.from_workdir(str(strip_average(ema_run, tmp_path / "raw")))
   assert not differs(raw.params, state.params)
   logged = [
     r["eval/bits_per_note"]
@@ -221,9 +223,9 @@ def test_validation_and_every_reader_get_the_average(ema_run, tmp_path):
 
 def test_samples_and_export_use_the_average(ema_run, tmp_path):
   ema_run, _ = ema_run
-  request = generate.Request(num_outputs=3, num_notes=16, seed=3)
-  with_ema = generate.generate(generate.load_run(str(ema_run)), request)
-  raw_run = generate.load_run(str(strip_average(ema_run, tmp_path / "raw")))
+  request = request_lib.Request(num_outputs=3, num_notes=16, seed=3)
+  with_ema = generate.generate(runs.from_workdir(str(ema_run)), request)
+  raw_run = runs.from_workdir(str(strip_average(ema_run, tmp_path / "raw")))
   assert with_ema != generate.generate(raw_run, request)
   path = tmp_path / "ema.mjx"
   assert export.run([f"--workdir={ema_run}", f"--out={path}"]) == 0
@@ -231,7 +233,7 @@ def test_samples_and_export_use_the_average(ema_run, tmp_path):
   state, _ = final_params(ema_run)
   assert not differs(exported.params, jax.device_get(state.ema))
   assert differs(exported.params, jax.device_get(state.params))
-  assert generate.generate(generate.load_model_file(str(path)), request) == (
+  assert generate.generate(runs.from_model_file(str(path)), request) == (
     with_ema
   )
 
@@ -242,7 +244,7 @@ def test_fine_tuning_starts_from_the_average(ema_run, monkeypatch, tmp_path):
   state, _ = final_params(ema_run)
   assert not differs(base.params, state.ema)
   seen = {}
-  original = loop._init_or_restore  # pylint: disable=protected-access
+  original = loop._init_or_restore
 
   def spy(*args, **kwargs):
     start = original(*args, **kwargs)

@@ -7,8 +7,12 @@ import sys
 import pytest
 
 from melodyjax import errors
-from melodyjax.cli import esac as esac_cli
-from melodyjax.data import esac
+from melodyjax.cli import convert as convert_cli
+from melodyjax.data.corpora import (
+  abc_text,
+  builtin,
+  convert,
+)
 
 pytest.importorskip("music21")
 mido = pytest.importorskip("mido")
@@ -49,7 +53,7 @@ def _tune(body: str, key: str = "C", meter: str = "2/4") -> str:
 
 def test_accidental_carries_to_end_of_bar():
   # ABC 2.1: the sharp applies to the second F of the bar, not the next bar.
-  data = esac.convert_abc_tune_text(_tune("^F G F G | F G F G |]"))
+  data = builtin.convert_tune(_tune("^F G F G | F G F G |]")).midi
   pitches = [p for p, _, _ in _notes(data)]
   assert pitches == [66, 67, 66, 67, 65, 67, 65, 67]
 
@@ -57,10 +61,10 @@ def test_accidental_carries_to_end_of_bar():
 def test_accidental_carry_in_a_real_tune():
   # ballad50.abc X:18 "Entfuehrung unterm Tanz": G2_B2c2B2G2 | _B2BAG2B2 | G4
   # Each B after a _B in the same bar is B flat (70), not B natural (71).
-  (path,) = [p for p in esac.find_abc_files() if p.stem == "ballad50"]
-  tune = esac.read_abc_tunes(path)[17]
+  (path,) = [p for p in builtin.find_abc_files() if p.stem == "ballad50"]
+  tune = abc_text.read_abc_tunes(path)[17]
   assert (tune.number, tune.title) == (18, "Entfuehrung unterm Tanz")
-  data = esac.convert_abc_tune_text(tune.text)
+  data = builtin.convert_tune(tune.text).midi
   assert [p for p, _, _ in _notes(data)] == [
     67,
     70,
@@ -77,7 +81,7 @@ def test_accidental_carry_in_a_real_tune():
 
 
 def test_tie_between_different_pitches_keeps_both_notes():
-  data = esac.convert_abc_tune_text(_tune("c2- d2 | e2-e2 | f4 |]"))
+  data = builtin.convert_tune(_tune("c2- d2 | e2-e2 | f4 |]")).midi
   # c-d is a slur written as a tie: both notes stay; e-e is a real tie.
   assert [(p, q) for p, _, q in _notes(data)] == [
     (72, 1.0),
@@ -85,11 +89,11 @@ def test_tie_between_different_pitches_keeps_both_notes():
     (76, 2.0),
     (77, 2.0),
   ]
-  assert esac.convert_abc_tune(_tune("c2- d2 | e4 |]")).ties_removed == 1
+  assert builtin.convert_tune(_tune("c2- d2 | e4 |]")).ties_removed == 1
 
 
 def test_tie_to_a_rest_is_removed():
-  data = esac.convert_abc_tune_text(_tune("c2- z2 | c4 |]"))
+  data = builtin.convert_tune(_tune("c2- z2 | c4 |]")).midi
   assert [(p, o, q) for p, o, q in _notes(data)] == [
     (72, 0.0, 1.0),
     (72, 2.0, 2.0),
@@ -99,7 +103,7 @@ def test_tie_to_a_rest_is_removed():
 def test_time_signature_shared_between_bars_exports():
   # The 3/8 bar is re-barred by music21 as 2/4 + 1/4, then back to 2/4 with
   # the same TimeSignature object as the first bar.
-  data = esac.convert_abc_tune_text(_tune("G2 A2 | B2 c2 d2 | e4 |]", "G"))
+  data = builtin.convert_tune(_tune("G2 A2 | B2 c2 d2 | e4 |]", "G")).midi
   assert [p for p, _, _ in _notes(data)] == [67, 69, 71, 72, 74, 76]
   meters = [
     (m.numerator, m.denominator) for m in _metas(data, "time_signature")
@@ -109,7 +113,7 @@ def test_time_signature_shared_between_bars_exports():
 
 def test_meta_messages_and_pickup():
   text = "X:9\nT:Auftakt\nM:3/4\nL:1/8\nK:Es\nB | e2 e2 f2 | g6 |]\n"
-  result = esac.convert_abc_tune(text)
+  result = builtin.convert_tune(text)
   assert result.pickup == 0.5
   # German 'Es' is E flat; the pickup starts at time 0 (no leading gap).
   assert [(p, o) for p, o, _ in _notes(result.midi)] == [
@@ -130,7 +134,7 @@ def test_meta_messages_and_pickup():
 
 def test_split_abc_tunes_keeps_order_numbers_and_header():
   text = "%abc\nX:5\nT:One\nK:C\nC\n\nX:7\nT:Two\nK:G\nG\n"
-  tunes = esac.split_abc_tunes(text, "demo")
+  tunes = abc_text.split_abc_tunes(text, "demo")
   assert [(t.index, t.number, t.title) for t in tunes] == [
     (0, 5, "One"),
     (1, 7, "Two"),
@@ -140,7 +144,7 @@ def test_split_abc_tunes_keeps_order_numbers_and_header():
 
 
 def test_find_abc_files():
-  files = esac.find_abc_files()
+  files = builtin.find_abc_files()
   assert len(files) == 27
   assert files == sorted(files)
   assert not any(f.name.startswith("test") for f in files)
@@ -148,15 +152,15 @@ def test_find_abc_files():
 
 def test_missing_music21_names_the_fix(monkeypatch):
   monkeypatch.setitem(sys.modules, "music21", None)
-  with pytest.raises(errors.EsacError, match=r"melodyjax\[corpus\]"):
-    esac.find_abc_files()
+  with pytest.raises(errors.ConversionError, match=r"melodyjax\[corpus\]"):
+    builtin.find_abc_files()
 
 
 def test_default_midi_dir(monkeypatch, tmp_path):
   monkeypatch.setenv("MELODYJAX_CACHE", str(tmp_path))
-  assert esac.default_midi_dir() == tmp_path / "esac_midi"
+  assert builtin.default_midi_dir() == tmp_path / "esac_midi"
   monkeypatch.delenv("MELODYJAX_CACHE")
-  assert esac.default_midi_dir().parts[-3:] == (
+  assert builtin.default_midi_dir().parts[-3:] == (
     ".cache",
     "melodyjax",
     "esac_midi",
@@ -165,7 +169,7 @@ def test_default_midi_dir(monkeypatch, tmp_path):
 
 def test_convert_corpus_writes_readable_files(tmp_path):
   out = tmp_path / "midi"
-  summary = esac.convert_corpus(
+  summary = convert.convert_corpus(
     out, workers=2, limit_files=2, limit_tunes=12, progress=False
   )
   assert summary["complete"] and not summary["reused"]
@@ -185,12 +189,12 @@ def test_convert_corpus_writes_readable_files(tmp_path):
     assert len(_metas(data, "key_signature")) == 1
     assert _metas(data, "time_signature")
   assert notes == summary["notes"]
-  on_disk = json.loads((out / esac.SUMMARY_NAME).read_text())
+  on_disk = json.loads((out / builtin.SUMMARY_NAME).read_text())
   assert on_disk == summary
 
   # A second call with the same request returns the summary, writes nothing.
   mtime = paths[0].stat().st_mtime_ns
-  again = esac.convert_corpus(
+  again = convert.convert_corpus(
     out, workers=2, limit_files=2, limit_tunes=12, progress=False
   )
   assert again == {**summary, "reused": True}
@@ -201,7 +205,7 @@ def test_cli_unwritable_dir_is_one_line(tmp_path, capsys):
   blocker = tmp_path / "file"
   blocker.write_text("not a folder")
   with pytest.raises(SystemExit) as exit_info:
-    esac_cli.main(["--out", str(blocker / "sub"), "--limit_files", "1"])
+    convert_cli.run(["--out", str(blocker / "sub"), "--limit_files", "1"])
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "cannot write" in err
@@ -209,7 +213,7 @@ def test_cli_unwritable_dir_is_one_line(tmp_path, capsys):
 
 
 def test_cli_converts(tmp_path, capsys):
-  status = esac_cli.main(
+  status = convert_cli.run(
     [
       "--out",
       str(tmp_path),

@@ -12,8 +12,9 @@ from fractions import Fraction
 
 import pytest
 
-from melodyjax.data import build, esac, tokenize
-from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import build, tokenize
+from melodyjax.data import config as data_config_lib
+from melodyjax.data.corpora import builtin, convert
 from melodyjax.music import midi_io, tokens, tonality
 
 pytest.importorskip("music21")
@@ -27,7 +28,7 @@ WHITE_KEYS = frozenset({0, 2, 4, 5, 7, 9, 11})  # C major / A minor
 def esac_midi(tmp_path_factory):
   """The first 20 tunes of the first two ESAC files as MIDI files."""
   out = tmp_path_factory.mktemp("esac_midi")
-  summary = esac.convert_corpus(
+  summary = convert.convert_corpus(
     out, limit_files=2, limit_tunes=20, workers=1, progress=False
   )
   assert summary["failed"] == 0, summary["failures"]
@@ -50,7 +51,7 @@ def dataset(esac_midi, tmp_path_factory):
 @pytest.fixture(scope="module")
 def raw_dataset(esac_midi, tmp_path_factory):
   """Keys as written and every song in the training split (no unk token)."""
-  config = dataset_lib.CorpusConfig(
+  config = data_config_lib.CorpusConfig(
     normalize_key=False, valid_fraction=0.0, test_fraction=0.0
   )
   return build.build_dataset(
@@ -168,7 +169,7 @@ def test_durations_are_plain(dataset):
 
 @pytest.mark.slow
 def test_full_esac_corpus(tmp_path):
-  midi_dir = esac.default_midi_dir()
+  midi_dir = builtin.default_midi_dir()
   if not midi_dir.is_dir():
     pytest.skip(f"no ESAC MIDI folder at {midi_dir}; run `make run`")
   found = len(tokenize.list_midi_files(midi_dir))

@@ -13,7 +13,7 @@ from melodyjax.evaluation import report as evaluation
 from melodyjax.listening import audio
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
-from melodyjax.sampling import generate
+from melodyjax.training import runs
 
 
 def constant_model(run, pitch_probs, duration_probs):
@@ -29,7 +29,7 @@ def constant_model(run, pitch_probs, duration_probs):
 
 
 def test_bits_per_note_of_a_model_with_known_probabilities(workdir):
-  run = generate.load_run(str(workdir))
+  run = runs.from_workdir(str(workdir))
   dataset = predict.load_dataset_of(run)
   rng = np.random.default_rng(0)
   pitch_probs = rng.dirichlet(np.ones(len(run.pitch_vocab)))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from melodyjax.data import build
-from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import config as data_config_lib
 from melodyjax.music import midi_io
 from tests import midi_helpers
 from tests.helpers import tune
@@ -174,7 +174,7 @@ def test_hostile_folder_builds_and_good_files_are_unchanged(tmp_path, workers):
   _write_good(mixed_dir)
   for name, data in hostile.items():
     (mixed_dir / name).write_bytes(data)
-  config = dataset_lib.CorpusConfig(valid_fraction=0.2, test_fraction=0.1)
+  config = data_config_lib.CorpusConfig(valid_fraction=0.2, test_fraction=0.1)
   alone = build.build_dataset(
     alone_dir, tmp_path / "d1", config, workers=1, progress=False
   )

@@ -73,6 +73,41 @@ def test_no_import_cycle():
       visit(name, [name])
 
 
+# The layers in the order the data flows; a module imports only modules of
+# its own layer or of the layers before it (the package's top-level
+# modules, `errors`, `files`, `checks`, come first).
+LAYERS = (
+  "music",
+  "data",
+  "model",
+  "training",
+  "sampling",
+  "listening",
+  "evaluation",
+  "serving",
+  "cli",
+)
+
+
+def _rank(module: str) -> int:
+  parts = module.split(".")
+  return (
+    LAYERS.index(parts[1]) + 1 if parts[1:2] in ([p] for p in LAYERS) else 0
+  )
+
+
+def test_imports_point_down_the_layers():
+  graph = import_graph()
+  assert {name.split(".")[1] for name in graph if _rank(name)} == set(LAYERS)
+  upward = sorted(
+    f"{name} -> {target}"
+    for name, targets in graph.items()
+    for target in targets
+    if _rank(target) > _rank(name)
+  )
+  assert upward == []
+
+
 # Each layer, and what it must never import (directly or not).
 FORBIDDEN = {
   "melodyjax.music": ("jax", "flax", "melodyjax.data", "melodyjax.model"),
@@ -85,10 +120,15 @@ FORBIDDEN = {
     "melodyjax.listening",
     "melodyjax.serving",
   ),
-  "melodyjax.listening": ("melodyjax.serving", "starlette", "uvicorn"),
+  "melodyjax.listening": (
+    "melodyjax.evaluation",
+    "melodyjax.serving",
+    "starlette",
+    "uvicorn",
+  ),
   "melodyjax.serving": ("optax", "melodyjax.cli", "melodyjax.evaluation"),
   "melodyjax.evaluation.ngram": ("jax",),
-  "melodyjax.evaluation.stats": ("jax",),
+  "melodyjax.listening.stats": ("jax",),
   "melodyjax.cli": ("jax",),
 }
 

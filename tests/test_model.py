@@ -5,11 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from melodyjax.model import config as model_config_lib
 from melodyjax.model import lstm
 from melodyjax.model import model as model_lib
 from melodyjax.model.kernels import build
 
-CONFIG = model_lib.ModelConfig(
+CONFIG = model_config_lib.ModelConfig(
   pitch_vocab_size=30,
   duration_vocab_size=12,
   pitch_embed_dim=16,
@@ -34,7 +35,9 @@ def params():
 
 
 def test_reference_architecture_sizes():
-  config = model_lib.ModelConfig(pitch_vocab_size=49, duration_vocab_size=42)
+  config = model_config_lib.ModelConfig(
+    pitch_vocab_size=49, duration_vocab_size=42
+  )
   model = model_lib.MelodyModel(config)
   pitch, duration = inputs(1, 4)
   shapes = jax.tree.map(
@@ -126,7 +129,9 @@ def test_step_with_input_table_equals_step(params):
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
-  config = model_lib.ModelConfig(**{**CONFIG.__dict__, "dtype": "bfloat16"})
+  config = model_config_lib.ModelConfig(
+    **{**CONFIG.__dict__, "dtype": "bfloat16"}
+  )
   model = model_lib.MelodyModel(config)
   pitch, duration = inputs()
   params = model.init(jax.random.key(0), pitch, duration)
@@ -161,7 +166,7 @@ def test_lstm_implementations_equal_scan_in_values_and_gradients(impl, dtype):
     pytest.skip(f"{impl}: {build.unavailable_reason(impl)}")
   assert lstm.resolve_impl(impl, dtype)[0] == impl  # no silent fallback
   configs = {
-    name: model_lib.ModelConfig(
+    name: model_config_lib.ModelConfig(
       **{**CONFIG.__dict__, "lstm_impl": name, "dtype": dtype}
     )
     for name in ("scan", impl)

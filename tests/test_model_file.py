@@ -12,7 +12,8 @@ import pytest
 from melodyjax import errors
 from melodyjax.cli import export
 from melodyjax.sampling import generate
-from melodyjax.training import model_file
+from melodyjax.sampling import request as request_lib
+from melodyjax.training import model_file, runs
 from tests.helpers import final_params, run_python
 
 
@@ -77,14 +78,14 @@ def test_bfloat16_is_half_the_parameters_and_still_samples(workdir, tmp_path):
     export.run([f"--workdir={workdir}", f"--out={path}", "--dtype=bfloat16"])
     == 0
   )
-  run = generate.load_model_file(str(path))
+  run = runs.from_model_file(str(path))
   state, _ = final_params(workdir)
   kernel = np.asarray(state.params["pitch_head"]["kernel"])
   got = run.params["pitch_head"]["kernel"]
   assert got.dtype == np.float32
   np.testing.assert_allclose(got, kernel, rtol=1 / 128)
   melodies = generate.generate(
-    run, generate.Request(num_outputs=2, num_notes=8)
+    run, request_lib.Request(num_outputs=2, num_notes=8)
   )
   assert all(melodies)
 
@@ -136,7 +137,7 @@ def test_damaged_or_foreign_files_are_refused_in_one_line(exported, tmp_path):
   }
   for name, path in damaged_copies(exported, tmp_path).items():
     with pytest.raises(errors.CheckpointError, match=expected[name]):
-      generate.load_model_file(str(path))
+      runs.from_model_file(str(path))
     result = run_python(
       "sample_main.py", f"--model={path}", f"--output_dir={tmp_path / 'x'}"
     )
@@ -203,7 +204,7 @@ def test_a_killed_export_leaves_no_partial_file(workdir, tmp_path, signal_name):
     process.send_signal(getattr(signal, signal_name))
     _, err = process.communicate(timeout=120)
     if out.exists():  # complete, or not there at all
-      assert generate.load_model_file(str(out)).step == 10
+      assert runs.from_model_file(str(out)).step == 10
       out.unlink()
     if signal_name == "SIGTERM" and process.returncode == 143:
       assert err.strip().splitlines() == [

@@ -17,7 +17,7 @@ import pytest
 
 from configs import tiny
 from melodyjax.data import build
-from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import config as data_config_lib
 from tests.helpers import PROJECT, final_params, run_python, write_tunes
 
 TIMEOUT_S = 240
@@ -37,7 +37,7 @@ def data(tmp_path_factory):
   build.build_dataset(
     midi_dir,
     dataset_dir,
-    dataset_lib.CorpusConfig.from_config(tiny.get_config().data),
+    data_config_lib.CorpusConfig.from_config(tiny.get_config().data),
     workers=1,
     progress=False,
   )

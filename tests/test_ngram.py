@@ -8,6 +8,7 @@ from fractions import Fraction as Q
 import numpy as np
 import pytest
 
+from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.evaluation import ngram, scoring
 from melodyjax.music import tokens
@@ -336,7 +337,12 @@ def toy_dataset():
     "test": split([other, song, other], [0, 0, 1]),
   }
   return dataset_lib.Dataset(
-    "toy", dataset_lib.CorpusConfig(), splits, pitch_vocab, duration_vocab, {}
+    "toy",
+    data_config_lib.CorpusConfig(),
+    splits,
+    pitch_vocab,
+    duration_vocab,
+    {},
   )
 
 

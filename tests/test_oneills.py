@@ -7,14 +7,22 @@ converts the whole corpus and builds its dataset.
 """
 
 import json
+import os
 import sys
 
 import pytest
 
 from melodyjax import errors
-from melodyjax.cli import esac as esac_cli
-from melodyjax.data import build, esac, tokenize
-from melodyjax.data import dataset as dataset_lib
+from melodyjax.cli import convert as convert_cli
+from melodyjax.data import build, tokenize
+from melodyjax.data import config as data_config_lib
+from melodyjax.data.corpora import (
+  abc_text,
+  builtin,
+  convert,
+  music21_abc,
+  oneills,
+)
 from melodyjax.music import midi_io
 
 pytest.importorskip("music21")
@@ -24,8 +32,8 @@ ONEILLS_TUNES = 2009  # transcriptions, of 1,838 tune numbers
 ONEILLS_SECOND = 169  # second transcriptions skipped
 
 
-def _events(text: str) -> tuple[esac.TuneResult, list[tuple]]:
-  result = esac.convert_abc_tune(text, corpus="oneills")
+def _events(text: str) -> tuple[music21_abc.TuneResult, list[tuple]]:
+  result = builtin.convert_tune(text, "oneills")
   events = midi_io.read_midi(result.midi).events
   return result, [(e.pitches, float(e.quarters)) for e in events]
 
@@ -50,8 +58,10 @@ def test_repeats_are_played_once_into_the_last_ending():
 def test_a_real_jig_is_played_once():
   # X:564 'Biddy is my Darling': d | 6 bars |1 FGA ABc | BcB A2 :|2 FGA ABA |
   # G3 G2 || d | 7 bars | G3 G2 ||  (6/8; the first ending is two bars).
-  (path,) = [p for p in esac.find_abc_files("oneills") if p.stem == "0550-0625"]
-  tune = esac.read_abc_tunes(path)[14]
+  (path,) = [
+    p for p in builtin.find_abc_files("oneills") if p.stem == "0550-0625"
+  ]
+  tune = abc_text.read_abc_tunes(path)[14]
   assert tune.number == 564
   result, events = _events(tune.text)
   assert result.flattened.ending_bars_dropped == 2
@@ -99,13 +109,15 @@ def test_second_voice_is_dropped():
 
 def test_german_key_names_are_left_alone_outside_esac():
   # O'Neill's has no German keys; 'K:H' is not renamed (music21 reads C).
-  esac_result = esac.convert_abc_tune(_tune("B2 c2 |]", key="H"))
+  esac_result = builtin.convert_tune(_tune("B2 c2 |]", key="H"))
   oneills, _ = _events(_tune("B2 c2 |]", key="H"))
   assert esac_result.midi != oneills.midi
 
 
 def _made(stem, index, number, title):
-  return esac.AbcTune(stem, index, number, title, f"X:{number}\nT:{title}\n")
+  return abc_text.AbcTune(
+    stem, index, number, title, f"X:{number}\nT:{title}\n"
+  )
 
 
 def test_second_transcriptions_are_skipped():
@@ -117,7 +129,7 @@ def test_second_transcriptions_are_skipped():
       _made("b", 2, 801, "Farewell"),
     ],
   ]
-  kept, skipped = esac.skip_duplicates(files_tunes)
+  kept, skipped = oneills.skip_duplicates(files_tunes)
   assert [[t.relpath for t in tunes] for tunes in kept] == [
     ["a/0000_740.mid", "a/0001_800.mid"],
     ["b/0001_800.mid", "b/0002_801.mid"],
@@ -132,17 +144,17 @@ def test_second_transcriptions_are_skipped():
 
 
 def test_corpus_files_and_folders(monkeypatch, tmp_path):
-  found = esac.find_abc_files("oneills")
+  found = builtin.find_abc_files("oneills")
   assert len(found) == ONEILLS_FILES and found[0].name == "0001-0050.abc"
   monkeypatch.setenv("MELODYJAX_CACHE", str(tmp_path))
-  assert esac.default_midi_dir("oneills") == tmp_path / "oneills_midi"
-  assert esac.default_midi_dir() == tmp_path / "esac_midi"
-  with pytest.raises(errors.EsacError, match="no built-in corpus 'bach'"):
-    esac.default_midi_dir("bach")
+  assert builtin.default_midi_dir("oneills") == tmp_path / "oneills_midi"
+  assert builtin.default_midi_dir() == tmp_path / "esac_midi"
+  with pytest.raises(errors.ConversionError, match="no built-in corpus 'bach'"):
+    builtin.default_midi_dir("bach")
 
 
 def test_first_tunes_convert(tmp_path):
-  summary = esac.convert_corpus(
+  summary = convert.convert_corpus(
     tmp_path,
     corpus="oneills",
     limit_files=2,
@@ -165,14 +177,14 @@ def test_first_tunes_convert(tmp_path):
     notes += sum(1 for e in song.events if e.pitches)
   assert notes == summary["notes"]
   # The same folder asked for ESAC is converted again, not reused.
-  again = esac.convert_corpus(
+  again = convert.convert_corpus(
     tmp_path, limit_files=1, limit_tunes=2, workers=1, progress=False
   )
   assert not again["reused"] and again["corpus"] == "esac"
 
 
 def test_cli_converts_oneills(tmp_path, capsys):
-  status = esac_cli.main(
+  status = convert_cli.run(
     [
       "--corpus",
       "oneills",
@@ -194,26 +206,30 @@ def test_cli_converts_oneills(tmp_path, capsys):
 
 def test_cli_unknown_corpus_is_one_line(tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    esac_cli.main(["--corpus", "bach", "--out", str(tmp_path)])
+    convert_cli.run(["--corpus", "bach", "--out", str(tmp_path)])
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
   assert "Traceback" not in err and "corpus" in err
 
 
-def test_oneills_config_points_at_its_cache():
+def test_oneills_config_points_at_its_cache(tmp_path, monkeypatch):
   from configs import default, oneills
 
+  monkeypatch.setenv("MELODYJAX_CACHE", str(tmp_path))
   config = oneills.get_config()
   assert set(config) == set(default.get_config())
-  assert config.data.midi_dir == "~/.cache/melodyjax/oneills_midi"
-  assert config.data.dataset_dir == "~/.cache/melodyjax/datasets/oneills"
-  assert dataset_lib.CorpusConfig.from_config(config.data).grid == 24
+  assert config.data.midi_dir == str(tmp_path / "oneills_midi")
+  assert config.data.dataset_dir == str(tmp_path / "datasets" / "oneills")
+  monkeypatch.delenv("MELODYJAX_CACHE")
+  home = os.path.expanduser("~/.cache/melodyjax")
+  assert oneills.get_config().data.midi_dir == f"{home}/oneills_midi"
+  assert data_config_lib.CorpusConfig.from_config(config.data).grid == 24
 
 
 @pytest.mark.slow
 def test_whole_corpus(tmp_path):
   """Every tune converts; the dataset keeps them all, identical round trip."""
-  summary = esac.convert_corpus(
+  summary = convert.convert_corpus(
     tmp_path / "midi", corpus="oneills", progress=False
   )
   assert summary["files"] == ONEILLS_FILES
@@ -226,7 +242,7 @@ def test_whole_corpus(tmp_path):
   dataset = build.build_dataset(
     tmp_path / "midi",
     tmp_path / "data",
-    dataset_lib.CorpusConfig(grid=24),
+    data_config_lib.CorpusConfig(grid=24),
     check_roundtrip=True,
     progress=False,
   )
@@ -237,4 +253,4 @@ def test_whole_corpus(tmp_path):
   assert json.loads((tmp_path / "midi" / "conversion.json").read_text())[
     "complete"
   ]
-  print(esac.format_summary(summary), file=sys.stderr)
+  print(convert.format_summary(summary), file=sys.stderr)

@@ -13,12 +13,14 @@ from melodyjax.listening import outputs
 from melodyjax.music import midi_io, tokens
 from melodyjax.music.events import Event
 from melodyjax.sampling import generate, sampler
+from melodyjax.sampling import request as request_lib
+from melodyjax.training import runs
 from tests.helpers import counting_step_traces, run_python
 
 
 @pytest.fixture(scope="module")
 def run(workdir):
-  return generate.load_run(str(workdir))
+  return runs.from_workdir(str(workdir))
 
 
 def primer_arrays(run, text, batch=3, capacity=8):
@@ -144,7 +146,7 @@ def test_window_mode_is_jitted_deterministic_and_keeps_the_primer(run):
 
 def test_melodies_stop_at_eos_or_num_notes(run):
   melodies = generate.generate(
-    run, generate.Request(num_outputs=16, num_notes=30, seed=3)
+    run, request_lib.Request(num_outputs=16, num_notes=30, seed=3)
   )
   assert all(1 <= len(m) <= 30 for m in melodies)
   events = [e for m in melodies for e in m]
@@ -152,7 +154,7 @@ def test_melodies_stop_at_eos_or_num_notes(run):
 
 
 def test_written_files_read_back_as_generated(run, tmp_path):
-  request = generate.Request(num_outputs=4, num_notes=40, seed=5)
+  request = request_lib.Request(num_outputs=4, num_notes=40, seed=5)
   melodies = generate.generate(
     run, request, generate.parse_primer_text("C4:1 R:0.5 G4:0.5")
   )

@@ -18,6 +18,8 @@ import pytest
 from melodyjax.listening import abc
 from melodyjax.music import midi_io
 from melodyjax.sampling import generate
+from melodyjax.sampling import request as request_lib
+from melodyjax.training import runs
 from tests.helpers import PROJECT, run_python
 
 
@@ -94,8 +96,8 @@ def test_generate_gives_sample_mains_notes(server, workdir):
   status, answer = call(port, "POST", "/generate", body)
   assert status == 200, answer
   assert len(answer["melodies"]) == 3
-  run = generate.load_run(str(workdir))
-  request = generate.Request(
+  run = runs.from_workdir(str(workdir))
+  request = request_lib.Request(
     num_outputs=3, num_notes=12, temperature=(0.9, 1.0), top_p=0.95, seed=7
   )
   expected = generate.generate(

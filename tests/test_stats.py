@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.evaluation import stats
+from melodyjax.listening import stats
 from melodyjax.music import tokens, tonality
 from melodyjax.music.events import Event
 

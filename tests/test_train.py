@@ -14,6 +14,7 @@ import pytest
 from configs import tiny
 from melodyjax import errors
 from melodyjax.data import windows as windows_lib
+from melodyjax.model import config as model_config_lib
 from melodyjax.model import model as model_lib
 from melodyjax.training import loop, parallel
 from melodyjax.training import state as state_lib
@@ -48,7 +49,7 @@ def setup_step(
   config = tiny.get_config()
   config.train.update(train_overrides)
   model = model_lib.MelodyModel(
-    model_lib.get_model_config(
+    model_config_lib.get_model_config(
       config.model, len(dataset.pitch_vocab), len(dataset.duration_vocab)
     )
   )
@@ -297,7 +298,7 @@ def test_golden_first_step_loss():
   """
   config = tiny.get_config()
   model = model_lib.MelodyModel(
-    model_lib.get_model_config(config.model, 20, 10)
+    model_config_lib.get_model_config(config.model, 20, 10)
   )
   tx = state_lib.create_optimizer(config.train)
   rng = np.random.default_rng(0)

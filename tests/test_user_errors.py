@@ -25,7 +25,7 @@ from configs import tiny
 from melodyjax import cli
 from melodyjax.cli import evaluate as evaluate_cli
 from melodyjax.data import build
-from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import config as data_config_lib
 from melodyjax.music import midi_io
 from melodyjax.music.events import Event
 from melodyjax.training import checkpoints, loop
@@ -201,7 +201,7 @@ def _evaluate(ctx, *args):
 def _built_with(ctx, **settings):
   """The good corpus built with other settings than the run's."""
   out = os.path.join(ctx.tmp, "other_data")
-  config = dataset_lib.CorpusConfig(**settings)
+  config = data_config_lib.CorpusConfig(**settings)
   build.build_dataset(ctx.midi, out, config, progress=False)
   return f"--dataset_dir={out}"
 

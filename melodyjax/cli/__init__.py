@@ -107,7 +107,7 @@ def user_errors(
       its temporary file), so every file left is complete. Not for
       training, which saves a checkpoint on SIGTERM instead.
   """
-  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import app
 
   previous = (
     signal.signal(signal.SIGTERM, _raise_terminated) if sigterm else None
@@ -165,7 +165,7 @@ def parse_flags(
     if "verbosity" in flag_values and not flag_values["verbosity"].present:
       # Orbax and XLA log every save and compile at INFO; keep the console
       # for progress and results unless asked (--verbosity=0).
-      from absl import logging  # pylint: disable=g-import-not-at-top
+      from absl import logging
 
       logging.set_verbosity(logging.WARNING)
     if "config" in flag_values and flag_values["config"].present:

@@ -1,7 +1,7 @@
-"""`python -m melodyjax.corpus` (also `melodyjax-corpus`): build or reload the
-dataset of a MIDI folder and print its report.
+"""`melodyjax-corpus` (also `python -m melodyjax.cli.corpus`): build or
+reload the dataset of a MIDI folder and print its report.
 
-  python -m melodyjax.corpus --midi_dir DIR --out DATASET_DIR \
+  melodyjax-corpus --midi_dir DIR --out DATASET_DIR \
     [--export_jsonl FILE] [--check_roundtrip] [data options as config.data]
 """
 
@@ -16,13 +16,13 @@ from absl import flags
 
 from melodyjax import cli, errors
 from melodyjax.data import build
-from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import config as data_config_lib
 from melodyjax.data import report as build_report
 from melodyjax.music import midi_io
 
-PROG = "python -m melodyjax.corpus"
+PROG = "melodyjax-corpus"
 FLAGS = cli.tool_flags()
-_DEFAULTS = dataset_lib.CorpusConfig()
+_DEFAULTS = data_config_lib.CorpusConfig()
 
 flags.DEFINE_string(
   "midi_dir",
@@ -119,7 +119,7 @@ flags.DEFINE_float(
 flags.mark_flags_as_required(["midi_dir", "out"], flag_values=FLAGS)
 
 
-def corpus_config() -> dataset_lib.CorpusConfig:
+def corpus_config() -> data_config_lib.CorpusConfig:
   """The data options of the flags."""
   try:
     shifts = tuple(int(x) for x in FLAGS.transpositions)
@@ -130,9 +130,9 @@ def corpus_config() -> dataset_lib.CorpusConfig:
     ) from None
   values = {
     field.name: FLAGS[field.name].value
-    for field in dataclasses.fields(dataset_lib.CorpusConfig)
+    for field in dataclasses.fields(data_config_lib.CorpusConfig)
   }
-  return dataset_lib.CorpusConfig(**{**values, "transpositions": shifts})
+  return data_config_lib.CorpusConfig(**{**values, "transpositions": shifts})
 
 
 def run(argv: Sequence[str] | None = None) -> int:

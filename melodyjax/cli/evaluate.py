@@ -1,14 +1,14 @@
-"""`python -m melodyjax.evaluate` (also `melodyjax-evaluate`): score a run on
-its test split against the n-gram baseline, compare generated melodies with
-the corpus, and write its report.
+"""`melodyjax-evaluate` (also `python -m melodyjax.cli.evaluate`): score a
+run on its test split against the n-gram baseline, compare generated
+melodies with the corpus, and write its report.
 
-  python -m melodyjax.evaluate --workdir=runs/esac_cpu [--step=best]
+  melodyjax-evaluate --workdir=runs/esac_cpu [--step=best]
 
 On another corpus (tokenized with the run's vocabularies; the report in
 `WORKDIR/cross/NAME/`):
 
-  python -m melodyjax.evaluate --workdir=runs/esac_cpu --dataset_dir=D
-  python -m melodyjax.evaluate --workdir=runs/esac_cpu --midi_dir=FOLDER
+  melodyjax-evaluate --workdir=runs/esac_cpu --dataset_dir=D
+  melodyjax-evaluate --workdir=runs/esac_cpu --midi_dir=FOLDER
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from melodyjax import cli, config_checks
+from melodyjax import cli
+from melodyjax.sampling import request as request_lib
 
-PROG = "python -m melodyjax.evaluate"
+PROG = "melodyjax-evaluate"
 FLAGS = cli.tool_flags()
 flags.DEFINE_string("workdir", None, "A trained run.", flag_values=FLAGS)
 flags.DEFINE_string(
@@ -70,7 +71,7 @@ def run(argv: Sequence[str] | None = None) -> int:
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
   with cli.user_errors(prog, FLAGS, sigterm=True):
-    config_checks.check_sampling(
+    request_lib.check_values(
       {
         "num_outputs": FLAGS.num_samples,
         "num_notes": FLAGS.num_notes,
@@ -81,7 +82,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         "--num_samples" if field == "num_outputs" else f"--{field}"
       ),
     )
-    from melodyjax.evaluation import report  # pylint: disable=g-import-not-at-top
+    from melodyjax.evaluation import report
 
     result = report.evaluate_run(
       FLAGS.workdir,

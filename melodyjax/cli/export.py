@@ -42,20 +42,19 @@ def run(argv: Sequence[str] | None = None) -> int:
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
   with cli.user_errors(prog, FLAGS, sigterm=True):
-    import jax  # pylint: disable=g-import-not-at-top
-    import numpy as np  # pylint: disable=g-import-not-at-top
+    import jax
+    import numpy as np
 
-    from melodyjax import errors  # pylint: disable=g-import-not-at-top
-    from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
-    from melodyjax.training import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-    from melodyjax.training import model_file  # pylint: disable=g-import-not-at-top
+    from melodyjax import errors
+    from melodyjax.training import metrics as metrics_lib
+    from melodyjax.training import model_file, runs
 
     out = os.path.abspath(os.path.expanduser(FLAGS.out))
     if not out.endswith(model_file.SUFFIX):
       raise errors.UsageError(f"--out must end with {model_file.SUFFIX}: {out}")
     if not os.path.isdir(os.path.dirname(out)):
       raise errors.UsageError(f"--out: no folder {os.path.dirname(out)}")
-    run = generate.load_run(FLAGS.workdir, FLAGS.step)
+    run = runs.from_workdir(FLAGS.workdir, FLAGS.step)
     bits = [
       r["eval/bits_per_note"]
       for r in metrics_lib.read_metrics(run.workdir)

@@ -1,6 +1,7 @@
-"""`python -m melodyjax.cli.ngram`: fit and score the Kneser-Ney baseline.
+"""`melodyjax-ngram` (also `python -m melodyjax.cli.ngram`): fit and score
+the Kneser-Ney baseline.
 
-  python -m melodyjax.cli.ngram --dataset DIR [--max_order 8] [--split test]
+  melodyjax-ngram --dataset DIR [--max_order 8] [--split test]
 
 Fits one model per stream on the training split, chooses each order on the
 validation split and reports the chosen split.
@@ -17,7 +18,7 @@ from melodyjax import cli
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.evaluation import ngram
 
-PROG = "python -m melodyjax.cli.ngram"
+PROG = "melodyjax-ngram"
 FLAGS = cli.tool_flags()
 flags.DEFINE_string("dataset", None, "Dataset folder.", flag_values=FLAGS)
 flags.DEFINE_integer(

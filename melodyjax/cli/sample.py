@@ -16,7 +16,8 @@ import sys
 
 from absl import app, flags
 
-from melodyjax import cli, config_checks, errors
+from melodyjax import cli, errors
+from melodyjax.sampling import request as request_lib
 
 PROG = "sample_main.py"
 FLAGS = flags.FLAGS
@@ -120,7 +121,7 @@ def _pair(name: str, kind) -> list:
 
 
 def _check_time_signature() -> None:
-  from melodyjax.music import metre  # pylint: disable=g-import-not-at-top
+  from melodyjax.music import metre
 
   if FLAGS.time_signature:
     try:
@@ -130,14 +131,13 @@ def _check_time_signature() -> None:
 
 
 def check_flags():
-  """The flags as a (generate.Request, outputs.Rendering), checked before
+  """The flags as a (request_lib.Request, outputs.Rendering), checked before
   the (slow) model restore.
 
   Raises:
     UsageError, ConfigError: the first bad flag, by name.
   """
-  from melodyjax.listening import outputs  # pylint: disable=g-import-not-at-top
-  from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
+  from melodyjax.listening import outputs
 
   if bool(FLAGS.workdir) == bool(FLAGS.model):
     raise errors.UsageError(
@@ -149,21 +149,21 @@ def check_flags():
     raise errors.UsageError(
       "--step applies to --workdir: a model file holds one step"
     )
-  if FLAGS.sampler not in generate.SAMPLERS:
+  if FLAGS.sampler not in request_lib.SAMPLERS:
     raise errors.UsageError(
       f"--sampler must be 'scan' or 'window', got {FLAGS.sampler!r}"
       + (
         " (--mode now names the musical mode: --mode=major|minor)"
-        if FLAGS.sampler in config_checks.MODES
+        if FLAGS.sampler in request_lib.MODES
         else ""
       )
     )
-  if FLAGS.mode in generate.SAMPLERS:
+  if FLAGS.mode in request_lib.SAMPLERS:
     raise errors.UsageError(
       f"--mode={FLAGS.mode}: --mode is now major or minor; the sampler is "
       f"--sampler={FLAGS.mode}"
     )
-  request = generate.Request(
+  request = request_lib.Request(
     num_outputs=FLAGS.num_outputs,
     num_notes=FLAGS.num_notes,
     temperature=_pair("temperature", float),
@@ -174,9 +174,9 @@ def check_flags():
     max_primer_notes=FLAGS.max_primer_notes,
     primer=FLAGS.primer,
     primer_midi=FLAGS.primer_midi,
-    **{name: FLAGS[name].value for name in config_checks.SAMPLE_CONTROLS},
+    **{name: FLAGS[name].value for name in request_lib.CONTROLS},
   )
-  config_checks.check_sampling(
+  request_lib.check_values(
     {
       name: getattr(request, name)
       for name in (
@@ -187,7 +187,7 @@ def check_flags():
         "num_notes",
         "max_primer_notes",
         "seed",
-        *config_checks.SAMPLE_CONTROLS,
+        *request_lib.CONTROLS,
       )
     },
     shown={
@@ -195,7 +195,7 @@ def check_flags():
     },
   )
   _check_time_signature()
-  config_checks.check_tempo(FLAGS.tempo, "--tempo")
+  request_lib.check_tempo(FLAGS.tempo, "--tempo")
   if not 1 <= FLAGS.velocity <= 127:
     raise errors.UsageError(f"--velocity must be 1-127, got {FLAGS.velocity}")
   if not 0 <= FLAGS.program <= 127:
@@ -222,7 +222,7 @@ def check_flags():
 
 def _primer(run, request):
   """(events, source) of the primer flag given, key-normalised."""
-  from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
+  from melodyjax.sampling import generate
 
   if request.primer_midi:
     events = generate.read_primer_midi(request.primer_midi, run)
@@ -237,20 +237,21 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(prog, f"unexpected arguments: {' '.join(argv[1:])}")
   with cli.user_errors(prog, sigterm=True):
-    import dataclasses  # pylint: disable=g-import-not-at-top
+    import dataclasses
 
-    from melodyjax.listening import outputs, page  # pylint: disable=g-import-not-at-top
-    from melodyjax.sampling import generate, plan  # pylint: disable=g-import-not-at-top
-    from melodyjax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    from melodyjax.listening import outputs, page
+    from melodyjax.sampling import generate, plan
+    from melodyjax.training import runs
+    from melodyjax.training import workdir as workdir_lib
 
     request, rendering = check_flags()
     if request.primer:  # before the restore: a typo costs no waiting
       generate.parse_primer_text(request.primer)
     if FLAGS.model:
-      run = generate.load_model_file(FLAGS.model)
+      run = runs.from_model_file(FLAGS.model)
       default_dir = os.path.splitext(run.model_path)[0] + "_samples"
     else:
-      run = generate.load_run(FLAGS.workdir, FLAGS.step)
+      run = runs.from_workdir(FLAGS.workdir, FLAGS.step)
       default_dir = workdir_lib.samples_dir(run.workdir, run.step)
     primer, source = _primer(run, request)
     resolved = plan.make_plan(run, request)  # before sampling: fails fast
@@ -282,7 +283,11 @@ def main(argv):
 
 def run() -> None:
   """The console script: fast allocator, flags, main."""
-  from melodyjax.cli import runtime  # pylint: disable=g-import-not-at-top
+  from melodyjax.cli import runtime
 
   runtime.reexec_with_fast_malloc()
   sys.exit(app.run(main, flags_parser=cli.parse_flags))
+
+
+if __name__ == "__main__":
+  run()

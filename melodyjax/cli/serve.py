@@ -1,4 +1,4 @@
-"""`melodyjax-serve` (also `python -m melodyjax.serve`): a trained run as an
+"""`melodyjax-serve` (also `python -m melodyjax.cli.serve`): a trained run as an
 HTTP JSON API, compiled once and batching concurrent requests.
 
   melodyjax-serve --workdir=runs/esac_cpu [--host=127.0.0.1] [--port=8000]
@@ -75,7 +75,7 @@ flags.DEFINE_integer(
 
 
 def _check_flags():
-  from melodyjax.serving import requests  # pylint: disable=g-import-not-at-top
+  from melodyjax.serving import requests
 
   limits = requests.Limits(
     max_notes=FLAGS.max_notes,
@@ -113,7 +113,7 @@ def run(argv: Sequence[str] | None = None) -> int:
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
   with cli.user_errors(prog, FLAGS):
     limits, warm = _check_flags()
-    from melodyjax.serving import app, batcher, model  # pylint: disable=g-import-not-at-top
+    from melodyjax.serving import app, batcher, model
 
     served = model.load(
       workdir=FLAGS.workdir, model=FLAGS.model, step=FLAGS.step
@@ -130,7 +130,7 @@ def run(argv: Sequence[str] | None = None) -> int:
       f"in {seconds:.1f} s",
       flush=True,
     )
-    import uvicorn  # pylint: disable=g-import-not-at-top
+    import uvicorn
 
     config = uvicorn.Config(
       app.create_app(runner),

@@ -99,7 +99,7 @@ def initialize_distributed(settings: tuple[str, int, int]) -> None:
   Waits (up to JAX's 5 minutes) for every process to connect; JAX itself
   ends the process when that fails or the coordinator's port is taken.
   """
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
 
   # Collectives across processes on CPU need an implementation: gloo (TCP)
   # is JAX's default; keep one chosen with JAX_CPU_COLLECTIVES_IMPLEMENTATION.
@@ -117,11 +117,11 @@ def main(argv):
     if settings is not None:
       initialize_distributed(settings)
     # JAX only now: after the multi-host set-up.
-    import jax  # pylint: disable=g-import-not-at-top
+    import jax
 
-    from melodyjax.cli import runtime  # pylint: disable=g-import-not-at-top
-    from melodyjax.listening import hook, page  # pylint: disable=g-import-not-at-top
-    from melodyjax.training import loop  # pylint: disable=g-import-not-at-top
+    from melodyjax.cli import runtime
+    from melodyjax.listening import hook, page
+    from melodyjax.training import loop
 
     described = False
 
@@ -147,7 +147,11 @@ def main(argv):
 
 def run() -> None:
   """The console script: fast allocator, flags, main."""
-  from melodyjax.cli import runtime  # pylint: disable=g-import-not-at-top
+  from melodyjax.cli import runtime
 
   runtime.reexec_with_fast_malloc()
   sys.exit(app.run(main, flags_parser=cli.parse_flags))
+
+
+if __name__ == "__main__":
+  run()

@@ -27,6 +27,7 @@ import numpy as np
 from absl import logging
 
 from melodyjax import errors, files
+from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import labels as labels_lib
 from melodyjax.data import report as build_report
@@ -75,7 +76,7 @@ def _listing_digest(listing: Mapping[str, Sequence[int]]) -> str:
 
 def _assemble(
   records: Sequence[dict],
-  config: dataset_lib.CorpusConfig,
+  config: data_config_lib.CorpusConfig,
   vocabs: tuple[tokens.Vocab, tokens.Vocab] | None = None,
 ) -> tuple[dict[str, dict], tokens.Vocab, tokens.Vocab]:
   """Song records to per-split id arrays and the two vocabularies (built on
@@ -117,7 +118,7 @@ def _assemble(
 
 
 def _build_labels(
-  records: Sequence[dict], config: dataset_lib.CorpusConfig
+  records: Sequence[dict], config: data_config_lib.CorpusConfig
 ) -> labels_lib.Labels:
   """The label vocabularies of the training songs."""
   train = [r for r in records if r.get("split") == "train"]
@@ -202,7 +203,7 @@ def _cache_is_fresh(out_dir: str, manifest: dict) -> bool:
 def build_dataset(
   midi_dir: str | os.PathLike,
   out_dir: str | os.PathLike,
-  config: dataset_lib.CorpusConfig | None = None,
+  config: data_config_lib.CorpusConfig | None = None,
   *,
   workers: int | None = None,
   check_roundtrip: bool = False,
@@ -235,7 +236,7 @@ def build_dataset(
     CorpusError: the folder is missing or holds no MIDI file, or `out_dir`
       cannot be written.
   """
-  config = config or dataset_lib.CorpusConfig()
+  config = config or data_config_lib.CorpusConfig()
   midi_dir = os.path.abspath(os.fspath(midi_dir))
   out_dir = os.path.abspath(os.fspath(out_dir))
   if not os.path.isdir(midi_dir):
@@ -344,9 +345,9 @@ def prepare_dataset(
   """The dataset of a config's `data` group, built or loaded from its cache.
 
   The built-in corpora are made on first use: when `data.midi_dir` is the
-  default folder of ESAC or O'Neill's (`esac.default_midi_dir`) and does
-  not exist yet, that corpus is converted from music21 into it (minutes,
-  once).
+  default folder of a built-in corpus (`corpora.builtin.default_midi_dir`)
+  and does not exist yet, that corpus is converted from music21 into it
+  (minutes, once).
 
   Raises:
     CorpusError: the corpus cannot be read or the dataset not written.
@@ -357,7 +358,7 @@ def prepare_dataset(
   return build_dataset(
     midi_dir,
     dataset_dir,
-    dataset_lib.CorpusConfig.from_config(data_config),
+    data_config_lib.CorpusConfig.from_config(data_config),
     progress=progress,
     vocabs=vocabs,
     label_vocabs=label_vocabs,
@@ -365,18 +366,18 @@ def prepare_dataset(
 
 
 def _convert_builtin_if_missing(midi_dir: str) -> None:
-  from melodyjax.data import esac  # pylint: disable=g-import-not-at-top
+  from melodyjax.data.corpora import builtin, convert
 
   if os.path.isdir(midi_dir):
     return
-  for name, corpus in esac.CORPORA.items():
-    default = esac.default_midi_dir(name)
+  for name, corpus in builtin.CORPORA.items():
+    default = builtin.default_midi_dir(name)
     if os.path.abspath(midi_dir) != str(default):
       continue
     logging.warning(
       "Converting %s to MIDI once into %s (minutes)", corpus.label, default
     )
     try:
-      esac.convert_corpus(default, corpus=name)
-    except errors.EsacError as e:
+      convert.convert_corpus(default, corpus=name)
+    except errors.ConversionError as e:
       raise errors.CorpusError(f"{midi_dir} does not exist and {e}") from None

@@ -26,7 +26,8 @@ import numpy as np
 
 from melodyjax import errors
 from melodyjax.data import labels as labels_lib
-from melodyjax.music import midi_io, tokens
+from melodyjax.data.config import CorpusConfig
+from melodyjax.music import tokens
 
 # 2: conditions.npz and vocab_labels.json (bar positions, labels).
 FORMAT_VERSION = 2
@@ -37,82 +38,6 @@ SONG_CONDITIONS = ("end_position", "end_time_signature", "mode", "style")
 
 
 SPLITS = ("train", "valid", "test")
-
-
-@dataclasses.dataclass(frozen=True)
-class CorpusConfig:
-  """How MIDI files become token sequences (mirrors `config.data`).
-
-  Attributes:
-    grid: quantization steps per quarter note.
-    polyphony: 'chord', 'top' or 'reject' for notes that share an onset.
-    tracks: 'merge' every non-drum track, or keep the 'melody' part.
-    normalize_key: transpose each song to C major / A minor.
-    transpositions: extra copies of each training song shifted by these
-      semitones (augmentation; 0 and out-of-range copies are skipped).
-    min_notes: songs with fewer note or chord events are dropped.
-    max_notes: songs with more note or chord events are dropped (0: no limit).
-    min_count: training-set count below which a token maps to unk.
-    min_label_songs: training songs below which a label (time signature,
-      mode, style) is unknown.
-    valid_fraction: share of songs in the validation split.
-    test_fraction: share of songs in the test split.
-  """
-
-  grid: int = 12
-  polyphony: str = "chord"
-  tracks: str = "merge"
-  normalize_key: bool = True
-  transpositions: tuple[int, ...] = ()
-  min_notes: int = 4
-  max_notes: int = 0
-  min_count: int = 1
-  min_label_songs: int = 5
-  valid_fraction: float = 0.05
-  test_fraction: float = 0.05
-
-  def __post_init__(self):
-    object.__setattr__(self, "transpositions", tuple(self.transpositions))
-    problems = []
-    if self.grid < 1:
-      problems.append(f"grid must be >= 1, got {self.grid}")
-    if self.polyphony not in midi_io.POLYPHONY_POLICIES:
-      problems.append(
-        f"polyphony must be one of {midi_io.POLYPHONY_POLICIES}, "
-        f"got {self.polyphony!r}"
-      )
-    if self.tracks not in midi_io.TRACK_POLICIES:
-      problems.append(
-        f"tracks must be one of {midi_io.TRACK_POLICIES}, got {self.tracks!r}"
-      )
-    if self.min_notes < 1 or self.max_notes < 0:
-      problems.append("min_notes must be >= 1 and max_notes >= 0")
-    if self.min_count < 1:
-      problems.append(f"min_count must be >= 1, got {self.min_count}")
-    if self.min_label_songs < 1:
-      problems.append(
-        f"min_label_songs must be >= 1, got {self.min_label_songs}"
-      )
-    fractions = (self.valid_fraction, self.test_fraction)
-    if min(fractions) < 0 or sum(fractions) >= 1:
-      problems.append(
-        "valid_fraction and test_fraction must be >= 0 and sum to < 1, got "
-        f"{self.valid_fraction} and {self.test_fraction}"
-      )
-    if problems:
-      raise errors.CorpusError("; ".join(problems))
-
-  @classmethod
-  def from_config(cls, data_config: Mapping[str, Any]) -> CorpusConfig:
-    """Builds it from the `data` group of a config (extra fields ignored)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in dict(data_config).items() if k in names})
-
-  def to_json(self) -> dict:
-    return {
-      **dataclasses.asdict(self),
-      "transpositions": list(self.transpositions),
-    }
 
 
 @dataclasses.dataclass(frozen=True)

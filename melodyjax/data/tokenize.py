@@ -17,8 +17,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.data import esac_metre, labels
+from melodyjax.data import labels
+from melodyjax.data.corpora import builtin
 from melodyjax.music import metre, midi_io, tokens, tonality
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
@@ -40,13 +42,13 @@ def list_midi_files(midi_dir: str | os.PathLike) -> list[str]:
 def tokenize_file(
   midi_dir: str,
   relpath: str,
-  config: dataset_lib.CorpusConfig,
+  config: data_config_lib.CorpusConfig,
   check_roundtrip: bool,
   hint: str | None = None,
 ) -> dict:
   """One file to a song record, or a drop record with a reason.
 
-  `hint` is the file's metre hint from `esac_metre.metre_hints`, if any.
+  `hint` is the file's metre hint from `corpora.builtin.metre_hints`, if any.
   """
   path = os.path.join(midi_dir, relpath)
   try:
@@ -120,12 +122,10 @@ def tokenize_file(
 
 def _metre_record(song, grid: int, hint: str | None) -> dict:
   """Bar positions and time signature labels of a song (see `metre`)."""
-  if hint == esac_metre.NO_METER:
+  if hint == metre.NO_METER:
     song = song._replace(time_signature=None)
   pickup = (
-    fractions.Fraction(hint)
-    if hint not in (None, esac_metre.NO_METER)
-    else None
+    fractions.Fraction(hint) if hint not in (None, metre.NO_METER) else None
   )
   found = metre.song_metre(song, grid, pickup)
   label = lambda s: s and metre.signature_label(s)  # noqa: E731
@@ -149,15 +149,15 @@ def _process_chunk(args) -> list[dict]:
 def tokenize_files(
   midi_dir: str,
   relpaths: Sequence[str],
-  config: dataset_lib.CorpusConfig,
+  config: data_config_lib.CorpusConfig,
   check_roundtrip: bool,
   workers: int,
   progress: bool,
 ) -> list[dict]:
   """Processes all files, in worker processes when workers > 1."""
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from tqdm import tqdm
 
-  hints = esac_metre.metre_hints(midi_dir)
+  hints = builtin.metre_hints(midi_dir)
 
   bar = tqdm(
     total=len(relpaths),

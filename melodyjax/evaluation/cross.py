@@ -25,12 +25,13 @@ import json
 import os
 from typing import Any
 
-from melodyjax import errors
-from melodyjax.data import build, esac
+from melodyjax import errors, files
+from melodyjax.data import build
+from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
-from melodyjax.sampling import generate
+from melodyjax.training import runs
 
 CROSS_FOLDER = "cross"  # below the dataset cache
 CHECKED = ("normalize_key", "grid")  # settings a corpus must share with a run
@@ -39,7 +40,7 @@ MOST_COMMON = 8
 
 def datasets_root() -> str:
   """The dataset cache: `$MELODYJAX_CACHE/datasets` (`~/.cache/melodyjax`)."""
-  return os.path.join(os.path.dirname(esac.default_midi_dir()), "datasets")
+  return files.cache_dir("datasets")
 
 
 def _setting(name: str, value: Any) -> str:
@@ -50,7 +51,7 @@ def _setting(name: str, value: Any) -> str:
   return f"{name}={value}"
 
 
-def _built_corpus(dataset_dir: str) -> tuple[str, dataset_lib.CorpusConfig]:
+def _built_corpus(dataset_dir: str) -> tuple[str, data_config_lib.CorpusConfig]:
   """(MIDI folder, corpus settings) of a built dataset folder."""
   if not os.path.isdir(dataset_dir):
     raise errors.UsageError(
@@ -60,7 +61,7 @@ def _built_corpus(dataset_dir: str) -> tuple[str, dataset_lib.CorpusConfig]:
     with open(os.path.join(dataset_dir, "manifest.json")) as f:
       manifest = json.load(f)
     midi_dir = manifest["midi_dir"]
-    config = dataset_lib.CorpusConfig(**manifest["config"])
+    config = data_config_lib.CorpusConfig(**manifest["config"])
   except (OSError, ValueError, KeyError, TypeError, errors.CorpusError):
     raise errors.UsageError(
       f"--dataset_dir: {dataset_dir} holds no built dataset (no readable "
@@ -71,7 +72,7 @@ def _built_corpus(dataset_dir: str) -> tuple[str, dataset_lib.CorpusConfig]:
 
 
 def _check_settings(
-  run: generate.Run, config: dataset_lib.CorpusConfig, dataset_dir: str
+  run: runs.Run, config: data_config_lib.CorpusConfig, dataset_dir: str
 ) -> None:
   """Refuses a corpus built with another key setting or grid than the run."""
   for name in CHECKED:
@@ -85,7 +86,7 @@ def _check_settings(
       )
 
 
-def _cache_dir(midi_dir: str, config, run: generate.Run) -> str:
+def _cache_dir(midi_dir: str, config, run: runs.Run) -> str:
   """Where the corpus, tokenized with the run's vocabularies, is cached."""
   key = json.dumps(
     [
@@ -120,7 +121,7 @@ class Corpus:
 
 
 def load_corpus(
-  run: generate.Run,
+  run: runs.Run,
   *,
   dataset_dir: str | None = None,
   midi_dir: str | None = None,
@@ -148,7 +149,7 @@ def load_corpus(
       )
   else:
     given = source = os.path.abspath(os.path.expanduser(midi_dir))
-    config = dataset_lib.CorpusConfig.from_config(run.config.data)
+    config = data_config_lib.CorpusConfig.from_config(run.config.data)
     own = None
   flag = "--dataset_dir" if dataset_dir is not None else "--midi_dir"
   try:
@@ -181,7 +182,7 @@ def _check_splits(dataset: dataset_lib.Dataset, flag: str, given: str) -> None:
     )
 
 
-def _same_tokens(dataset_dir: str, run: generate.Run):
+def _same_tokens(dataset_dir: str, run: runs.Run):
   """The dataset of `dataset_dir` when its vocabularies and labels are
   already the run's (its own corpus), else None."""
   dataset = dataset_lib.load_dataset(dataset_dir)
@@ -211,7 +212,7 @@ def corpus_songs(dataset: dataset_lib.Dataset, split: str) -> list[list[Event]]:
 
 
 def unknown_tokens(
-  dataset: dataset_lib.Dataset, run: generate.Run, split: str = "test"
+  dataset: dataset_lib.Dataset, run: runs.Run, split: str = "test"
 ) -> dict[str, dict[str, Any]]:
   """Per stream, the events of a split's original songs whose token the
   run never saw (scored as unk): {"share", "count", "events",

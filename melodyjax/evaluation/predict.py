@@ -18,7 +18,7 @@ from melodyjax.data import build, windows
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.evaluation import scoring
 from melodyjax.music import tokens
-from melodyjax.sampling import generate
+from melodyjax.training import runs
 
 
 @functools.partial(jax.jit, static_argnames="model")
@@ -74,7 +74,7 @@ def _song_batches(
 
 
 def model_distributions(
-  run: generate.Run, split: dataset_lib.Split, batch_size: int = 64
+  run: runs.Run, split: dataset_lib.Split, batch_size: int = 64
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """The model's next-event distribution at every target of a split.
 
@@ -107,7 +107,7 @@ def model_distributions(
   }
 
 
-def load_dataset_of(run: generate.Run) -> dataset_lib.Dataset:
+def load_dataset_of(run: runs.Run) -> dataset_lib.Dataset:
   """The run's dataset (built if needed), checked against its vocabularies."""
   # A fine-tuned run's corpus is tokenized with its base run's vocabularies,
   # which are the run's own.
@@ -133,7 +133,7 @@ def load_dataset_of(run: generate.Run) -> dataset_lib.Dataset:
 
 
 def score_split(
-  run: generate.Run,
+  run: runs.Run,
   split: str = "test",
   dataset: dataset_lib.Dataset | None = None,
 ) -> dict[str, float]:

@@ -25,7 +25,9 @@ from melodyjax.listening import audio, outputs, page, plots
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
 from melodyjax.sampling import generate
+from melodyjax.sampling import request as request_lib
 from melodyjax.training import metrics as metrics_lib
+from melodyjax.training import runs
 from melodyjax.training import workdir as workdir_lib
 
 SCORE_ROWS = (
@@ -69,7 +71,7 @@ def evaluate_run(
     "corpus": None or {"dataset", "midi_dir", "given", "unknown_tokens"}}.
   """
   start = time.perf_counter()
-  run = generate.load_run(workdir, step)
+  run = runs.from_workdir(workdir, step)
   corpus = None
   if dataset_dir is not None or midi_dir is not None:
     log("tokenizing the other corpus with the run's vocabularies (cached)")
@@ -88,7 +90,7 @@ def evaluate_run(
   fitted = baselines.fit(dataset, max_order=max_order)
   baseline_scores = baselines.score(dataset, fitted, "test")
   log(f"generating {num_samples} melodies of up to {num_notes} notes")
-  request = generate.Request(
+  request = request_lib.Request(
     num_outputs=num_samples,
     num_notes=num_notes,
     temperature=temperature,

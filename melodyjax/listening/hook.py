@@ -19,12 +19,11 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from melodyjax import config_checks
-from melodyjax.evaluation import stats
-from melodyjax.listening import audio, outputs, page
+from melodyjax.listening import audio, outputs, page, stats
 from melodyjax.music.events import Event
 from melodyjax.sampling import generate, plan
-from melodyjax.training import loop
+from melodyjax.sampling import request as request_lib
+from melodyjax.training import loop, runs
 from melodyjax.training import workdir as workdir_lib
 
 # Per-set statistics logged as sample/<name>; overlaps are against the
@@ -50,27 +49,16 @@ def sample_metrics(
   return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
-def request_of(config: ml_collections.ConfigDict) -> generate.Request:
-  """The generation settings of a training config's `sample` group."""
-  sample = config.sample
-  return generate.Request(
-    num_outputs=sample.num_outputs,
-    num_notes=sample.num_notes,
-    temperature=sample.temperature,
-    top_p=sample.top_p,
-    seed=sample.seed,
-    **{
-      name: sample[name]
-      for name in config_checks.SAMPLE_CONTROLS
-      if name in sample
-    },
-  )
-
-
 class AuditionHook:
   """Samples a training run's parameters into its workdir (process 0)."""
 
   def __init__(self, config: ml_collections.ConfigDict):
+    """Checks the config's `sample` group (`sampling.request.check_group`).
+
+    Raises:
+      ConfigError: its first bad field.
+    """
+    request_lib.check_group(config.sample)
     self.config = config
     self._reference = None
 
@@ -108,8 +96,8 @@ class AuditionHook:
       audio {name: (samples in [-1, 1], rate in Hz)}).
     """
     start = time.perf_counter()
-    request = request_of(self.config)
-    generating = generate.Run(
+    request = request_lib.from_group(self.config.sample)
+    generating = runs.Run(
       run.workdir,
       self.config,
       run.model,
@@ -138,7 +126,7 @@ class AuditionHook:
     )
     metrics = sample_metrics(melodies, self.reference(run))
     metrics["sample/seconds"] = time.perf_counter() - start
-    import matplotlib.image  # pylint: disable=g-import-not-at-top
+    import matplotlib.image
 
     images, sounds = {}, {}
     for i, path in enumerate(paths):

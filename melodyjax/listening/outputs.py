@@ -2,7 +2,7 @@
 roll, a WAV preview and its ABC notation.
 
 The sidecar (`sample_<step>_<i>.json`) holds the melody's tokens and every
-setting needed to regenerate it: the request (`generate.Request`), the
+setting needed to regenerate it: the request (`request_lib.Request`), the
 checkpoint step and workdir, and how it was rendered (`Rendering`).
 """
 
@@ -17,7 +17,7 @@ from melodyjax import errors, files
 from melodyjax.listening import abc, audio
 from melodyjax.music import midi_io, tokens
 from melodyjax.music.events import Event, Song
-from melodyjax.sampling import generate
+from melodyjax.sampling import request as request_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ def sidecar(
   *,
   step: int,
   workdir: str | None,
-  request: generate.Request,
+  request: request_lib.Request,
   rendering: Rendering,
   sampled_during_training: bool = False,
   model_path: str | None = None,
@@ -82,7 +82,7 @@ def write_outputs(
   *,
   step: int,
   workdir: str | None,
-  request: generate.Request,
+  request: request_lib.Request,
   rendering: Rendering = Rendering(),
   sampled_during_training: bool = False,
   model_path: str | None = None,
@@ -169,7 +169,7 @@ def _write_files(
       ),
     )
     if rendering.piano_roll:
-      from melodyjax.listening import plots  # pylint: disable=g-import-not-at-top
+      from melodyjax.listening import plots
 
       plots.save_piano_roll(events, stem + ".png", title=os.path.basename(stem))
     if rendering.wav:

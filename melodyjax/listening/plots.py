@@ -17,7 +17,7 @@ from melodyjax.music.events import Event
 
 def _save(figure, path: str, dpi: int) -> None:
   """Writes a figure as a PNG atomically (`files.atomic_write`), closes it."""
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import pyplot as plt
 
   try:
     with files.atomic_write(path, "wb") as f:
@@ -30,10 +30,10 @@ def save_piano_roll(
   events: Sequence[Event], path: str, *, title: str = ""
 ) -> None:
   """Draws events as a piano roll (time in quarter notes) into a PNG."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
 
   matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import pyplot as plt
 
   onset = 0.0
   bars = []
@@ -92,10 +92,10 @@ def curves_png(
       series.append((title, lines))
   if not series:
     return None
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
 
   matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import pyplot as plt
 
   figure, axes = plt.subplots(
     1, len(series), figsize=(6 * len(series), 3.2), squeeze=False
@@ -120,13 +120,13 @@ def save_histograms(generated, reference, path: str) -> None:
   """Pitch-class, interval and duration histograms of two sets, as a PNG.
 
   Args:
-    generated, reference: `evaluation.stats.compute_statistics` results.
+    generated, reference: `listening.stats.compute_statistics` results.
     path: the PNG file.
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
 
   matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import pyplot as plt
 
   figure, axes = plt.subplots(1, 3, figsize=(14, 3.5))
   names = [tokens.NOTE_NAMES, [str(i) for i in range(-12, 13)]]

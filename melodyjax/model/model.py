@@ -26,7 +26,6 @@ implementation can replace the scan behind the same two calls.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,140 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from melodyjax import config_checks
 from melodyjax.model import lstm
-
-_DTYPES = {
-  "float32": jnp.float32,
-  "bfloat16": jnp.bfloat16,
-  "float16": jnp.float16,
-}
-# The inputs each condition adds: int [batch, time] ids (bar positions in
-# grid steps, -1 unknown; label ids, 0 unknown).
-CONDITION_INPUTS = {
-  "metre": ("bar_position", "time_signature"),
-  "mode": ("mode",),
-  "style": ("style",),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-  """Sizes of the model; hashable, so it can be a static jit argument.
-
-  Attributes:
-    pitch_vocab_size: pitch vocabulary size, reserved ids included.
-    duration_vocab_size: duration vocabulary size, reserved ids included.
-    pitch_embed_dim: pitch embedding width.
-    duration_embed_dim: duration embedding width.
-    spatial_dropout: share of embedding channels dropped in training.
-    lstm_sizes: hidden units of each stacked LSTM, bottom first.
-    dense_size: units of the shared ReLU layer before the heads.
-    dtype: compute dtype of the matrix products ('auto': bfloat16 on GPU
-      and TPU, float32 on CPU; or 'float32', 'bfloat16', 'float16');
-      parameters, LSTM cell state and logits stay float32.
-    lstm_impl: 'auto', 'scan', 'fused', 'kernel', 'onednn' or 'cudnn'
-      (see `lstm.resolve_impl`).
-    condition_metre, condition_mode, condition_style: embed these
-      conditions as extra inputs.
-    duration_given_pitch: the duration head also reads the pitch of the
-      event it predicts (a hidden layer of `dense_size` units over the
-      shared layer's output plus an embedding of that pitch).
-    position_embed_dim, time_signature_embed_dim, mode_embed_dim,
-      style_embed_dim: their embedding widths.
-    max_bar_steps: bar positions, in grid steps, with their own embedding
-      (later ones share the last).
-    time_signature_vocab_size, mode_vocab_size, style_vocab_size: label
-      vocabulary sizes, unknown included (`data.labels`).
-  """
-
-  pitch_vocab_size: int
-  duration_vocab_size: int
-  pitch_embed_dim: int = 128
-  duration_embed_dim: int = 32
-  spatial_dropout: float = 0.2
-  lstm_sizes: tuple[int, ...] = (256, 128, 128)
-  dense_size: int = 128
-  dtype: str = "auto"
-  lstm_impl: str = "auto"
-  condition_metre: bool = False
-  condition_mode: bool = False
-  condition_style: bool = False
-  duration_given_pitch: bool = False
-  position_embed_dim: int = 16
-  time_signature_embed_dim: int = 8
-  mode_embed_dim: int = 4
-  style_embed_dim: int = 8
-  max_bar_steps: int = 192
-  time_signature_vocab_size: int = 1
-  mode_vocab_size: int = 1
-  style_vocab_size: int = 1
-
-  def __post_init__(self):
-    object.__setattr__(self, "lstm_sizes", tuple(self.lstm_sizes))
-    config_checks.check_model(dataclasses.asdict(self), prefix="model.")
-
-  @property
-  def conditions(self) -> tuple[str, ...]:
-    """The condition inputs this model reads (`CONDITION_INPUTS`)."""
-    return tuple(
-      name
-      for kind, names in CONDITION_INPUTS.items()
-      if getattr(self, f"condition_{kind}")
-      for name in names
-    )
-
-  def embeddings(self) -> dict[str, tuple[int, int]]:
-    """{condition input: (ids, width)} of the embedded conditions."""
-    sizes = {
-      "bar_position": (self.max_bar_steps + 1, self.position_embed_dim),
-      "time_signature": (
-        self.time_signature_vocab_size,
-        self.time_signature_embed_dim,
-      ),
-      "mode": (self.mode_vocab_size, self.mode_embed_dim),
-      "style": (self.style_vocab_size, self.style_embed_dim),
-    }
-    return {name: sizes[name] for name in self.conditions}
-
-  @property
-  def input_dim(self) -> int:
-    return (
-      self.pitch_embed_dim
-      + self.duration_embed_dim
-      + sum(width for _, width in self.embeddings().values())
-    )
-
-  @property
-  def compute_dtype(self):
-    """'auto' is bfloat16 on GPU and TPU, float32 on CPU."""
-    if self.dtype == "auto":
-      return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
-    return _DTYPES[self.dtype]
-
-
-def get_model_config(
-  model_config: Mapping[str, Any],
-  pitch_vocab_size: int,
-  duration_vocab_size: int,
-  label_sizes: Mapping[str, int] | None = None,
-) -> ModelConfig:
-  """Builds a ModelConfig from the `model` group of a config (one place).
-
-  Args:
-    model_config: the `model` group.
-    pitch_vocab_size, duration_vocab_size: the token vocabularies' sizes.
-    label_sizes: {'time_signature' | 'mode' | 'style': vocabulary size}.
-  """
-  names = {f.name for f in dataclasses.fields(ModelConfig)}
-  fields = {k: v for k, v in dict(model_config).items() if k in names}
-  for kind, size in (label_sizes or {}).items():
-    fields[f"{kind}_vocab_size"] = size
-  return ModelConfig(
-    pitch_vocab_size=pitch_vocab_size,
-    duration_vocab_size=duration_vocab_size,
-    **fields,
-  )
+from melodyjax.model.config import ModelConfig
 
 
 class MelodyModel(nn.Module):

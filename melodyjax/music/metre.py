@@ -33,6 +33,9 @@ import numpy as np
 from melodyjax.music.events import Event, Song
 
 UNKNOWN = -1  # the bar position of an event whose bar is unknown
+# A metre hint of a corpus (`data.corpora.builtin.metre_hints`): the song
+# has no meter, whatever its MIDI file says; other hints are pickups.
+NO_METER = "none"
 
 
 def signature_label(signature: tuple[int, int]) -> str:

@@ -3,162 +3,26 @@
 Everything comes from the workdir: `config.json`, the vocabularies and a
 checkpoint (the latest, the best by validation loss, or a given step). Only
 the parameters are restored, shaped by `eval_shape(model.init)`: sampling
-never builds an optimizer. A `Request` holds every setting of one call, so
-that the files written from it (`listening.outputs`) can regenerate it.
+never builds an optimizer. A `request.Request` holds every setting of one
+call, so that the files written from it (`listening.outputs`) can
+regenerate it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from collections.abc import Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from melodyjax import config_checks, errors, files
-from melodyjax.data import labels as labels_lib
-from melodyjax.model import model as model_lib
+from melodyjax import errors, files
 from melodyjax.music import midi_io, tokens, tonality
 from melodyjax.music.events import Event
 from melodyjax.sampling import plan, sampler
+from melodyjax.sampling import request as request_lib
 from melodyjax.training import runs
-
-SAMPLERS = ("scan", "window")
-
-
-def _pair(value) -> tuple:
-  """A value for both streams, or a (pitch, duration) pair, as a pair."""
-  if isinstance(value, tuple | list):
-    return tuple(value) if len(value) == 2 else (value[0], value[0])
-  return (value, value)
-
-
-@dataclasses.dataclass(frozen=True)
-class Request:
-  """Every setting of one generation call (the sidecar records them).
-
-  Attributes:
-    num_outputs: melodies to generate.
-    num_notes: events generated after the primer at most.
-    temperature, top_k, top_p: (pitch, duration) pairs (a number is used
-      for both streams).
-    seed: the same seed and settings give the same notes.
-    sampler: 'scan' (carry the LSTM state) or 'window' (the seed's way).
-    max_primer_notes: primer capacity (one compilation serves every primer
-      up to this length).
-    primer: the primer as text ('C4:1 D4:0.5'), as given.
-    primer_midi: the primer MIDI file, as given, or None.
-    time_signature, mode, style: the wanted metre ('3/4'), mode ('major',
-      'minor') and style label; '' for the run's most common one (a
-      conditioned run) or none.
-    key: the tonic the output is transposed to ('D'; '': the normalised
-      key, C major or A minor).
-    bars: stop at the end of this bar (0: no limit).
-    end_on_tonic: the last note is the key's tonic.
-    beam_size, branch_factor, steps_per_iteration: beam search (Magenta's
-      meaning; 1, 1: none).
-    best_of: sample this many per melody, keep the likeliest.
-  """
-
-  num_outputs: int = 4
-  num_notes: int = 128
-  temperature: tuple[float, float] = (1.0, 1.0)
-  top_k: tuple[int, int] = (0, 0)
-  top_p: tuple[float, float] = (1.0, 1.0)
-  seed: int = 0
-  sampler: str = "scan"
-  max_primer_notes: int = 64
-  primer: str = ""
-  primer_midi: str | None = None
-  time_signature: str = ""
-  mode: str = ""
-  style: str = ""
-  key: str = ""
-  bars: int = 0
-  end_on_tonic: bool = False
-  beam_size: int = 1
-  branch_factor: int = 1
-  steps_per_iteration: int = 1
-  best_of: int = 1
-
-  def __post_init__(self):
-    for name in ("temperature", "top_k", "top_p"):
-      object.__setattr__(self, name, _pair(getattr(self, name)))
-
-  def check(self) -> None:
-    """Raises GenerateError for a setting out of range."""
-    if self.sampler not in SAMPLERS:
-      raise errors.GenerateError(
-        f"--sampler must be 'scan' or 'window', got {self.sampler!r}"
-      )
-    try:
-      config_checks.check_sampling(dataclasses.asdict(self))
-    except errors.ConfigError as e:
-      raise errors.GenerateError(str(e)) from None
-
-  def to_json(self) -> dict[str, Any]:
-    return {
-      **dataclasses.asdict(self),
-      **{k: list(getattr(self, k)) for k in ("temperature", "top_k", "top_p")},
-    }
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-  """A restored run: what generation needs, read from a workdir alone or
-  from a model file (then `workdir` is None and `model_path` its path)."""
-
-  workdir: str | None
-  config: ml_collections.ConfigDict
-  model: model_lib.MelodyModel
-  params: Any
-  step: int
-  pitch_vocab: tokens.Vocab
-  duration_vocab: tokens.Vocab
-  model_path: str | None = None
-  labels: labels_lib.Labels = dataclasses.field(
-    default_factory=labels_lib.empty
-  )
-
-
-def load_run(workdir: str, step: str | int = "latest") -> Run:
-  """Restores a run's parameters from its workdir.
-
-  Args:
-    workdir: a folder written by `train_main.py`.
-    step: 'latest', 'best' (lowest validation loss) or a step number.
-
-  Raises:
-    GenerateError, CheckpointError: with a one-line reason.
-  """
-  return _run_of(runs.from_workdir(workdir, step))
-
-
-def load_model_file(path: str) -> Run:
-  """A run from a model file (`melodyjax-export`); no workdir needed.
-
-  Raises:
-    CheckpointError: a missing, damaged or foreign file.
-  """
-  return _run_of(runs.from_model_file(path))
-
-
-def _run_of(snapshot: runs.Snapshot) -> Run:
-  return Run(
-    snapshot.workdir,
-    snapshot.config,
-    snapshot.model,
-    snapshot.params,
-    snapshot.step,
-    snapshot.pitch_vocab,
-    snapshot.duration_vocab,
-    model_path=snapshot.model_path,
-    labels=snapshot.labels,
-  )
 
 
 def _nearest(token: str, vocab: tokens.Vocab, stream: str) -> list[str]:
@@ -188,7 +52,7 @@ def _nearest(token: str, vocab: tokens.Vocab, stream: str) -> list[str]:
 
 
 def encode_primer(
-  events: Sequence[Event], run: Run, source: str
+  events: Sequence[Event], run: runs.Run, source: str
 ) -> tuple[list[int], list[int]]:
   """Primer events to ids; a token outside the vocabulary is an error."""
   pitch_ids, duration_ids = [], []
@@ -232,7 +96,7 @@ def parse_primer_text(text: str) -> list[Event]:
   return events
 
 
-def read_primer_midi(path: str, run: Run) -> list[Event]:
+def read_primer_midi(path: str, run: runs.Run) -> list[Event]:
   """A MIDI file read and key-normalised as the run's corpus was."""
   data = run.config.data
   try:
@@ -257,7 +121,9 @@ def read_primer_midi(path: str, run: Run) -> list[Event]:
   return events
 
 
-def _primer_arrays(primer, run: Run, request: Request, source: str):
+def _primer_arrays(
+  primer, run: runs.Run, request: request_lib.Request, source: str
+):
   """The primer as [num_outputs, max_primer_notes] id buffers and lengths."""
   if len(primer) > request.max_primer_notes:
     raise errors.GenerateError(
@@ -279,8 +145,8 @@ def _primer_arrays(primer, run: Run, request: Request, source: str):
 
 
 def sample_ids(
-  run: Run,
-  request: Request,
+  run: runs.Run,
+  request: request_lib.Request,
   primer: Sequence[Event] = (),
   primer_source: str = "primer",
   melody_plan: plan.Plan | None = None,
@@ -337,8 +203,8 @@ def sample_ids(
 
 
 def generate_scored(
-  run: Run,
-  request: Request,
+  run: runs.Run,
+  request: request_lib.Request,
   primer: Sequence[Event] = (),
   primer_source: str = "primer",
 ) -> tuple[list[list[Event]], np.ndarray | None]:
@@ -356,8 +222,8 @@ def generate_scored(
 
 
 def generate(
-  run: Run,
-  request: Request,
+  run: runs.Run,
+  request: request_lib.Request,
   primer: Sequence[Event] = (),
   primer_source: str = "primer",
 ) -> list[list[Event]]:
@@ -376,14 +242,14 @@ def generate(
   return generate_scored(run, request, primer, primer_source)[0]
 
 
-def rest_id(run: Run) -> int:
+def rest_id(run: runs.Run) -> int:
   """The rest's pitch id (never sampled first), -1 if the model has none."""
   rest = tokens.REST
   return run.pitch_vocab.id(rest) if rest in run.pitch_vocab else -1
 
 
 def decode_melodies(
-  run: Run, pitch_ids, duration_ids, max_events: int | None = None
+  run: runs.Run, pitch_ids, duration_ids, max_events: int | None = None
 ) -> list[list[Event]]:
   """Sampler buffers ([batch, length] ids) to melodies of events.
 
@@ -402,12 +268,12 @@ def decode_melodies(
   return melodies
 
 
-def _check_window(run: Run, request: Request) -> None:
+def _check_window(run: runs.Run, request: request_lib.Request) -> None:
   """The window sampler takes no controls and no conditioned model."""
   asked = [
     name
-    for name in config_checks.SAMPLE_CONTROLS
-    if getattr(request, name) != getattr(Request, name)
+    for name in request_lib.CONTROLS
+    if getattr(request, name) != getattr(request_lib.Request, name)
     and name not in ("time_signature", "key")
   ]
   if asked or run.model.config.conditions:

@@ -39,6 +39,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from melodyjax.model import config as model_config_lib
 from melodyjax.model import model as model_lib
 from melodyjax.music import tokens
 from melodyjax.sampling import constraints, search
@@ -262,13 +263,13 @@ def _log_prob(logits, ids):
   )[:, 0]
 
 
-def _chooser(config: model_lib.ModelConfig):
+def _chooser(config: model_config_lib.ModelConfig):
   """The event sampler of a model's heads: `_choose` for independent heads
   (the seed's), `_choose_joint` for `duration_given_pitch`."""
   return _choose_joint if config.duration_given_pitch else _choose
 
 
-def use_input_table(config: model_lib.ModelConfig, lookups: int) -> bool:
+def use_input_table(config: model_config_lib.ModelConfig, lookups: int) -> bool:
   """Whether a sampler call of `lookups` events builds the input table.
 
   The table costs as much as projecting one event per (pitch, duration)

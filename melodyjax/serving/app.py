@@ -116,7 +116,7 @@ def create_app(batcher: batcher_lib.Batcher) -> Starlette:
 
   @contextlib.asynccontextmanager
   async def lifespan(app):
-    import asyncio  # pylint: disable=g-import-not-at-top
+    import asyncio
 
     task = asyncio.create_task(batcher.serve())
     await asyncio.sleep(0)  # the queue exists before the first request

@@ -31,7 +31,9 @@ import numpy as np
 
 from melodyjax.music.events import Event
 from melodyjax.sampling import generate, sampler
+from melodyjax.sampling import request as request_lib
 from melodyjax.serving import requests
+from melodyjax.training import runs
 
 NOTE_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -111,7 +113,7 @@ class Batcher:
 
   def __init__(
     self,
-    run: generate.Run,
+    run: runs.Run,
     limits: requests.Limits,
     *,
     max_slots: int = 8,
@@ -242,7 +244,7 @@ class Batcher:
     for notes in num_notes:
       for row in rows:
         checked = requests.Checked(
-          generate.Request(
+          request_lib.Request(
             num_outputs=row,
             num_notes=notes,
             max_primer_notes=self.limits.max_primer_notes,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from melodyjax import errors
-from melodyjax.sampling import generate
+from melodyjax.training import runs
 
 
 def load(
   *, workdir: str | None = None, model: str | None = None, step="latest"
-) -> generate.Run:
+) -> runs.Run:
   """The run to serve.
 
   Args:
@@ -26,9 +26,7 @@ def load(
       "give --workdir (a training run) or --model (a .mjx file) to serve"
     )
   run = (
-    generate.load_model_file(model)
-    if model
-    else generate.load_run(workdir, step)
+    runs.from_model_file(model) if model else runs.from_workdir(workdir, step)
   )
   if run.model.config.conditions:
     raise errors.UsageError(

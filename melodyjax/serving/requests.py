@@ -4,7 +4,7 @@ The fields are `sample_main.py`'s settings, named as its flags: `primer`
 (text such as "C4:1 D4:0.5"), `temperature`, `top_k`, `top_p` (a number
 or a [pitch, duration] pair), `seed`, `num_notes`, `num_outputs` and
 `tempo` (quarter notes per minute, for the MIDI file). They are checked
-by `config_checks.check_sampling` (the command line's rules and limits),
+by `sampling.request.check_values` (the command line's rules and limits),
 then against the server's own, lower limits (`Limits`).
 """
 
@@ -15,8 +15,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from melodyjax import config_checks, errors
+from melodyjax import checks, errors
 from melodyjax.sampling import generate
+from melodyjax.sampling import request as request_lib
+from melodyjax.training import runs
 
 DEFAULTS = {
   "primer": "",
@@ -59,17 +61,17 @@ class Limits:
   def check(self) -> None:
     """Raises UsageError for a limit past the command line's."""
     for field, flag, bound in (
-      ("max_notes", "--max_notes", config_checks.MAX_NUM_NOTES),
-      ("max_outputs", "--max_outputs", config_checks.MAX_NUM_OUTPUTS),
+      ("max_notes", "--max_notes", request_lib.MAX_NUM_NOTES),
+      ("max_outputs", "--max_outputs", request_lib.MAX_NUM_OUTPUTS),
       (
         "max_primer_notes",
         "--max_primer_notes",
-        config_checks.MAX_PRIMER_NOTES,
+        request_lib.MAX_PRIMER_NOTES,
       ),
       ("max_body_bytes", "--max_body_bytes", 16 << 20),
     ):
       value = getattr(self, field)
-      if not config_checks.is_int(value) or not 1 <= value <= bound:
+      if not checks.is_int(value) or not 1 <= value <= bound:
         raise errors.UsageError(f"{flag} must be 1 to {bound:,}, got {value}")
 
 
@@ -77,7 +79,7 @@ class Limits:
 class Checked:
   """A request ready to sample: settings, primer ids and tempo."""
 
-  request: generate.Request
+  request: request_lib.Request
   primer_pitch: list[int]
   primer_duration: list[int]
   tempo: float
@@ -126,9 +128,9 @@ def _check_types(values: Mapping[str, Any]) -> None:
       if field == "primer":
         ok = isinstance(item, str)
       elif field in INTS:
-        ok = config_checks.is_int(item)
+        ok = checks.is_int(item)
       else:
-        ok = config_checks.is_number(item)
+        ok = checks.is_number(item)
       if not ok:
         kind = {"primer": "a text"}.get(
           field, "an integer" if field in INTS else "a number"
@@ -136,9 +138,7 @@ def _check_types(values: Mapping[str, Any]) -> None:
         raise RequestError(f"{field} must be {kind}, got {value!r}")
 
 
-def check(
-  values: Mapping[str, Any], run: generate.Run, limits: Limits
-) -> Checked:
+def check(values: Mapping[str, Any], run: runs.Run, limits: Limits) -> Checked:
   """Checks a request's fields (defaults for those absent).
 
   Raises:
@@ -152,11 +152,11 @@ def check(
     if k in PAIRS
   }
   try:
-    config_checks.check_sampling(
+    request_lib.check_values(
       {**values, **pairs, "max_primer_notes": limits.max_primer_notes},
       name=lambda field: field,
     )
-    config_checks.check_tempo(values["tempo"], "tempo")
+    request_lib.check_tempo(values["tempo"], "tempo")
   except errors.ConfigError as e:
     raise RequestError(str(e)) from None
   for field, limit, flag in (
@@ -184,7 +184,7 @@ def check(
     pitch, duration = generate.encode_primer(events, run, "primer")
   except errors.GenerateError as e:
     raise RequestError(str(e)) from None
-  request = generate.Request(
+  request = request_lib.Request(
     num_outputs=values["num_outputs"],
     num_notes=values["num_notes"],
     seed=values["seed"],

@@ -25,13 +25,15 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from melodyjax import config_checks, errors, files
+from melodyjax import errors, files
 from melodyjax.data import build
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import windows as windows_lib
+from melodyjax.model import config as model_config_lib
 from melodyjax.model import lstm
 from melodyjax.model import model as model_lib
 from melodyjax.training import checkpoints, faults, parallel, runs
+from melodyjax.training import config as training_config
 from melodyjax.training import metrics as metrics_lib
 from melodyjax.training import state as state_lib
 from melodyjax.training import steps as steps_lib
@@ -86,12 +88,12 @@ def train_and_evaluate(
     MelodyjaxError: a user-facing problem (config, corpus, workdir, a
       non-finite loss), with a one-line message.
   """
-  config_checks.check_config(config, jax.device_count())
+  training_config.check(config, jax.device_count())
   if config.init_from and not config.data.vocab_from:
     config.data.vocab_from = config.init_from  # recorded in config.json
   announce = announce or (lambda text: logging.warning("%s", text))
   dtype = jnp.dtype(
-    model_lib.get_model_config(config.model, 1, 1).compute_dtype
+    model_config_lib.get_model_config(config.model, 1, 1).compute_dtype
   ).name
   _, lstm_line = lstm.resolve_impl(config.model.lstm_impl, dtype)
   announce(
@@ -117,7 +119,7 @@ def load_dataset(
   data = config.data
   if jax.process_count() == 1:
     return build.prepare_dataset(data, vocabs=vocabs, label_vocabs=label_vocabs)
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils
 
   if jax.process_index() == 0:
     build.prepare_dataset(
@@ -129,7 +131,7 @@ def load_dataset(
   )
 
 
-def _base_run(config: ml_collections.ConfigDict) -> runs.Snapshot | None:
+def _base_run(config: ml_collections.ConfigDict) -> runs.Run | None:
   """The run `config.init_from` names (its model must be this config's)."""
   if not config.init_from:
     return None
@@ -143,7 +145,7 @@ def _base_run(config: ml_collections.ConfigDict) -> runs.Snapshot | None:
   return base
 
 
-def _load_source(field: str, source: str) -> runs.Snapshot:
+def _load_source(field: str, source: str) -> runs.Run:
   """`runs.load`, its errors naming the config field."""
   try:
     return runs.load(os.path.expanduser(source))
@@ -151,7 +153,7 @@ def _load_source(field: str, source: str) -> runs.Snapshot:
     raise type(e)(f"config.{field}: {e}") from None
 
 
-def _vocabs(config, base: runs.Snapshot | None):
+def _vocabs(config, base: runs.Run | None):
   """The fixed vocabularies (pitch, duration) and labels of
   `config.data.vocab_from`, or (None, None)."""
   source = config.data.vocab_from
@@ -306,7 +308,7 @@ class _TrainLog:
     self._pending: list[tuple[int, Any]] = []
     self.metrics: dict[str, float] = {}
     self.restart_clock()
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    from tqdm import tqdm
 
     self.bar = tqdm(
       total=setup.info.config.train.num_train_steps,
@@ -378,7 +380,7 @@ def _stop_signal() -> Iterator[dict[str, Any]]:
 def _preempted(step: int) -> bool:
   if jax.process_count() == 1:
     return False
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils
 
   return multihost_utils.reached_preemption_sync_point(step)
 

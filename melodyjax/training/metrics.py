@@ -28,7 +28,7 @@ class MetricWriter:
     self.active = active
     if not active:
       return
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    from tensorboardX import SummaryWriter
 
     self._path = workdir_lib.path(workdir, workdir_lib.METRICS_FILE)
     self._jsonl = open(self._path, "a", encoding="utf-8")

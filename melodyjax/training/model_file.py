@@ -137,7 +137,7 @@ def write(
   """
   if dtype not in DTYPES:
     raise errors.UsageError(f"--dtype must be one of {DTYPES}, got {dtype!r}")
-  import ml_dtypes  # pylint: disable=g-import-not-at-top
+  import ml_dtypes
 
   flat = _flatten(params)
   stored = {
@@ -186,7 +186,7 @@ def write(
 def _decode(value: np.ndarray, dtype: str) -> np.ndarray:
   if dtype == "float32":
     return value.astype(np.float32)
-  import ml_dtypes  # pylint: disable=g-import-not-at-top
+  import ml_dtypes
 
   return value.view(ml_dtypes.bfloat16).astype(np.float32)
 

@@ -16,8 +16,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from melodyjax.training import config as training_config
+
 DATA_AXIS = "data"
-MODES = ("jit", "pmap")
 
 
 def create_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -226,7 +227,10 @@ def create(mode: str, mesh: Mesh) -> Jit:
   """The data-parallel runner of `mode`, 'jit' or 'pmap'."""
   runners = {"jit": Jit, "pmap": Pmap}
   if mode not in runners:
-    raise ValueError(f"train.parallel must be one of {MODES}, got {mode!r}")
+    raise ValueError(
+      f"train.parallel must be one of {training_config.PARALLEL_MODES}, "
+      f"got {mode!r}"
+    )
   return runners[mode](mesh)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from melodyjax import errors
 from melodyjax.data import labels as labels_lib
+from melodyjax.model import config as model_config_lib
 from melodyjax.model import model as model_lib
 from melodyjax.music import tokens
 from melodyjax.training import checkpoints, model_file
@@ -28,26 +29,29 @@ from melodyjax.training import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)
-class Snapshot:
-  """A run at one step: what generation or fine-tuning needs of it.
+class Run:
+  """A restored run at one step: what generation, evaluation, serving and
+  fine-tuning need of it, read from a workdir alone or from a model file.
 
   Attributes:
     workdir: the run's folder, or None for a model file.
-    model_path: the model file, or None for a workdir.
-    config, pitch_vocab, duration_vocab, labels: the run's.
+    config: the run's resolved config (its `config.json`).
     model: the MelodyModel of its config and vocabularies.
-    params: the parameters at `step`.
+    params: the parameters at `step` (the average, when it has one).
     step: the checkpoint's optimizer step.
+    pitch_vocab, duration_vocab: the run's token vocabularies.
+    model_path: the model file, or None for a workdir.
+    labels: the run's label vocabularies (time signatures, modes, styles).
   """
 
   workdir: str | None
-  model_path: str | None
   config: ml_collections.ConfigDict
-  pitch_vocab: tokens.Vocab
-  duration_vocab: tokens.Vocab
   model: model_lib.MelodyModel
   params: Any
   step: int
+  pitch_vocab: tokens.Vocab
+  duration_vocab: tokens.Vocab
+  model_path: str | None = None
   labels: labels_lib.Labels = dataclasses.field(
     default_factory=labels_lib.empty
   )
@@ -62,7 +66,7 @@ def create_model(
   """The MelodyModel of a config, its vocabularies and labels (one place)."""
   label_vocabs = label_vocabs or labels_lib.empty()
   return model_lib.MelodyModel(
-    model_lib.get_model_config(
+    model_config_lib.get_model_config(
       config.model,
       len(pitch_vocab),
       len(duration_vocab),
@@ -84,7 +88,7 @@ def _choose_step(workdir: str, steps: Sequence[int], step: str | int) -> int:
     ) from None
 
 
-def from_workdir(workdir: str, step: str | int = "latest") -> Snapshot:
+def from_workdir(workdir: str, step: str | int = "latest") -> Run:
   """The parameters of a workdir's checkpoint at `step`.
 
   Raises:
@@ -119,20 +123,19 @@ def from_workdir(workdir: str, step: str | int = "latest") -> Snapshot:
     )
   finally:
     manager.close()
-  return Snapshot(
+  return Run(
     workdir,
-    None,
     config,
-    pitch_vocab,
-    duration_vocab,
     model,
     params,
     chosen,
-    label_vocabs,
+    pitch_vocab,
+    duration_vocab,
+    labels=label_vocabs,
   )
 
 
-def from_model_file(path: str) -> Snapshot:
+def from_model_file(path: str) -> Run:
   """The parameters of a model file (`melodyjax-export`).
 
   Raises:
@@ -147,20 +150,20 @@ def from_model_file(path: str) -> Snapshot:
     raise errors.CheckpointError(
       f"{path}: its parameters do not fit its own config (damaged)"
     )
-  return Snapshot(
+  return Run(
     None,
-    os.path.abspath(os.path.expanduser(path)),
     loaded.config,
-    loaded.pitch_vocab,
-    loaded.duration_vocab,
     model,
     loaded.params,
     loaded.step,
-    loaded.labels,
+    loaded.pitch_vocab,
+    loaded.duration_vocab,
+    model_path=os.path.abspath(os.path.expanduser(path)),
+    labels=loaded.labels,
   )
 
 
-def load(source: str, default_step: str = "best") -> Snapshot:
+def load(source: str, default_step: str = "best") -> Run:
   """A `.mjx` file, a workdir, or `WORKDIR:STEP`."""
   if source.endswith(model_file.SUFFIX):
     return from_model_file(source)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from melodyjax.model import model as model_lib
+from melodyjax.training import config as training_config
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -84,7 +85,7 @@ def create_optimizer(
     )
   else:
     raise ValueError(
-      f"train.decay must be 'cosine' or 'constant', got "
+      f"train.decay must be one of {training_config.DECAYS}, got "
       f"{train_config['decay']!r}"
     )
   # Clipping is always in the chain (inf when off), so that the optimizer

@@ -1,8 +1,8 @@
-"""`python -m melodyjax.esac` (also `melodyjax-esac`): convert a corpus
-that music21 ships, the ESAC folksongs (default) or O'Neill's 1850 Irish
-dance tunes, to MIDI files, once.
+"""`melodyjax-convert` (also `python -m melodyjax.cli.convert`): convert a
+corpus that music21 ships, the ESAC folksongs (default) or O'Neill's 1850
+Irish dance tunes, to MIDI files, once.
 
-  python -m melodyjax.esac [--corpus esac|oneills] [--out DIR] [--workers N]
+  melodyjax-convert [--corpus esac|oneills] [--out DIR] [--workers N]
 """
 
 from __future__ import annotations
@@ -13,21 +13,22 @@ from collections.abc import Sequence
 from absl import flags
 
 from melodyjax import cli
-from melodyjax.data import esac
+from melodyjax.data.corpora import builtin
 
-PROG = "python -m melodyjax.esac"
+PROG = "melodyjax-convert"
 FLAGS = cli.tool_flags()
 flags.DEFINE_enum(
   "corpus",
-  esac.DEFAULT_CORPUS,
-  list(esac.CORPORA),
+  builtin.DEFAULT_CORPUS,
+  list(builtin.CORPORA),
   "The corpus: 'esac' (Essen folksongs) or 'oneills' (O'Neill's 1850).",
   flag_values=FLAGS,
 )
 flags.DEFINE_string(
   "out",
   None,
-  "Output folder (default: ~/.cache/melodyjax/<corpus>_midi).",
+  "Output folder (default: CACHE/<corpus>_midi, CACHE being "
+  "$MELODYJAX_CACHE or ~/.cache/melodyjax).",
   flag_values=FLAGS,
 )
 flags.DEFINE_integer(
@@ -57,13 +58,15 @@ flags.DEFINE_bool(
 flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=FLAGS)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None) -> int:
   """Converts a corpus; the exit status (1 when a tune failed to convert)."""
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
   with cli.user_errors(prog, FLAGS):
-    summary = esac.convert_corpus(
-      FLAGS.out or esac.default_midi_dir(FLAGS.corpus),
+    from melodyjax.data.corpora import convert
+
+    summary = convert.convert_corpus(
+      FLAGS.out or builtin.default_midi_dir(FLAGS.corpus),
       corpus=FLAGS.corpus,
       workers=FLAGS.workers,
       limit_files=FLAGS.limit_files,
@@ -71,9 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       progress=not FLAGS.no_progress,
       force=FLAGS.force,
     )
-  print(esac.format_summary(summary))
+  print(convert.format_summary(summary))
   return 0 if summary["failed"] == 0 else 1
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(run())

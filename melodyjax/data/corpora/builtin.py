@@ -1,0 +1,160 @@
+"""Which corpora are built in, where music21 keeps them, what each needs.
+
+A `Corpus` names a collection of music21's ABC files and what is particular
+to it (which files belong to it, a fix of its text before parsing, second
+transcriptions to skip, metre hints from its ABC text); the generic
+conversion (`corpora.convert`) and the tokenizer (`data.tokenize`, through
+`metre_hints`) ask it. No JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from collections.abc import Callable, Sequence
+
+from melodyjax import errors
+from melodyjax.data import config as data_config_lib
+from melodyjax.data.corpora import abc_text, esac, music21_abc, oneills
+from melodyjax.data.corpora.abc_text import AbcTune
+
+SUMMARY_NAME = "conversion.json"  # written by `corpora.convert`
+
+
+def _every_file(path: pathlib.Path) -> bool:
+  return True
+
+
+def _same_text(text: str) -> str:
+  return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+  """A corpus that music21 ships as ABC files.
+
+  Attributes:
+    name: the name in commands and cache folders ('esac', 'oneills').
+    label: the name in messages.
+    folder: its folder in music21/corpus.
+    includes: whether an ABC file of the folder belongs to the corpus.
+    prepare_text: a fix of one tune's text before music21 parses it.
+    skip_duplicates: (tunes per file) -> (tunes kept per file, a record per
+      tune skipped), or None to keep every tune.
+    metre_hints: (its ABC files) -> {MIDI relpath: pickup in quarters, or
+      `metre.NO_METER`}, or None when the MIDI files say enough.
+  """
+
+  name: str
+  label: str
+  folder: str
+  includes: Callable[[pathlib.Path], bool] = _every_file
+  prepare_text: Callable[[str], str] = _same_text
+  skip_duplicates: (
+    Callable[[Sequence[list[AbcTune]]], tuple[list, list]] | None
+  ) = None
+  metre_hints: Callable[[Sequence[pathlib.Path]], dict[str, str]] | None = None
+
+
+CORPORA = {
+  "esac": Corpus(
+    "esac",
+    "ESAC",
+    "essenFolksong",
+    includes=esac.includes,
+    prepare_text=esac.rename_german_keys,
+    metre_hints=esac.metre_hints,
+  ),
+  "oneills": Corpus(
+    "oneills",
+    "O'Neill's 1850",
+    "oneills1850",
+    skip_duplicates=oneills.skip_duplicates,
+  ),
+}
+DEFAULT_CORPUS = data_config_lib.DEFAULT_CORPUS
+
+
+def get_corpus(name: str) -> Corpus:
+  """The built-in corpus of that name; raises ConversionError if none."""
+  try:
+    return CORPORA[name]
+  except KeyError:
+    raise errors.ConversionError(
+      f"no built-in corpus {name!r}; choose one of {', '.join(CORPORA)}"
+    ) from None
+
+
+def default_midi_dir(corpus: str = DEFAULT_CORPUS) -> pathlib.Path:
+  """The corpus's MIDI folder in the cache (`data.config.corpus_folders`),
+  e.g. `~/.cache/melodyjax/esac_midi`."""
+  return pathlib.Path(
+    data_config_lib.corpus_folders(get_corpus(corpus).name)[0]
+  )
+
+
+def find_abc_files(corpus: str = DEFAULT_CORPUS) -> list[pathlib.Path]:
+  """Lists the ABC files of a built-in corpus in the installed music21.
+
+  Args:
+    corpus: a name of `CORPORA`.
+
+  Returns:
+    The corpus's `*.abc` files, sorted by name (ESAC: without `test*.abc`).
+
+  Raises:
+    errors.ConversionError: music21 is not installed, or ships no such
+      files.
+  """
+  spec = get_corpus(corpus)
+  music21 = music21_abc.import_music21()
+  folder = pathlib.Path(music21.__file__).parent / "corpus" / spec.folder
+  found = sorted(p for p in folder.glob("*.abc") if spec.includes(p))
+  if not found:
+    raise errors.ConversionError(
+      f"no {spec.label} files in {folder}; reinstall music21 with: "
+      f"{music21_abc.INSTALL_HINT}"
+    )
+  return found
+
+
+def read_tunes(corpus: str) -> tuple[list[pathlib.Path], list[list[AbcTune]]]:
+  """(ABC files, their tunes) of a built-in corpus."""
+  paths = find_abc_files(corpus)
+  return paths, [abc_text.read_abc_tunes(path) for path in paths]
+
+
+def conversion_corpus(midi_dir: str) -> str | None:
+  """The built-in corpus whose conversion `midi_dir` holds, else None."""
+  try:
+    with open(os.path.join(midi_dir, SUMMARY_NAME)) as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return None
+  name = summary.get("corpus", "esac") if isinstance(summary, dict) else None
+  return name if name in CORPORA else None
+
+
+def metre_hints(midi_dir: str) -> dict[str, str]:
+  """{MIDI relpath: pickup in quarters ('1/2') or `metre.NO_METER`} for a
+  folder holding a built-in corpus's conversion whose corpus gives hints,
+  else {} (music21 missing: {} too)."""
+  name = conversion_corpus(midi_dir)
+  spec = CORPORA.get(name) if name else None
+  if spec is None or spec.metre_hints is None:
+    return {}
+  try:
+    return spec.metre_hints(find_abc_files(name))
+  except errors.ConversionError:
+    return {}
+
+
+def convert_tune(
+  text: str, corpus: str = DEFAULT_CORPUS, title: str | None = None
+) -> music21_abc.TuneResult:
+  """One tune of a built-in corpus to a MIDI file: the corpus's fix of its
+  text (`Corpus.prepare_text`), then `music21_abc.convert_abc_tune`."""
+  prepared = get_corpus(corpus).prepare_text(text)
+  return music21_abc.convert_abc_tune(prepared, title)

@@ -1,0 +1,335 @@
+"""A built-in corpus from music21's ABC files to MIDI files, once, in parallel.
+
+`convert_corpus` parses every tune with music21 (`music21_abc`, in worker
+processes, with a progress bar) and writes one MIDI file per tune into a
+cache folder:
+
+  OUT/<abc file stem>/<index in file, 4 digits>_<X: number>.mid
+  OUT/conversion.json     counts, failures per tune, versions, seconds
+
+Every file is written to a hidden temporary name and renamed, so a killed run
+never leaves a half-written .mid. A later call finds the summary complete for
+the same corpus, music21 and converter versions and returns it without
+converting. What is particular to a corpus (which files, its text fixes,
+second transcriptions skipped) comes from its `builtin.Corpus`.
+
+Command line: `melodyjax-convert [--corpus oneills] --out DIR [--workers N]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import multiprocessing
+import os
+import pathlib
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from melodyjax import errors, files
+from melodyjax.data.corpora import abc_text, builtin, music21_abc
+from melodyjax.data.corpora.abc_text import AbcTune
+from melodyjax.data.corpora.music21_abc import Flattened
+
+CONVERTER_VERSION = 1  # ESAC's files are unchanged since version 1
+SUMMARY_NAME = builtin.SUMMARY_NAME
+_CHUNK = 48  # tunes per worker task: a few seconds of work
+
+
+Job = tuple[str, str, list[AbcTune]]  # (out_dir, corpus name, tunes)
+
+
+def _convert_chunk(args: Job) -> list[dict]:
+  """Worker task: converts and writes some tunes, one result dict each."""
+  out_dir, corpus, tunes = args
+  prepare = builtin.get_corpus(corpus).prepare_text
+  results = []
+  for tune in tunes:
+    record = {
+      "file": tune.stem,
+      "index": tune.index,
+      "number": tune.number,
+      "title": tune.title,
+      "path": tune.relpath,
+    }
+    # music21 prints some warnings (beaming) to stderr; keep them per tune.
+    stderr = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter("always")
+      try:
+        with contextlib.redirect_stderr(stderr):
+          result = music21_abc.convert_abc_tune(prepare(tune.text), tune.title)
+        target = pathlib.Path(out_dir) / tune.relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        files.write_bytes(target, result.midi)
+      except Exception as e:
+        record["error"] = f"{type(e).__name__}: {e}"
+      else:
+        record.update(
+          notes=result.notes,
+          rests=result.rests,
+          pickup=result.pickup,
+          ties_removed=result.ties_removed,
+          objects_copied=result.objects_copied,
+          **dataclasses.asdict(result.flattened),
+        )
+    messages = [str(w.message) for w in caught]
+    messages += [m.strip() for m in stderr.getvalue().splitlines() if m.strip()]
+    if messages:
+      record["warnings"] = messages
+    results.append(record)
+  return results
+
+
+def _map_chunks(
+  jobs: Sequence[Job], workers: int, progress: bool, label: str
+) -> Iterable[list[dict]]:
+  """Runs `_convert_chunk` on every job, in worker processes if workers > 1."""
+  from tqdm import tqdm
+
+  bar = tqdm(
+    total=sum(len(tunes) for _, _, tunes in jobs),
+    desc=f"{label} to MIDI",
+    unit="tune",
+    disable=not progress,
+    file=sys.stderr,
+    mininterval=0.5,
+  )
+  with bar:
+    if workers <= 1 or len(jobs) <= 1:
+      for job in jobs:
+        result = _convert_chunk(job)
+        bar.update(len(result))
+        yield result
+    else:
+      # forkserver: safe even when the caller has already started JAX threads.
+      method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+      context = multiprocessing.get_context(method)
+      with context.Pool(workers) as pool:
+        for result in pool.imap_unordered(_convert_chunk, jobs):
+          bar.update(len(result))
+          yield result
+
+
+def _make_jobs(
+  out_dir: str, corpus: str, files_tunes: Sequence[list[AbcTune]]
+) -> list[Job]:
+  """Cuts every file's tunes into chunks; big files first for balance."""
+  jobs = []
+  for tunes in files_tunes:
+    for i in range(0, len(tunes), _CHUNK):
+      jobs.append((out_dir, corpus, tunes[i : i + _CHUNK]))
+  # Longest chunks (by ABC text) first, so that no worker ends alone.
+  jobs.sort(key=lambda job: -sum(len(t.text) for t in job[2]))
+  return jobs
+
+
+def _summary_is_fresh(
+  out_dir: pathlib.Path,
+  summary: dict,
+  corpus: str,
+  limits: dict,
+  music21_version: str,
+) -> bool:
+  """True if a previous run's summary matches this request and its files."""
+  if not (
+    summary.get("complete")
+    and summary.get("corpus", "esac") == corpus
+    and summary.get("converter_version") == CONVERTER_VERSION
+    and summary.get("music21_version") == music21_version
+    and summary.get("limits") == limits
+  ):
+    return False
+  written = sum(1 for _ in out_dir.glob("*/*.mid"))
+  return written == summary.get("written")
+
+
+def _remove_leftovers(out_dir: pathlib.Path, keep: set[str]) -> None:
+  """Deletes temporary files and .mid files this run did not write."""
+  for path in out_dir.glob("*/.*" + files.TMP_SUFFIX):
+    path.unlink(missing_ok=True)
+  for path in out_dir.glob("*/*.mid"):
+    if path.relative_to(out_dir).as_posix() not in keep:
+      path.unlink(missing_ok=True)
+
+
+def convert_corpus(
+  out_dir: str | os.PathLike,
+  *,
+  corpus: str = builtin.DEFAULT_CORPUS,
+  workers: int | None = None,
+  limit_files: int | None = None,
+  limit_tunes: int | None = None,
+  progress: bool = True,
+  force: bool = False,
+) -> dict:
+  """Converts the tunes of a built-in corpus of music21 to MIDI files.
+
+  Writes `out_dir/<abc file stem>/<index:04d>_<X number>.mid` per tune and
+  the summary `out_dir/conversion.json`. If that summary says a previous run
+  for the same corpus, limits, music21 version and converter version
+  completed (and its files are there), it is returned at once.
+
+  Args:
+    out_dir: the output folder (created if missing).
+    corpus: a name of `builtin.CORPORA`.
+    workers: processes; default: all cores. 1 converts in this process.
+    limit_files: convert only the first N ABC files (for tests).
+    limit_tunes: convert only the first N tunes of each file (for tests).
+    progress: show a progress bar on stderr.
+    force: convert even if a matching summary exists.
+
+  Returns:
+    The summary: counts of files, tunes, duplicates skipped, written and
+    failed tunes, notes, rests, tunes with a pickup bar, ties removed,
+    shared objects copied, repeats, endings, grace notes, chords and voices
+    flattened, failures with their reason per tune, music21 warnings per
+    tune, seconds taken, versions; "reused" is True when a previous run was
+    returned.
+
+  Raises:
+    errors.ConversionError: music21 is missing, the corpus unknown, or
+      out_dir cannot be written.
+  """
+  spec = builtin.get_corpus(corpus)
+  music21_version = str(music21_abc.import_music21().__version__)
+  out_dir = pathlib.Path(out_dir).expanduser()
+  limits = {"files": limit_files, "tunes_per_file": limit_tunes}
+  previous = None if force else _previous_summary(out_dir)
+  if previous and _summary_is_fresh(
+    out_dir, previous, spec.name, limits, music21_version
+  ):
+    previous["reused"] = True
+    return previous
+  started = time.time()
+  summary, files_tunes, duplicates = _start_summary(
+    spec, limits, music21_version
+  )
+  _write_summary(out_dir, summary)
+  jobs = _make_jobs(str(out_dir), spec.name, files_tunes)
+  workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+  records = []
+  for chunk in _map_chunks(jobs, workers, progress, spec.label):
+    records.extend(chunk)
+  records.sort(key=lambda r: r["path"])
+  if limit_files is None and limit_tunes is None:
+    _remove_leftovers(out_dir, {r["path"] for r in records if "error" not in r})
+  summary.update(
+    _totals(records),
+    duplicates=len(duplicates),
+    duplicates_skipped=duplicates,
+    workers=workers,
+    seconds=round(time.time() - started, 2),
+  )
+  files.write_json(out_dir / SUMMARY_NAME, summary)
+  return summary
+
+
+def _start_summary(
+  spec: builtin.Corpus, limits: dict, music21_version: str
+) -> tuple[dict[str, Any], list[list[AbcTune]], list[dict]]:
+  """(the summary before converting, the tunes to convert per file, the
+  second transcriptions skipped)."""
+  abc_files = builtin.find_abc_files(spec.name)[: limits["files"]]
+  files_tunes = [
+    abc_text.read_abc_tunes(path)[: limits["tunes_per_file"]]
+    for path in abc_files
+  ]
+  summary: dict[str, Any] = {
+    "complete": False,
+    "reused": False,
+    "corpus": spec.name,
+    "label": spec.label,
+    "converter_version": CONVERTER_VERSION,
+    "music21_version": music21_version,
+    "abc_version": ".".join(map(str, music21_abc.ABC_VERSION[:2])),
+    "limits": limits,
+    "files": len(abc_files),
+    "tunes": sum(map(len, files_tunes)),
+    "tunes_per_file": {
+      path.stem: len(tunes)
+      for path, tunes in zip(abc_files, files_tunes, strict=True)
+    },
+  }
+  duplicates = []
+  if spec.skip_duplicates is not None:
+    files_tunes, duplicates = spec.skip_duplicates(files_tunes)
+  return summary, files_tunes, duplicates
+
+
+def _write_summary(out_dir: pathlib.Path, summary: dict) -> None:
+  try:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files.write_json(out_dir / SUMMARY_NAME, summary)
+  except OSError as e:
+    raise errors.ConversionError(
+      f"cannot write to {out_dir}: {e.strerror or e}"
+    ) from None
+
+
+def _previous_summary(out_dir: pathlib.Path) -> dict | None:
+  try:
+    return json.loads((out_dir / SUMMARY_NAME).read_text())
+  except (OSError, ValueError):
+    return None
+
+
+def _totals(records: list[dict]) -> dict[str, Any]:
+  """The summary's counts, failures and warnings from the tunes' records."""
+  done = [r for r in records if "error" not in r]
+  failed = [r for r in records if "error" in r]
+  return {
+    "complete": True,
+    "written": len(done),
+    "failed": len(failed),
+    "notes": sum(r["notes"] for r in done),
+    "rests": sum(r["rests"] for r in done),
+    "pickup_tunes": sum(1 for r in done if r["pickup"]),
+    "ties_removed": sum(r["ties_removed"] for r in done),
+    "shared_objects_copied": sum(r["objects_copied"] for r in done),
+    **{
+      field.name: sum(r[field.name] for r in done)
+      for field in dataclasses.fields(Flattened)
+    },
+    "failures": [
+      {k: r[k] for k in ("path", "file", "index", "number", "title", "error")}
+      for r in failed
+    ],
+    "warnings": [
+      {"path": r["path"], "messages": r["warnings"]}
+      for r in records
+      if "warnings" in r
+    ],
+  }
+
+
+def format_summary(summary: dict) -> str:
+  """Returns the one-line report of a conversion summary."""
+  flattened = [
+    f"{summary[key]} {label}"
+    for key, label in (
+      ("duplicates", "second transcriptions skipped"),
+      ("repeats_removed", "repeat signs removed"),
+      ("ending_bars_dropped", "first-ending bars dropped"),
+      ("grace_notes_removed", "grace notes removed"),
+      ("chords_flattened", "chords flattened"),
+      ("chord_symbols_removed", "chord symbols removed"),
+      ("voices_dropped", "voices dropped"),
+    )
+    if summary.get(key)
+  ]
+  return (
+    f"{summary.get('label', 'ESAC')}: {summary['written']}/"
+    f"{summary['tunes'] - summary.get('duplicates', 0)} tunes from "
+    f"{summary['files']} files written, "
+    f"{summary['failed']} failed; {summary['notes']} notes, "
+    f"{summary['rests']} rests"
+    + "".join(f"; {item}" for item in flattened)
+    + f"; {summary['seconds']:.1f} s (music21 {summary['music21_version']})"
+    + (", already done" if summary.get("reused") else "")
+  )
