@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The cache folder, by the rule of melodyjax.files.cache_dir.
 CACHE ?= $(or $(MELODYJAX_CACHE),$(HOME)/.cache/melodyjax)
 ESAC_MIDI := $(CACHE)/esac_midi
 ESAC_DATA := $(CACHE)/datasets/esac
@@ -36,8 +37,8 @@ RUN_DIR ?= runs/esac_cpu
 # Main job on the default corpus: ESAC (from music21) -> MIDI -> dataset
 # (round trip checked, report printed) -> a few minutes of CPU training.
 run: install sysdeps
-	$(PY) -m melodyjax.esac --out $(ESAC_MIDI)
-	$(PY) -m melodyjax.corpus --midi_dir $(ESAC_MIDI) --out $(ESAC_DATA) \
+	$(VENV)/bin/melodyjax-convert --out $(ESAC_MIDI)
+	$(VENV)/bin/melodyjax-corpus --midi_dir $(ESAC_MIDI) --out $(ESAC_DATA) \
 	  --check_roundtrip --export_jsonl $(ESAC_DATA)/songs.jsonl
 	$(PY) train_main.py --config=configs/cpu.py --workdir=$(RUN_DIR) \
 	  --config.data.midi_dir=$(ESAC_MIDI) --config.data.dataset_dir=$(ESAC_DATA)

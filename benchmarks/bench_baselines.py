@@ -15,7 +15,7 @@ Every cell is both streams, then pitch + duration.
 
 `--cross ROW:COLUMN=WORKDIR` adds a cross-corpus row: the run scored on
 that row's corpus (its MIDI folder tokenized with the run's vocabularies,
-key setting and grid: `evaluation.cross`, as `python -m melodyjax.evaluate
+key setting and grid: `evaluation.cross`, as `melodyjax-evaluate
 --midi_dir` does), beside baselines fitted on the same tokens; the share
 of unk events (tokens the run never saw) is printed with it.
 

@@ -9,7 +9,7 @@ Trains `configs/cpu.py` (1,500 steps) once per variant into RUNS/<variant>
 three; each on its own copy of the ESAC dataset
 (~/.cache/melodyjax/datasets/esac_controls, format 2). Prints the test
 bits per note of each at its best validation step (every event and eos of
-every test song, from its start, as `melodyjax.evaluate`), then samples
+every test song, from its start, as `melodyjax-evaluate`), then samples
 the 'all' run with each control against a reference request (same seed)
 and prints `evaluation.controls.control_checks` of both.
 """

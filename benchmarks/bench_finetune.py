@@ -12,7 +12,7 @@ printed): the n-gram baseline (`ngram.fit_streams`), a model trained from
 scratch, and the base run fine-tuned (`configs/finetune.py`), each
 `train_main.py` run in a subprocess keeping its best validation step. The
 table gives test bits per note (both streams, each song from its start, as
-`melodyjax.evaluate`) and the minutes each run took.
+`melodyjax-evaluate`) and the minutes each run took.
 """
 
 from __future__ import annotations

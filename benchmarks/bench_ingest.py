@@ -232,7 +232,7 @@ def format_table(entries: Sequence[dict]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the benchmark; returns the exit status."""
   parser = argparse.ArgumentParser(
-    description="MIDI ingest speed: melodyjax.corpus against music21."
+    description="MIDI ingest speed: melodyjax-corpus against music21."
   )
   parser.add_argument(
     "--midi_dir",
@@ -269,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     problem = "holds no MIDI file" if os.path.isdir(midi_dir) else "not found"
     print(
       f"error: MIDI folder {midi_dir} {problem}; run `make run` (or "
-      "`python -m melodyjax.esac`) first to convert the ESAC corpus",
+      "`melodyjax-convert`) first to convert the ESAC corpus",
       file=sys.stderr,
     )
     return 1

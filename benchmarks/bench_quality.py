@@ -10,7 +10,7 @@ checkpoint every `--every` steps (each save also evaluates), until
 own validation loss is below the baseline's (objective 'all' only; then one
 more checkpoint interval). Off the clock, each checkpoint is scored on the
 validation songs exactly as the n-gram baseline is
-(`melodyjax.evaluate.model_distributions` and `scoring.score_distributions`:
+(`evaluation.predict.model_distributions` and `scoring.score_distributions`:
 every event and eos of each song, from its start), and the first checkpoint
 below the baseline's bits per note gives the time to quality: the training
 time logged up to that step (`train/steps_per_second` of each log window in

@@ -2,14 +2,15 @@
 
   .venv/bin/python -m benchmarks.bench_serve [--workdir RUN] [--rounds 3]
 
-Starts `python -m melodyjax.serve` on a free loopback port, then in each
+Starts `melodyjax-serve` on a free loopback port, then in each
 round sends `--requests` requests (200) from `--clients` threads (20), each
 with keep-alive, every request 1 melody of `--num_notes` (64) notes with
 its own seed. Prints per round the requests per second, the p50 and p99
 latency, failures, and the server's resident memory after the round; the
 memory must not grow across rounds (after the first) and no request may
 fail. Without --workdir it first trains configs/default.py's model (the
-seed's architecture) for 2 steps on synthetic tunes in a temporary folder.
+reference architecture) for 2 steps on synthetic tunes in a temporary
+folder.
 """
 
 import argparse
@@ -31,7 +32,7 @@ TARGETS = {"serve/failed_requests": ("<", 1)}
 
 
 def make_workdir(folder: str) -> str:
-  """A run of the seed's architecture, trained for 2 steps."""
+  """A run of the reference architecture, trained for 2 steps."""
   from configs import default
   from melodyjax.music import midi_io
   from melodyjax.music.events import Event
@@ -66,7 +67,7 @@ def start_server(workdir: str, num_notes: int, max_batch: int):
     [
       sys.executable,
       "-m",
-      "melodyjax.serve",
+      "melodyjax.cli.serve",
       f"--workdir={workdir}",
       "--port=0",
       f"--warm_notes={num_notes}",

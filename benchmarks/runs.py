@@ -2,7 +2,7 @@
 
 `train_main` runs `train_main.py` in a subprocess (as a user would, so its
 allocator, flags and checks are the product's); `test_bits` scores a
-finished run's best step as `python -m melodyjax.evaluate` does.
+finished run's best step as `melodyjax-evaluate` does.
 """
 
 import os

@@ -3,7 +3,7 @@ and style, with the duration head reading the event's pitch (the same seed
 model otherwise; same 1,500 steps).
 
   python train_main.py --config=configs/best_cpu.py --workdir=runs/esac_best
-  python -m melodyjax.evaluate --workdir=runs/esac_best --step=best
+  melodyjax-evaluate --workdir=runs/esac_best --step=best
 
 Measured on ESAC's test split (`python -m benchmarks.bench_baselines`,
 BENCHMARKS.md "Baselines side by side", 2-core AMD EPYC), bits per note

@@ -5,7 +5,7 @@ duration head reading the event's pitch) and 1,500 steps instead of 3,000
 training tunes).
 
   python train_main.py --config=configs/best_oneills.py --workdir=runs/oneills2
-  python -m melodyjax.evaluate --workdir=runs/oneills2 --step=best
+  melodyjax-evaluate --workdir=runs/oneills2 --step=best
 
 Measured on O'Neill's test split (`python -m benchmarks.bench_baselines`,
 BENCHMARKS.md "Baselines side by side", 2-core AMD EPYC), against the

@@ -1,4 +1,4 @@
-"""The seed model on ESAC, sized to train in a few minutes on a 2-core CPU.
+"""The reference model on ESAC, sized to train in a few minutes on a 2-core CPU.
 
   python train_main.py --config=configs/cpu.py --workdir=runs/esac_cpu
 

@@ -1,5 +1,5 @@
-"""The seed model on one or more GPUs (or a TPU slice): bfloat16 matmuls and
-a large global batch.
+"""The reference model on one or more GPUs (or a TPU slice): bfloat16
+matmuls and a large global batch.
 
   python train_main.py --config=configs/gpu.py --workdir=runs/esac_gpu
 

@@ -1,4 +1,5 @@
-"""O'Neill's 1850 Irish dance tunes (music21's `oneills1850`), the seed model.
+"""O'Neill's 1850 Irish dance tunes (music21's `oneills1850`), the reference
+model.
 
   python train_main.py --config=configs/oneills.py --workdir=runs/oneills
 

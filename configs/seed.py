@@ -1,4 +1,4 @@
-"""The seed's formulation: a window of seq_len events predicts the next one.
+"""The reference formulation: a window of seq_len events predicts the next one.
 
   python train_main.py --config=configs/seed.py --workdir=/tmp/mj/seed
 

@@ -158,7 +158,7 @@ def test_page_links_files_of_the_workdir_only(workdir):
 def test_page_without_samples_or_metrics(tmp_path):
   page.write_page(str(tmp_path))
   text = (tmp_path / page.PAGE).read_text()
-  assert "No samples yet." in text and "melodyjax.evaluate" in text
+  assert "No samples yet." in text and "melodyjax-evaluate" in text
 
 
 def _browser_problem() -> str | None:

@@ -435,8 +435,7 @@ def test_label_files_travel_with_the_run(conditioned, run, tmp_path):
 
 def test_old_runs_default_to_no_conditions():
   fields = {
-    f.name: f.default
-    for f in dataclasses.fields(model_config_lib.ModelConfig)
+    f.name: f.default for f in dataclasses.fields(model_config_lib.ModelConfig)
   }
   for name, default in workdir_lib.MODEL_DEFAULTS.items():
     assert fields[name] == default, name

@@ -175,7 +175,7 @@ def test_bad_options_name_the_field():
 
 
 def run_cli(*args):
-  return run_python("-m", "melodyjax.corpus", *args, timeout=120)
+  return run_python("-m", "melodyjax.cli.corpus", *args, timeout=120)
 
 
 def test_cli_builds_reports_and_exports(midi_dir, tmp_path):

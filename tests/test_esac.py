@@ -1,4 +1,4 @@
-"""Tests of melodyjax.esac: ESAC (ABC in music21) to MIDI files."""
+"""Tests of data.corpora (ESAC): ABC in music21 to MIDI files."""
 
 import io
 import json

@@ -2,7 +2,7 @@
 
 The default tests convert a few dozen tunes with music21 and build datasets
 from them; the slow test builds the full converted corpus in the cache
-(`python -m melodyjax.esac` or `make run` writes it).
+(`melodyjax-convert` or `make run` writes it).
 """
 
 import collections

@@ -324,7 +324,7 @@ def test_non_ascii_and_undecodable_file_names(workdir, tmp_path):
   env = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # strict stdout
   result = run_python(
     "-m",
-    "melodyjax.corpus",
+    "melodyjax.cli.corpus",
     f"--midi_dir={midi}",
     f"--out={tmp_path}/data",
     env=env,
@@ -392,7 +392,7 @@ def _evaluate_killed(workdir, tmp_path, signum):
     [
       sys.executable,
       "-m",
-      "melodyjax.evaluate",
+      "melodyjax.cli.evaluate",
       f"--workdir={workdir}",
       f"--output_dir={out}",
       "--num_samples=8",
@@ -426,8 +426,7 @@ def test_killed_evaluation_leaves_only_complete_files(
   if signum == signal.SIGTERM:
     assert code == 143, stderr[-2000:]
     assert error_lines(stderr)[-1] == (
-      "python -m melodyjax.evaluate: terminated (SIGTERM); the files "
-      "written are complete"
+      "melodyjax-evaluate: terminated (SIGTERM); the files written are complete"
     )
     assert not [p for p in names if p.name.startswith(".")]  # cleaned up
   else:
@@ -439,7 +438,7 @@ def test_evaluation_limits_are_one_line(workdir, capsys):
     evaluate_cli.run([f"--workdir={workdir}", "--num_samples=100000"])
   assert exit_info.value.code == 2
   assert capsys.readouterr().err.strip() == (
-    "python -m melodyjax.evaluate: error: --num_samples must be at most "
+    "melodyjax-evaluate: error: --num_samples must be at most "
     "1,024 (melodies per request), got 100,000"
   )
 

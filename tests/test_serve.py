@@ -1,4 +1,4 @@
-"""The generation server: a real `python -m melodyjax.serve` process on a
+"""The generation server: a real `melodyjax-serve` process on a
 free loopback port, spoken to with real HTTP (http.client and raw sockets).
 """
 
@@ -30,7 +30,7 @@ def server(workdir):
     [
       sys.executable,
       "-m",
-      "melodyjax.serve",
+      "melodyjax.cli.serve",
       f"--workdir={workdir}",
       "--port=0",  # a free port, printed once it listens
       "--warm_notes=16",
@@ -229,13 +229,13 @@ def test_server_is_still_up_after_every_bad_request(server):
 
 def test_a_missing_model_file_is_refused_in_one_line(tmp_path):
   result = run_python(
-    "-m", "melodyjax.serve", f"--model={tmp_path}/tune.mjx", "--port=0"
+    "-m", "melodyjax.cli.serve", f"--model={tmp_path}/tune.mjx", "--port=0"
   )
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [
     f"melodyjax-serve: error: model file not found: {tmp_path}/tune.mjx"
   ]
-  result = run_python("-m", "melodyjax.serve", "--max_notes=0")
+  result = run_python("-m", "melodyjax.cli.serve", "--max_notes=0")
   assert result.returncode == 2
   assert result.stderr.strip() == (
     "melodyjax-serve: error: --max_notes must be 1 to 8,192, got 0"

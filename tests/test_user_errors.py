@@ -190,7 +190,7 @@ def _other_vocabulary(ctx):
 
 
 def _evaluate(ctx, *args):
-  """`python -m melodyjax.evaluate` on a copy of the trained run, with the
+  """`melodyjax-evaluate` on a copy of the trained run, with the
   dataset cache in the case's folder."""
   ctx.stack.enter_context(
     mock.patch.dict(os.environ, {"MELODYJAX_CACHE": f"{ctx.tmp}/cache"})
@@ -287,7 +287,7 @@ CASES = [
   Case(
     "carry-state-objective",
     "train",
-    "a carried LSTM state with the seed's objective 'last'",
+    "a carried LSTM state with the reference objective 'last'",
     lambda c: c.train(
       "--config.train.carry_state=True", "--config.train.objective=last"
     ),
@@ -839,7 +839,7 @@ CASES = [
     lambda c: [f"--model={_damaged_model_file(c)}"],
     "not a usable melodyjax model",
   ),
-  # python -m melodyjax.evaluate on another corpus
+  # melodyjax-evaluate on another corpus
   Case(
     "evaluate-dataset-missing",
     "evaluate",
@@ -1028,10 +1028,9 @@ def test_entry_points_exit_2_and_debug_shows_the_traceback(shared, tmp_path):
     .startswith("train_main.py: error: MIDI folder not found")
   )
   result = run_python(
-    "-m", "melodyjax.corpus", f"--midi_dir={tmp_path}/nothing", "--out=x"
+    "-m", "melodyjax.cli.corpus", f"--midi_dir={tmp_path}/nothing", "--out=x"
   )
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [
-    "python -m melodyjax.corpus: error: MIDI folder not found: "
-    f"{tmp_path}/nothing"
+    f"melodyjax-corpus: error: MIDI folder not found: {tmp_path}/nothing"
   ]

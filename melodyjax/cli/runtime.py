@@ -3,7 +3,7 @@
 XLA:CPU allocates a step's large temporary buffers afresh at every call. With
 glibc's default malloc each of them is a new mmap, so every training step
 touches about 35,000 new pages (136 MiB of page faults, 50-60 ms of system
-CPU time per step of the seed model at B = 64, T = 64). Two remedies, both
+CPU time per step of the reference model at B = 64, T = 64). Two remedies, both
 set before the process starts, hence the re-exec:
 
 * tcmalloc (Debian's `libtcmalloc-minimal4`), preloaded: keeps freed memory

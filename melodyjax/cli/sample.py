@@ -59,7 +59,7 @@ flags.DEFINE_string(
   "sampler",
   "scan",
   "'scan' carries the LSTM state; 'window' re-reads the last "
-  "seq_len events per note, as the seed did.",
+  "seq_len events per note, as the reference generator does.",
 )
 flags.DEFINE_string(
   "mode",

@@ -9,7 +9,7 @@ loads the cache (well under a second); a changed folder or config rebuilds
 it. `prepare_dataset` does the same from a config's `data` group, and
 converts ESAC on first use.
 
-Command line: `python -m melodyjax.corpus --midi_dir DIR --out DIR`.
+Command line: `melodyjax-corpus --midi_dir DIR --out DIR`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ Each split is laid out once as one flat id array per stream: for every song,
 - objective 'all': inputs are `seq_len` events starting at bos (and every
   `seq_len` events after), targets the same window shifted by one, so each
   event and the eos are predicted once; padding targets are masked out.
-- objective 'last' (the seed's): inputs are the `seq_len` events before a
-  target, for every event and eos of every song (left-padded near the start).
+- objective 'last' (the reference formulation): inputs are the `seq_len`
+  events before a target, for every event and eos of every song
+  (left-padded near the start).
 
 Conditions (bar position, time signature, mode, style; `data.labels`) are
 framed beside the tokens, one value per input position: at bos and at

@@ -1,7 +1,7 @@
 """Another corpus, seen through a run's vocabularies: cross-corpus scoring.
 
-  python -m melodyjax.evaluate --workdir=RUN --dataset_dir=D   # a built one
-  python -m melodyjax.evaluate --workdir=RUN --midi_dir=M      # a folder
+  melodyjax-evaluate --workdir=RUN --dataset_dir=D   # a built one
+  melodyjax-evaluate --workdir=RUN --midi_dir=M      # a folder
 
 The other corpus is tokenized as fine-tuning tokenizes a new one
 (`config.data.vocab_from`): `build.build_dataset` with the run's pitch,
@@ -66,7 +66,7 @@ def _built_corpus(dataset_dir: str) -> tuple[str, data_config_lib.CorpusConfig]:
     raise errors.UsageError(
       f"--dataset_dir: {dataset_dir} holds no built dataset (no readable "
       "manifest.json): give a folder written by train_main.py or "
-      "python -m melodyjax.corpus, or the MIDI folder as --midi_dir"
+      "melodyjax-corpus, or the MIDI folder as --midi_dir"
     ) from None
   return midi_dir, config
 

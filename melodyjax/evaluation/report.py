@@ -1,6 +1,6 @@
 """Is the model any good? The evaluation of a run and its report.
 
-  python -m melodyjax.evaluate --workdir=runs/esac_cpu [--step=best]
+  melodyjax-evaluate --workdir=runs/esac_cpu [--step=best]
 
 Held-out scores (`predict`, scored by `scoring` like the Kneser-Ney
 baseline of `ngram`, fitted on the same training split with its order
@@ -20,8 +20,8 @@ import numpy as np
 
 from melodyjax import files
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.evaluation import baselines, cross, ngram, predict, stats
-from melodyjax.listening import audio, outputs, page, plots
+from melodyjax.evaluation import baselines, cross, ngram, predict
+from melodyjax.listening import audio, outputs, page, plots, stats
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
 from melodyjax.sampling import generate

@@ -151,7 +151,7 @@ def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
     )
     parts.append(_table(("feature", "overlap", "KL"), rows))
   else:
-    command = f"python -m melodyjax.evaluate --workdir={workdir}"
+    command = f"melodyjax-evaluate --workdir={workdir}"
     parts.append(
       "<p>No test-split evaluation yet: <code>"
       f"{html.escape(command)}</code> scores the held-out bits per note "

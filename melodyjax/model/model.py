@@ -4,12 +4,12 @@ Pitch and duration ids are embedded separately and concatenated, with the
 embeddings of the conditions the config asks for (`condition_metre`: the
 bar position and time signature of the next event's onset;
 `condition_mode`; `condition_style`: song-level labels, each an id per
-position; all off by default, the seed's model); spatial
+position; all off by default, the reference model); spatial
 dropout (whole feature channels, one mask per sequence) and layer
 normalization follow; a stack of LSTMs runs over time; a shared Dense layer
 with ReLU feeds two heads that give the logits of the next pitch and of the
 next duration. By default both heads read the same context and are sampled
-independently (the seed's model). With `duration_given_pitch` the duration
+independently (the reference model). With `duration_given_pitch` the duration
 head also reads the pitch of the event it predicts: duration logits =
 Dense_D(relu(Dense_H(z) + E(pitch))), z the shared layer's output and E an
 embedding of the event's pitch, so log P(event) = log P(pitch | context) +

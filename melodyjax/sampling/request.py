@@ -58,7 +58,8 @@ class Request:
     temperature, top_k, top_p: (pitch, duration) pairs (a number is used
       for both streams).
     seed: the same seed and settings give the same notes.
-    sampler: 'scan' (carry the LSTM state) or 'window' (the seed's way).
+    sampler: 'scan' (carry the LSTM state) or 'window' (the reference
+      generator's way: re-read the last events for each note).
     max_primer_notes: primer capacity (one compilation serves every primer
       up to this length).
     primer: the primer as text ('C4:1 D4:0.5'), as given.

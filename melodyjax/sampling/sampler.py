@@ -12,8 +12,8 @@ changing them never recompiles. A beam search (`search`) runs in the same
 scan over `beam_size * branch_factor` rows per melody, compiled once per
 shape.
 
-Independent heads (the seed's) read the same context (the events so far)
-and are sampled independently (the duration is drawn first, so that a
+Independent heads (the reference model's) read the same context (the events
+so far) and are sampled independently (the duration is drawn first, so that a
 constraint on the pitch can depend on whether the event ends the melody).
 A `duration_given_pitch` model gives the duration logits given every pitch,
 so each step draws from the exact joint of (pitch, duration) restricted to
@@ -25,8 +25,8 @@ decides where a song ends: when it samples
 eos, the event is eos in both streams, and the melody stops there (eos is
 not allowed as the first event). Other reserved tokens are never sampled.
 
-`sample_window` reproduces the seed's generation: for each new note it
-re-reads the last `seq_len` events from a zero state (cost grows with
+`sample_window` reproduces the reference generator's sampling: for each new
+note it re-reads the last `seq_len` events from a zero state (cost grows with
 seq_len per note). It exists for comparison with models trained with the
 'last' objective.
 """
@@ -265,7 +265,7 @@ def _log_prob(logits, ids):
 
 def _chooser(config: model_config_lib.ModelConfig):
   """The event sampler of a model's heads: `_choose` for independent heads
-  (the seed's), `_choose_joint` for `duration_given_pitch`."""
+  (the reference model's), `_choose_joint` for `duration_given_pitch`."""
   return _choose_joint if config.duration_given_pitch else _choose
 
 
@@ -483,7 +483,8 @@ def sample_window(
   seq_len: int,
   rest_id: int = -1,
 ) -> tuple[jax.Array, jax.Array]:
-  """The seed's generation: each note re-reads the last `seq_len` events.
+  """The reference generator's sampling: each note re-reads the last
+  `seq_len` events.
 
   Same arguments and result as `sample`, plus `seq_len` (static), the
   window the model was trained on. Events before bos are padding, as in
