@@ -10,7 +10,12 @@ temperatures, top-k, top-p, primer, key and the request's controls
 (`constraints.Controls`: conditions, bars, ending) are traced values:
 changing them never recompiles. A beam search (`search`) runs in the same
 scan over `beam_size * branch_factor` rows per melody, compiled once per
-shape.
+shape (Magenta's beam search): each row samples its own events, and every
+`controls.steps_per_iteration` sampled events each melody keeps its
+`beam_size` likeliest rows (the log-likelihood at the temperature, before
+top-k, top-p and the constraints' masks), each continued by
+`branch_factor` copies; at the end the likeliest row is returned.
+Best-of-N is `beam_size=1, branch_factor=N, steps_per_iteration=0`.
 
 Independent heads (the reference model's) read the same context (the events
 so far) and are sampled independently (the duration is drawn first, so that a
@@ -329,81 +334,35 @@ def _advance(t, sampled, state, primer_lengths, num_notes):
   return (pitch_buffer, duration_buffer, done), ~forced & ~stopped
 
 
-@functools.partial(
-  jax.jit,
-  static_argnames=(
-    "model",
-    "num_notes",
-    "rest_id",
-    "beam_size",
-    "branch_factor",
-    "with_scores",
-  ),
-)
-def sample(
-  model: model_lib.MelodyModel,
-  params,
-  primer_pitch: jax.Array,
-  primer_duration: jax.Array,
-  primer_lengths: jax.Array,
-  key: jax.Array,
+def _scan_body(
+  model,
+  variables,
+  lookups: int,
   settings: Settings,
-  controls: constraints.Controls | None = None,
+  controls: constraints.Controls | None,
+  note_noise,
+  primer_lengths: jax.Array,
   *,
   num_notes: int,
-  rest_id: int = -1,
-  beam_size: int = 1,
-  branch_factor: int = 1,
-  with_scores: bool = False,
-) -> tuple[jax.Array, ...]:
-  """Generates a batch of melodies, carrying the LSTM state.
+  rest_id: int,
+  beam_size: int,
+  branch_factor: int,
+):
+  """`sample`'s scan step: one event of every row at position t + 1.
 
-  With `beam_size * branch_factor` > 1, each melody is a search over that
-  many rows (Magenta's beam search): each row samples its own events, and
-  every `controls.steps_per_iteration` sampled events each melody keeps its
-  `beam_size` likeliest rows (the log-likelihood at the temperature, before
-  top-k, top-p and the constraints' masks), each continued by
-  `branch_factor` copies; at the end the likeliest row is returned.
-  Best-of-N is `beam_size=1, branch_factor=N, steps_per_iteration=0`.
-
-  Args:
-    model: the MelodyModel (static).
-    params: its parameters ({'params': ...} or the inner dict).
-    primer_pitch: int [batch, max_primer] primer pitch ids (padded).
-    primer_duration: int [batch, max_primer] primer duration ids.
-    primer_lengths: int [batch] primer events of each melody (0: none).
-    key: PRNG key; note t uses `fold_in(key, t)`.
-    settings: temperature, top-k and top-p (traced).
-    controls: conditions, bars, ending and pruning period (traced; see
-      `constraints`), [batch] each; None: none (an unconditioned model).
-    num_notes: events generated after each primer at most (static).
-    rest_id: the rest's pitch id, never sampled first (static; -1: none).
-    beam_size, branch_factor: the search's shape (static).
-    with_scores: also return each melody's log-likelihood (static).
-
-  Returns:
-    (pitch, duration) int32 [batch, 1 + max_primer + num_notes]: bos, the
-    primer, the generated events, then eos and/or padding; with_scores:
-    and float32 [batch] the log-likelihood of the sampled events (nats).
+  The scan's state is (pitch buffer, duration buffer, done, LSTM carry,
+  elapsed grid steps, events drawn, log-likelihood), each [batch, ...];
+  `lookups` is the number of input lookups the scan makes, for the choice
+  of the input table (`use_input_table`).
   """
-  rows = beam_size * branch_factor
-  primer_pitch, primer_duration, primer_lengths, controls = search.repeat_rows(
-    rows, primer_pitch, primer_duration, primer_lengths, controls
-  )
-  variables, (pitch_buffer, duration_buffer, done), noise, note_noise = _start(
-    model, params, primer_pitch, primer_duration, key, num_notes
-  )
-  batch, length = pitch_buffer.shape
-  carry = model.apply(
-    variables, batch, method=model_lib.MelodyModel.initial_carry
-  )
   needed = model.config.conditions
-  choose = _chooser(model.config)
   input_table = None
-  if not needed and use_input_table(model.config, batch * length):
+  if not needed and use_input_table(model.config, lookups):
     input_table = model.apply(
       variables, method=model_lib.MelodyModel.input_table
     )
+  choose = _chooser(model.config)
+  rows = beam_size * branch_factor
 
   def body(state, xs):
     t, noise = xs
@@ -447,6 +406,83 @@ def sample(
         state, t + 1 - primer_lengths, controls, beam_size, branch_factor
       )
     return state, None
+
+  return body
+
+
+@functools.partial(
+  jax.jit,
+  static_argnames=(
+    "model",
+    "num_notes",
+    "rest_id",
+    "beam_size",
+    "branch_factor",
+    "with_scores",
+  ),
+)
+def sample(
+  model: model_lib.MelodyModel,
+  params,
+  primer_pitch: jax.Array,
+  primer_duration: jax.Array,
+  primer_lengths: jax.Array,
+  key: jax.Array,
+  settings: Settings,
+  controls: constraints.Controls | None = None,
+  *,
+  num_notes: int,
+  rest_id: int = -1,
+  beam_size: int = 1,
+  branch_factor: int = 1,
+  with_scores: bool = False,
+) -> tuple[jax.Array, ...]:
+  """Generates a batch of melodies, carrying the LSTM state (a search over
+  `beam_size * branch_factor` rows per melody when > 1: module docstring).
+
+  Args:
+    model: the MelodyModel (static).
+    params: its parameters ({'params': ...} or the inner dict).
+    primer_pitch, primer_duration: int [batch, max_primer] primer ids.
+    primer_lengths: int [batch] primer events of each melody (0: none).
+    key, settings: PRNG key (note t: `fold_in(key, t)`); temperature,
+      top-k and top-p (traced).
+    controls: conditions, bars, ending, pruning period (traced, [batch]
+      each; `constraints`); None: none (an unconditioned model).
+    num_notes: events generated after each primer at most (static).
+    rest_id: the rest's pitch id, never sampled first (static; -1: none).
+    beam_size, branch_factor, with_scores: the search's shape, and whether
+      to return the log-likelihoods (static).
+
+  Returns:
+    (pitch, duration) int32 [batch, 1 + max_primer + num_notes]: bos, the
+    primer, the events, then eos and/or padding; with_scores: and float32
+    [batch] the log-likelihood of the sampled events (nats).
+  """
+  rows = beam_size * branch_factor
+  primer_pitch, primer_duration, primer_lengths, controls = search.repeat_rows(
+    rows, primer_pitch, primer_duration, primer_lengths, controls
+  )
+  variables, (pitch_buffer, duration_buffer, done), noise, note_noise = _start(
+    model, params, primer_pitch, primer_duration, key, num_notes
+  )
+  batch, length = pitch_buffer.shape
+  carry = model.apply(
+    variables, batch, method=model_lib.MelodyModel.initial_carry
+  )
+  body = _scan_body(
+    model,
+    variables,
+    batch * length,
+    settings,
+    controls,
+    note_noise,
+    primer_lengths,
+    num_notes=num_notes,
+    rest_id=rest_id,
+    beam_size=beam_size,
+    branch_factor=branch_factor,
+  )
 
   zeros = jnp.zeros(batch, jnp.int32)
   state = (
