@@ -72,18 +72,9 @@ def evaluate_run(
   """
   start = time.perf_counter()
   run = runs.from_workdir(workdir, step)
-  corpus = None
-  if dataset_dir is not None or midi_dir is not None:
-    log("tokenizing the other corpus with the run's vocabularies (cached)")
-    corpus = cross.load_corpus(run, dataset_dir=dataset_dir, midi_dir=midi_dir)
-    dataset = corpus.dataset
-    log(cross.format_unknown(corpus.unknown))
-    output_dir = output_dir or os.path.join(
-      run.workdir, cross.CROSS_FOLDER, corpus.name
-    )
-  else:
-    dataset = predict.load_dataset_of(run)
-    output_dir = output_dir or run.workdir
+  dataset, corpus, output_dir = _evaluation_data(
+    run, output_dir, dataset_dir, midi_dir, log
+  )
   os.makedirs(output_dir, exist_ok=True)
   log(f"step {run.step}: scoring {len(dataset.test.originals())} test songs")
   model_scores = predict.score_split(run, "test", dataset)
@@ -102,7 +93,44 @@ def evaluate_run(
     dataset,
     corpus and (lambda split: cross.corpus_songs(corpus.dataset, split)),
   )
-  result = {
+  result = _result(
+    run, model_scores, fitted, baseline_scores, comparison, corpus
+  )
+  figures = _write_figures(run, output_dir, melodies, request, comparison)
+  result["report"] = os.path.join(output_dir, workdir_lib.REPORT_FILE)
+  files.write_text(
+    result["report"],
+    _markdown(run, request, result, comparison, figures, output_dir),
+  )
+  result["seconds"] = time.perf_counter() - start
+  files.write_json(
+    os.path.join(output_dir, workdir_lib.EVALUATION_FILE),
+    # A statistic of no data (the KL of an empty histogram) is NaN: null
+    # in the file, which stays strict JSON.
+    files.finite_or_null(result),
+  )
+  if os.path.abspath(output_dir) == run.workdir:
+    page.write_page(run.workdir)
+  return result
+
+
+def _evaluation_data(run, output_dir, dataset_dir, midi_dir, log):
+  """(dataset, other corpus or None, output folder) of an evaluation: the
+  run's own dataset, or another corpus tokenized with its vocabularies."""
+  if dataset_dir is None and midi_dir is None:
+    return predict.load_dataset_of(run), None, output_dir or run.workdir
+  log("tokenizing the other corpus with the run's vocabularies (cached)")
+  corpus = cross.load_corpus(run, dataset_dir=dataset_dir, midi_dir=midi_dir)
+  log(cross.format_unknown(corpus.unknown))
+  output_dir = output_dir or os.path.join(
+    run.workdir, cross.CROSS_FOLDER, corpus.name
+  )
+  return corpus.dataset, corpus, output_dir
+
+
+def _result(run, model_scores, fitted, baseline_scores, comparison, corpus):
+  """evaluation.json's content, without the report's path and the time."""
+  return {
     "step": run.step,
     "model": model_scores,
     "baselines": baseline_scores,
@@ -128,22 +156,6 @@ def evaluate_run(
       "unknown_tokens": corpus.unknown,
     },
   }
-  figures = _write_figures(run, output_dir, melodies, request, comparison)
-  result["report"] = os.path.join(output_dir, workdir_lib.REPORT_FILE)
-  files.write_text(
-    result["report"],
-    _markdown(run, request, result, comparison, figures, output_dir),
-  )
-  result["seconds"] = time.perf_counter() - start
-  files.write_json(
-    os.path.join(output_dir, workdir_lib.EVALUATION_FILE),
-    # A statistic of no data (the KL of an empty histogram) is NaN: null
-    # in the file, which stays strict JSON.
-    files.finite_or_null(result),
-  )
-  if os.path.abspath(output_dir) == run.workdir:
-    page.write_page(run.workdir)
-  return result
 
 
 def compare_with_corpus(
@@ -244,6 +256,29 @@ def _corpus_lines(corpus: dict[str, Any] | None) -> list[str]:
 
 
 def _markdown(run, request, result, comparison, figures, output_dir) -> str:
+  lines = [
+    f"# Evaluation of {run.workdir} at step {run.step}",
+    "",
+    *_corpus_lines(result["corpus"]),
+    *_score_lines(result),
+    *_sample_lines(request, result, comparison),
+  ]
+  if figures["curves"]:
+    lines += ["![curves](curves.png)", ""]
+  lines += ["![histograms](histograms.png)", ""]
+  for path in figures["samples"]:
+    roll = os.path.relpath(path[: -len(".mid")] + ".png", output_dir)
+    lines += [f"![{os.path.basename(path)}]({roll})", ""]
+  lines += [
+    "Listen: [preview.wav](preview.wav) (the first sample, a simple "
+    "synthesizer); MIDI files in `report_samples/`.",
+    "",
+  ]
+  return "\n".join(lines)
+
+
+def _score_lines(result) -> list[str]:
+  """The test split's scores, the model against every baseline."""
   model, best = result["model"], result["best_baseline"]
   scores = result["baselines"]
   rows = [
@@ -256,24 +291,7 @@ def _markdown(run, request, result, comparison, figures, output_dir) -> str:
     for key, label in SCORE_ROWS
   ]
   settings = result["baseline_settings"]
-  reference = result["reference_statistics"]
-  stat_rows = [
-    (
-      name,
-      s["overlap"],
-      s["kl"],
-      reference[name]["overlap"],
-      reference[name]["kl"],
-    )
-    for name, s in result["statistics"].items()
-  ]
-  generated, train = comparison["generated"], comparison["train"]
-  copying = result["copying"]
-  temperature = request.temperature[0]
-  lines = [
-    f"# Evaluation of {run.workdir} at step {run.step}",
-    "",
-    *_corpus_lines(result["corpus"]),
+  return [
     f"Test split: {model['num_targets']} targets (every event and eos "
     "of every test song, each predicted from its start). Baselines, each "
     "per stream with its settings chosen on validation: `ngram`, "
@@ -291,6 +309,26 @@ def _markdown(run, request, result, comparison, figures, output_dir) -> str:
     "",
     _table(rows, ("metric", "model", *baselines.NAMES, f"model - {best}")),
     "",
+  ]
+
+
+def _sample_lines(request, result, comparison) -> list[str]:
+  """The samples' statistics against the corpus, and the copying check."""
+  reference = result["reference_statistics"]
+  stat_rows = [
+    (
+      name,
+      s["overlap"],
+      s["kl"],
+      reference[name]["overlap"],
+      reference[name]["kl"],
+    )
+    for name, s in result["statistics"].items()
+  ]
+  generated, train = comparison["generated"], comparison["train"]
+  copying = result["copying"]
+  temperature = request.temperature[0]
+  return [
     f"## Samples: {request.num_outputs} melodies (temperature {temperature}, "
     f"seed {request.seed}) against the {comparison['num_train_songs']} "
     "training songs",
@@ -312,15 +350,3 @@ def _markdown(run, request, result, comparison, figures, output_dir) -> str:
     f"{copying['test_median']:.0f}, max {copying['test_max']} for test songs.",
     "",
   ]
-  if figures["curves"]:
-    lines += ["![curves](curves.png)", ""]
-  lines += ["![histograms](histograms.png)", ""]
-  for path in figures["samples"]:
-    roll = os.path.relpath(path[: -len(".mid")] + ".png", output_dir)
-    lines += [f"![{os.path.basename(path)}]({roll})", ""]
-  lines += [
-    "Listen: [preview.wav](preview.wav) (the first sample, a simple "
-    "synthesizer); MIDI files in `report_samples/`.",
-    "",
-  ]
-  return "\n".join(lines)
