@@ -131,7 +131,7 @@ def _check_time_signature() -> None:
 
 
 def check_flags():
-  """The flags as a (request_lib.Request, outputs.Rendering), checked before
+  """The flags as a (request.Request, outputs.Rendering), checked before
   the (slow) model restore.
 
   Raises:
@@ -139,30 +139,8 @@ def check_flags():
   """
   from melodyjax.listening import outputs
 
-  if bool(FLAGS.workdir) == bool(FLAGS.model):
-    raise errors.UsageError(
-      "--workdir is required (or --model FILE.mjx instead), not both"
-      if FLAGS.workdir
-      else "--workdir is required (or --model FILE.mjx instead)"
-    )
-  if FLAGS.model and FLAGS["step"].present:
-    raise errors.UsageError(
-      "--step applies to --workdir: a model file holds one step"
-    )
-  if FLAGS.sampler not in request_lib.SAMPLERS:
-    raise errors.UsageError(
-      f"--sampler must be 'scan' or 'window', got {FLAGS.sampler!r}"
-      + (
-        " (--mode now names the musical mode: --mode=major|minor)"
-        if FLAGS.sampler in request_lib.MODES
-        else ""
-      )
-    )
-  if FLAGS.mode in request_lib.SAMPLERS:
-    raise errors.UsageError(
-      f"--mode={FLAGS.mode}: --mode is now major or minor; the sampler is "
-      f"--sampler={FLAGS.mode}"
-    )
+  _check_source()
+  _check_sampler()
   request = request_lib.Request(
     num_outputs=FLAGS.num_outputs,
     num_notes=FLAGS.num_notes,
@@ -195,6 +173,52 @@ def check_flags():
     },
   )
   _check_time_signature()
+  _check_files_and_sound()
+  rendering = outputs.Rendering(
+    tempo_bpm=FLAGS.tempo,
+    program=FLAGS.program,
+    velocity=FLAGS.velocity,
+    piano_roll=FLAGS.piano_roll,
+    wav=FLAGS.wav,
+    abc=FLAGS.abc,
+  )
+  return request, rendering
+
+
+def _check_source() -> None:
+  """--workdir or --model, and --step only with a workdir."""
+  if bool(FLAGS.workdir) == bool(FLAGS.model):
+    raise errors.UsageError(
+      "--workdir is required (or --model FILE.mjx instead), not both"
+      if FLAGS.workdir
+      else "--workdir is required (or --model FILE.mjx instead)"
+    )
+  if FLAGS.model and FLAGS["step"].present:
+    raise errors.UsageError(
+      "--step applies to --workdir: a model file holds one step"
+    )
+
+
+def _check_sampler() -> None:
+  """--sampler, with a hint for the old meaning of --mode."""
+  if FLAGS.sampler not in request_lib.SAMPLERS:
+    raise errors.UsageError(
+      f"--sampler must be 'scan' or 'window', got {FLAGS.sampler!r}"
+      + (
+        " (--mode now names the musical mode: --mode=major|minor)"
+        if FLAGS.sampler in request_lib.MODES
+        else ""
+      )
+    )
+  if FLAGS.mode in request_lib.SAMPLERS:
+    raise errors.UsageError(
+      f"--mode={FLAGS.mode}: --mode is now major or minor; the sampler is "
+      f"--sampler={FLAGS.mode}"
+    )
+
+
+def _check_files_and_sound() -> None:
+  """Tempo, velocity, program, the primer file and the output folder."""
   request_lib.check_tempo(FLAGS.tempo, "--tempo")
   if not 1 <= FLAGS.velocity <= 127:
     raise errors.UsageError(f"--velocity must be 1-127, got {FLAGS.velocity}")
@@ -209,15 +233,6 @@ def check_flags():
       raise errors.UsageError(
         f"--output_dir {FLAGS.output_dir} is a file, not a folder"
       )
-  rendering = outputs.Rendering(
-    tempo_bpm=FLAGS.tempo,
-    program=FLAGS.program,
-    velocity=FLAGS.velocity,
-    piano_roll=FLAGS.piano_roll,
-    wav=FLAGS.wav,
-    abc=FLAGS.abc,
-  )
-  return request, rendering
 
 
 def _primer(run, request):

@@ -239,23 +239,9 @@ def build_dataset(
   config = config or data_config_lib.CorpusConfig()
   midi_dir = os.path.abspath(os.fspath(midi_dir))
   out_dir = os.path.abspath(os.fspath(out_dir))
-  if not os.path.isdir(midi_dir):
-    raise errors.CorpusError(f"MIDI folder not found: {midi_dir}")
-  relpaths = tokenize.list_midi_files(midi_dir)
-  if not relpaths:
-    raise errors.CorpusError(
-      f"no MIDI files (.mid, .midi) found below {midi_dir}"
-    )
-  listing = _source_listing(midi_dir, relpaths)
-  manifest = {
-    "format_version": dataset_lib.FORMAT_VERSION,
-    "config": config.to_json(),
-    "midi_dir": midi_dir,
-    "digest": _listing_digest(listing),
-    "roundtrip_checked": check_roundtrip,
-    "vocab_digest": _vocab_digest(vocabs),
-    "labels_digest": _labels_digest(label_vocabs),
-  }
+  relpaths, listing, manifest = _source_manifest(
+    midi_dir, config, check_roundtrip, vocabs, label_vocabs
+  )
   if not force and _cache_is_fresh(out_dir, manifest):
     return dataset_lib.load_dataset(out_dir)
   _make_writable(out_dir)
@@ -265,12 +251,9 @@ def build_dataset(
     midi_dir, relpaths, config, check_roundtrip, workers, progress
   )
   arrays, pitch_vocab, duration_vocab = _assemble(records, config, vocabs)
-  label_vocabs = label_vocabs or _build_labels(
-    [r for r in records if "drop" not in r], config
-  )
-  conditions = _assemble_conditions(
-    [r for r in records if "drop" not in r], label_vocabs
-  )
+  kept = [r for r in records if "drop" not in r]
+  label_vocabs = label_vocabs or _build_labels(kept, config)
+  conditions = _assemble_conditions(kept, label_vocabs)
   report = build_report.make_report(
     records,
     arrays,
@@ -289,6 +272,32 @@ def build_dataset(
     {**manifest, "files": listing},
   )
   return dataset_lib.load_dataset(out_dir)
+
+
+def _source_manifest(midi_dir, config, check_roundtrip, vocabs, label_vocabs):
+  """(MIDI files, their listing, the manifest a fresh cache must match).
+
+  Raises:
+    CorpusError: the folder is missing or holds no MIDI file.
+  """
+  if not os.path.isdir(midi_dir):
+    raise errors.CorpusError(f"MIDI folder not found: {midi_dir}")
+  relpaths = tokenize.list_midi_files(midi_dir)
+  if not relpaths:
+    raise errors.CorpusError(
+      f"no MIDI files (.mid, .midi) found below {midi_dir}"
+    )
+  listing = _source_listing(midi_dir, relpaths)
+  manifest = {
+    "format_version": dataset_lib.FORMAT_VERSION,
+    "config": config.to_json(),
+    "midi_dir": midi_dir,
+    "digest": _listing_digest(listing),
+    "roundtrip_checked": check_roundtrip,
+    "vocab_digest": _vocab_digest(vocabs),
+    "labels_digest": _labels_digest(label_vocabs),
+  }
+  return relpaths, listing, manifest
 
 
 def _make_writable(out_dir: str) -> None:

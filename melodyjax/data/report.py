@@ -24,32 +24,11 @@ def make_report(
   """The report.json of a build (see `format_report` for its lines)."""
   kept = [r for r in records if "drop" not in r]
   dropped = [r for r in records if "drop" in r]
-  split_report = {}
-  for split in dataset_lib.SPLITS:
-    a = arrays[split]
-    rest_id = pitch_vocab.id(tokens.REST)
-    rests = (
-      int(np.sum(a["pitch"] == rest_id)) if tokens.REST in pitch_vocab else 0
-    )
-    chord_ids = [i for i, t in enumerate(pitch_vocab.tokens) if "." in t]
-    split_report[split] = {
-      "songs": int(np.sum(a["transpositions"] == 0)),
-      "augmented_copies": int(np.sum(a["transpositions"] != 0)),
-      "events": int(len(a["pitch"])),
-      "rests": rests,
-      "chords": int(np.isin(a["pitch"], chord_ids).sum()),
-      "unk_pitch": int(np.sum(a["pitch"] == tokens.UNK_ID)),
-      "unk_duration": int(np.sum(a["duration"] == tokens.UNK_ID)),
-    }
-  # Exact duplicates: the same original token sequence in different songs.
-  by_content = collections.defaultdict(list)
-  for record in kept:
-    pitch, duration = record["copies"][0][1]
-    by_content[(tuple(pitch), tuple(duration))].append(
-      (record["source"], record["split"])
-    )
-  groups = [group for group in by_content.values() if len(group) > 1]
-  across = [g for g in groups if len({split for _, split in g}) > 1]
+  split_report = {
+    split: _split_counts(arrays[split], pitch_vocab)
+    for split in dataset_lib.SPLITS
+  }
+  groups, across = _duplicates(kept)
   duration_counts = collections.Counter()
   for record in kept:
     duration_counts.update(record["copies"][0][1][1])
@@ -94,6 +73,38 @@ def make_report(
       "failed": failed,
     }
   return report
+
+
+def _split_counts(a: Mapping[str, np.ndarray], pitch_vocab) -> dict:
+  """Songs, copies, events, rests, chords and unk tokens of one split."""
+  rest_id = pitch_vocab.id(tokens.REST)
+  rests = (
+    int(np.sum(a["pitch"] == rest_id)) if tokens.REST in pitch_vocab else 0
+  )
+  chord_ids = [i for i, t in enumerate(pitch_vocab.tokens) if "." in t]
+  return {
+    "songs": int(np.sum(a["transpositions"] == 0)),
+    "augmented_copies": int(np.sum(a["transpositions"] != 0)),
+    "events": int(len(a["pitch"])),
+    "rests": rests,
+    "chords": int(np.isin(a["pitch"], chord_ids).sum()),
+    "unk_pitch": int(np.sum(a["pitch"] == tokens.UNK_ID)),
+    "unk_duration": int(np.sum(a["duration"] == tokens.UNK_ID)),
+  }
+
+
+def _duplicates(kept: Sequence[dict]) -> tuple[list, list]:
+  """(groups of songs with the same original token sequence, the groups
+  among them that span splits); each member is (source, split)."""
+  by_content = collections.defaultdict(list)
+  for record in kept:
+    pitch, duration = record["copies"][0][1]
+    by_content[(tuple(pitch), tuple(duration))].append(
+      (record["source"], record["split"])
+    )
+  groups = [group for group in by_content.values() if len(group) > 1]
+  across = [g for g in groups if len({split for _, split in g}) > 1]
+  return groups, across
 
 
 def unknown_tokens(

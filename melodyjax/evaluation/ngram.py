@@ -291,6 +291,21 @@ def _discounts(
   )
 
 
+def _check_fit(vocab_size: int, order: int, discounting: str, framing: str):
+  if framing not in FRAMINGS:
+    raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
+  if discounting not in DISCOUNTING:
+    raise ValueError(
+      f"discounting must be one of {DISCOUNTING}, got {discounting!r}"
+    )
+  if vocab_size < 3:
+    raise ValueError(f"vocab_size must be >= 3, got {vocab_size}")
+  if vocab_size**order >= 2**63:
+    raise ValueError(
+      f"vocab_size ** order = {vocab_size}**{order} overflows int64 keys"
+    )
+
+
 def fit(
   sequences: Sequence[np.ndarray],
   vocab_size: int,
@@ -316,18 +331,7 @@ def fit(
   Returns:
     The fitted model.
   """
-  if framing not in FRAMINGS:
-    raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
-  if discounting not in DISCOUNTING:
-    raise ValueError(
-      f"discounting must be one of {DISCOUNTING}, got {discounting!r}"
-    )
-  if vocab_size < 3:
-    raise ValueError(f"vocab_size must be >= 3, got {vocab_size}")
-  if vocab_size**order >= 2**63:
-    raise ValueError(
-      f"vocab_size ** order = {vocab_size}**{order} overflows int64 keys"
-    )
+  _check_fit(vocab_size, order, discounting, framing)
   windows = song_windows(sequences, order, vocab_size, end_with_eos)
   if not len(windows):
     raise ValueError("no training songs")

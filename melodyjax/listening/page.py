@@ -106,79 +106,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
-  parts = ["<h2>Numbers</h2>"]
-  path = workdir_lib.path(workdir, workdir_lib.EVALUATION_FILE)
-  evaluation = None
-  with contextlib.suppress(OSError, ValueError):
-    with open(path, encoding="utf-8") as f:
-      evaluation = json.load(f)
-  if evaluation:
-    model = evaluation["model"]
-    # Evaluations before the short-term baselines have only the n-gram.
-    scores = evaluation.get("baselines", {"ngram": evaluation["ngram"]})
-    best = evaluation.get("best_baseline", "ngram")
-    parts.append(
-      f"<p>Test split at step {evaluation['step']} "
-      f"({int(model['num_targets']):,} targets): bits per note of the model "
-      "against the baselines: an interpolated Kneser-Ney n-gram fitted on "
-      "the same training songs, a short-term model fitted on each song as "
-      "it goes, and IDyOM's combination of the two; the best on validation "
-      f"is <b>{html.escape(best)}</b> "
-      '(<a href="report.md">report.md</a> has the details).</p>'
-    )
-    rows = [
-      (
-        label,
-        model[key],
-        *(s[key] for s in scores.values()),
-        model[key] - scores[best][key],
-      )
-      for key, label in (
-        ("bits_per_note", "bits per note"),
-        ("bits_per_note_pitch", "pitch"),
-        ("bits_per_note_duration", "duration"),
-        ("top1", "top-1 accuracy (both)"),
-      )
-    ]
-    parts.append(_table(("", "model", *scores, f"model - {best}"), rows))
-    rows = [
-      (name, scores["overlap"], scores["kl"])
-      for name, scores in evaluation["statistics"].items()
-    ]
-    parts.append(
-      "<p>Sample statistics of the evaluation's melodies against the "
-      "training songs (overlap 1 = same distribution):</p>"
-    )
-    parts.append(_table(("feature", "overlap", "KL"), rows))
-  else:
-    command = f"melodyjax-evaluate --workdir={workdir}"
-    parts.append(
-      "<p>No test-split evaluation yet: <code>"
-      f"{html.escape(command)}</code> scores the held-out bits per note "
-      "against the n-gram baseline and rewrites this page.</p>"
-    )
+  parts = ["<h2>Numbers</h2>", _evaluation_part(workdir)]
   sampled = [r for r in records if "sample/overlap_pitch_class" in r]
   if sampled:
-    parts.append(
-      "<p>Melodies sampled during training (below), against the training "
-      "songs: mean notes per song and pitch range (semitones), share of "
-      "notes in key and of repeated notes, and the overlap of pitch-class, "
-      "interval and duration histograms (1 = same distribution).</p>"
-    )
-    columns = (
-      ("notes", "notes_per_song"),
-      ("range", "pitch_range"),
-      ("in key", "in_key_share"),
-      ("repeated", "repeated_share"),
-      ("pitch class", "overlap_pitch_class"),
-      ("interval", "overlap_interval"),
-      ("duration", "overlap_duration"),
-    )
-    rows = [
-      (r["step"], *(r.get(f"sample/{key}", "") for _, key in columns))
-      for r in sampled
-    ]
-    parts.append(_table(("step", *(label for label, _ in columns)), rows))
+    parts.append(_training_samples_part(sampled))
   evals = [
     r
     for r in records
@@ -196,6 +127,82 @@ def _numbers_section(workdir: str, records: Sequence[Mapping[str, Any]]) -> str:
       f"{last['eval/bits_per_note_duration']:.3f}).</p>"
     )
   return "\n".join(parts)
+
+
+def _evaluation_part(workdir: str) -> str:
+  """The test split's scores of `evaluation.json`, or how to get them."""
+  path = workdir_lib.path(workdir, workdir_lib.EVALUATION_FILE)
+  evaluation = None
+  with contextlib.suppress(OSError, ValueError):
+    with open(path, encoding="utf-8") as f:
+      evaluation = json.load(f)
+  if not evaluation:
+    command = f"melodyjax-evaluate --workdir={workdir}"
+    return (
+      "<p>No test-split evaluation yet: <code>"
+      f"{html.escape(command)}</code> scores the held-out bits per note "
+      "against the n-gram baseline and rewrites this page.</p>"
+    )
+  model = evaluation["model"]
+  # Evaluations before the short-term baselines have only the n-gram.
+  scores = evaluation.get("baselines", {"ngram": evaluation["ngram"]})
+  best = evaluation.get("best_baseline", "ngram")
+  rows = [
+    (
+      label,
+      model[key],
+      *(s[key] for s in scores.values()),
+      model[key] - scores[best][key],
+    )
+    for key, label in (
+      ("bits_per_note", "bits per note"),
+      ("bits_per_note_pitch", "pitch"),
+      ("bits_per_note_duration", "duration"),
+      ("top1", "top-1 accuracy (both)"),
+    )
+  ]
+  statistics = [
+    (name, scores["overlap"], scores["kl"])
+    for name, scores in evaluation["statistics"].items()
+  ]
+  return "\n".join(
+    [
+      f"<p>Test split at step {evaluation['step']} "
+      f"({int(model['num_targets']):,} targets): bits per note of the model "
+      "against the baselines: an interpolated Kneser-Ney n-gram fitted on "
+      "the same training songs, a short-term model fitted on each song as "
+      "it goes, and IDyOM's combination of the two; the best on validation "
+      f"is <b>{html.escape(best)}</b> "
+      '(<a href="report.md">report.md</a> has the details).</p>',
+      _table(("", "model", *scores, f"model - {best}"), rows),
+      "<p>Sample statistics of the evaluation's melodies against the "
+      "training songs (overlap 1 = same distribution):</p>",
+      _table(("feature", "overlap", "KL"), statistics),
+    ]
+  )
+
+
+def _training_samples_part(sampled: Sequence[Mapping[str, Any]]) -> str:
+  columns = (
+    ("notes", "notes_per_song"),
+    ("range", "pitch_range"),
+    ("in key", "in_key_share"),
+    ("repeated", "repeated_share"),
+    ("pitch class", "overlap_pitch_class"),
+    ("interval", "overlap_interval"),
+    ("duration", "overlap_duration"),
+  )
+  rows = [
+    (r["step"], *(r.get(f"sample/{key}", "") for _, key in columns))
+    for r in sampled
+  ]
+  return (
+    "<p>Melodies sampled during training (below), against the training "
+    "songs: mean notes per song and pitch range (semitones), share of "
+    "notes in key and of repeated notes, and the overlap of pitch-class, "
+    "interval and duration histograms (1 = same distribution).</p>\n"
+    + _table(("step", *(label for label, _ in columns)), rows)
+  )
 
 
 def _sample_section(
