@@ -18,7 +18,14 @@ from melodyjax.evaluation import controls
 from melodyjax.model import config as model_config_lib
 from melodyjax.music import metre, midi_io, tokens
 from melodyjax.music.events import Event, Song
-from melodyjax.sampling import constraints, generate, plan, sampler, search
+from melodyjax.sampling import (
+  constraints,
+  draw,
+  generate,
+  plan,
+  sampler,
+  search,
+)
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import runs
 from melodyjax.training import workdir as workdir_lib
@@ -188,7 +195,7 @@ def test_conditioned_step_equals_sequence_and_sampler_feeds_training_inputs(
     jnp.asarray([ids[1]]),
     jnp.asarray([len(primer)]),
     jax.random.key(0),
-    sampler.make_settings(1.0),
+    draw.make_settings(1.0),
     plan.make_controls(resolved, run, request),
     num_notes=1,
     with_scores=True,

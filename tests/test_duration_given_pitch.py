@@ -14,7 +14,7 @@ from melodyjax.evaluation import predict
 from melodyjax.model import config as model_config_lib
 from melodyjax.model import model as model_lib
 from melodyjax.music import tokens
-from melodyjax.sampling import generate, sampler
+from melodyjax.sampling import draw, generate, sampler
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import runs, steps
 from tests.helpers import tiny_config, train, write_tunes
@@ -193,8 +193,8 @@ def test_the_constrained_joint_is_drawn_exactly():
   ban[:, tokens.EOS_ID] = True  # eos banned
   rules = (None, None, lambda: jnp.asarray(np.repeat(ban, batch, 0)))
   noise = jax.random.gumbel(jax.random.key(0), (batch, vocab_p + vocab_d))
-  settings = sampler.make_settings((0.8, 1.3))
-  pitch, duration, log_prob = sampler._choose_joint(
+  settings = draw.make_settings((0.8, 1.3))
+  pitch, duration, log_prob = draw.choose_joint(
     jnp.asarray(3),
     noise,
     jnp.repeat(pitch_logits, batch, 0),

@@ -12,7 +12,7 @@ import pytest
 from melodyjax.listening import outputs
 from melodyjax.music import midi_io, tokens
 from melodyjax.music.events import Event
-from melodyjax.sampling import generate, sampler
+from melodyjax.sampling import draw, generate, sampler
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import runs
 from tests.helpers import counting_step_traces, run_python
@@ -41,34 +41,34 @@ def primer_arrays(run, text, batch=3, capacity=8):
 def test_filter_logits_top_k_and_top_p():
   logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
   keep = lambda out: (np.asarray(out[0]) > -1e29).tolist()  # noqa: E731
-  assert keep(sampler.filter_logits(logits, 1.0, 0, 1.0)) == [True] * 4
-  assert keep(sampler.filter_logits(logits, 1.0, 2, 1.0)) == [
+  assert keep(draw.filter_logits(logits, 1.0, 0, 1.0)) == [True] * 4
+  assert keep(draw.filter_logits(logits, 1.0, 2, 1.0)) == [
     True,
     True,
     False,
     False,
   ]
   # Nucleus 0.7: 0.5 alone is not enough, 0.5 + 0.3 is.
-  assert keep(sampler.filter_logits(logits, 1.0, 0, 0.7)) == [
+  assert keep(draw.filter_logits(logits, 1.0, 0, 0.7)) == [
     True,
     True,
     False,
     False,
   ]
-  assert keep(sampler.filter_logits(logits, 1.0, 0, 0.4)) == [
+  assert keep(draw.filter_logits(logits, 1.0, 0, 0.4)) == [
     True,
     False,
     False,
     False,
   ]
   # Temperature sharpens without changing the order.
-  cold = jax.nn.softmax(sampler.filter_logits(logits, 0.1, 0, 1.0))
+  cold = jax.nn.softmax(draw.filter_logits(logits, 0.1, 0, 1.0))
   assert float(cold[0, 0]) > 0.99
 
 
 def test_same_seed_same_notes_and_primer_kept(run):
   primer = primer_arrays(run, "C4:1 D4:0.5 E4:0.5")
-  settings = sampler.make_settings(1.0)
+  settings = draw.make_settings(1.0)
   args = (run.model, run.params, *primer)
   a = sampler.sample(*args, jax.random.key(7), settings, num_notes=20)
   b = sampler.sample(*args, jax.random.key(7), settings, num_notes=20)
@@ -90,19 +90,20 @@ def test_same_seed_same_notes_and_primer_kept(run):
 
 
 @pytest.mark.parametrize(
-  "slow_path", ["MAX_INPUT_TABLE_BYTES", "MAX_NOISE_BYTES"]
+  "slow_path", ["sampler.MAX_INPUT_TABLE_BYTES", "draw.MAX_NOISE_BYTES"]
 )
 def test_fast_paths_sample_the_same_notes(run, monkeypatch, slow_path):
   """Input table and noise drawn before the scan, against per-note work."""
   primer = primer_arrays(run, "C4:1 D4:0.5")
-  settings = sampler.make_settings(1.0)
+  settings = draw.make_settings(1.0)
   args = (run.model, run.params, *primer, jax.random.key(3), settings)
   length = 1 + primer[0].shape[1] + 24
   assert sampler.use_input_table(run.model.config, 3 * length)
   fast = sampler.sample(*args, num_notes=24)
   fast_window = sampler.sample_window(*args, num_notes=24, seq_len=8)
   fast_program = sampler.sample.lower(*args, num_notes=24).as_text()
-  monkeypatch.setattr(sampler, slow_path, 0)
+  module, name = slow_path.split(".")
+  monkeypatch.setattr({"sampler": sampler, "draw": draw}[module], name, 0)
   jax.clear_caches()  # trace again, without the fast path
   slow = sampler.sample(*args, num_notes=24)
   slow_window = sampler.sample_window(*args, num_notes=24, seq_len=8)
@@ -128,7 +129,7 @@ def test_changing_settings_and_primer_does_not_retrace(run):
         run.params,
         *primer,
         jax.random.key(seed),
-        sampler.make_settings(temperature, top_k, top_p),
+        draw.make_settings(temperature, top_k, top_p),
         num_notes=16,
       )
   assert traces["count"] == 1
@@ -136,7 +137,7 @@ def test_changing_settings_and_primer_does_not_retrace(run):
 
 def test_window_mode_is_jitted_deterministic_and_keeps_the_primer(run):
   primer = primer_arrays(run, "E4:0.5 D4:0.5")
-  settings = sampler.make_settings(1.0)
+  settings = draw.make_settings(1.0)
   args = (run.model, run.params, *primer, jax.random.key(1), settings)
   a = sampler.sample_window(*args, num_notes=12, seq_len=16)
   b = sampler.sample_window(*args, num_notes=12, seq_len=16)

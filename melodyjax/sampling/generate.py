@@ -20,7 +20,7 @@ import numpy as np
 from melodyjax import errors, files
 from melodyjax.music import midi_io, tokens, tonality
 from melodyjax.music.events import Event
-from melodyjax.sampling import plan, sampler
+from melodyjax.sampling import draw, plan, sampler
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import runs
 
@@ -164,7 +164,7 @@ def sample_ids(
   request.check()
   if melody_plan is None:
     melody_plan = plan.make_plan(run, request)
-  settings = sampler.make_settings(
+  settings = draw.make_settings(
     np.asarray(request.temperature, float),
     request.top_k,
     np.asarray(request.top_p, float),

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from melodyjax.music.events import Event
-from melodyjax.sampling import generate, sampler
+from melodyjax.sampling import draw, generate, sampler
 from melodyjax.sampling import request as request_lib
 from melodyjax.serving import requests
 from melodyjax.training import runs
@@ -53,7 +53,7 @@ def sample_slots(
   primer_duration: jax.Array,
   primer_lengths: jax.Array,
   keys: jax.Array,
-  settings: sampler.Settings,
+  settings: draw.Settings,
   *,
   num_notes: int,
   rest_id: int,
@@ -209,7 +209,7 @@ class Batcher:
       jnp.asarray(duration),
       jnp.asarray(lengths),
       jnp.stack([jax.random.key(seed) for seed in seeds]),
-      sampler.Settings(
+      draw.Settings(
         jnp.asarray(settings[0], jnp.float32),
         jnp.asarray(settings[1], jnp.int32),
         jnp.asarray(settings[2], jnp.float32),
