@@ -1,4 +1,5 @@
-"""Test set-up: CPU only, four host devices, slow tests opt-in."""
+"""Test set-up: CPU only, four host devices, a persistent compilation cache,
+slow tests opt-in."""
 
 import os
 
@@ -10,6 +11,20 @@ if "xla_force_host_platform_device_count" not in _flags:
   os.environ["XLA_FLAGS"] = (
     _flags + " --xla_force_host_platform_device_count=4"
   ).strip()
+
+# XLA's compiled programs are kept on disk and shared by every test and every
+# command a test starts (the variables reach the subprocesses): most tests
+# compile the same tiny model. `MELODYJAX_TEST_XLA_CACHE` moves the folder
+# ('' turns the cache off).
+_cache = os.environ.get("MELODYJAX_TEST_XLA_CACHE")
+if _cache is None:
+  from melodyjax import files
+
+  _cache = files.cache_dir("xla_tests")
+if _cache:
+  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _cache)
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
 

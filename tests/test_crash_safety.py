@@ -16,6 +16,7 @@ import pytest
 from configs import tiny
 from melodyjax import errors
 from melodyjax.training import checkpoints, loop
+from melodyjax.training import start as start_lib
 from melodyjax.training import workdir as workdir_lib
 from tests.helpers import PROJECT, abstract_state, write_tunes
 
@@ -29,7 +30,7 @@ def corpus_dirs(tmp_path_factory):
   midi = root / "midi"
   write_tunes(midi, 32, 11)
   config = make_config(midi, root / "data", 10)
-  loop.load_dataset(config)
+  start_lib.load_dataset(config)
   return midi, root / "data"
 
 

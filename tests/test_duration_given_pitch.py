@@ -249,7 +249,7 @@ def test_bars_and_end_on_tonic_hold(run):
 def test_the_model_file_keeps_the_head(given, run, tmp_path):
   path = tmp_path / "given.mjx"
   flags = [f"--workdir={given}", "--step=latest", f"--out={path}"]
-  assert export.run(flags) == 0
+  assert export.main(flags) == 0
   loaded = runs.from_model_file(str(path))
   assert loaded.model.config.duration_given_pitch
   request = request_lib.Request(num_outputs=3, num_notes=20, seed=9)

@@ -20,6 +20,7 @@ from melodyjax.sampling import generate
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import checkpoints, loop, model_file, parallel, runs
 from melodyjax.training import metrics as metrics_lib
+from melodyjax.training import start as start_lib
 from melodyjax.training import state as state_lib
 from melodyjax.training import steps as steps_lib
 from melodyjax.training import workdir as workdir_lib
@@ -205,7 +206,7 @@ def test_validation_and_every_reader_get_the_average(ema_run, tmp_path):
     if r.get("step") == 20 and "eval/bits_per_note" in r
   ]
   model = run.model
-  valid = loop.load_dataset(workdir_lib.read_config(str(ema_run))).valid
+  valid = start_lib.load_dataset(workdir_lib.read_config(str(ema_run))).valid
   windows = windows_lib.make_windows(valid, 16, "all")
   runner = parallel.create("jit", parallel.create_mesh())
   _, eval_step = steps_lib.make_steps(model, None, "all", runner)
@@ -228,7 +229,7 @@ def test_samples_and_export_use_the_average(ema_run, tmp_path):
   raw_run = runs.from_workdir(str(strip_average(ema_run, tmp_path / "raw")))
   assert with_ema != generate.generate(raw_run, request)
   path = tmp_path / "ema.mjx"
-  assert export.run([f"--workdir={ema_run}", f"--out={path}"]) == 0
+  assert export.main([f"--workdir={ema_run}", f"--out={path}"]) == 0
   exported = model_file.read(str(path))
   state, _ = final_params(ema_run)
   assert not differs(exported.params, jax.device_get(state.ema))
@@ -244,7 +245,7 @@ def test_fine_tuning_starts_from_the_average(ema_run, monkeypatch, tmp_path):
   state, _ = final_params(ema_run)
   assert not differs(base.params, state.ema)
   seen = {}
-  original = loop._init_or_restore
+  original = start_lib.init_or_restore
 
   def spy(*args, **kwargs):
     start = original(*args, **kwargs)
@@ -252,7 +253,7 @@ def test_fine_tuning_starts_from_the_average(ema_run, monkeypatch, tmp_path):
     seen["ema"] = jax.device_get(start.ema)
     return start
 
-  monkeypatch.setattr(loop, "_init_or_restore", spy)
+  monkeypatch.setattr(start_lib, "init_or_restore", spy)
   config = workdir_lib.read_config(str(ema_run))
   config.init_from = f"{ema_run}:latest"
   config.train.num_train_steps = 2

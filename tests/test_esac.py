@@ -205,7 +205,7 @@ def test_cli_unwritable_dir_is_one_line(tmp_path, capsys):
   blocker = tmp_path / "file"
   blocker.write_text("not a folder")
   with pytest.raises(SystemExit) as exit_info:
-    convert_cli.run(["--out", str(blocker / "sub"), "--limit_files", "1"])
+    convert_cli.main(["--out", str(blocker / "sub"), "--limit_files", "1"])
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "cannot write" in err
@@ -213,7 +213,7 @@ def test_cli_unwritable_dir_is_one_line(tmp_path, capsys):
 
 
 def test_cli_converts(tmp_path, capsys):
-  status = convert_cli.run(
+  status = convert_cli.main(
     [
       "--out",
       str(tmp_path),

@@ -435,7 +435,7 @@ def test_killed_evaluation_leaves_only_complete_files(
 
 def test_evaluation_limits_are_one_line(workdir, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    evaluate_cli.run([f"--workdir={workdir}", "--num_samples=100000"])
+    evaluate_cli.main([f"--workdir={workdir}", "--num_samples=100000"])
   assert exit_info.value.code == 2
   assert capsys.readouterr().err.strip() == (
     "melodyjax-evaluate: error: --num_samples must be at most "

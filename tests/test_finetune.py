@@ -52,7 +52,7 @@ def test_training_starts_from_the_base_parameters(workdir, tmp_path):
 
 def test_a_model_file_can_be_fine_tuned(workdir, tmp_path):
   path = tmp_path / "base.mjx"
-  assert export.run([f"--workdir={workdir}", f"--out={path}"]) == 0
+  assert export.main([f"--workdir={workdir}", f"--out={path}"]) == 0
   config = finetune_config(tmp_path, path, **{"train.num_train_steps": 2})
   metrics = loop.train_and_evaluate(config, str(tmp_path / "ft"))
   assert np.isfinite(metrics["eval/loss"])

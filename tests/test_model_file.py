@@ -21,7 +21,7 @@ from tests.helpers import final_params, run_python
 def exported(workdir, tmp_path_factory):
   path = tmp_path_factory.mktemp("model") / "tiny.mjx"
   assert (
-    export.run([f"--workdir={workdir}", "--step=latest", f"--out={path}"]) == 0
+    export.main([f"--workdir={workdir}", "--step=latest", f"--out={path}"]) == 0
   )
   return path
 
@@ -75,7 +75,7 @@ def test_sampling_the_file_gives_the_workdirs_melodies(
 def test_bfloat16_is_half_the_parameters_and_still_samples(workdir, tmp_path):
   path = tmp_path / "half.mjx"
   assert (
-    export.run([f"--workdir={workdir}", f"--out={path}", "--dtype=bfloat16"])
+    export.main([f"--workdir={workdir}", f"--out={path}", "--dtype=bfloat16"])
     == 0
   )
   run = runs.from_model_file(str(path))

@@ -184,7 +184,7 @@ def test_first_tunes_convert(tmp_path):
 
 
 def test_cli_converts_oneills(tmp_path, capsys):
-  status = convert_cli.run(
+  status = convert_cli.main(
     [
       "--corpus",
       "oneills",
@@ -206,7 +206,7 @@ def test_cli_converts_oneills(tmp_path, capsys):
 
 def test_cli_unknown_corpus_is_one_line(tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
-    convert_cli.run(["--corpus", "bach", "--out", str(tmp_path)])
+    convert_cli.main(["--corpus", "bach", "--out", str(tmp_path)])
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
   assert "Traceback" not in err and "corpus" in err

@@ -11,18 +11,15 @@ import hashlib
 import itertools
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from fractions import Fraction as F
 from unittest import mock
 
 import pytest
-from absl import flags
 
 import sample_main
 import train_main
 from configs import tiny
-from melodyjax import cli
 from melodyjax.cli import evaluate as evaluate_cli
 from melodyjax.data import build
 from melodyjax.data import config as data_config_lib
@@ -921,37 +918,11 @@ def shared(tmp_path_factory):
 
 
 def run_main(name: str, argv: list[str]) -> int:
-  """Parses flags and runs a main in this process; returns the exit code."""
-  module = MAINS[name]
-  if name == "evaluate":  # a tool with its own flags
-    try:
-      return module.run(argv)
-    except SystemExit as e:
-      return e.code
-  values = flags.FLAGS
-  values.unparse_flags()
-  for flag in list(values):  # overrides registered by an earlier --config
-    if flag.startswith("config."):
-      delattr(values, flag)
-  argv = [module.PROG, *argv]
-  # train_main's validators (--config, a required --workdir) are not
-  # sample_main's, which in its own process does not know them.
-  owned = ("config", "workdir")
-  saved = sys.argv, [values[f].validators for f in owned]
-  sys.argv = argv  # ml_collections reads overrides from sys.argv
-  if name == "sample":
-    for flag in owned:
-      values[flag].validators = []
+  """Runs a command in this process, as its main would; the exit code."""
   try:
-    module.main(cli.parse_flags(argv))
+    return MAINS[name].main(argv)
   except SystemExit as e:
     return e.code
-  finally:
-    sys.argv = saved[0]
-    for flag, validators in zip(owned, saved[1], strict=True):
-      values[flag].validators = validators
-    values.unparse_flags()
-  return 0
 
 
 def snapshot(*roots: str) -> dict[str, str]:

@@ -1,11 +1,13 @@
 """What every command shares: one flag system, one-line user errors.
 
-Every tool parses its flags with absl (the mains on the global FLAGS, the
-other tools on a `FlagValues` of their own) through `parse_flags`, and runs
-under `user_errors`: a user mistake (any `errors.MelodyjaxError`, a flag
-absl rejects) ends the program with one line `PROG: error: ...` on stderr
-and exit status 2 (`USAGE_EXIT`); `--debug` also prints the traceback. The
-catalogue of mistakes and their messages is docs/errors.md. No JAX here.
+Every command (the two mains and the tools) defines its flags on a
+`FlagValues` of its own (`tool_flags`), parses them with `parse_flags`, and
+runs under `user_errors`: a user mistake (any `errors.MelodyjaxError`, a
+flag absl rejects) ends the program with one line `PROG: error: ...` on
+stderr and exit status 2 (`USAGE_EXIT`); `--debug` also prints the
+traceback. Each command's `main(argv)` can run in any process, again and
+again (the tests call them in theirs). The catalogue of mistakes and their
+messages is docs/errors.md. No JAX here.
 """
 
 from __future__ import annotations
@@ -26,14 +28,19 @@ from melodyjax.training import workdir as workdir_lib
 
 USAGE_EXIT = 2
 DEBUG_HELP = "Also print the traceback of a reported error."
-
-flags.DEFINE_bool("debug", False, DEBUG_HELP)
+VERBOSITY_HELP = (
+  "Log messages shown: -1 warnings (default; Orbax and XLA log every save "
+  "and compile at 0), 0 info, 1 debug."
+)
 
 
 def tool_flags() -> flags.FlagValues:
-  """A tool's own flag registry (with --debug), apart from the mains'."""
+  """A command's own flag registry, with --debug and --verbosity."""
   flag_values = flags.FlagValues()
   flags.DEFINE_bool("debug", False, DEBUG_HELP, flag_values=flag_values)
+  flags.DEFINE_integer(
+    "verbosity", -1, VERBOSITY_HELP, lower_bound=-1, flag_values=flag_values
+  )
   return flag_values
 
 
@@ -89,7 +96,7 @@ def _raise_terminated(signum, frame):
 @contextlib.contextmanager
 def user_errors(
   prog: str,
-  flag_values: flags.FlagValues = flags.FLAGS,
+  flag_values: flags.FlagValues,
   *,
   sigterm: bool = False,
 ) -> Iterator[None]:
@@ -138,12 +145,12 @@ def user_errors(
       signal.signal(signal.SIGTERM, previous)
 
 
-def parse_flags(
-  argv: list[str], flag_values: flags.FlagValues = flags.FLAGS
-) -> list[str]:
+def parse_flags(argv: list[str], flag_values: flags.FlagValues) -> list[str]:
   """absl flag parsing with one-line errors (config typos included).
 
-  `--help` prints the flags and exits 0.
+  `--help` prints the flags and exits 0. A command's flags parse again on
+  every call: values (and `--config.x` overrides) of an earlier call in the
+  same process are forgotten.
   """
   prog = (
     argv[0] if argv[0].startswith("python -m") else os.path.basename(argv[0])
@@ -155,19 +162,18 @@ def parse_flags(
       stream, "reconfigure"
     ):
       stream.reconfigure(errors="backslashreplace")
-  if flag_values is not flags.FLAGS:
-    if {"-h", "--help"} & set(argv[1:]):
-      print(f"usage: {prog} [flags]\n\n{flag_values.get_help()}")
-      sys.exit(0)
-    flag_values.unparse_flags()  # a tool may run twice in one process
+  if {"-h", "--help"} & set(argv[1:]):
+    print(f"usage: {prog} [flags]\n\n{flag_values.get_help()}")
+    sys.exit(0)
+  _forget(flag_values)
+  saved = sys.argv
   try:
+    # ml_collections reads --config.x overrides from sys.argv.
+    sys.argv = list(argv)
     rest = flag_values(argv)
-    if "verbosity" in flag_values and not flag_values["verbosity"].present:
-      # Orbax and XLA log every save and compile at INFO; keep the console
-      # for progress and results unless asked (--verbosity=0).
-      from absl import logging
+    from absl import logging
 
-      logging.set_verbosity(logging.WARNING)
+    logging.set_verbosity(flag_values.verbosity)
     if "config" in flag_values and flag_values["config"].present:
       flag_values.config.keys()  # a config file loads lazily
     return rest
@@ -192,7 +198,18 @@ def parse_flags(
     message = f"unknown config field {key.group(0) if key else text!r}"
     if hint:
       message += f' (did you mean "{hint.group(1)}"?)'
+  finally:
+    sys.argv = saved
   fail(prog, message)
+
+
+def _forget(flag_values: flags.FlagValues) -> None:
+  """Unparses the flags and drops the `--config.x` overrides that an
+  earlier parse registered."""
+  flag_values.unparse_flags()
+  for name in list(flag_values):
+    if name.startswith("config."):
+      delattr(flag_values, name)
 
 
 def format_result(workdir: str, metrics: Mapping[str, float]) -> str:

@@ -58,7 +58,7 @@ flags.DEFINE_bool(
 flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=FLAGS)
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
   """Converts a corpus; the exit status (1 when a tune failed to convert)."""
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
@@ -79,4 +79,4 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(run())
+  sys.exit(main())

@@ -135,7 +135,7 @@ def corpus_config() -> data_config_lib.CorpusConfig:
   return data_config_lib.CorpusConfig(**{**values, "transpositions": shifts})
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
   """Builds or loads the dataset and prints its report; the exit status."""
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
@@ -164,4 +164,4 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(run())
+  sys.exit(main())

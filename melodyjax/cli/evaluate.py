@@ -66,7 +66,7 @@ flags.DEFINE_string(
 flags.mark_flags_as_required(["workdir"], flag_values=FLAGS)
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
   """Scores the run and prints the headline numbers; the exit status."""
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
@@ -119,4 +119,4 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(run())
+  sys.exit(main())

@@ -37,7 +37,7 @@ flags.DEFINE_enum(
 flags.mark_flags_as_required(["workdir", "out"], flag_values=FLAGS)
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
   """Writes the model file and prints its manifest; the exit status."""
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
@@ -81,4 +81,4 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(run())
+  sys.exit(main())

@@ -37,7 +37,7 @@ flags.DEFINE_enum(
 flags.mark_flags_as_required(["dataset"], flag_values=FLAGS)
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
   """Fits, scores and prints; the exit status."""
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
@@ -50,4 +50,4 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(run())
+  sys.exit(main())

@@ -13,99 +13,144 @@ seed and settings (default output folder: NAME_samples/).
 
 import os
 import sys
+from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 
 from melodyjax import cli, errors
 from melodyjax.sampling import request as request_lib
 
 PROG = "sample_main.py"
-FLAGS = flags.FLAGS
-# allow_override: the train command defines --workdir too, and tests import
-# both.
+FLAGS = cli.tool_flags()
 flags.DEFINE_string(
-  "workdir",
-  None,
-  "Run folder written by train_main.py.",
-  allow_override=True,
+  "workdir", None, "Run folder written by train_main.py.", flag_values=FLAGS
 )
 flags.DEFINE_string(
   "model",
   None,
   "A model file written by melodyjax-export, instead of --workdir.",
+  flag_values=FLAGS,
 )
-flags.DEFINE_string("step", "latest", "'latest', 'best' or a step number.")
-flags.DEFINE_string("output_dir", None, "Default: WORKDIR/samples/<step>.")
-flags.DEFINE_integer("num_outputs", 4, "Melodies to generate.")
+flags.DEFINE_string(
+  "step", "latest", "'latest', 'best' or a step number.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+  "output_dir", None, "Default: WORKDIR/samples/<step>.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+  "num_outputs", 4, "Melodies to generate.", flag_values=FLAGS
+)
 flags.DEFINE_integer(
   "num_notes",
   128,
   "Events generated after the primer "
   "at most (a melody also stops at end-of-song).",
+  flag_values=FLAGS,
 )
-flags.DEFINE_list("temperature", ["1.0"], "One value, or pitch,duration.")
+flags.DEFINE_list(
+  "temperature", ["1.0"], "One value, or pitch,duration.", flag_values=FLAGS
+)
 flags.DEFINE_list(
   "top_k",
   ["0"],
   "Keep the k likeliest tokens (0: all); one value or pitch,duration.",
+  flag_values=FLAGS,
 )
 flags.DEFINE_list(
-  "top_p", ["1.0"], "Nucleus mass (1: all); one value or pitch,duration."
+  "top_p",
+  ["1.0"],
+  "Nucleus mass (1: all); one value or pitch,duration.",
+  flag_values=FLAGS,
 )
-flags.DEFINE_integer("seed", 0, "Same seed and settings give the same notes.")
-flags.DEFINE_string("primer", "", "Events such as 'C4:1 D4:0.5 R:0.5'.")
-flags.DEFINE_string("primer_midi", None, "A MIDI file to continue.")
+flags.DEFINE_integer(
+  "seed", 0, "Same seed and settings give the same notes.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+  "primer", "", "Events such as 'C4:1 D4:0.5 R:0.5'.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+  "primer_midi", None, "A MIDI file to continue.", flag_values=FLAGS
+)
 flags.DEFINE_string(
   "sampler",
   "scan",
   "'scan' carries the LSTM state; 'window' re-reads the last "
   "seq_len events per note, as the reference generator does.",
+  flag_values=FLAGS,
 )
 flags.DEFINE_string(
   "mode",
   "",
   "major or minor (a mode-conditioned run; default: its most common).",
+  flag_values=FLAGS,
 )
 flags.DEFINE_string(
   "style",
   "",
   "A style label of a style-conditioned run (default: its most common).",
+  flag_values=FLAGS,
 )
 flags.DEFINE_string(
   "key",
   "",
   "Tonic to transpose the output to, e.g. D, F#, Bb (default: "
   "the normalised key, C major / A minor).",
-)
-flags.DEFINE_integer("bars", 0, "Stop at the end of this bar (0: no limit).")
-flags.DEFINE_bool("end_on_tonic", False, "The last note is the tonic.")
-flags.DEFINE_integer("beam_size", 1, "Beam search: melodies kept per step.")
-flags.DEFINE_integer(
-  "branch_factor", 1, "Beam search: sampled continuations of each kept one."
+  flag_values=FLAGS,
 )
 flags.DEFINE_integer(
-  "steps_per_iteration", 1, "Beam search: events sampled between prunings."
+  "bars", 0, "Stop at the end of this bar (0: no limit).", flag_values=FLAGS
+)
+flags.DEFINE_bool(
+  "end_on_tonic", False, "The last note is the tonic.", flag_values=FLAGS
 )
 flags.DEFINE_integer(
-  "best_of", 1, "Sample this many per melody and keep the likeliest."
+  "beam_size", 1, "Beam search: melodies kept per step.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+  "branch_factor",
+  1,
+  "Beam search: sampled continuations of each kept one.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "steps_per_iteration",
+  1,
+  "Beam search: events sampled between prunings.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "best_of",
+  1,
+  "Sample this many per melody and keep the likeliest.",
+  flag_values=FLAGS,
 )
 flags.DEFINE_integer(
   "max_primer_notes",
   64,
   "Primer capacity (one compilation serves every primer up to this length).",
+  flag_values=FLAGS,
 )
-flags.DEFINE_float("tempo", 100.0, "Quarter notes per minute.")
+flags.DEFINE_float(
+  "tempo", 100.0, "Quarter notes per minute.", flag_values=FLAGS
+)
 flags.DEFINE_string(
   "time_signature",
   "",
   "E.g. 3/4: the bars (--bars), the MIDI file, and the metre of a "
   "metre-conditioned run (default: its most common; else 4/4).",
+  flag_values=FLAGS,
 )
-flags.DEFINE_integer("program", 0, "General MIDI program (0: piano).")
-flags.DEFINE_integer("velocity", 80, "Note velocity, 1-127.")
-flags.DEFINE_bool("piano_roll", True, "Also write a piano-roll PNG.")
-flags.DEFINE_bool("wav", True, "Also write a WAV preview.")
-flags.DEFINE_bool("abc", True, "Also write the melody as ABC notation.")
+flags.DEFINE_integer(
+  "program", 0, "General MIDI program (0: piano).", flag_values=FLAGS
+)
+flags.DEFINE_integer("velocity", 80, "Note velocity, 1-127.", flag_values=FLAGS)
+flags.DEFINE_bool(
+  "piano_roll", True, "Also write a piano-roll PNG.", flag_values=FLAGS
+)
+flags.DEFINE_bool("wav", True, "Also write a WAV preview.", flag_values=FLAGS)
+flags.DEFINE_bool(
+  "abc", True, "Also write the melody as ABC notation.", flag_values=FLAGS
+)
 
 
 def _pair(name: str, kind) -> list:
@@ -247,11 +292,17 @@ def _primer(run, request):
   return generate.parse_primer_text(request.primer), "--primer"
 
 
-def main(argv):
-  prog = os.path.basename(argv[0])
-  if len(argv) > 1:
-    cli.fail(prog, f"unexpected arguments: {' '.join(argv[1:])}")
-  with cli.user_errors(prog, sigterm=True):
+def main(argv: Sequence[str] | None = None) -> int:
+  """Samples the melodies the flags ask for; the exit status.
+
+  Args:
+    argv: the flags, without a program name (default: sys.argv's).
+  """
+  prog = cli.tool_prog(PROG, argv)
+  rest = cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
+  if len(rest) > 1:
+    cli.fail(prog, f"unexpected arguments: {' '.join(rest[1:])}")
+  with cli.user_errors(prog, FLAGS, sigterm=True):
     import dataclasses
 
     from melodyjax.listening import outputs, page
@@ -294,6 +345,7 @@ def main(argv):
       f"step {run.step}: wrote {len(paths)} melodies "
       f"({min(lengths)}-{max(lengths)} events) to {output_dir}"
     )
+  return 0
 
 
 def run() -> None:
@@ -301,7 +353,7 @@ def run() -> None:
   from melodyjax.cli import runtime
 
   runtime.reexec_with_fast_malloc()
-  sys.exit(app.run(main, flags_parser=cli.parse_flags))
+  sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def _check_flags():
   return limits, warm
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
   """Loads the run, compiles the sampler, serves until SIGINT or SIGTERM."""
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
@@ -171,4 +171,4 @@ def _announce_when_started(server, prog: str) -> None:
 
 
 if __name__ == "__main__":
-  sys.exit(run())
+  sys.exit(main())

@@ -12,36 +12,40 @@ config.
 
 import os
 import sys
+from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from melodyjax import cli, errors
 
 PROG = "train_main.py"
-FLAGS = flags.FLAGS
+FLAGS = cli.tool_flags()
 config_flags.DEFINE_config_file(
-  "config", None, "Config file.", lock_config=True
+  "config", None, "Config file.", lock_config=True, flag_values=FLAGS
 )
-# allow_override: the sample command defines --workdir too, and tests
-# import both.
 flags.DEFINE_string(
-  "workdir", None, "Run folder (checkpoints, logs).", allow_override=True
+  "workdir", None, "Run folder (checkpoints, logs).", flag_values=FLAGS
 )
 flags.DEFINE_string(
   "coordinator_address",
   None,
   "host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS).",
+  flag_values=FLAGS,
 )
 flags.DEFINE_integer(
   "num_processes",
   None,
   "Processes in a multi-host run (default: $JAX_NUM_PROCESSES).",
+  flag_values=FLAGS,
 )
 flags.DEFINE_integer(
-  "process_id", None, "This process's index (default: $JAX_PROCESS_ID)."
+  "process_id",
+  None,
+  "This process's index (default: $JAX_PROCESS_ID).",
+  flag_values=FLAGS,
 )
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["config", "workdir"], flag_values=FLAGS)
 
 
 def _setting(flag: str, variable: str) -> str | None:
@@ -108,11 +112,17 @@ def initialize_distributed(settings: tuple[str, int, int]) -> None:
   jax.distributed.initialize(*settings)
 
 
-def main(argv):
-  prog = os.path.basename(argv[0])
-  if len(argv) > 1:
-    cli.fail(prog, f"unexpected arguments: {' '.join(argv[1:])}")
-  with cli.user_errors(prog):
+def main(argv: Sequence[str] | None = None) -> int:
+  """Trains (or resumes) the run the flags describe; the exit status.
+
+  Args:
+    argv: the flags, without a program name (default: sys.argv's).
+  """
+  prog = cli.tool_prog(PROG, argv)
+  rest = cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
+  if len(rest) > 1:
+    cli.fail(prog, f"unexpected arguments: {' '.join(rest[1:])}")
+  with cli.user_errors(prog, FLAGS):
     settings = distributed_settings()
     if settings is not None:
       initialize_distributed(settings)
@@ -143,6 +153,7 @@ def main(argv):
     if jax.process_index() == 0:
       print(cli.format_result(FLAGS.workdir, metrics))
       print(page.describe_outputs(FLAGS.workdir))
+  return 0
 
 
 def run() -> None:
@@ -150,7 +161,7 @@ def run() -> None:
   from melodyjax.cli import runtime
 
   runtime.reexec_with_fast_malloc()
-  sys.exit(app.run(main, flags_parser=cli.parse_flags))
+  sys.exit(main())
 
 
 if __name__ == "__main__":
