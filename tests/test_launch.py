@@ -28,8 +28,22 @@ def test_readme_launch_commands_are_valid():
   import train_main
 
   commands = readme_train_commands()
-  # Train, one GPU, 8 GPUs, multi-host, two CPU processes.
-  assert len(commands) >= 6
+  # Conditioned, overrides, one GPU, 8 GPUs, two hosts, two CPU processes,
+  # O'Neill's, fine-tuning: each by its config and workdir.
+  assert [
+    (argv[1], argv[2]) for argv in commands if argv[1].startswith("--config=")
+  ] == [
+    ("--config=configs/cpu.py", "--workdir=runs/esac_all"),
+    ("--config=configs/default.py", "--workdir=/tmp/mj/run1"),
+    ("--config=configs/gpu.py", "--workdir=runs/esac_gpu"),
+    ("--config=configs/gpu.py", "--workdir=runs/esac_gpu8"),
+    ("--config=configs/gpu.py", "--workdir=/shared/runs/esac_2hosts"),
+    ("--config=configs/tiny.py", "--workdir=/tmp/mj/2proc"),
+    ("--config=configs/tiny.py", "--workdir=/tmp/mj/2proc"),
+    ("--config=configs/oneills.py", "--workdir=runs/oneills"),
+    ("--config=configs/finetune.py", "--workdir=runs/mine"),
+  ]
+  assert all(argv[1].startswith("--config=") for argv in commands)
   flags = set(train_main.FLAGS)
   seen = set()
   for argv in commands:
