@@ -42,7 +42,7 @@ from melodyjax import files  # noqa: E402
 from melodyjax.data import dataset as dataset_lib  # noqa: E402
 from melodyjax.evaluation import baselines, cross, predict  # noqa: E402
 
-DATASETS = os.path.join("~", ".cache", "melodyjax", "datasets")
+DATASETS = files.cache_dir("datasets")
 ROWS = {  # name: (label, dataset folder)
   "esac_norm": ("ESAC key-normalised", "esac"),
   "esac_written": ("ESAC as written", "esac_written"),
@@ -55,7 +55,7 @@ BASELINE_COLUMNS = (
   ("idyom", "IDyOM"),
   ("best", "best on validation"),
 )
-DEFAULT_CACHE = os.path.join("~", ".cache", "melodyjax", "bench_baselines.json")
+DEFAULT_CACHE = files.cache_dir("bench_baselines.json")
 
 
 def parse_spec(text: str) -> tuple[str, str, str]:

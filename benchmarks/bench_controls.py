@@ -26,6 +26,7 @@ if __name__ == "__main__":
   runtime.reexec_with_fast_malloc()
 
 from benchmarks import results, runs  # noqa: E402
+from melodyjax import files  # noqa: E402
 from melodyjax.evaluation import controls  # noqa: E402
 from melodyjax.music import tonality  # noqa: E402
 from melodyjax.sampling import generate, plan  # noqa: E402
@@ -33,7 +34,7 @@ from melodyjax.sampling import request as request_lib  # noqa: E402
 from melodyjax.training import runs as runs_lib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATASET = "~/.cache/melodyjax/datasets/esac_controls"
+DATASET = files.cache_dir("datasets", "esac_controls")
 VARIANTS = {
   "none": {},
   "metre": {"model.condition_metre": True},

@@ -28,6 +28,7 @@ if __name__ == "__main__":
   runtime.reexec_with_fast_malloc()
 
 from benchmarks import results, runs  # noqa: E402
+from melodyjax import files  # noqa: E402
 from melodyjax.data import build, dataset, tokenize  # noqa: E402
 from melodyjax.evaluation import ngram  # noqa: E402
 from melodyjax.training import runs as runs_lib  # noqa: E402
@@ -59,7 +60,7 @@ def subset(midi_dir: str, size: int | None, out: str) -> int:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--base", required=True, help="the base run's workdir")
-  parser.add_argument("--midi_dir", default="~/.cache/melodyjax/oneills_midi")
+  parser.add_argument("--midi_dir", default=files.cache_dir("oneills_midi"))
   parser.add_argument("--sizes", default="25,100,400,all")
   parser.add_argument("--out", default=results.DEFAULT_PATH)
   args = parser.parse_args()

@@ -42,6 +42,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 from benchmarks import results  # noqa: E402
+from melodyjax import files  # noqa: E402
 from melodyjax.data import build  # noqa: E402
 from melodyjax.evaluation import predict  # noqa: E402
 from melodyjax.training import metrics as metrics_lib  # noqa: E402
@@ -117,9 +118,9 @@ def main():
   parser.add_argument(
     "--every", default="100,250", help="checkpoint interval per config"
   )
-  parser.add_argument("--midi_dir", default="~/.cache/melodyjax/esac_midi")
+  parser.add_argument("--midi_dir", default=files.cache_dir("esac_midi"))
   parser.add_argument(
-    "--dataset_dir", default="~/.cache/melodyjax/datasets/esac"
+    "--dataset_dir", default=files.cache_dir("datasets", "esac")
   )
   parser.add_argument("--workdir", default=None, help="default: a temp dir")
   parser.add_argument("--out", default=results.DEFAULT_PATH)

@@ -8,6 +8,7 @@ from fractions import Fraction as Q
 import numpy as np
 import pytest
 
+from melodyjax import files
 from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.evaluation import ngram, scoring
@@ -371,7 +372,7 @@ def test_streams_on_a_toy_dataset():
   assert "test bits per note" in ngram.format_results(fitted, result)
 
 
-ESAC = os.path.expanduser("~/.cache/melodyjax/datasets/esac")
+ESAC = files.cache_dir("datasets", "esac")
 
 
 @pytest.mark.slow

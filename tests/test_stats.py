@@ -8,6 +8,7 @@ from fractions import Fraction as F
 import numpy as np
 import pytest
 
+from melodyjax import files
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.listening import stats
 from melodyjax.music import tokens, tonality
@@ -226,7 +227,7 @@ def test_copying_check_is_fast():
   assert all(r >= 30 for r in runs)
 
 
-ESAC = os.path.expanduser("~/.cache/melodyjax/datasets/esac")
+ESAC = files.cache_dir("datasets", "esac")
 
 
 @pytest.mark.slow
