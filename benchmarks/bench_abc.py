@@ -1,0 +1,317 @@
+"""Benchmark: our ABC reader against the music21 path, on ESAC and O'Neill's.
+
+For every tune of a built-in corpus (`data.esac.find_abc_files`, O'Neill's
+second transcriptions included), the music21 path converts the tune to MIDI
+(`data.esac.convert_abc_tune`) and `midi_io.read_midi` reads it on the
+corpus grid (12 steps per quarter for ESAC, 24 for O'Neill's); our reader
+(`music.abc_reader`) reads the same text and its events are quantized the
+same way (`abc_reader.quantize_events`, chords to their top note as the
+corpus does). The pitch and duration sequences and the pickup are compared.
+
+music21's results are cached (one JSON line per tune) under
+`$MELODYJAX_CACHE/abc_check/` (default `~/.cache/melodyjax/abc_check/`):
+converting all of ESAC with music21 takes several minutes. Only tunes
+missing from the cache are converted (one process), so a run can be cut
+and resumed.
+
+Prints the share of identical tunes, the reasons for differences, and the
+speed of both readers (tunes per second, this process, one core); writes
+the differing tunes (first differing event, reason class) to
+`--out_dir/abc_diff_<corpus>.json` (default: the cache folder).
+
+Usage: `python -m benchmarks.bench_abc --corpus esac|oneills [--limit N]
+[--music21_only] [--out_dir DIR]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import fractions
+import io
+import json
+import os
+import pathlib
+import re
+import sys
+import time
+import warnings
+
+GRIDS = {"esac": 12, "oneills": 24}
+
+
+def cache_dir() -> pathlib.Path:
+  """`$MELODYJAX_CACHE/abc_check` (default `~/.cache/melodyjax/abc_check`)."""
+  root = os.environ.get("MELODYJAX_CACHE") or os.path.join(
+    "~", ".cache", "melodyjax"
+  )
+  return pathlib.Path(root).expanduser() / "abc_check"
+
+
+def list_tunes(corpus: str, limit: int | None) -> list:
+  """The corpus's tunes (`esac.AbcTune`), `limit` spread evenly if given."""
+  from melodyjax.data import esac  # pylint: disable=g-import-not-at-top
+
+  tunes = [
+    tune
+    for path in esac.find_abc_files(corpus)
+    for tune in esac.read_abc_tunes(path)
+  ]
+  if limit and limit < len(tunes):
+    tunes = [tunes[i * len(tunes) // limit] for i in range(limit)]
+  return tunes
+
+
+def _encode_events(events) -> list:
+  return [[list(e.pitches), str(e.quarters)] for e in events]
+
+
+def decode_events(encoded) -> list[tuple[tuple[int, ...], fractions.Fraction]]:
+  """(pitches, quarters) per event from a cache record."""
+  return [(tuple(p), fractions.Fraction(q)) for p, q in encoded]
+
+
+def music21_record(tune, corpus: str) -> dict:
+  """Converts one tune the music21 way; its events, pickup, key and time."""
+  from melodyjax.data import esac  # pylint: disable=g-import-not-at-top
+  from melodyjax.music import midi_io  # pylint: disable=g-import-not-at-top
+
+  record = {"path": tune.relpath}
+  start = time.process_time()
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    try:
+      with contextlib.redirect_stderr(io.StringIO()):
+        result = esac.convert_abc_tune(tune.text, tune.title, corpus=corpus)
+    except Exception as e:  # noqa: BLE001 - music21 raises anything
+      record["error"] = f"{type(e).__name__}: {e}"
+      record["seconds"] = time.process_time() - start
+      return record
+  record["seconds"] = time.process_time() - start
+  record["pickup"] = str(fractions.Fraction(result.pickup).limit_denominator())
+  try:
+    song = midi_io.read_midi(result.midi, grid=GRIDS[corpus])
+    exact = midi_io.read_midi(result.midi, grid=10080)
+  except midi_io.MidiError as e:
+    record["midi_error"] = e.reason
+    return record
+  record["events"] = _encode_events(song.events)
+  record["exact"] = _encode_events(exact.events)
+  record["start"] = str(song.start_quarters)
+  record["key"] = song.key_signature
+  record["time_signature"] = song.time_signature
+  return record
+
+
+def load_cache(path: pathlib.Path) -> dict[str, dict]:
+  """{relpath: record} of a cache file (a cut last line is skipped)."""
+  found = {}
+  with contextlib.suppress(FileNotFoundError), open(path) as f:
+    for line in f:
+      with contextlib.suppress(ValueError):
+        record = json.loads(line)
+        found[record["path"]] = record
+  return found
+
+
+def music21_records(tunes, corpus: str, progress: bool = True) -> dict:
+  """music21's record of every tune, converting those not yet cached."""
+  import music21  # pylint: disable=g-import-not-at-top
+
+  folder = cache_dir()
+  folder.mkdir(parents=True, exist_ok=True)
+  path = folder / f"{corpus}_music21_{music21.__version__}.jsonl"
+  records = load_cache(path)
+  missing = [t for t in tunes if t.relpath not in records]
+  with open(path, "a") as f:
+    for i, tune in enumerate(missing):
+      record = music21_record(tune, corpus)
+      f.write(json.dumps(record) + "\n")
+      f.flush()
+      records[tune.relpath] = record
+      if progress and (i + 1) % 100 == 0:
+        print(f"music21: {i + 1}/{len(missing)}", file=sys.stderr)
+  return records
+
+
+# music21's misreadings, each as a change of the ABC text that makes our
+# reader read what music21 reads (to name the reason for a difference).
+_NOTE_END = set("ABCDEFGabcdefgz0123456789/,']")
+_NOTE_START = set('ABCDEFGabcdefgz^=_~["TLOPS')
+
+
+def _broken_between_notes_only(body: str) -> str:
+  """music21 ignores '>' unless a note token is on either side of it (not a
+  slur's ')', a staccato '.', grace notes, a decoration...)."""
+
+  def keep(match: re.Match) -> str:
+    before = body[: match.start()].rstrip()[-1:]
+    after = body[match.end() :].lstrip()[:1]
+    ok = before in _NOTE_END and after in _NOTE_START
+    return match.group() if ok else " "
+
+  return re.sub(r"[<>]+", keep, body)
+
+
+MUSIC21_BUGS = {
+  # A note token starting with H (a fermata) is skipped unless a quoted
+  # chord symbol comes first.
+  "fermata_note_dropped": lambda body: re.sub(
+    r"(?<![\"])H[.~^=_HLMOPSTuv]*[A-Za-z][\d/,']*", " ", body
+  ),
+  "invisible_rest_dropped": lambda body: re.sub(r"x[\d/]*", " ", body),
+  "multi_bar_rest_dropped": lambda body: re.sub(r"Z\d*", " ", body),
+  "inline_field_ignored": lambda body: re.sub(
+    r"\[[A-Za-z]:[^\]\n]*\]", " ", body
+  ),
+  "broken_rhythm_ignored": _broken_between_notes_only,
+}
+
+
+def _with_body(text: str, change) -> str:
+  """`change` applied to the tune's body (after its first K: line)."""
+  match = re.search(r"^K:.*$", text, re.M)
+  if match is None:
+    return text
+  return text[: match.end()] + change(text[match.end() :])
+
+
+def our_record(text: str, corpus: str) -> dict:
+  """Our reading of one tune, quantized as the corpus's MIDI files are."""
+  from melodyjax.music import abc_reader  # pylint: disable=g-import-not-at-top
+
+  try:
+    tune = abc_reader.read_tune(text, german_keys=corpus == "esac")
+  except abc_reader.AbcError as e:
+    return {"error": str(e), "construct": e.construct}
+  events = abc_reader.quantize_events(tune.events, GRIDS[corpus])
+  events = [(e.pitches[-1:], e.quarters) for e in events]  # the top note
+  return {"events": events, "pickup": tune.pickup_quarters, "tune": tune}
+
+
+def first_difference(ours: list, theirs: list) -> tuple[int, str]:
+  """(index of the first differing event, 'pitch'|'duration'|'length')."""
+  for i, (a, b) in enumerate(zip(ours, theirs, strict=False)):
+    if a != b:
+      return i, "pitch" if a[1] == b[1] else "duration"
+  return min(len(ours), len(theirs)), "length"
+
+
+def compare_tune(tune, record: dict, corpus: str) -> dict | None:
+  """None if our events and pickup equal music21's, else what differs."""
+  if "error" in record or "midi_error" in record:
+    return {"reason": "music21 failed", "detail": record.get("error")}
+  ours = our_record(tune.text, corpus)
+  if "error" in ours:
+    return {
+      "reason": f"ours failed: {ours['construct']}",
+      "detail": ours["error"],
+    }
+  theirs = decode_events(record["events"])
+  pickup = fractions.Fraction(record["pickup"])
+  if ours["events"] == theirs and ours["pickup"] == pickup:
+    return None
+  if ours["events"] == theirs:
+    return {
+      "reason": "pickup",
+      "ours": str(ours["pickup"]),
+      "music21": str(pickup),
+    }
+  index, kind = first_difference(ours["events"], theirs)
+  onset = sum((q for _, q in theirs[:index]), fractions.Fraction(0))
+  found = {
+    "index": index,
+    "onset_quarters": str(onset),
+    "ours": [[list(p), str(q)] for p, q in ours["events"][index : index + 3]],
+    "music21": [[list(p), str(q)] for p, q in theirs[index : index + 3]],
+    "constructs": dict(ours["tune"].counts),
+  }
+  for name, change in MUSIC21_BUGS.items():
+    again = our_record(_with_body(tune.text, change), corpus)
+    if again.get("events") == theirs:
+      return {"reason": f"music21 wrong: {name}", **found}
+  return {"reason": kind, **found}
+
+
+def time_ours(tunes, corpus: str) -> float:
+  """Seconds (this process's CPU time) our reader takes for `tunes`."""
+  from melodyjax.music import abc_reader  # pylint: disable=g-import-not-at-top
+
+  start = time.process_time()
+  for tune in tunes:
+    with contextlib.suppress(abc_reader.AbcError):
+      abc_reader.read_tune(tune.text, german_keys=corpus == "esac")
+  return time.process_time() - start
+
+
+def esac_metre_pickups(tunes, corpus: str) -> int:
+  """Tunes whose pickup differs from `data.esac_metre.abc_pickup`'s (the
+  tokenizer's metre hint today; None there means no meter: ours is 0)."""
+  from melodyjax.data import esac_metre  # pylint: disable=g-import-not-at-top
+  from melodyjax.music import abc_reader  # pylint: disable=g-import-not-at-top
+
+  differ = 0
+  for tune in tunes:
+    try:
+      ours = abc_reader.read_tune(
+        tune.text, german_keys=corpus == "esac"
+      ).pickup_quarters
+    except abc_reader.AbcError:
+      continue
+    hint = esac_metre.abc_pickup(tune.text)
+    differ += ours != (hint or 0)
+  return differ
+
+
+def report(corpus: str, tunes, records: dict, out_dir: pathlib.Path) -> dict:
+  """Compares every tune, prints the summary, writes the differences."""
+  differences = []
+  for tune in tunes:
+    found = compare_tune(tune, records[tune.relpath], corpus)
+    if found is not None:
+      differences.append({"path": tune.relpath, "title": tune.title, **found})
+  reasons = collections.Counter(d["reason"] for d in differences)
+  wrong = sum(n for r, n in reasons.items() if r.startswith("music21"))
+  ours_seconds = time_ours(tunes, corpus)
+  theirs_seconds = sum(records[t.relpath].get("seconds", 0) for t in tunes)
+  summary = {
+    "corpus": corpus,
+    "tunes": len(tunes),
+    "identical": len(tunes) - len(differences),
+    "identical_share": 1 - len(differences) / len(tunes),
+    "identical_or_music21_wrong_share": 1
+    - (len(differences) - wrong) / len(tunes),
+    "reasons": dict(reasons.most_common()),
+    "ours_tunes_per_second": len(tunes) / ours_seconds,
+    "music21_tunes_per_second": len(tunes) / theirs_seconds,
+    "pickups_differing_from_esac_metre": esac_metre_pickups(tunes, corpus),
+  }
+  print(json.dumps(summary, indent=2))
+  out_dir.mkdir(parents=True, exist_ok=True)
+  path = out_dir / f"abc_diff_{corpus}.json"
+  with open(path, "w") as f:
+    json.dump({"summary": summary, "differences": differences}, f, indent=1)
+  print(f"differences: {path}")
+  return summary
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--corpus", choices=sorted(GRIDS), default="esac")
+  parser.add_argument("--limit", type=int, default=None)
+  parser.add_argument("--music21_only", action="store_true")
+  parser.add_argument("--out_dir", default=None)
+  args = parser.parse_args(argv)
+  tunes = list_tunes(args.corpus, args.limit)
+  records = music21_records(tunes, args.corpus)
+  if args.music21_only:
+    errors = collections.Counter("error" in records[t.relpath] for t in tunes)
+    print(f"{len(tunes)} tunes cached, {errors[True]} music21 errors")
+    return 0
+  report(args.corpus, tunes, records, pathlib.Path(args.out_dir or cache_dir()))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
