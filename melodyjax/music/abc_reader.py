@@ -37,10 +37,10 @@ is right):
   both notes (counted as 'ties_between_pitches'). Rests `z`, invisible
   rests `x`, multi-bar rests `Z4`, `X4` (bars of the current meter, 4/4
   without one).
-- Chords `[CEG]2` give all their pitches, ascending, with the length of
-  their first note times the length after the bracket; the caller applies
-  its chord policy. A tie joins a chord to a following chord or note whose
-  pitches it holds.
+- Chords `[CEG]2` (and ABC 1's `+CEG+`) give all their pitches, ascending,
+  with the length of their first note times the length after the bracket;
+  the caller applies its chord policy. A tie joins a chord to a following
+  chord or note whose pitches it holds.
 - Dropped or ignored: grace notes `{...}`, decorations (`~ . H L M O P S T u
   v`, `!trill!`, `+trill+`), quoted strings (`"Am"` chord symbols, `"^text"`
   annotations), slurs, spacers (`y`, back quotes), line continuations,
@@ -49,8 +49,9 @@ is right):
   ABC are counted as 'unknown_symbols' and skipped.
 - Bar lines `| || |] [| :| |: :: .|`, endings `[1 [2 |1 |2 :|2 [1,3 [1-3`.
   `repeats='once'` (the corpora's policy, as `data.esac` plays them) plays
-  each bar once and drops the endings that close with a repeat sign: each
-  section is played once into its last ending. `repeats='play'` performs
+  each bar once and drops the endings that close with a repeat sign, except
+  the last of a section's endings: each section is played once into its
+  last ending. `repeats='play'` performs
   them as written: `|: A :|` plays A twice, `|: A [1 B :|[2 C |` plays A B A
   C, and a `:|` with no `|:` repeats from the start or from the last `||`,
   `|]` or `[|`.
@@ -145,6 +146,7 @@ _TOKEN = re.compile(
   |(?P<tuplet>\((?P<tuplet_p>\d+)(?::(?P<tuplet_q>\d*))?(?::(?P<tuplet_r>\d*))?)
   |(?P<grace>\{(?P<grace_body>[^}\n]*)\})
   |(?P<quoted>"(?P<quoted_text>[^"\n]*)")
+  |(?P<plus_chord>\+(?P<plus_body>(?:[_=^]*[A-Ga-g][,']*\d*/*\d*){2,})\+)
   |(?P<decoration>![^!\s]*!|\+[^+\s]*\+|[.~HLMOPSTuv])
   |(?P<broken>[<>]+)
   |(?P<tie>-)
@@ -471,6 +473,8 @@ class _Bar:
     "ending_start",
     "ending",
     "span",
+    "last_in_group",
+    "group_max",
   )
 
   def __init__(self):
@@ -481,6 +485,8 @@ class _Bar:
     self.ending_start: frozenset[int] | None = None
     self.ending: frozenset[int] | None = None
     self.span = -1  # index of its ending span, -1: none
+    self.last_in_group = False  # its span is the last of 2 or more endings
+    self.group_max = 0  # the highest ending number of its endings
 
   def has_music(self) -> bool:
     return any(isinstance(item, _Note) for item in self.items)
@@ -760,6 +766,15 @@ def _quoted(reader: _Reader, match: re.Match) -> None:
   reader.counts["annotations" if is_annotation else "chord_symbols"] += 1
 
 
+def _plus_chord(reader: _Reader, match: re.Match) -> None:
+  body = match.group("plus_body")
+  if re.fullmatch(r"[pf]+", body):  # a dynamic (+ff+), not a chord
+    reader.counts["decorations"] += 1
+    return
+  reader.counts["plus_chords"] += 1
+  reader.chord(body, "")
+
+
 def _overlay(reader: _Reader, match: re.Match) -> None:
   reader.overlay = True
   reader.counts["voice_overlays"] += 1
@@ -774,6 +789,7 @@ _SIMPLE = {
     *m.group("tuplet_p", "tuplet_q", "tuplet_r")
   ),
   "grace": lambda r, m: r.grace(m.group("grace_body")),
+  "plus_chord": _plus_chord,
   "quoted": _quoted,
   "decoration": lambda r, m: r.counts.update(decorations=1),
   "broken": lambda r, m: r.broken_rhythm(m.group("broken")),
@@ -862,21 +878,35 @@ def _read_body(reader: _Reader, lines: list[str], start: int) -> None:
 
 
 def _mark_endings(bars: list[_Bar]) -> None:
-  """Sets each bar's ending (numbers) and span (which ending it is in).
+  """Sets each bar's ending (numbers), span (which ending it is in) and
+  what it needs of the group of consecutive endings its span belongs to.
 
   An ending runs from its start to the bar closing with a repeat sign or a
   section end (both included), or to the next ending or repeat start.
   """
   current, span, spans = None, -1, 0
+  groups: list[list[_Bar]] = []
+  previous_in_ending = False
   for bar in bars:
     if bar.ending_start is not None:
       current, span, spans = bar.ending_start, spans, spans + 1
+      if not previous_in_ending:
+        groups.append([])
     elif bar.start_repeat:
       current = None
     bar.ending = current
     bar.span = span if current is not None else -1
+    if current is not None:
+      groups[-1].append(bar)
+    previous_in_ending = current is not None
     if current is not None and (bar.end_repeat or bar.section_end):
       current = None
+  for group in groups:
+    highest = max(max(bar.ending) for bar in group)
+    lone = group[0].span == group[-1].span  # the bars after it: the 2nd
+    for bar in group:
+      bar.group_max = max(highest, 2) if lone else highest
+      bar.last_in_group = bar.span == group[-1].span and not lone
 
 
 def _play_once(bars: list[_Bar], counts) -> list:
@@ -885,7 +915,11 @@ def _play_once(bars: list[_Bar], counts) -> list:
   for bar in bars:
     if bar.span >= 0:
       last[bar.span] = bar
-  dropped = {span for span, bar in last.items() if bar.end_repeat}
+  dropped = {
+    span
+    for span, bar in last.items()
+    if bar.end_repeat and not bar.last_in_group
+  }
   items = []
   for bar in bars:
     if bar.span in dropped:
@@ -916,7 +950,7 @@ def _play_repeats(bars: list[_Bar], counts) -> list:
     if played > MAX_PASSES_BARS:
       raise _error("repeats", f"more than {MAX_PASSES_BARS} bars performed")
     if bar.end_repeat:
-      passes = max(2, 1 + max(bar.ending)) if bar.ending else 2
+      passes = bar.group_max if bar.ending else 2
       if passno < passes:
         passno, i, jumped, in_ending = passno + 1, start, True, False
         counts["repeats_played"] += 1
