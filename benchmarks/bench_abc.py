@@ -179,13 +179,47 @@ def _ending_ends_only(body: str) -> str:
     bars = match.group(1).split("|")
     return "|" + "|".join(bars[1:-1]) + ("|" if len(bars) > 2 else "")
 
-  return _FIRST_ENDING.sub(middle, body)
+  return re.sub(r"(?<=\|)\s*(?:\[2|\|2)", " ", _FIRST_ENDING.sub(middle, body))
 
 
 def _ending_overfull(body: str) -> str:
   """music21 plays a first ending whose only bar is overfull (re-barred,
   its bracket holds a part of it and not the closing ':|')."""
   return _FIRST_ENDING.sub(lambda m: "|" + m.group(1) + "|", body)
+
+
+def _decorated_accidentals(text: str) -> str:
+  """music21 does not carry the accidental of a note after a decoration
+  letter ('T=c', '~^f'): the key's accidental is restored after the note
+  (as a grace note, whose accidental carries)."""
+  from melodyjax.music import abc_reader  # pylint: disable=g-import-not-at-top
+
+  match = re.search(r"^K:(.*)$", text, re.M)
+  try:
+    key = abc_reader.parse_key(match.group(1) if match else "")
+  except abc_reader.AbcError:
+    return text
+  alterations = dict(key.alterations)
+  signs = {-1: "_", 0: "=", 1: "^"}
+
+  def restore(found: re.Match) -> str:
+    letter = found.group(2)
+    sign = signs.get(alterations.get(letter.upper(), 0), "=")
+    return f"{found.group(0)}{{{sign}{letter}}}"
+
+  pattern = r"(?<![A-Za-z])[~TLOPS]+([\^=_]+)([A-Ga-g])[,']*[\d/]*"
+  return _with_body(text, lambda body: re.sub(pattern, restore, body))
+
+
+def _dropped_note(match: re.Match) -> str:
+  """A note of no length in its place (it still takes part in '>' and in
+  tuplets) and its accidental as a grace note (it still carries)."""
+  before, note = match.groups()
+  accidental = f"{{{note}}}" if note and note[0] in "^=_" else ""
+  return f"{before} {accidental}z0 "
+
+
+_decorated_accidentals.whole_text = True
 
 
 MUSIC21_BUGS = {
@@ -200,22 +234,30 @@ MUSIC21_BUGS = {
     r"\[[A-Za-z]:[^\]\n]*\]", " ", body
   ),
   "broken_rhythm_ignored": _broken_between_notes_only,
+  "accidental_after_decoration_not_carried": _decorated_accidentals,
   "grace_notes_counted_in_tuplet": _graces_in_tuplets,
   "first_ending_middle_bars_played": _ending_ends_only,
   "first_ending_overfull_played": _ending_overfull,
+  # ABC 1's chord '+CE+' is read as its notes one after the other.
+  "plus_chord_as_notes": lambda body: re.sub(
+    r"\+((?:[_=^]*[A-Ga-g][,']*\d*/*\d*){2,})\+", r" \1 ", body
+  ),
   # A note whose (first) quoted string starts with '>' is skipped (music21
   # takes it for a fingering diagram); it still takes part in a '>'.
   "note_after_quoted_gt_dropped": lambda body: re.sub(
     r'"[\s()]*>[^"]*"((?:"[^"]*"|[\s(.]|\(\d[:\d]*|![^!\s]*!)*)'
-    r"(?:[~^=_HLOPST]*[A-Ga-gz][,']*[\d/]*|\[[^\]]*\][\d/]*)",
-    r"\1 z0 ",
+    r"(?:[~HLOPST]*([\^=_]*[A-Ga-gz])[,']*[\d/]*|\[[^\]]*\][\d/]*)",
+    _dropped_note,
     body,
   ),
 }
 
 
 def _with_body(text: str, change) -> str:
-  """`change` applied to the tune's body (after its first K: line)."""
+  """`change` applied to the tune's body (after its first K: line); a
+  change marked `whole_text` gets the tune's whole text."""
+  if getattr(change, "whole_text", False):
+    return change(text)
   match = re.search(r"^K:.*$", text, re.M)
   if match is None:
     return text
@@ -240,7 +282,7 @@ def first_difference(ours: list, theirs: list) -> tuple[int, str]:
   for i, (a, b) in enumerate(zip(ours, theirs, strict=False)):
     if a != b:
       return i, "pitch" if a[1] == b[1] else "duration"
-  return min(len(ours), len(theirs)), "length"
+  return min(len(ours), len(theirs)), "length" if ours != theirs else ""
 
 
 def compare_tune(tune, record: dict, corpus: str) -> dict | None:
@@ -280,11 +322,13 @@ def compare_tune(tune, record: dict, corpus: str) -> dict | None:
 
 def music21_bugs(text: str, theirs: list, corpus: str) -> list[str] | None:
   """The fewest `MUSIC21_BUGS` whose changes make our events music21's."""
-  present = [
-    name
-    for name, change in MUSIC21_BUGS.items()
-    if _with_body(text, change) != text
-  ]
+  present = []
+  changed = text
+  for name, change in MUSIC21_BUGS.items():  # one may enable the next
+    again = _with_body(changed, change)
+    if again != changed or _with_body(text, change) != text:
+      present.append(name)
+    changed = again
   subsets = sorted(
     (
       s

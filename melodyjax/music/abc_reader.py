@@ -30,11 +30,14 @@ is right):
   Accidentals of grace notes carry too (music21 does the same).
 - Lengths: `A2 A/2 A/ A// A3/2 A3/`; broken rhythm `> < >> <<` (between
   the notes, chords or rests on either side, whatever decorations lie
-  between); tuplets `(3abc`, `(3:2:3`, `(p:q:r` (q from ABC's table, 3 for
-  5, 7 and 9 in a compound meter, else 2; r notes, rests or chords; grace
-  notes do not count); ties `-` join a note to the next one of the same
-  pitch; a tie between different pitches (a slur written as a tie) keeps
-  both notes (counted as 'ties_between_pitches'). Rests `z`, invisible
+  between; a note between two markers, 'a>b>c', takes the second one's
+  factor only, as music21 reads it); tuplets `(3abc`, `(3:2:3`, `(p:q:r`
+  (q from ABC's table, 3 for 5, 7 and 9 in a compound meter, else 2; r
+  notes, rests or chords; grace notes do not count); ties `-` join a note
+  to the next one of the same pitch; a tie between different pitches (a
+  slur written as a tie) keeps both notes (counted as
+  'ties_between_pitches'), and one after grace notes (`{c}-B`) ties
+  nothing. Rests `z`, invisible
   rests `x`, multi-bar rests `Z4`, `X4` (bars of the current meter, 4/4
   without one).
 - Chords `[CEG]2` (and ABC 1's `+CEG+`) give all their pitches, ascending,
@@ -447,12 +450,13 @@ def parse_key(
 class _Note:
   """A note, chord or rest (pitches empty) as written, before ties."""
 
-  __slots__ = ("pitches", "quarters", "tie")
+  __slots__ = ("pitches", "quarters", "tie", "broken")
 
   def __init__(self, pitches: tuple[int, ...], quarters: Fraction):
     self.pitches = pitches
     self.quarters = quarters
     self.tie = False
+    self.broken = Fraction(1)  # the broken-rhythm factor in `quarters`
 
 
 class _MeterMark:
@@ -520,6 +524,7 @@ class _Reader:
     self.broken: Fraction | None = None  # factor for the next note
     self.tuplet: tuple[Fraction, int] | None = None  # (ratio, notes left)
     self.overlay = False
+    self.after_grace = False
     self.voice = header["voice"]
     self.kept_voice = header["voice"]
     self.dropped_voices: set[str] = set()
@@ -598,16 +603,18 @@ class _Reader:
   def add(self, pitches: tuple[int, ...], length: Fraction) -> None:
     """Appends a note, chord or rest of `length` units."""
     quarters = 4 * self.unit * length
-    if self.broken is not None:
-      quarters *= self.broken
-      self.broken = None
     if self.tuplet is not None:
       ratio, left = self.tuplet
       quarters *= ratio
       self.tuplet = (ratio, left - 1) if left > 1 else None
     note = _Note(pitches, quarters)
+    if self.broken is not None:
+      note.quarters *= self.broken
+      note.broken = self.broken
+      self.broken = None
     self.bars[-1].items.append(note)
     self.last = note
+    self.after_grace = False
     self.counts["notes" if pitches else "rests"] += 1
 
   def length(self, text: str) -> Fraction:
@@ -634,6 +641,7 @@ class _Reader:
     self.add(tuple(sorted(set(pitches))), first * self.length(outer))
 
   def grace(self, body: str) -> None:
+    self.after_grace = True  # a tie here would tie a grace note
     for match in _CHORD_NOTE.finditer(body):
       if match.group(2):
         self.pitch(match.group(1), match.group(2), match.group(3), grace=True)
@@ -663,7 +671,10 @@ class _Reader:
     short = Fraction(1, 2 ** len(marks))
     long = 2 - short
     left, right = (long, short) if marks[0] == ">" else (short, long)
-    self.last.quarters *= left
+    # A note between two markers ('a>b>c') takes the second one's factor
+    # only, as music21 reads it.
+    self.last.quarters *= left / self.last.broken
+    self.last.broken = left
     self.broken = right
     self.counts["broken_rhythm"] += 1
 
@@ -738,7 +749,9 @@ def _read_line(reader: _Reader, text: str) -> None:
     elif kind == "bar":
       reader.bar_line(match.group("bar_sign"), match.group("bar_ending"))
     elif kind == "tie":
-      if reader.last is not None and reader.last.pitches:
+      if reader.after_grace:
+        counts["ties_from_grace_notes"] += 1
+      elif reader.last is not None and reader.last.pitches:
         reader.last.tie = True
         counts["ties"] += 1
     elif kind in _SIMPLE:
@@ -1070,7 +1083,9 @@ def read_tune(
   _check_options(repeats, propagate)
   options = {"german_keys": german_keys, "propagate": propagate}
   counts: collections.Counter = collections.Counter()
-  lines = text.splitlines()
+  # Only CR and LF break lines (str.splitlines also breaks at U+0085 and
+  # others, which ESAC's notes hold).
+  lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
   header, start = _read_header(lines, options, counts)
   reader = _Reader(header, options, counts)
   _read_body(reader, lines, start)
