@@ -846,15 +846,15 @@ def _read_header(lines: list[str], options: dict, counts) -> tuple[dict, int]:
 
 def _header(fields: dict, options: dict, counts) -> dict:
   """Meter, unit, key, tempo and first voice of the header's fields."""
-  meter, free = parse_meter(fields["M"][0]) if "M" in fields else (None, 0)
+  meter, free = parse_meter(fields["M"][-1]) if "M" in fields else (None, 0)
   counts["free_meter"] += free
   if "L" in fields:
-    unit = parse_unit(fields["L"][0])
+    unit = parse_unit(fields["L"][-1])
   elif meter and Fraction(*meter) < Fraction(3, 4):
     unit = Fraction(1, 16)
   else:
     unit = Fraction(1, 8)
-  tempo = parse_tempo(fields["Q"][0]) if "Q" in fields else None
+  tempo = parse_tempo(fields["Q"][-1]) if "Q" in fields else None
   voices = [v.split()[0] for v in fields.get("V", []) if v.split()]
   number = re.match(r"\s*(\d{1,9})", fields["X"][0]) if "X" in fields else None
   return {
@@ -1000,7 +1000,7 @@ def _to_events(items: list, meter, counts) -> tuple[list[Event], tuple]:
     elif not item.pitches and previous and not previous.pitches:
       events[-1] = Event((), previous.quarters + item.quarters)
     else:
-      if tied:
+      if tied and item.pitches:
         counts["ties_between_pitches"] += 1
       events.append(Event(item.pitches, item.quarters))
     onset += item.quarters
