@@ -240,7 +240,7 @@ MUSIC21_BUGS = {
   "first_ending_overfull_played": _ending_overfull,
   # ABC 1's chord '+CE+' is read as its notes one after the other.
   "plus_chord_as_notes": lambda body: re.sub(
-    r"\+((?:[_=^]*[A-Ga-g][,']*\d*/*\d*){2,})\+", r" \1 ", body
+    r"\+((?:[_=^]*[A-Ga-g][,']*\d*(?:/+\d*)?){2,})\+", r" \1 ", body
   ),
   # A note whose (first) quoted string starts with '>' is skipped (music21
   # takes it for a fingering diagram); it still takes part in a '>'.

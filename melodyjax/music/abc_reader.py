@@ -132,7 +132,8 @@ _METER = re.compile(r"(\d+(?:\s*\+\s*\d+)*)\s*/\s*(\d+)", re.ASCII)
 _LENGTH = re.compile(r"(\d*)(/*)(\d*)", re.ASCII)
 _UNIT = re.compile(r"\s*(\d+)\s*(?:/\s*(\d+))?\s*", re.ASCII)
 _CHORD_NOTE = re.compile(
-  r"(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)(\d*/*\d*)|([zx]\d*/*\d*)|(\S)",
+  r"(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)(\d*(?:/+\d*)?)"
+  r"|([zx]\d*(?:/+\d*)?)|(\S)",
   re.ASCII,
 )
 _TOKEN = re.compile(
@@ -141,15 +142,15 @@ _TOKEN = re.compile(
   |(?P<bar>(?P<bar_sign>\.?:*\[?\|[|\]]?:*|::+|:(?![:|\d]))
      (?P<bar_ending>\[?\d+(?:[-,]\d+)*)?)
   |(?P<ending>\[(?P<ending_numbers>\d+(?:[-,]\d+)*))
-  |(?P<chord>\[(?P<chord_body>[^\][|\n]*)\](?P<chord_length>\d*/*\d*))
+  |(?P<chord>\[(?P<chord_body>[^\][|\n]*)\](?P<chord_length>\d*(?:/+\d*)?))
   |(?P<note>(?P<accidental>\^\^|\^|__|_|=)?(?P<pitch>[A-Ga-g])
-     (?P<octave>[,']*)(?P<length>\d*/*\d*))
-  |(?P<rest>(?P<rest_kind>[zx])(?P<rest_length>\d*/*\d*))
+     (?P<octave>[,']*)(?P<length>\d*(?:/+\d*)?))
+  |(?P<rest>(?P<rest_kind>[zx])(?P<rest_length>\d*(?:/+\d*)?))
   |(?P<bar_rest>(?P<bar_rest_kind>[ZX])(?P<bar_rest_count>\d*))
   |(?P<tuplet>\((?P<tuplet_p>\d+)(?::(?P<tuplet_q>\d*))?(?::(?P<tuplet_r>\d*))?)
   |(?P<grace>\{(?P<grace_body>[^}\n]*)\})
   |(?P<quoted>"(?P<quoted_text>[^"\n]*)")
-  |(?P<plus_chord>\+(?P<plus_body>(?:[_=^]*[A-Ga-g][,']*\d*/*\d*){2,})\+)
+  |(?P<plus_chord>\+(?P<plus_body>(?:[_=^]*[A-Ga-g][,']*\d*(?:/+\d*)?){2,})\+)
   |(?P<decoration>![^!\s]*!|\+[^+\s]*\+|[.~HLMOPSTuv])
   |(?P<broken>[<>]+)
   |(?P<tie>-)
