@@ -34,6 +34,7 @@ import itertools
 import json
 import os
 import pathlib
+import platform
 import re
 import sys
 import time
@@ -376,6 +377,33 @@ def esac_metre_pickups(tunes, corpus: str) -> int:
   return differ
 
 
+def cpu_model() -> str:
+  """The CPU's model name (Linux), else the platform's processor string."""
+  with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+    for line in f:
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  return platform.processor() or "unknown"
+
+
+def key_differences(tunes, records: dict, corpus: str) -> collections.Counter:
+  """(ours, music21's) key signature pairs of the tunes where they differ."""
+  from melodyjax.music import abc_reader  # pylint: disable=g-import-not-at-top
+
+  pairs = collections.Counter()
+  for tune in tunes:
+    record = records[tune.relpath]
+    if "key" not in record:
+      continue
+    try:
+      ours = abc_reader.read_tune(tune.text, german_keys=corpus == "esac")
+    except abc_reader.AbcError:
+      continue
+    if ours.key_signature != record["key"]:
+      pairs[f"{ours.key_signature} vs {record['key']}"] += 1
+  return pairs
+
+
 def report(corpus: str, tunes, records: dict, out_dir: pathlib.Path) -> dict:
   """Compares every tune, prints the summary, writes the differences."""
   differences = []
@@ -383,8 +411,13 @@ def report(corpus: str, tunes, records: dict, out_dir: pathlib.Path) -> dict:
     found = compare_tune(tune, records[tune.relpath], corpus)
     if found is not None:
       differences.append({"path": tune.relpath, "title": tune.title, **found})
-  reasons = collections.Counter(d["reason"] for d in differences)
-  wrong = sum(n for r, n in reasons.items() if r.startswith("music21"))
+  misread = collections.Counter()
+  other = collections.Counter()
+  for found in differences:
+    if found["reason"].startswith("music21 wrong: "):
+      misread.update(found["reason"].split(": ", 1)[1].split(" + "))
+    else:
+      other[found["reason"]] += 1
   ours_seconds = time_ours(tunes, corpus)
   theirs_seconds = sum(records[t.relpath].get("seconds", 0) for t in tunes)
   summary = {
@@ -392,12 +425,17 @@ def report(corpus: str, tunes, records: dict, out_dir: pathlib.Path) -> dict:
     "tunes": len(tunes),
     "identical": len(tunes) - len(differences),
     "identical_share": 1 - len(differences) / len(tunes),
-    "identical_or_music21_wrong_share": 1
-    - (len(differences) - wrong) / len(tunes),
-    "reasons": dict(reasons.most_common()),
-    "ours_tunes_per_second": len(tunes) / ours_seconds,
-    "music21_tunes_per_second": len(tunes) / theirs_seconds,
-    "pickups_differing_from_esac_metre": esac_metre_pickups(tunes, corpus),
+    "identical_or_music21_wrong_share": 1 - other.total() / len(tunes),
+    "music21_wrong": len(differences) - other.total(),
+    "music21_misreadings_tunes": dict(misread.most_common()),
+    "other_differences": dict(other.most_common()),
+    "key_signatures_differing": dict(key_differences(tunes, records, corpus)),
+    "pickups_differing_from_esac_metre": (
+      esac_metre_pickups(tunes, corpus) if corpus == "esac" else None
+    ),
+    "ours_tunes_per_second": round(len(tunes) / ours_seconds, 1),
+    "music21_tunes_per_second": round(len(tunes) / theirs_seconds, 1),
+    "cpu": cpu_model(),
   }
   print(json.dumps(summary, indent=2))
   out_dir.mkdir(parents=True, exist_ok=True)
