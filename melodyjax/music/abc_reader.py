@@ -22,7 +22,8 @@ is right):
   signature's own); `K:HP` (no signature) and `K:Hp` (F#, C#) for the
   highland pipes, `K:none`; German names (`K:H` = B, `K:Es` = Eb) with
   `german_keys=True`; an unknown mode word is read as major, as music21 does
-  (counted as 'unknown_mode'). Clef words are ignored.
+  (counted as 'unknown_mode'); aeolian is minor and ionian major. Clef
+  words are ignored.
 - Accidentals `^ ^^ _ __ =` carry to the end of the bar (ABC 2.1). As in
   music21's ABC 2.1 mode they carry to the same letter in every octave
   (`propagate='pitch'`); `'octave'` carries them within the octave only,
@@ -37,9 +38,8 @@ is right):
   to the next one of the same pitch; a tie between different pitches (a
   slur written as a tie) keeps both notes (counted as
   'ties_between_pitches'), and one after grace notes (`{c}-B`) ties
-  nothing. Rests `z`, invisible
-  rests `x`, multi-bar rests `Z4`, `X4` (bars of the current meter, 4/4
-  without one).
+  nothing. Rests `z`, invisible rests `x`, multi-bar rests `Z4`, `X4`
+  (bars of the current meter, 4/4 without one).
 - Chords `[CEG]2` (and ABC 1's `+CEG+`) give all their pitches, ascending,
   with the length of their first note times the length after the bracket;
   the caller applies its chord policy. A tie joins a chord to a following
@@ -54,10 +54,9 @@ is right):
   `repeats='once'` (the corpora's policy, as `data.esac` plays them) plays
   each bar once and drops the endings that close with a repeat sign, except
   the last of a section's endings: each section is played once into its
-  last ending. `repeats='play'` performs
-  them as written: `|: A :|` plays A twice, `|: A [1 B :|[2 C |` plays A B A
-  C, and a `:|` with no `|:` repeats from the start or from the last `||`,
-  `|]` or `[|`.
+  last ending. `repeats='play'` performs them as written: `|: A :|` plays A
+  twice, `|: A [1 B :|[2 C |` plays A B A C, and a `:|` with no `|:`
+  repeats from the start or from the last `||`, `|]` or `[|`.
 - Pickup: the length in quarters of the first bar when the tune has a
   meter, more than one bar, and that bar is shorter than the meter's bar
   (else 0), as music21 pads its first measure.
@@ -169,15 +168,22 @@ class AbcError(errors.CorpusError):
 
   Attributes:
     construct: the construct that failed ('chord', 'K: field', ...).
+    reason: what is wrong with it.
     line: its line in the tune's text, from 1 (0: unknown).
     column: its column, from 1 (0: unknown).
+    tune: which tune of a tunebook ('' when read alone).
   """
 
-  def __init__(self, message: str, construct: str = "", line=0, column=0):
-    super().__init__(message)
+  def __init__(
+    self, construct: str, reason: str, line=0, column=0, tune: str = ""
+  ):
+    where = f"line {line}, column {column}: " if line else ""
+    super().__init__(f"{tune}: " * bool(tune) + f"{where}{construct}: {reason}")
     self.construct = construct
+    self.reason = reason
     self.line = line
     self.column = column
+    self.tune = tune
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,8 +267,14 @@ class Tune:
 
 
 def _error(construct: str, reason: str, line: int = 0, column: int = 0):
-  where = f"line {line}, column {column}: " if line else ""
-  return AbcError(f"{where}{construct}: {reason}", construct, line, column)
+  return AbcError(construct, reason, line, column)
+
+
+def _placed(error: AbcError, line: int, column: int) -> AbcError:
+  """The error with a position, if it has none yet."""
+  if error.line:
+    return error
+  return AbcError(error.construct, error.reason, line, column)
 
 
 def _to_int(text: str, construct: str) -> int:
@@ -497,14 +509,14 @@ class _Bar:
     return any(isinstance(item, _Note) for item in self.items)
 
 
-def _ending_numbers(text: str, line: int, column: int) -> frozenset[int]:
+def _ending_numbers(text: str) -> frozenset[int]:
   numbers = set()
   for part in text.strip("[").split(","):
     low, _, high = part.partition("-")
     first = _to_int(low, "ending")
     last = _to_int(high, "ending") if high else first
     if not 1 <= first <= last <= MAX_ENDING:
-      raise _error("ending", f"ending {text!r} is not 1 to {MAX_ENDING}", line)
+      raise _error("ending", f"ending {text!r} is not 1 to {MAX_ENDING}")
     numbers.update(range(first, last + 1))
   return frozenset(numbers)
 
@@ -548,29 +560,22 @@ class _Reader:
     if not self.keeping():
       return
     if key == "K":
-      key_read = self.parse(parse_key, value, self.german_keys, self.counts)
+      key_read = parse_key(value, self.german_keys, self.counts)
       self.alterations = dict(key_read.alterations)
       self.counts["key_changes"] += 1
     elif key == "M":
-      meter, _ = self.parse(parse_meter, value)
+      meter, _ = parse_meter(value)
       self.meter = meter
       if meter:
         self.bars[-1].items.append(_MeterMark(meter))
       self.counts["meter_changes"] += 1
     elif key == "L":
-      self.unit = self.parse(parse_unit, value)
+      self.unit = parse_unit(value)
       self.counts["unit_changes"] += 1
     elif key == "Q" and self.tempo is None:
       self.tempo = parse_tempo(value)
     elif key == "P":
       self.counts["parts"] += 1
-
-  def parse(self, function, *args):
-    """Calls a field parser, placing its error at the current position."""
-    try:
-      return function(*args)
-    except AbcError as e:
-      raise _error(e.construct, str(e), self.line, self.column) from None
 
   def keeping(self) -> bool:
     return self.voice is None or self.voice == self.kept_voice
@@ -619,10 +624,7 @@ class _Reader:
     self.counts["notes" if pitches else "rests"] += 1
 
   def length(self, text: str) -> Fraction:
-    try:
-      return parse_length(text)
-    except AbcError as e:
-      raise _error("note length", str(e), self.line, self.column) from None
+    return parse_length(text)
 
   def chord(self, body: str, outer: str) -> None:
     pitches = []
@@ -650,17 +652,15 @@ class _Reader:
 
   def tuplet_start(self, p: str, q: str | None, r: str | None) -> None:
     notes = _to_int(p, "tuplet")
-    if notes not in _TUPLET_Q and not q:
-      raise _error(
-        "tuplet", f"({p} needs its q: (p:q:r", self.line, self.column
-      )
-    time = _to_int(q, "tuplet") if q else _TUPLET_Q[notes]
+    time = _to_int(q, "tuplet") if q else _TUPLET_Q.get(notes, 0)
+    if notes == 0 or (q and time == 0):
+      raise _error("tuplet", f"a zero in ({p}:{q or ''}")
+    if time == 0:  # not in ABC's table
+      raise _error("tuplet", f"({p} needs its q: ({p}:q:r")
     if time is None:
       compound = self.meter and self.meter[0] % 3 == 0 and self.meter[0] > 3
       time = 3 if compound else 2
     count = _to_int(r, "tuplet") if r else notes
-    if notes == 0 or time == 0:
-      raise _error("tuplet", "zero in a tuplet", self.line, self.column)
     if count:
       self.tuplet = (Fraction(time, notes), count)
     self.counts["tuplets"] += 1
@@ -723,7 +723,7 @@ class _Reader:
       self.bar_accidentals = {}
       current = _Bar()
       self.bars.append(current)
-    current.ending_start = _ending_numbers(text, self.line, self.column)
+    current.ending_start = _ending_numbers(text)
     self.counts["endings"] += 1
 
 
@@ -841,7 +841,7 @@ def _read_header(lines: list[str], options: dict, counts) -> tuple[dict, int]:
       try:
         return _header(fields, options, counts), index + 1
       except AbcError as e:
-        raise _error(e.construct, str(e), index + 1, 1) from None
+        raise _placed(e, index + 1, 1) from None
   raise _error("K: field", "missing (it ends the header)")
 
 
@@ -877,11 +877,14 @@ def _read_body(reader: _Reader, lines: list[str], start: int) -> None:
     if not code.strip():
       continue
     match = _FIELD_LINE.match(code)
-    if match is not None:
-      reader.counts["field_lines"] += 1
-      reader.field(match.group(1), match.group(2).strip())
-      continue
-    _read_line(reader, code)
+    try:
+      if match is None:
+        _read_line(reader, code)
+      else:
+        reader.counts["field_lines"] += 1
+        reader.field(match.group(1), match.group(2).strip())
+    except AbcError as e:
+      raise _placed(e, reader.line, reader.column) from None
   while len(reader.bars) > 1 and not reader.bars[-1].has_music():
     last = reader.bars.pop()
     reader.bars[-1].end_repeat |= last.end_repeat
@@ -1154,9 +1157,8 @@ def read_tunebook(
     except AbcError as e:
       if not skip_errors:
         first = tune_text.lstrip().split("\n", 1)[0][:40]
-        raise AbcError(
-          f"tune {index + 1} ({first}): {e}", e.construct, e.line, e.column
-        ) from None
+        tune = f"tune {index + 1} ({first})"
+        raise AbcError(e.construct, e.reason, e.line, e.column, tune) from None
   return tunes
 
 
