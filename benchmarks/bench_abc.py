@@ -1,8 +1,9 @@
 """Benchmark: our ABC reader against the music21 path, on ESAC and O'Neill's.
 
-For every tune of a built-in corpus (`data.esac.find_abc_files`, O'Neill's
-second transcriptions included), the music21 path converts the tune to MIDI
-(`data.esac.convert_abc_tune`) and `midi_io.read_midi` reads it on the
+For every tune of a built-in corpus (`data.corpora.builtin.find_abc_files`,
+O'Neill's second transcriptions included), the music21 path converts the
+tune to MIDI
+(`data.corpora.builtin.convert_tune`) and `midi_io.read_midi` reads it on the
 corpus grid (12 steps per quarter for ESAC, 24 for O'Neill's); our reader
 (`music.abc_reader`) reads the same text and its events are quantized the
 same way (`abc_reader.quantize_events`, chords to their top note as the
@@ -62,13 +63,13 @@ def cache_dir() -> pathlib.Path:
 
 
 def list_tunes(corpus: str, limit: int | None) -> list:
-  """The corpus's tunes (`esac.AbcTune`), `limit` spread evenly if given."""
-  from melodyjax.data import esac  # pylint: disable=g-import-not-at-top
+  """The corpus's tunes (`abc_text.AbcTune`), `limit` spread evenly if given."""
+  from melodyjax.data.corpora import abc_text, builtin
 
   tunes = [
     tune
-    for path in esac.find_abc_files(corpus)
-    for tune in esac.read_abc_tunes(path)
+    for path in builtin.find_abc_files(corpus)
+    for tune in abc_text.read_abc_tunes(path)
   ]
   if limit and limit < len(tunes):
     tunes = [tunes[i * len(tunes) // limit] for i in range(limit)]
@@ -86,8 +87,8 @@ def decode_events(encoded) -> list[tuple[tuple[int, ...], fractions.Fraction]]:
 
 def music21_record(tune, corpus: str) -> dict:
   """Converts one tune the music21 way; its events, pickup, key and time."""
-  from melodyjax.data import esac  # pylint: disable=g-import-not-at-top
-  from melodyjax.music import midi_io  # pylint: disable=g-import-not-at-top
+  from melodyjax.data.corpora import builtin
+  from melodyjax.music import midi_io
 
   record = {"path": tune.relpath}
   start = time.process_time()
@@ -95,7 +96,7 @@ def music21_record(tune, corpus: str) -> dict:
     warnings.simplefilter("ignore")
     try:
       with contextlib.redirect_stderr(io.StringIO()):
-        result = esac.convert_abc_tune(tune.text, tune.title, corpus=corpus)
+        result = builtin.convert_tune(tune.text, corpus, tune.title)
     except Exception as e:  # noqa: BLE001 - music21 raises anything
       record["error"] = f"{type(e).__name__}: {e}"
       record["seconds"] = time.process_time() - start
@@ -129,7 +130,7 @@ def load_cache(path: pathlib.Path) -> dict[str, dict]:
 
 def music21_records(tunes, corpus: str, progress: bool = True) -> dict:
   """music21's record of every tune, converting those not yet cached."""
-  import music21  # pylint: disable=g-import-not-at-top
+  import music21
 
   folder = cache_dir()
   folder.mkdir(parents=True, exist_ok=True)
@@ -203,7 +204,7 @@ def _decorated_accidentals(text: str) -> str:
   """music21 does not carry the accidental of a note after a decoration
   letter ('T=c', '~^f'): the key's accidental is restored after the note
   (as a grace note, whose accidental carries)."""
-  from melodyjax.music import abc_reader  # pylint: disable=g-import-not-at-top
+  from melodyjax.music import abc_reader
 
   match = re.search(r"^K:(.*)$", text, re.M)
   try:
@@ -277,7 +278,7 @@ def _with_body(text: str, change) -> str:
 
 def our_record(text: str, corpus: str) -> dict:
   """Our reading of one tune, quantized as the corpus's MIDI files are."""
-  from melodyjax.music import abc_reader  # pylint: disable=g-import-not-at-top
+  from melodyjax.music import abc_reader
 
   try:
     tune = abc_reader.read_tune(text, german_keys=corpus == "esac")
@@ -359,7 +360,7 @@ def music21_bugs(text: str, theirs: list, corpus: str) -> list[str] | None:
 
 def time_ours(tunes, corpus: str) -> float:
   """Seconds (this process's CPU time) our reader takes for `tunes`."""
-  from melodyjax.music import abc_reader  # pylint: disable=g-import-not-at-top
+  from melodyjax.music import abc_reader
 
   start = time.process_time()
   for tune in tunes:
@@ -369,10 +370,10 @@ def time_ours(tunes, corpus: str) -> float:
 
 
 def esac_metre_pickups(tunes, corpus: str) -> int:
-  """Tunes whose pickup differs from `data.esac_metre.abc_pickup`'s (the
+  """Tunes whose pickup differs from `data.corpora.esac.abc_pickup`'s (the
   tokenizer's metre hint today; None there means no meter: ours is 0)."""
-  from melodyjax.data import esac_metre  # pylint: disable=g-import-not-at-top
-  from melodyjax.music import abc_reader  # pylint: disable=g-import-not-at-top
+  from melodyjax.data.corpora import esac as esac_metre
+  from melodyjax.music import abc_reader
 
   differ = 0
   for tune in tunes:
@@ -398,7 +399,7 @@ def cpu_model() -> str:
 
 def key_differences(tunes, records: dict, corpus: str) -> collections.Counter:
   """(ours, music21's) key signature pairs of the tunes where they differ."""
-  from melodyjax.music import abc_reader  # pylint: disable=g-import-not-at-top
+  from melodyjax.music import abc_reader
 
   pairs = collections.Counter()
   for tune in tunes:
