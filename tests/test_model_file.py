@@ -1,8 +1,10 @@
 """One-file models (.mjx): export, sample anywhere, refuse damaged files."""
 
+import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import zipfile
 
@@ -11,10 +13,11 @@ import pytest
 
 from melodyjax import errors
 from melodyjax.cli import export
+from melodyjax.cli import sample as sample_cli
 from melodyjax.sampling import generate
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import model_file, runs
-from tests.helpers import final_params, run_python
+from tests.helpers import PROJECT, final_params, run_python
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +130,9 @@ def damaged_copies(exported, tmp_path):
   }
 
 
-def test_damaged_or_foreign_files_are_refused_in_one_line(exported, tmp_path):
+def test_damaged_or_foreign_files_are_refused_in_one_line(
+  exported, tmp_path, capsys
+):
   expected = {
     "truncated": "not a usable melodyjax model",
     "flipped": "not a usable melodyjax model",
@@ -138,15 +143,158 @@ def test_damaged_or_foreign_files_are_refused_in_one_line(exported, tmp_path):
   for name, path in damaged_copies(exported, tmp_path).items():
     with pytest.raises(errors.CheckpointError, match=expected[name]):
       runs.from_model_file(str(path))
-    result = run_python(
-      "sample_main.py", f"--model={path}", f"--output_dir={tmp_path / 'x'}"
-    )
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+      sample_cli.main([f"--model={path}", f"--output_dir={tmp_path / 'x'}"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1, lines
     assert (
       lines[0].startswith("sample_main.py: error: ") and str(path) in lines[0]
     )
   assert not (tmp_path / "x").exists()
+
+
+def rewrite(source, target, change):
+  """A copy of a model file with `change(name, bytes) -> bytes | None`
+  applied to each member (None leaves it out)."""
+  with (
+    zipfile.ZipFile(source) as old,
+    zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new,
+  ):
+    for item in old.infolist():
+      content = change(item.filename, old.read(item))
+      if content is not None:
+        new.writestr(item.filename, content)
+  return target
+
+
+def _swap_two_pitches(data: bytes) -> bytes:
+  vocab = json.loads(data)
+  tokens = vocab["tokens"]
+  i, j = len(tokens) - 2, len(tokens) - 1
+  tokens[i], tokens[j] = tokens[j], tokens[i]
+  return json.dumps(vocab, indent=1).encode()
+
+
+def _edit_json(field, value):
+  def edit(data: bytes) -> bytes:
+    loaded = json.loads(data)
+    loaded[field] = value
+    return json.dumps(loaded, indent=1).encode()
+
+  return edit
+
+
+# Each member edited by hand (or damaged): what the one line names.
+TAMPERING = {
+  "manifest-list": ("manifest.json", lambda d: b"[1, 2]", "no melodyjax"),
+  "manifest-step": (
+    "manifest.json",
+    _edit_json("step", 12),
+    "manifest.json: edited",
+  ),
+  "manifest-members": (
+    "manifest.json",
+    _edit_json("members", [1]),
+    "manifest.json: edited",
+  ),
+  "config-edited": (
+    "config.json",
+    lambda d: d.replace(b'"seed": 0', b'"seed": 1'),
+    "config.json: damaged or edited",
+  ),
+  "vocab-swapped": (
+    "vocab_pitch.json",
+    _swap_two_pitches,
+    "vocab_pitch.json: damaged or edited",
+  ),
+  "duration-vocab-edited": (
+    "vocab_duration.json",
+    lambda d: d + b" ",
+    "vocab_duration.json: [0-9,]+ bytes, the manifest says",
+  ),
+  "labels-removed": ("vocab_labels.json", lambda d: None, "missing"),
+  "param-edited": (
+    "params/pitch_head/bias.npy",
+    lambda d: d[:-4] + b"\0\0\0\0",
+    "params/pitch_head/bias.npy: damaged or edited",
+  ),
+  "member-added": ("extra.txt", None, "unlisted member extra.txt"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERING))
+def test_every_member_edited_or_damaged_is_found(exported, tmp_path, case):
+  member, change, message = TAMPERING[case]
+  target = tmp_path / f"{case}.mjx"
+  if change is None:  # a member the manifest does not list
+    rewrite(exported, target, lambda name, data: data)
+    with zipfile.ZipFile(target, "a") as archive:
+      archive.writestr(member, "x")
+  else:
+    rewrite(
+      exported,
+      target,
+      lambda name, data: change(data) if name == member else data,
+    )
+  with pytest.raises(errors.CheckpointError, match=message) as caught:
+    runs.from_model_file(str(target))
+  assert "\n" not in str(caught.value) and str(target) in str(caught.value)
+
+
+def test_every_tampering_case_is_catalogued():
+  with open(os.path.join(PROJECT, "docs", "errors.md")) as f:
+    section = f.read().split("## Model files edited or damaged")[1]
+  ids = re.findall(r"^\| `([\w-]+)` \|", section, re.M)
+  assert ids == [*TAMPERING, "member-bomb"]
+
+
+def test_a_member_larger_than_declared_is_refused_before_reading(
+  exported, tmp_path
+):
+  """A member whose data inflates far past the size its manifest declares
+  (a zip bomb under an honest manifest) is refused from the zip's own
+  header, and never read past the declared size."""
+  with zipfile.ZipFile(exported) as archive:
+    manifest = json.loads(archive.read("manifest.json"))
+  name = "params/pitch_head/bias.npy"
+  bomb = b"\0" * (64 << 20)  # 64 MiB of zeros, a few KB compressed
+  target = rewrite(
+    exported, tmp_path / "bomb.mjx", lambda n, d: bomb if n == name else d
+  )
+  assert target.stat().st_size < 1 << 20
+  with pytest.raises(errors.CheckpointError, match="the manifest says"):
+    runs.from_model_file(str(target))
+  assert manifest["members"][name]["bytes"] < 1 << 16
+
+
+def test_the_manifest_covers_every_member_and_itself(exported):
+  with zipfile.ZipFile(exported) as archive:
+    names = set(archive.namelist()) - {"manifest.json"}
+    manifest = json.loads(archive.read("manifest.json"))
+    for name, entry in manifest["members"].items():
+      data = archive.read(name)
+      assert entry == {
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+      }
+  assert set(manifest["members"]) == names
+  assert manifest["content_sha256"] == model_file.content_digest(manifest)
+
+
+def test_format_1_files_are_still_read(exported, tmp_path):
+  """A file written before the member hashes: the parameters' hash only."""
+
+  def downgrade(name, data):
+    if name != "manifest.json":
+      return data
+    manifest = json.loads(data)
+    del manifest["members"], manifest["content_sha256"]
+    manifest["format_version"] = 1
+    return json.dumps(manifest).encode()
+
+  old = rewrite(exported, tmp_path / "v1.mjx", downgrade)
+  assert runs.from_model_file(str(old)).step == 10
 
 
 @pytest.mark.parametrize(
