@@ -1,6 +1,7 @@
 """The corpus build survives a folder of hostile MIDI files (seeded fuzz)."""
 
 import json
+import os
 import struct
 import time
 
@@ -12,7 +13,7 @@ from melodyjax.data import build
 from melodyjax.data import config as data_config_lib
 from melodyjax.music import midi_io
 from tests import midi_helpers
-from tests.helpers import tune
+from tests.helpers import tune, write_tunes
 
 NUM_GOOD = 12
 
@@ -233,3 +234,60 @@ def test_limits_refuse_a_file_in_bounded_time(tmp_path, monkeypatch):
   with pytest.raises(midi_io.MidiError) as e:
     midi_io.read_midi(path)
   assert e.value.reason == "too_large" and str(path) in str(e.value)
+
+
+def test_special_files_and_loops_are_skipped_with_their_reason(tmp_path):
+  """A FIFO (with no writer: opening it would block), a socket, a link to a
+  device, a link loop and a folder named like a MIDI file, among good
+  files: the build never waits, and each is dropped with its reason."""
+  import socket
+
+  midi_dir = tmp_path / "midi"
+  write_tunes(midi_dir, 12, 3)
+  os.mkfifo(midi_dir / "pipe.mid")
+  server = socket.socket(socket.AF_UNIX)
+  server.bind(str(midi_dir / "socket.mid"))
+  os.symlink("/dev/zero", midi_dir / "device.mid")
+  os.symlink("loop.mid", midi_dir / "loop.mid")
+  (midi_dir / "folder.mid").mkdir()
+  (midi_dir / "folder.mid" / "inner.mid").write_bytes(
+    (midi_dir / "tune00.mid").read_bytes()
+  )
+  try:
+    dataset = build.build_dataset(
+      midi_dir, tmp_path / "data", progress=False, workers=1
+    )
+  finally:
+    server.close()
+  with open(tmp_path / "data" / "report.json") as f:
+    report = json.load(f)
+  reasons = {d["source"]: d["reason"] for d in report["dropped_files"]}
+  assert reasons == {
+    "pipe.mid": "not_a_file",
+    "socket.mid": "unreadable",
+    "device.mid": "not_a_file",
+    "loop.mid": "unreadable",
+  }
+  messages = {d["source"]: d["message"] for d in report["dropped_files"]}
+  assert "named pipe (FIFO), not a regular file" in messages["pipe.mid"]
+  assert "character device" in messages["device.mid"]
+  assert report["songs"] == 13  # the 12 tunes and folder.mid/inner.mid
+  assert len(dataset.train) + len(dataset.valid) + len(dataset.test) == 13
+
+
+def test_a_file_that_changes_while_read_is_skipped(tmp_path, monkeypatch):
+  path = tmp_path / "tune.mid"
+  midi_io.write_midi(tune(0, 12), path)
+  real_fstat = os.fstat
+  calls = []
+
+  def growing(fd):  # the second look sees the file grown
+    result = real_fstat(fd)
+    calls.append(fd)
+    if len(calls) % 2 == 0:
+      return os.stat_result((*result[:6], result.st_size + 1, *result[7:]))
+    return result
+
+  monkeypatch.setattr(midi_io.os, "fstat", growing)
+  with pytest.raises(midi_io.MidiError, match="changed while it was read"):
+    midi_io.read_midi(path)

@@ -40,6 +40,7 @@ import functools
 import io
 import math
 import os
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO, NamedTuple
@@ -62,7 +63,8 @@ class MidiError(errors.MelodyjaxError):
   """A file that cannot become a song; `reason` is a short code for reports.
 
   Reasons: 'not_midi', 'truncated', 'bad_meta', 'unsupported', 'unreadable',
-  'no_notes', 'polyphonic', and the limits: 'too_large', 'too_many_events',
+  'no_notes', 'polyphonic', 'not_a_file' (a FIFO, socket or device),
+  'changed_while_read', and the limits: 'too_large', 'too_many_events',
   'absurd_time', 'too_slow'.
   """
 
@@ -88,8 +90,7 @@ def _read_bytes(source: str | os.PathLike | bytes | BinaryIO, name) -> bytes:
   if isinstance(source, bytes):
     data = source
   elif isinstance(source, str | os.PathLike):
-    with open(os.fspath(source), "rb") as f:
-      data = f.read(MAX_FILE_BYTES + 1)
+    data = _read_regular_file(os.fspath(source), name)
   else:
     data = source.read(MAX_FILE_BYTES + 1)
   if len(data) > MAX_FILE_BYTES:
@@ -99,6 +100,36 @@ def _read_bytes(source: str | os.PathLike | bytes | BinaryIO, name) -> bytes:
       "(midi_io.MAX_FILE_BYTES)",
     )
   return data
+
+
+def _read_regular_file(path: str, name) -> bytes:
+  """A regular file's first MAX_FILE_BYTES + 1 bytes.
+
+  Opened without blocking and checked before it is read: a FIFO, a socket
+  or a device (even behind a link) is refused, never waited on; a file
+  whose size or time changes while it is read is refused too (its bytes
+  may mix two versions).
+  """
+  descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+  with os.fdopen(descriptor, "rb") as f:
+    before = os.fstat(f.fileno())
+    if not stat.S_ISREG(before.st_mode):
+      kind = _SPECIAL.get(stat.S_IFMT(before.st_mode), "special file")
+      raise MidiError("not_a_file", f"{name}: a {kind}, not a regular file")
+    data = f.read(MAX_FILE_BYTES + 1)
+    after = os.fstat(f.fileno())
+  if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+    raise MidiError("changed_while_read", f"{name}: changed while it was read")
+  return data
+
+
+_SPECIAL = {
+  stat.S_IFIFO: "named pipe (FIFO)",
+  stat.S_IFSOCK: "socket",
+  stat.S_IFCHR: "character device",
+  stat.S_IFBLK: "block device",
+  stat.S_IFDIR: "folder",
+}
 
 
 def _open_midi(source: str | os.PathLike | bytes | BinaryIO) -> mido.MidiFile:
