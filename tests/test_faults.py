@@ -379,7 +379,8 @@ def _complete(path: str) -> None:
     assert data.decode().endswith("\n")
   elif path.endswith(".abc"):
     text = data.decode()
-    assert text.startswith("X:") and text.endswith("|]\n"), text[-200:]
+    complete = text.startswith("%abc-2.1\nX:") and text.endswith("|]\n")
+    assert complete, text[-200:]
   else:
     raise AssertionError(f"unexpected file {path}")
 
