@@ -654,6 +654,14 @@ CASES = [
     "--bars must be an integer >= 0, got -1",
   ),
   Case(
+    "bars-past-num-notes",
+    "sample",
+    "more bars than --num_notes can hold",
+    lambda c: [f"--workdir={c.run()}", "--bars=100000", "--num_notes=16"],
+    "--bars 100,000 in 4/4 needs at least 400,000 events (of the longest "
+    "duration that fits a bar), more than --num_notes=16",
+  ),
+  Case(
     "beam-and-best-of",
     "sample",
     "beam search and best-of together",

@@ -322,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     primer, source = _primer(run, request)
     resolved = plan.make_plan(run, request)  # before sampling: fails fast
     melodies = generate.generate(run, request, primer, source)
+    grid = run.config.data.grid
+    met = [plan.outcome(resolved, request, m, grid) for m in melodies]
     output_dir = FLAGS.output_dir or default_dir
     paths = outputs.write_outputs(
       melodies,
@@ -337,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           resolved, run.config.data.normalize_key
         ),
       ),
+      outcomes=met,
     )
     if run.workdir and workdir_lib.is_inside(output_dir, run.workdir):
       page.write_page(run.workdir)
@@ -345,7 +348,25 @@ def main(argv: Sequence[str] | None = None) -> int:
       f"step {run.step}: wrote {len(paths)} melodies "
       f"({min(lengths)}-{max(lengths)} events) to {output_dir}"
     )
+    for line in _unmet(met, request):
+      print(f"{prog}: {line}")
   return 0
+
+
+def _unmet(met, request) -> list[str]:
+  """What some melodies did not meet of the request's promises."""
+  lines = []
+  short = sum(not m.get("bars_met", True) for m in met)
+  if short:
+    lines.append(
+      f"{short} of {len(met)} melodies ran out of --num_notes="
+      f"{request.num_notes} events before the end of bar {request.bars} "
+      "(their sidecars say how many bars they have; raise --num_notes)"
+    )
+  off = sum(not m.get("ends_on_tonic", True) for m in met)
+  if off:
+    lines.append(f"{off} of {len(met)} melodies do not end on the tonic")
+  return lines
 
 
 def run() -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from melodyjax import errors, files
 from melodyjax.listening import abc, audio
@@ -56,8 +57,10 @@ def sidecar(
   rendering: Rendering,
   sampled_during_training: bool = False,
   model_path: str | None = None,
+  outcome: Mapping[str, Any] | None = None,
 ) -> dict:
-  """The sidecar record of melody `index` of a request."""
+  """The sidecar record of melody `index` of a request; `outcome` is what
+  it met of the request's promises (`sampling.plan.outcome`)."""
   pitch, duration = tokens.event_tokens(events)
   return {
     "index": index,
@@ -73,6 +76,7 @@ def sidecar(
     "num_events": len(events),
     "pitch": pitch,
     "duration": duration,
+    **({"outcome": dict(outcome)} if outcome is not None else {}),
   }
 
 
@@ -86,6 +90,7 @@ def write_outputs(
   rendering: Rendering = Rendering(),
   sampled_during_training: bool = False,
   model_path: str | None = None,
+  outcomes: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[str]:
   """Writes sample_<step>_<i>.mid, a .json sidecar, a .png piano roll, a
   .wav preview (`audio.synthesize`, at the MIDI file's tempo) and a .abc
@@ -121,6 +126,7 @@ def write_outputs(
       rendering=rendering,
       sampled_during_training=sampled_during_training,
       model_path=model_path,
+      outcomes=outcomes,
     )
   except OSError as e:  # a full disk, a read-only or locked folder
     raise errors.GenerateError(
@@ -139,6 +145,7 @@ def _write_files(
   rendering,
   sampled_during_training,
   model_path,
+  outcomes,
 ) -> list[str]:
   paths = []
   for i, events in enumerate(melodies):
@@ -166,6 +173,7 @@ def _write_files(
         rendering=rendering,
         sampled_during_training=sampled_during_training,
         model_path=model_path,
+        outcome=outcomes[i] if outcomes is not None else None,
       ),
     )
     if rendering.piano_roll:

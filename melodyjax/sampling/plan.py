@@ -7,12 +7,20 @@ without, is a one-line error listing the valid values. A conditioned run
 asked for nothing gets its training songs' most common label. The bar
 length comes from the time signature asked for (conditioned or not; 4/4
 by default for an unconditioned run). Keys: the corpus is normalised to C
-major / A minor, so the tonic is C for major and A for minor; a melody of
-a run without mode conditioning, asked for no mode, is taken as major or
-minor by `tonality.estimate_key` between the two, and may end on either
-tonic. `--key` transposes each melody from its normalised key to the
+major / A minor, so the tonic is C for major and A for minor. The key a
+melody is written in (MIDI key signature, ABC `K:`) is the mode asked of a
+mode-conditioned run, else major: C, or the tonic of `--key`; so
+`--end_on_tonic` ends every melody on the tonic of the key its file names
+(C, or A for `--mode=minor`), and `--key` transposes from that key to the
 wanted tonic, by the fewest semitones (an octave the other way if a pitch
-would leave 0-127).
+would leave 0-127). A run without mode conditioning may still write a
+minor-sounding melody: under the major key's signature, which is also its
+relative minor's.
+
+Promises are kept or refused: `--bars N` is refused before sampling when
+`--num_notes` cannot hold N bars even of the longest duration, and
+`outcome` says of each melody what it met (its bars, whether it ends on the
+tonic), which sample_main.py reports and the sidecar records.
 """
 
 from __future__ import annotations
@@ -52,11 +60,14 @@ class Plan:
   label_ids: tuple[int, int, int]
 
   @property
+  def written_mode(self) -> str:
+    """The mode of the key the melodies are written in."""
+    return self.mode or tonality.MAJOR
+
+  @property
   def tonic_classes(self) -> frozenset[int]:
     """Pitch classes a melody may end on, in the normalised key."""
-    if self.mode is None:
-      return frozenset(NORMALISED_TONIC.values())
-    return frozenset({NORMALISED_TONIC[self.mode]})
+    return frozenset({NORMALISED_TONIC[self.written_mode]})
 
 
 def _label(run, request, kind: str, flag: str) -> str | None:
@@ -130,7 +141,51 @@ def make_plan(run, request) -> Plan:
     run.labels.mode.id(mode),
     run.labels.style.id(style),
   )
-  return Plan(signature, steps, mode, style, key_tonic, ids)
+  resolved = Plan(signature, steps, mode, style, key_tonic, ids)
+  _check_bars_fit(resolved, run, request)
+  return resolved
+
+
+def _check_bars_fit(plan: Plan, run, request) -> None:
+  """Refuses `--bars` that `--num_notes` cannot hold: even the longest
+  duration that fits a bar needs this many events."""
+  if not request.bars:
+    return
+  steps = constraints.duration_steps(
+    run.duration_vocab.tokens, run.config.data.grid
+  )
+  longest = max((int(s) for s in steps if 0 < s <= plan.bar_steps), default=0)
+  if not longest:
+    raise errors.GenerateError(
+      f"--bars {request.bars}: no duration of the run fits a bar of "
+      f"{metre.signature_label(plan.time_signature)}"
+    )
+  needed = -(-request.bars * plan.bar_steps // longest)
+  if needed > request.num_notes:
+    raise errors.GenerateError(
+      f"--bars {request.bars:,} in {metre.signature_label(plan.time_signature)}"
+      f" needs at least {needed:,} events (of the longest duration that "
+      f"fits a bar), more than --num_notes={request.num_notes:,}"
+    )
+
+
+def outcome(plan: Plan, request, events: Sequence[Event], grid: int) -> dict:
+  """What a melody (in its written key) met of the request's promises:
+  its length in bars, and, when asked, whether it has exactly `--bars`
+  bars and ends on the tonic of its written key."""
+  steps = sum(event.quarters for event in events) * grid
+  met = {"bars": float(steps / plan.bar_steps)}
+  if request.bars:
+    met["bars_met"] = steps == request.bars * plan.bar_steps
+  if request.end_on_tonic:
+    notes = [event for event in events if event.pitches]
+    tonic = NORMALISED_TONIC[plan.written_mode]
+    if plan.key_tonic is not None:
+      tonic = plan.key_tonic
+    met["ends_on_tonic"] = bool(notes) and (
+      len(notes[-1].pitches) == 1 and notes[-1].pitches[0] % 12 == tonic
+    )
+  return met
 
 
 def make_controls(plan: Plan, run, request) -> constraints.Controls:
@@ -160,20 +215,11 @@ def make_controls(plan: Plan, run, request) -> constraints.Controls:
   )
 
 
-def melody_mode(plan: Plan, events: Sequence[Event]) -> str:
-  """The mode of a melody in the normalised key: the plan's, else the
-  likelier of C major and A minor."""
-  if plan.mode is not None:
-    return plan.mode
-  candidates = [(NORMALISED_TONIC[m], m) for m in NORMALISED_TONIC]
-  return tonality.estimate_key(events, candidates)[1]
-
-
 def to_key(plan: Plan, events: Sequence[Event]) -> list[Event]:
-  """A melody moved from its normalised key to the plan's tonic."""
+  """A melody moved from its written key (normalised) to the plan's tonic."""
   if plan.key_tonic is None:
     return list(events)
-  tonic = NORMALISED_TONIC[melody_mode(plan, events)]
+  tonic = NORMALISED_TONIC[plan.written_mode]
   shift = (plan.key_tonic - tonic + 6) % 12 - 6
   for semitones in (shift, shift - 12 if shift > 0 else shift + 12):
     moved = tonality.transpose(events, semitones)
@@ -186,6 +232,6 @@ def key_signature(plan: Plan, normalised: bool) -> str | None:
   """The MIDI key signature of the plan's melodies (None: unknown)."""
   if not normalised:
     return None
-  mode = plan.mode or tonality.MAJOR
+  mode = plan.written_mode
   tonic = NORMALISED_TONIC[mode] if plan.key_tonic is None else plan.key_tonic
   return tonality.key_signature_name(tonic, mode)
