@@ -32,6 +32,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
@@ -245,7 +246,13 @@ def read(path: str) -> ModelFile:
         data = _read_members(path, archive, manifest)
   except errors.CheckpointError:
     raise
-  except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
+  except (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+  ) as e:
     raise _refuse(path, f"{type(e).__name__}: {e}"[:200]) from None
   except (ValueError, RuntimeError, NotImplementedError) as e:
     # zipfile's own complaints about a broken archive (bad compression,
