@@ -17,18 +17,13 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 
 from melodyjax import checks, errors
-from melodyjax.model import lstm
 
-DTYPES = {
-  "float32": jnp.float32,
-  "bfloat16": jnp.bfloat16,
-  "float16": jnp.float16,
-}
+# No JAX here: the commands check a config before JAX starts.
+DTYPES = ("float32", "bfloat16", "float16")
+LSTM_IMPLS = ("auto", "scan", "fused", "kernel", "onednn", "cudnn")
 # The inputs each condition adds: int [batch, time] ids (bar positions in
 # grid steps, -1 unknown; label ids, 0 unknown).
 CONDITION_INPUTS = {
@@ -48,6 +43,24 @@ _WIDTHS = (
   "pitch_embed_dim",
   "duration_embed_dim",
   "dense_size",
+  "position_embed_dim",
+  "time_signature_embed_dim",
+  "mode_embed_dim",
+  "style_embed_dim",
+  "max_bar_steps",
+)
+# The fields that decide the parameters' shapes or meaning: a run resumes,
+# or fine-tunes from another, only with the same values (a config written
+# before a field existed has its default).
+SHAPE_FIELDS = (
+  "pitch_embed_dim",
+  "duration_embed_dim",
+  "lstm_sizes",
+  "dense_size",
+  "condition_metre",
+  "condition_mode",
+  "condition_style",
+  "duration_given_pitch",
   "position_embed_dim",
   "time_signature_embed_dim",
   "mode_embed_dim",
@@ -78,7 +91,7 @@ class ModelConfig:
     dtype: compute dtype of the matrix products ('auto': bfloat16 on GPU
       and TPU, float32 on CPU; or 'float32', 'bfloat16', 'float16');
       parameters, LSTM cell state and logits stay float32.
-    lstm_impl: the LSTM's implementation, same math (`lstm.IMPLS`): 'auto'
+    lstm_impl: the LSTM's implementation, same math (`LSTM_IMPLS`): 'auto'
       (the fastest here: the compiled CPU kernel, cuDNN on a GPU),
       'kernel', 'onednn', 'cudnn', 'fused' (XLA, hand-written backward) or
       'scan' (XLA, autodiff); see `lstm.resolve_impl`.
@@ -158,9 +171,17 @@ class ModelConfig:
   @property
   def compute_dtype(self):
     """'auto' is bfloat16 on GPU and TPU, float32 on CPU."""
+    import jax
+    import jax.numpy as jnp
+
     if self.dtype == "auto":
       return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
-    return DTYPES[self.dtype]
+    return getattr(jnp, self.dtype)
+
+
+def default(field: str) -> Any:
+  """`ModelConfig`'s default of a field."""
+  return {f.name: f.default for f in dataclasses.fields(ModelConfig)}[field]
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -201,7 +222,7 @@ def check(model: Mapping[str, Any], prefix: str = "config.model.") -> None:
   checks.number(model["spatial_dropout"], prefix + "spatial_dropout", 0.0, 1.0)
   if model["spatial_dropout"] >= 1:
     raise errors.ConfigError(f"{prefix}spatial_dropout must be below 1")
-  checks.choice(model["lstm_impl"], prefix + "lstm_impl", lstm.IMPLS)
+  checks.choice(model["lstm_impl"], prefix + "lstm_impl", LSTM_IMPLS)
   checks.choice(model["dtype"], prefix + "dtype", ("auto", *DTYPES))
   for field in _FLAGS:
     checks.boolean(model.get(field, False), prefix + field)

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from melodyjax.model.config import LSTM_IMPLS
 from melodyjax.model.kernels import build, ops
 
 # Per layer (h, c), each [batch, hidden], float32.
@@ -185,7 +186,7 @@ def _forget_bias_init(key, shape, dtype=jnp.float32):
   return jnp.zeros(shape, dtype).at[hidden : 2 * hidden].set(1.0)
 
 
-IMPLS = ("auto", "scan", "fused", "kernel", "onednn", "cudnn")
+IMPLS = LSTM_IMPLS  # the settings owner: model.config
 _DESCRIPTIONS = {
   "scan": "XLA, one scan over every layer, autodiff backward",
   "fused": "XLA, one scan per layer, hand-written backward",

@@ -29,6 +29,7 @@ import ml_collections
 
 from melodyjax import errors, files
 from melodyjax.data import labels as labels_lib
+from melodyjax.model import config as model_config_lib
 from melodyjax.music import tokens
 
 CONFIG_FILE = "config.json"
@@ -41,36 +42,6 @@ SAMPLES_DIR = "samples"
 PAGE_FILE = "audition.html"
 EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "report.md"
-
-# Fields that change the parameters' shapes or meaning: resuming a workdir
-# with other values would mix two models.
-MODEL_FIELDS = (
-  "pitch_embed_dim",
-  "duration_embed_dim",
-  "lstm_sizes",
-  "dense_size",
-  "condition_metre",
-  "condition_mode",
-  "condition_style",
-  "duration_given_pitch",
-  "position_embed_dim",
-  "time_signature_embed_dim",
-  "mode_embed_dim",
-  "style_embed_dim",
-  "max_bar_steps",
-)
-# What a field was before it existed (configs of older runs lack it).
-MODEL_DEFAULTS = {
-  "condition_metre": False,
-  "condition_mode": False,
-  "condition_style": False,
-  "duration_given_pitch": False,
-  "position_embed_dim": 16,
-  "time_signature_embed_dim": 8,
-  "mode_embed_dim": 4,
-  "style_embed_dim": 8,
-  "max_bar_steps": 192,
-}
 
 
 def path(workdir: str, name: str, *parts: str) -> str:
@@ -346,9 +317,10 @@ def check_same_model(
     ConfigError: `problem: config.model.FIELD was X there and is Y now;
       remedy`.
   """
-  for field in MODEL_FIELDS:
-    before = old_model.get(field, MODEL_DEFAULTS.get(field))
-    now = config.model.get(field, MODEL_DEFAULTS.get(field))
+  for field in model_config_lib.SHAPE_FIELDS:
+    default = model_config_lib.default(field)
+    before = old_model.get(field, default)
+    now = config.model.get(field, default)
     if isinstance(before, tuple | list):
       before = list(before)
     if isinstance(now, tuple | list):
