@@ -18,11 +18,10 @@ from configs import tiny
 from melodyjax.data import build
 from melodyjax.data import config as data_config_lib
 from melodyjax.listening import hook
-from melodyjax.model import config as model_config_lib
 from melodyjax.model import model as model_lib
 from melodyjax.music import midi_io
 from melodyjax.music.events import Event, Song
-from melodyjax.training import checkpoints, loop
+from melodyjax.training import checkpoints, loop, runs
 from melodyjax.training import state as state_lib
 from melodyjax.training import workdir as workdir_lib
 
@@ -85,10 +84,8 @@ def abstract_state(workdir):
   """The shapes of a run's train state, from its config and vocabularies."""
   config = workdir_lib.read_config(str(workdir))
   pitch_vocab, duration_vocab = workdir_lib.read_vocabs(str(workdir))
-  model = model_lib.MelodyModel(
-    model_config_lib.get_model_config(
-      config.model, len(pitch_vocab), len(duration_vocab)
-    )
+  model = runs.create_model(
+    config, pitch_vocab, duration_vocab, workdir_lib.read_labels(str(workdir))
   )
   tx = state_lib.create_optimizer(config.train)
   ema = state_lib.ema_settings(config.train)[0] > 0
@@ -147,20 +144,20 @@ def assert_trees_equal(a, b) -> None:
 
 
 @contextlib.contextmanager
-def counting_step_traces():
-  """Counts the traces of `MelodyModel.step` (one per compilation of a
+def counting_step_traces(module=model_lib.MelodyModel):
+  """Counts the traces of `module.step` (one per compilation of a
   sampler) inside the block, caches cleared at its start: yields a dict
   whose 'count' holds the number."""
   traces = {"count": 0}
-  original = model_lib.MelodyModel.step
+  original = module.step
 
   def counting_step(self, *args, **kwargs):
     traces["count"] += 1
     return original(self, *args, **kwargs)
 
-  model_lib.MelodyModel.step = counting_step
+  module.step = counting_step
   try:
     jax.clear_caches()
     yield traces
   finally:
-    model_lib.MelodyModel.step = original
+    module.step = original

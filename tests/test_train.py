@@ -14,6 +14,7 @@ import pytest
 from configs import tiny
 from melodyjax import errors
 from melodyjax.data import windows as windows_lib
+from melodyjax.model import arch
 from melodyjax.model import config as model_config_lib
 from melodyjax.model import model as model_lib
 from melodyjax.training import loop, parallel
@@ -43,12 +44,28 @@ def dataset(midi_dir, tmp_path_factory):
   return small_dataset(midi_dir, tmp_path_factory.mktemp("data"))
 
 
+TRANSFORMER = dict(
+  arch="transformer",
+  transformer_width=32,
+  transformer_layers=2,
+  transformer_heads=4,
+  transformer_ff=64,
+)
+
+
 def setup_step(
-  dataset, mode, num_devices, objective="all", batch_size=8, **train_overrides
+  dataset,
+  mode,
+  num_devices,
+  objective="all",
+  batch_size=8,
+  model_overrides=None,
+  **train_overrides,
 ):
   config = tiny.get_config()
   config.train.update(train_overrides)
-  model = model_lib.MelodyModel(
+  config.model.update(model_overrides or {})
+  model = arch.create_model(
     model_config_lib.get_model_config(
       config.model, len(dataset.pitch_vocab), len(dataset.duration_vocab)
     )
@@ -65,9 +82,11 @@ def setup_step(
   return train_step, eval_step, runner, state, batches
 
 
-def run_steps(dataset, mode, num_devices, objective="all", steps=3):
+def run_steps(
+  dataset, mode, num_devices, objective="all", steps=3, model_overrides=None
+):
   train_step, _, runner, state, batches = setup_step(
-    dataset, mode, num_devices, objective
+    dataset, mode, num_devices, objective, model_overrides=model_overrides
   )
   losses = []
   for _ in range(steps):
@@ -80,11 +99,15 @@ def run_steps(dataset, mode, num_devices, objective="all", steps=3):
 
 
 @pytest.mark.parametrize("mode", ["jit", "pmap"])
-@pytest.mark.parametrize("objective", ["all", "last"])
-def test_one_and_four_devices_agree(dataset, mode, objective):
+@pytest.mark.parametrize(
+  "objective, model",
+  [("all", None), ("last", None), ("all", TRANSFORMER)],
+  ids=["all", "last", "all-transformer"],
+)
+def test_one_and_four_devices_agree(dataset, mode, objective, model):
   assert jax.device_count() >= 4, "conftest forces 4 CPU devices"
-  losses_1, params_1 = run_steps(dataset, mode, 1, objective)
-  losses_4, params_4 = run_steps(dataset, mode, 4, objective)
+  losses_1, params_1 = run_steps(dataset, mode, 1, objective, 3, model)
+  losses_4, params_4 = run_steps(dataset, mode, 4, objective, 3, model)
   np.testing.assert_allclose(losses_1, losses_4, rtol=1e-5)
   for a, b in zip(
     jax.tree.leaves(params_1), jax.tree.leaves(params_4), strict=True

@@ -811,6 +811,33 @@ CASES = [
     "config.train.ema_decay must be a number >= 0 and < 1 (0: off), got 1.0",
   ),
   Case(
+    "arch-unknown",
+    "train",
+    "an architecture the model does not have",
+    lambda c: c.train("--config.model.arch=rnn"),
+    "config.model.arch must be one of ('lstm', 'transformer'), got 'rnn'",
+  ),
+  Case(
+    "transformer-heads",
+    "train",
+    "attention heads that do not divide the width evenly",
+    lambda c: c.train(
+      "--config.model.arch=transformer", "--config.model.transformer_heads=3"
+    ),
+    "config.model.transformer_heads=3 must divide "
+    "config.model.transformer_width=256 into an even head width",
+  ),
+  Case(
+    "transformer-carry-state",
+    "train",
+    "a carried state with the Transformer",
+    lambda c: c.train(
+      "--config.model.arch=transformer", "--config.train.carry_state=True"
+    ),
+    "config.train.carry_state=True carries an LSTM's state: "
+    "config.model.arch='transformer' has none",
+  ),
+  Case(
     "init-from-missing",
     "train",
     "fine-tuning from a workdir or model file that does not exist",

@@ -31,6 +31,8 @@ CONDITION_INPUTS = {
   "mode": ("mode",),
   "style": ("style",),
 }
+ARCHS = ("lstm", "transformer")
+POSITIONS = ("rope", "alibi")  # the Transformer's relative positions
 # Fields set from the data (vocabularies, labels), not by a config.
 DERIVED = (
   "pitch_vocab_size",
@@ -48,6 +50,10 @@ _WIDTHS = (
   "mode_embed_dim",
   "style_embed_dim",
   "max_bar_steps",
+  "transformer_width",
+  "transformer_layers",
+  "transformer_heads",
+  "transformer_ff",
 )
 # The fields that decide the parameters' shapes or meaning: a run resumes,
 # or fine-tunes from another, only with the same values (a config written
@@ -66,6 +72,12 @@ SHAPE_FIELDS = (
   "mode_embed_dim",
   "style_embed_dim",
   "max_bar_steps",
+  "arch",
+  "transformer_width",
+  "transformer_layers",
+  "transformer_heads",
+  "transformer_ff",
+  "transformer_position",
 )
 _FLAGS = (
   "condition_metre",
@@ -109,6 +121,19 @@ class ModelConfig:
       (later ones share the last; 192 is 16 quarters at 12 steps).
     time_signature_vocab_size, mode_vocab_size, style_vocab_size: label
       vocabulary sizes, unknown included (`data.labels`).
+    arch: 'lstm' (the reference model: `lstm_sizes`, `lstm_impl`) or
+      'transformer' (`model.transformer`: the same embeddings, conditions
+      and heads around a causal decoder; the `transformer_*` fields).
+    transformer_width: the Transformer's model width (the embeddings are
+      projected to it).
+    transformer_layers: decoder blocks.
+    transformer_heads: attention heads (they divide the width; an even
+      head width for RoPE).
+    transformer_ff: the MLP's hidden units.
+    transformer_position: 'rope' (rotary embeddings) or 'alibi' (linear
+      biases on the distance).
+    transformer_dropout: dropout of the attention and MLP outputs in
+      training, in [0, 1).
   """
 
   pitch_vocab_size: int
@@ -132,6 +157,13 @@ class ModelConfig:
   time_signature_vocab_size: int = 1
   mode_vocab_size: int = 1
   style_vocab_size: int = 1
+  arch: str = "lstm"
+  transformer_width: int = 256
+  transformer_layers: int = 4
+  transformer_heads: int = 4
+  transformer_ff: int = 1024
+  transformer_position: str = "rope"
+  transformer_dropout: float = 0.1
 
   def __post_init__(self):
     object.__setattr__(self, "lstm_sizes", tuple(self.lstm_sizes))
@@ -224,8 +256,32 @@ def check(model: Mapping[str, Any], prefix: str = "config.model.") -> None:
     raise errors.ConfigError(f"{prefix}spatial_dropout must be below 1")
   checks.choice(model["lstm_impl"], prefix + "lstm_impl", LSTM_IMPLS)
   checks.choice(model["dtype"], prefix + "dtype", ("auto", *DTYPES))
+  _check_transformer(model, prefix)
   for field in _FLAGS:
     checks.boolean(model.get(field, False), prefix + field)
+
+
+def _check_transformer(model: Mapping[str, Any], prefix: str) -> None:
+  checks.choice(model.get("arch", "lstm"), prefix + "arch", ARCHS)
+  checks.choice(
+    model.get("transformer_position", "rope"),
+    prefix + "transformer_position",
+    POSITIONS,
+  )
+  rate = model.get("transformer_dropout", 0.0)
+  if not checks.is_number(rate) or not 0 <= rate < 1:
+    raise errors.ConfigError(
+      f"{prefix}transformer_dropout must be a number >= 0 and < 1, got {rate!r}"
+    )
+  width = model.get("transformer_width", 256)
+  heads = model.get("transformer_heads", 4)
+  if checks.is_int(width) and checks.is_int(heads) and heads > 0:
+    head = width // heads
+    if width % heads or head % 2:
+      raise errors.ConfigError(
+        f"{prefix}transformer_heads={heads} must divide "
+        f"{prefix}transformer_width={width} into an even head width"
+      )
 
 
 def get_model_config(

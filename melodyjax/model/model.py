@@ -43,6 +43,18 @@ class MelodyModel(nn.Module):
   config: ModelConfig
 
   def setup(self):
+    self.setup_streams()
+    config = self.config
+    self.lstm = lstm.LSTMStack(
+      config.lstm_sizes,
+      config.input_dim,
+      config.compute_dtype,
+      config.lstm_impl,
+    )
+
+  def setup_streams(self):
+    """The embeddings, the input norm and the heads (the parts every
+    architecture shares)."""
     config = self.config
     self.pitch_embed = nn.Embed(config.pitch_vocab_size, config.pitch_embed_dim)
     self.duration_embed = nn.Embed(
@@ -53,12 +65,6 @@ class MelodyModel(nn.Module):
       for name, (ids, width) in config.embeddings().items()
     }
     self.norm = nn.LayerNorm()
-    self.lstm = lstm.LSTMStack(
-      config.lstm_sizes,
-      config.input_dim,
-      config.compute_dtype,
-      config.lstm_impl,
-    )
     self.dense = nn.Dense(config.dense_size, dtype=config.compute_dtype)
     self.pitch_head = nn.Dense(
       config.pitch_vocab_size, dtype=config.compute_dtype
@@ -203,7 +209,9 @@ class MelodyModel(nn.Module):
     pitch_logits, duration_logits = self._heads(h)
     return pitch_logits, duration_logits, carry
 
-  def initial_carry(self, batch_size: int) -> lstm.Carry:
+  def initial_carry(self, batch_size: int, length: int = 1) -> lstm.Carry:
+    """The zero state of `batch_size` rows (`length`, the events a sampler
+    call holds, matters to a Transformer's cache only)."""
     return self.lstm.initial_carry(batch_size)
 
 

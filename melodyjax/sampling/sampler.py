@@ -61,6 +61,8 @@ def use_input_table(config: model_config_lib.ModelConfig, lookups: int) -> bool:
   pair, so it pays when a call has more events than pairs (64 melodies of
   256 notes on ESAC: 16,448 against 2,058; one melody: 257, so no).
   """
+  if config.arch != "lstm":
+    return False
   pairs = config.pitch_vocab_size * config.duration_vocab_size
   table_bytes = 4 * pairs * 4 * config.lstm_sizes[0]
   return table_bytes <= MAX_INPUT_TABLE_BYTES and lookups > pairs
@@ -138,9 +140,7 @@ def _scan_body(
   needed = model.config.conditions
   input_table = None
   if not needed and use_input_table(model.config, lookups):
-    input_table = model.apply(
-      variables, method=model_lib.MelodyModel.input_table
-    )
+    input_table = model.apply(variables, method="input_table")
   choose = draw.chooser(model.config)
   rows = beam_size * branch_factor
 
@@ -159,7 +159,7 @@ def _scan_body(
       carry,
       input_table,
       conditions,
-      method=model_lib.MelodyModel.step,
+      method="step",
     )
     last = t + 1 == primer_lengths + num_notes
     *sampled, log_prob = choose(
@@ -247,9 +247,7 @@ def sample(
     model, params, primer_pitch, primer_duration, key, num_notes
   )
   batch, length = pitch_buffer.shape
-  carry = model.apply(
-    variables, batch, method=model_lib.MelodyModel.initial_carry
-  )
+  carry = model.apply(variables, batch, length, method="initial_carry")
   body = _scan_body(
     model,
     variables,

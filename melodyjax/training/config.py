@@ -88,6 +88,12 @@ def _check_train(config: Any, num_devices: int | None) -> None:
   checks.choice(train.parallel, "config.train.parallel", PARALLEL_MODES)
   carry_state = train.get("carry_state", False)
   checks.boolean(carry_state, "config.train.carry_state")
+  if carry_state and config.model.get("arch", "lstm") != "lstm":
+    raise errors.ConfigError(
+      "config.train.carry_state=True carries an LSTM's state: "
+      f"config.model.arch={config.model.arch!r} has none (a Transformer "
+      "reads its window whole; raise config.train.seq_len instead)"
+    )
   if carry_state and train.objective != "all":
     raise errors.ConfigError(
       "config.train.carry_state=True needs config.train.objective='all' "

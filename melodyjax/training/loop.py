@@ -93,12 +93,21 @@ def train_and_evaluate(
   dtype = jnp.dtype(
     model_config_lib.get_model_config(config.model, 1, 1).compute_dtype
   ).name
-  _, lstm_line = lstm.resolve_impl(config.model.lstm_impl, dtype)
+  if config.model.get("arch", "lstm") == "transformer":
+    model = config.model
+    model_line = (
+      f"model: transformer, {model.transformer_layers} blocks of width "
+      f"{model.transformer_width}, {model.transformer_heads} heads, "
+      f"{model.transformer_position} positions; attention "
+      f"jax.nn.dot_product_attention on {jax.default_backend()}"
+    )
+  else:
+    model_line = f"lstm: {lstm.resolve_impl(config.model.lstm_impl, dtype)[1]}"
   announce(
     parallel.describe_launch(
       config.train.batch_size, dtype, config.train.parallel
     )
-    + f"\nlstm: {lstm_line}"
+    + f"\n{model_line}"
   )
   if jax.process_index() != 0:
     return _train(config, workdir, hooks, announce)

@@ -20,6 +20,7 @@ import numpy as np
 
 from melodyjax import errors
 from melodyjax.data import labels as labels_lib
+from melodyjax.model import arch
 from melodyjax.model import config as model_config_lib
 from melodyjax.model import model as model_lib
 from melodyjax.music import tokens
@@ -65,7 +66,7 @@ def create_model(
 ) -> model_lib.MelodyModel:
   """The MelodyModel of a config, its vocabularies and labels (one place)."""
   label_vocabs = label_vocabs or labels_lib.empty()
-  return model_lib.MelodyModel(
+  return arch.create_model(
     model_config_lib.get_model_config(
       config.model,
       len(pitch_vocab),

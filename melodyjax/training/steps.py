@@ -60,12 +60,15 @@ def forward_sums(
   objective: str,
   channel_mask: jax.Array | None = None,
   carry: Any = None,
+  dropout: tuple[jax.Array, jax.Array] | None = None,
 ) -> tuple[dict[str, jax.Array], Any]:
   """`compute_sums` from the initial LSTM state `carry` (default: zeros),
-  and the final state (per layer (h, c), each [batch, hidden])."""
+  and the final state (per layer (h, c), each [batch, hidden]); `dropout`
+  (the step's key, the rows' indices) for a Transformer's own dropout."""
   target_pitch = batch["target_pitch"]
   target_duration = batch["target_duration"]
   last = objective == "last"
+  extra = {} if dropout is None else {"dropout": dropout}
   pitch_logits, duration_logits, final = model.apply(
     {"params": params},
     batch["pitch"],
@@ -75,6 +78,7 @@ def forward_sums(
     carry=carry,
     last_only=last,
     target_pitch=target_pitch[:, None] if last else target_pitch,
+    **extra,
   )
   if objective == "last":
     pitch_logits = pitch_logits[:, -1]
@@ -129,10 +133,15 @@ def _train_body(
   )
 
   carry = initial_carry(state, batch)
+  dropout = None
+  if config.arch == "transformer":
+    # Another stream of the step's key than the input's channel mask.
+    step_key = jax.random.fold_in(dropout_key, state.step)
+    dropout = (jax.random.fold_in(step_key, 1), batch["rows"])
 
   def loss_fn(params):
     sums, final = forward_sums(
-      model, params, batch, objective, channel_mask, carry
+      model, params, batch, objective, channel_mask, carry, dropout
     )
     count = jax.lax.psum(sums["count"], parallel.DATA_AXIS)
     loss = (sums["nll_pitch"] + sums["nll_duration"]) / jnp.maximum(count, 1)
