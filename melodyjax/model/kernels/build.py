@@ -46,8 +46,17 @@ IMPLS = ("kernel", "onednn")
 _CSRC = pathlib.Path(__file__).resolve().parent / "csrc"
 _SOURCES = {"kernel": "lstm_fused.cc", "onednn": "lstm_onednn.cc"}
 _NEEDS_ONEDNN = {"onednn"}
+# Files the sources #include (their text is in the cache hash too).
+_INCLUDES = {"kernel": ("lstm_layer.inc",)}
 _TARGETS = {
-  "kernel": ("MjxFusedLstmFwd", "MjxFusedLstmFwdInfer", "MjxFusedLstmBwd"),
+  "kernel": (
+    "MjxFusedLstmFwd",
+    "MjxFusedLstmFwdInfer",
+    "MjxFusedLstmBwd",
+    "MjxLstmLayerFwd",
+    "MjxLstmLayerFwdInfer",
+    "MjxLstmLayerBwd",
+  ),
   "onednn": ("MjxOnednnLstmFwd", "MjxOnednnLstmBwd"),
 }
 _lock = threading.Lock()
@@ -104,7 +113,12 @@ def _onednn_version(prefix: pathlib.Path) -> str:
 
 def _compile_command(impl: str, cxx: str, out: str) -> tuple[list[str], str]:
   """(g++ command, extra text that the cache hash must cover)."""
-  flags = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC"]
+  # The kernel runs on any x86-64 with AVX2 + FMA; its AVX-512 code is
+  # compiled under a target pragma and chosen at run time (cpuid).
+  arch = ["-march=x86-64-v3", "-mtune=native"] if impl == "kernel" else [
+    "-march=native"
+  ]
+  flags = ["-O3", *arch, "-std=c++17", "-shared", "-fPIC"]
   flags += ["-isystem", jax.ffi.include_dir()]
   extra = ""
   libs = []
@@ -143,7 +157,10 @@ def build(impl: str, cxx: str | None = None) -> pathlib.Path:
   except (OSError, subprocess.SubprocessError, IndexError) as e:
     raise _Unavailable(f"{cxx} --version failed: {_one_line(e)}") from e
   cmd, extra = _compile_command(impl, exe, "OUT")
-  source = (_CSRC / _SOURCES[impl]).read_bytes()
+  source = b"".join(
+    (_CSRC / name).read_bytes()
+    for name in (_SOURCES[impl], *_INCLUDES.get(impl, ()))
+  )
   key = hashlib.sha256()
   for part in (
     source,
@@ -217,6 +234,9 @@ def load(impl: str, cxx: str | None = None):
             _registered.add(name)
       except (OSError, AttributeError) as e:
         raise _Unavailable(f"loading {path.name}: {_one_line(e)}") from e
+      if impl == "kernel":
+        lib.mjx_fused_isa.restype = ctypes.c_int
+        lib.mjx_fused_isa.argtypes = [ctypes.c_int64]
       if impl == "onednn":
         fn = lib.mjx_onednn_workspace_bytes
         fn.restype = ctypes.c_int64
@@ -239,6 +259,27 @@ def require(impl: str) -> ctypes.CDLL:
   if lib is None:
     raise RuntimeError(f"LSTM kernel {impl!r} unavailable: {reason}")
   return lib
+
+
+ISAS = {"auto": 0, "avx2": 1, "avx512": 2}
+_ISA_NAMES = {1: "AVX2 + FMA", 2: "AVX-512"}
+
+
+def requested_isa() -> int:
+  """MELODYJAX_LSTM_ISA (auto, avx2 or avx512) as the kernel's attribute."""
+  name = os.environ.get("MELODYJAX_LSTM_ISA", "auto")
+  if name not in ISAS:
+    raise ValueError(f"MELODYJAX_LSTM_ISA={name!r}: expected one of {list(ISAS)}")
+  return ISAS[name]
+
+
+def kernel_isa() -> str | None:
+  """The instruction set the kernel runs here ('AVX-512' or 'AVX2 + FMA',
+  MELODYJAX_LSTM_ISA respected), or None if it is unavailable."""
+  lib, _ = load("kernel")
+  if lib is None:
+    return None
+  return _ISA_NAMES[lib.mjx_fused_isa(requested_isa())]
 
 
 @functools.cache

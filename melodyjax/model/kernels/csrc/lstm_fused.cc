@@ -582,6 +582,233 @@ ffi::Error BwdImpl(ffi::ThreadPool pool, F32 wh, F32 c0, F32 cs, F32 gates,
 }
 
 
+// ---------------------------------------------------------------------------
+// The whole layer, input projection folded in (lstm_layer.inc), once for
+// AVX2 + FMA and once for AVX-512, chosen at run time.
+
+#define MJX_INLINE inline __attribute__((always_inline))
+
+struct LayerFwdArgs {
+  int64_t T, B, D, H;
+  const float* x;       // [T, B, D]
+  const float* bias;    // [4H]
+  const float* panels;  // PackLayerForward
+  const float* h0;
+  const float* c0;
+  float* hs;     // [T, B, H]
+  float* cs;     // [T, B, H]
+  float* gates;  // [T, B, 4H] or null
+};
+
+struct LayerBwdArgs {
+  int64_t T, B, D, H, nh;  // nh: Wh^T panels, then Wi^T panels
+  const float* panels;     // PackLayerBackward
+  const float* c0;
+  const float* cs;
+  const float* gates;
+  const float* d_hs;
+  const float* d_h_last;
+  float* dz;   // [T, B, 4H]
+  float* dx;   // [T, B, D]
+  float* dh0;  // [B, H]
+  float* dc;   // [B, H]: d c carried back; d_cT at first, dc0 at the end
+};
+
+#define MJX_RUNNERS                                                        \
+  void RunLayerForward(ffi::ThreadPool& pool, LayerFwdArgs a,              \
+                       const float* wi, const float* wh, int64_t threads) { \
+    std::vector<float> panels = PackLayerForward(wi, wh, a.D, a.H);        \
+    a.panels = panels.data();                                              \
+    const int64_t nb = (a.H + L - 1) / L;                                  \
+    const int nt =                                                         \
+        ChooseThreads(threads, pool, 8 * a.B * a.H * (a.H + a.D), nb);     \
+    std::vector<float> scratch(nt * a.B * L);                              \
+    float* ig = scratch.data();                                            \
+    const int64_t size = a.B * L;                                          \
+    RunSteps(&pool, nt, a.T, nt, [&a, nb, nt, ig, size](int64_t t, int c) { \
+      LayerFwdStep(a, t, nb * c / nt, nb * (c + 1) / nt, ig + c * size);   \
+    });                                                                    \
+  }                                                                        \
+  void RunLayerBackward(ffi::ThreadPool& pool, LayerBwdArgs a,             \
+                        const float* wi, const float* wh,                  \
+                        const float* d_c_last, int64_t threads) {          \
+    std::vector<float> panels = PackLayerBackward(wi, wh, a.D, a.H, &a.nh); \
+    a.panels = panels.data();                                              \
+    std::memcpy(a.dc, d_c_last, a.B * a.H * sizeof(float));                \
+    const int64_t np = a.nh + (a.D + 2 * L - 1) / (2 * L);                 \
+    const int nt =                                                         \
+        ChooseThreads(threads, pool, 8 * a.B * a.H * (a.H + a.D), np);     \
+    RunSteps(&pool, nt, a.T + 1, nt, [&a, np, nt](int64_t s, int c) {      \
+      LayerBwdStep(a, a.T - 1 - s, np * c / nt, np * (c + 1) / nt);        \
+    });                                                                    \
+  }
+
+namespace avx2 {
+struct S {
+  using V = __m256;
+  static constexpr int L = 8, kRows = 6;  // 12 accumulators of 16 registers
+  static MJX_INLINE V Zero() { return _mm256_setzero_ps(); }
+  static MJX_INLINE V Set(float v) { return _mm256_set1_ps(v); }
+  static MJX_INLINE V Load(const float* p) { return _mm256_loadu_ps(p); }
+  static MJX_INLINE V Load(const float* p, int n) { return ::Load(p, n); }
+  static MJX_INLINE void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static MJX_INLINE void Store(float* p, V v, int n) { ::Store(p, v, n); }
+  static MJX_INLINE V Broadcast(const float* p) {
+    return _mm256_broadcast_ss(p);
+  }
+  static MJX_INLINE V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static MJX_INLINE V Fnma(V a, V b, V c) {
+    return _mm256_fnmadd_ps(a, b, c);
+  }
+  static MJX_INLINE V Add(V a, V b) { return _mm256_add_ps(a, b); }
+  static MJX_INLINE V Sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static MJX_INLINE V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static MJX_INLINE V Exp(V x) { return ::Exp(x); }
+  static MJX_INLINE V Sigmoid(V x) { return ::Sigmoid(x); }
+  static MJX_INLINE V Tanh(V x) { return ::Tanh(x); }
+};
+#include "lstm_layer.inc"
+MJX_RUNNERS
+}  // namespace avx2
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
+namespace avx512 {
+struct S {
+  using V = __m512;
+  static constexpr int L = 16, kRows = 12;  // 24 accumulators of 32
+  static MJX_INLINE V Zero() { return _mm512_setzero_ps(); }
+  static MJX_INLINE V Set(float v) { return _mm512_set1_ps(v); }
+  static MJX_INLINE __mmask16 Mask(int n) {
+    return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+  }
+  static MJX_INLINE V Load(const float* p) { return _mm512_loadu_ps(p); }
+  static MJX_INLINE V Load(const float* p, int n) {
+    return n >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(Mask(n), p);
+  }
+  static MJX_INLINE void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static MJX_INLINE void Store(float* p, V v, int n) {
+    if (n >= 16)
+      _mm512_storeu_ps(p, v);
+    else
+      _mm512_mask_storeu_ps(p, Mask(n), v);
+  }
+  static MJX_INLINE V Broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static MJX_INLINE V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static MJX_INLINE V Fnma(V a, V b, V c) {
+    return _mm512_fnmadd_ps(a, b, c);
+  }
+  static MJX_INLINE V Add(V a, V b) { return _mm512_add_ps(a, b); }
+  static MJX_INLINE V Sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static MJX_INLINE V Mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  // The AVX2 code's polynomials; 2^n by scalef.
+  static MJX_INLINE V Exp(V x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, Set(-87.3f)), Set(88.3f));
+    V n = _mm512_roundscale_ps(_mm512_mul_ps(x, Set(1.44269504f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    V r = _mm512_fnmadd_ps(n, Set(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, Set(-2.12194440e-4f), r);
+    V p = Set(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, Set(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, Set(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, Set(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, Set(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, Set(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+    return _mm512_scalef_ps(_mm512_add_ps(p, Set(1.0f)), n);
+  }
+  static MJX_INLINE V Sigmoid(V x) {
+    return _mm512_div_ps(Set(1.0f),
+                         _mm512_add_ps(Set(1.0f), Exp(_mm512_sub_ps(Zero(), x))));
+  }
+  static MJX_INLINE V Tanh(V x) {
+    const V sign = Set(-0.0f);
+    V ax = _mm512_andnot_ps(sign, x);
+    V z = _mm512_mul_ps(x, x);
+    V p = Set(-5.70498872745e-3f);
+    p = _mm512_fmadd_ps(p, z, Set(2.06390887954e-2f));
+    p = _mm512_fmadd_ps(p, z, Set(-5.37397155531e-2f));
+    p = _mm512_fmadd_ps(p, z, Set(1.33314422036e-1f));
+    p = _mm512_fmadd_ps(p, z, Set(-3.33332819422e-1f));
+    V small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+    V e = Exp(_mm512_add_ps(ax, ax));
+    V big = _mm512_sub_ps(Set(1.0f),
+                          _mm512_div_ps(Set(2.0f), _mm512_add_ps(e, Set(1.0f))));
+    big = _mm512_or_ps(big, _mm512_and_ps(sign, x));
+    return _mm512_mask_blend_ps(
+        _mm512_cmp_ps_mask(ax, Set(0.625f), _CMP_GE_OQ), small, big);
+  }
+};
+#include "lstm_layer.inc"
+MJX_RUNNERS
+}  // namespace avx512
+#pragma GCC pop_options
+
+// isa: 0 the best this CPU has, 1 AVX2 + FMA, 2 AVX-512 (if it has it).
+bool HasAvx512() {
+  return __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+}
+
+int ChooseIsa(int64_t isa) { return isa != 1 && HasAvx512() ? 2 : 1; }
+
+ffi::Error LayerForward(ffi::ThreadPool pool, F32 x, F32 wi, F32 wh, F32 bias,
+                        F32 h0, F32 c0, float* hs, float* cs, float* gates,
+                        int64_t threads, int64_t isa) {
+  auto d = x.dimensions();
+  if (d.size() != 3) return ffi::Error::InvalidArgument("x must be [T, B, D]");
+  LayerFwdArgs a;
+  a.T = d[0], a.B = d[1], a.D = d[2], a.H = h0.dimensions()[1];
+  if (wi.dimensions()[0] != a.D || wi.dimensions()[1] != 4 * a.H ||
+      wh.dimensions()[0] != a.H || wh.dimensions()[1] != 4 * a.H)
+    return ffi::Error::InvalidArgument("kernels must be [D, 4H] and [H, 4H]");
+  a.x = x.typed_data(), a.bias = bias.typed_data();
+  a.h0 = h0.typed_data(), a.c0 = c0.typed_data();
+  a.hs = hs, a.cs = cs, a.gates = gates;
+  if (ChooseIsa(isa) == 2)
+    avx512::RunLayerForward(pool, a, wi.typed_data(), wh.typed_data(), threads);
+  else
+    avx2::RunLayerForward(pool, a, wi.typed_data(), wh.typed_data(), threads);
+  return ffi::Error::Success();
+}
+
+ffi::Error LayerFwdImpl(ffi::ThreadPool pool, F32 x, F32 wi, F32 wh, F32 bias,
+                        F32 h0, F32 c0, Out hs, Out cs, Out gates,
+                        int64_t threads, int64_t isa) {
+  return LayerForward(pool, x, wi, wh, bias, h0, c0, hs->typed_data(),
+                      cs->typed_data(), gates->typed_data(), threads, isa);
+}
+
+ffi::Error LayerFwdInferImpl(ffi::ThreadPool pool, F32 x, F32 wi, F32 wh,
+                             F32 bias, F32 h0, F32 c0, Out hs, Out cs,
+                             int64_t threads, int64_t isa) {
+  return LayerForward(pool, x, wi, wh, bias, h0, c0, hs->typed_data(),
+                      cs->typed_data(), nullptr, threads, isa);
+}
+
+ffi::Error LayerBwdImpl(ffi::ThreadPool pool, F32 wi, F32 wh, F32 c0, F32 cs,
+                        F32 gates, F32 d_hs, F32 d_h_last, F32 d_c_last,
+                        Out dz, Out dx, Out dh0, Out dc0, int64_t threads,
+                        int64_t isa) {
+  auto d = cs.dimensions();
+  LayerBwdArgs a;
+  a.T = d[0], a.B = d[1], a.H = d[2], a.D = wi.dimensions()[0], a.nh = 0;
+  a.c0 = c0.typed_data(), a.cs = cs.typed_data();
+  a.gates = gates.typed_data(), a.d_hs = d_hs.typed_data();
+  a.d_h_last = d_h_last.typed_data();
+  a.dz = dz->typed_data(), a.dx = dx->typed_data();
+  a.dh0 = dh0->typed_data(), a.dc = dc0->typed_data();
+  if (ChooseIsa(isa) == 2)
+    avx512::RunLayerBackward(pool, a, wi.typed_data(), wh.typed_data(),
+                             d_c_last.typed_data(), threads);
+  else
+    avx2::RunLayerBackward(pool, a, wi.typed_data(), wh.typed_data(),
+                           d_c_last.typed_data(), threads);
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxFusedLstmFwd, FwdImpl,
@@ -622,6 +849,64 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxFusedLstmBwd, BwdImpl,
                                   .Ret<F32>()  // dc0
                                   .Attr<int64_t>("threads"));
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxLstmLayerFwd, LayerFwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // Wi
+                                  .Arg<F32>()  // Wh
+                                  .Arg<F32>()  // bias
+                                  .Arg<F32>()  // h0
+                                  .Arg<F32>()  // c0
+                                  .Ret<F32>()  // hs
+                                  .Ret<F32>()  // cs
+                                  .Ret<F32>()  // gates
+                                  .Attr<int64_t>("threads")
+                                  .Attr<int64_t>("isa"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxLstmLayerFwdInfer, LayerFwdInferImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // Wi
+                                  .Arg<F32>()  // Wh
+                                  .Arg<F32>()  // bias
+                                  .Arg<F32>()  // h0
+                                  .Arg<F32>()  // c0
+                                  .Ret<F32>()  // hs
+                                  .Ret<F32>()  // cs
+                                  .Attr<int64_t>("threads")
+                                  .Attr<int64_t>("isa"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxLstmLayerBwd, LayerBwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<F32>()  // Wi
+                                  .Arg<F32>()  // Wh
+                                  .Arg<F32>()  // c0
+                                  .Arg<F32>()  // cs
+                                  .Arg<F32>()  // gates
+                                  .Arg<F32>()  // d_hs
+                                  .Arg<F32>()  // d_hT
+                                  .Arg<F32>()  // d_cT
+                                  .Ret<F32>()  // dz
+                                  .Ret<F32>()  // dx
+                                  .Ret<F32>()  // dh0
+                                  .Ret<F32>()  // dc0
+                                  .Attr<int64_t>("threads")
+                                  .Attr<int64_t>("isa"));
+
+// The instruction set that isa (0 best, 1 AVX2, 2 AVX-512) runs here.
+extern "C" int mjx_fused_isa(int64_t isa) { return ChooseIsa(isa); }
+
+// The vector math of one instruction set, for the tests (see below).
+extern "C" void mjx_fused_eval_math_isa(int64_t isa, int kind, int64_t n,
+                                        const float* in, float* out) {
+  if (ChooseIsa(isa) == 2)
+    avx512::EvalMath(kind, n, in, out);
+  else
+    avx2::EvalMath(kind, n, in, out);
+}
 
 // For the tests: out[i] = f(in[i]) with f = exp (0), sigmoid (1), tanh (2)
 // of the vector code above (n a multiple of 8 or not).
