@@ -33,7 +33,14 @@ TRAIN_CONFIG = {  # configs/default.py
   "weight_decay": 0.0,
   "grad_clip_norm": 1.0,
 }
-_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16")
+_ISA_FLAGS = (
+  "avx2",
+  "fma",
+  "avx512f",
+  "avx512_bf16",
+  "avx512_fp16",
+  "amx_bf16",
+)
 
 
 # Machine ------------------------------------------------------------------
@@ -170,7 +177,11 @@ def run_blocks(fns: dict, steps: int, blocks: int, warmup: int) -> dict:
     start = time.perf_counter()
     for i in range(warmup):
       fn(i)
-    out[name] = {"times": [], "others": [], "warmup_s": time.perf_counter() - start}
+    out[name] = {
+      "times": [],
+      "others": [],
+      "warmup_s": time.perf_counter() - start,
+    }
   for _ in range(blocks):
     for name, fn in fns.items():
       block = timed_block(fn, steps)

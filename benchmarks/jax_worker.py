@@ -22,7 +22,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 if __name__ == "__main__":
   from melodyjax.cli import runtime
@@ -104,7 +103,9 @@ def stack_fns(config, batch: int, seq_len: int, seed: int = 0) -> dict:
   module = lstm.LSTMStack(sizes, d, config.compute_dtype, config.lstm_impl)
   rng = np.random.default_rng(seed)
   x = jnp.asarray(rng.standard_normal((batch, seq_len, d), np.float32))
-  cot = jnp.asarray(rng.standard_normal((batch, seq_len, sizes[-1]), np.float32))
+  cot = jnp.asarray(
+    rng.standard_normal((batch, seq_len, sizes[-1]), np.float32)
+  )
   variables = module.init(jax.random.key(seed), x[:, :1])
 
   def loss(x, variables):
@@ -126,7 +127,9 @@ def task_train(task: dict) -> dict:
   if task.get("breakdown"):
     fns.update(trainer.phase_fns())
     fns["stack"] = stack_fns(config, task["batch"], task["seq_len"])["stack"]
-  return harness.run_blocks(fns, task["steps"], task.get("blocks", 1), task["warmup"])
+  return harness.run_blocks(
+    fns, task["steps"], task.get("blocks", 1), task["warmup"]
+  )
 
 
 def task_stack(task: dict) -> dict:
@@ -134,7 +137,9 @@ def task_stack(task: dict) -> dict:
   fns = stack_fns(config, task["batch"], task["seq_len"])
   if not task.get("forward"):
     del fns["stack_forward"]
-  return harness.run_blocks(fns, task["steps"], task.get("blocks", 1), task["warmup"])
+  return harness.run_blocks(
+    fns, task["steps"], task.get("blocks", 1), task["warmup"]
+  )
 
 
 def task_peak(task: dict) -> dict:

@@ -145,7 +145,9 @@ def task_train(task: dict) -> dict:
   fns = {"step": trainer.step}
   if task.get("breakdown"):
     fns.update(trainer.phase_fns())
-  return harness.run_blocks(fns, task["steps"], task.get("blocks", 1), task["warmup"])
+  return harness.run_blocks(
+    fns, task["steps"], task.get("blocks", 1), task["warmup"]
+  )
 
 
 def task_stack(task: dict) -> dict:
@@ -158,7 +160,9 @@ def task_stack(task: dict) -> dict:
   fns = stack_fns(task, list(model.lstms), x)
   if not task.get("forward"):
     del fns["stack_forward"]
-  return harness.run_blocks(fns, task["steps"], task.get("blocks", 1), task["warmup"])
+  return harness.run_blocks(
+    fns, task["steps"], task.get("blocks", 1), task["warmup"]
+  )
 
 
 def task_peak(task: dict) -> dict:
@@ -197,8 +201,8 @@ def task_sample(task: dict) -> dict:
         run(0)
         block = harness.timed_block(run, task["repeats"])
         name = f"{'cell' if cell else 'lstm'}_{threads}t"
-        rates[name] = batch * task["num_notes"] / statistics.median(
-          block["times"]
+        rates[name] = (
+          batch * task["num_notes"] / statistics.median(block["times"])
         )
     torch.set_num_threads(default_threads)
     best = max(rates, key=rates.get)

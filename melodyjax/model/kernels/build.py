@@ -115,9 +115,11 @@ def _compile_command(impl: str, cxx: str, out: str) -> tuple[list[str], str]:
   """(g++ command, extra text that the cache hash must cover)."""
   # The kernel runs on any x86-64 with AVX2 + FMA; its AVX-512 code is
   # compiled under a target pragma and chosen at run time (cpuid).
-  arch = ["-march=x86-64-v3", "-mtune=native"] if impl == "kernel" else [
-    "-march=native"
-  ]
+  arch = (
+    ["-march=x86-64-v3", "-mtune=native"]
+    if impl == "kernel"
+    else ["-march=native"]
+  )
   flags = ["-O3", *arch, "-std=c++17", "-shared", "-fPIC"]
   flags += ["-isystem", jax.ffi.include_dir()]
   extra = ""
@@ -269,7 +271,9 @@ def requested_isa() -> int:
   """MELODYJAX_LSTM_ISA (auto, avx2 or avx512) as the kernel's attribute."""
   name = os.environ.get("MELODYJAX_LSTM_ISA", "auto")
   if name not in ISAS:
-    raise ValueError(f"MELODYJAX_LSTM_ISA={name!r}: expected one of {list(ISAS)}")
+    raise ValueError(
+      f"MELODYJAX_LSTM_ISA={name!r}: expected one of {list(ISAS)}"
+    )
   return ISAS[name]
 
 
