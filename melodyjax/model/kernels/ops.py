@@ -6,9 +6,8 @@ Each is a `jax.custom_vjp` around the XLA FFI custom calls of `build`:
       one layer over a whole sequence, gradients for every argument. For
       "kernel" the custom calls do the recurrence with the input projection
       folded into each step (forward: x_t @ Wi, bias; backward: dz_t @
-      Wi^T), XLA the weight gradients as one large matmul each, which it
-      overlaps with the next layer's backward; "onednn" is oneDNN's
-      primitive for the whole layer.
+      Wi^T) and the weight and bias gradients summed inside; "onednn" is
+      oneDNN's primitive for the whole layer.
   lstm_recurrence(projected, Wh, h0, c0)
       the "kernel" recurrence on given projections.
   lstm_layer_cudnn(...)
@@ -240,8 +239,10 @@ _onednn_layer.defvjp(_onednn_fwd, _onednn_bwd)
 # "kernel", the whole layer with the input projection folded in: the
 # forward step's GEMM is [x_t, h_{t-1}] @ [Wi; Wh] (bias in its epilogue),
 # the backward step's dz_{t+1} @ [Wh^T | Wi^T] gives dh and dx together, so
-# no [T, B, 4H] projection is written and read. The weight gradients stay
-# one large XLA matmul each over all steps, x^T dz and h_prev^T dz.
+# no [T, B, 4H] projection is written and read. The weight and bias
+# gradients are summed inside too, each thread over its own columns at each
+# step ([x_t, h_{t-1}]^T dz_t), so dz never leaves the kernel (two steps of
+# it live there).
 
 
 def _kernel_attrs():
@@ -291,24 +292,31 @@ def _fused_layer_bwd(residuals, cotangents):
   d_hs, (d_h_last, d_c_last) = cotangents
   t, b, d = x.shape
   h = h0.shape[-1]
-  d_z, d_x, d_h0, d_c0 = _call(
-    "MjxLstmLayerBwd",
-    (_f32(t, b, 4 * h), _f32(t, b, d), _f32(b, h), _f32(b, h)),
-    input_kernel,
-    recurrent_kernel,
-    c0,
-    cs,
-    gates,
-    d_hs.astype(jnp.float32),
-    d_h_last.astype(jnp.float32),
-    d_c_last.astype(jnp.float32),
-    **_kernel_attrs(),
+  return tuple(
+    _call(
+      "MjxLstmLayerBwd",
+      (
+        _f32(t, b, d),
+        _f32(d, 4 * h),
+        _f32(h, 4 * h),
+        _f32(4 * h),
+        _f32(b, h),
+        _f32(b, h),
+      ),
+      x,
+      input_kernel,
+      recurrent_kernel,
+      h0,
+      c0,
+      hs,
+      cs,
+      gates,
+      d_hs.astype(jnp.float32),
+      d_h_last.astype(jnp.float32),
+      d_c_last.astype(jnp.float32),
+      **_kernel_attrs(),
+    )
   )
-  d_z2 = d_z.reshape(t * b, 4 * h)
-  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0).reshape(t * b, h)
-  d_input_kernel = x.reshape(t * b, d).T @ d_z2
-  d_recurrent_kernel = h_prev.T @ d_z2
-  return d_x, d_input_kernel, d_recurrent_kernel, d_z2.sum(0), d_h0, d_c0
 
 
 _fused_layer.defvjp(_fused_layer_fwd, _fused_layer_bwd)
