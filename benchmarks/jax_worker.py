@@ -13,6 +13,7 @@ JAX on its default backend) and prints one `@@RESULT` JSON line. Tasks:
           LSTM stack alone (forward + backward) in the same process
   stack   the LSTM stack alone, forward + backward (and forward)
   sample  `sampler.sample`, notes/s for each batch size
+  parity  each LSTM path's values and gradients against 'scan' here
   memory  XLA's memory plan and the measured peak of a step (bench_memory)
 """
 
@@ -193,6 +194,44 @@ def task_sample(task: dict) -> dict:
   return out
 
 
+def task_parity(task: dict) -> dict:
+  """Each LSTM path against 'scan' on this device: the largest relative
+  error of the outputs and of every gradient, in float32 and bfloat16."""
+  sizes, d, batch, seq_len = (32, 16), 24, 4, 8
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((batch, seq_len, d), np.float32))
+  cot = jnp.asarray(
+    rng.standard_normal((batch, seq_len, sizes[-1]), np.float32)
+  )
+  out = {}
+  for dtype in task.get("dtypes", ("float32", "bfloat16")):
+    grads = {}
+    for impl in ["scan", *task["impls"]]:
+      module = lstm.LSTMStack(sizes, d, jnp.dtype(dtype), impl)
+      variables = module.init(jax.random.key(0), x[:, :1])
+
+      def loss(x, v, module=module):
+        return jnp.sum(module.apply(v, x)[0] * cot)
+
+      try:
+        got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, variables)
+        grads[impl] = [np.asarray(g, np.float32) for g in jax.tree.leaves(got)]
+      except Exception as e:  # noqa: BLE001 -- reported, not raised
+        out[f"{impl}_{dtype}"] = {"error": f"{type(e).__name__}: {e}"[:300]}
+    for impl in task["impls"]:
+      if impl in grads and "scan" in grads:
+        errors = [
+          float(np.abs(g - r).max() / max(np.abs(r).max(), 1e-6))
+          for g, r in zip(grads[impl], grads["scan"], strict=True)
+        ]
+        finite = all(np.isfinite(g).all() for g in grads[impl])
+        out[f"{impl}_{dtype}"] = {
+          "max_rel_error": max(errors),
+          "finite": finite,
+        }
+  return {"parity": out}
+
+
 def describe() -> dict:
   from melodyjax.cli import runtime  # pylint: disable=g-import-not-at-top
 
@@ -200,6 +239,7 @@ def describe() -> dict:
     "framework": f"jax {jax.__version__}",
     "backend": jax.default_backend(),
     "device": str(jax.devices()[0].device_kind),
+    "device_count": jax.device_count(),
     "allocator": runtime.active_allocator(),
   }
 
@@ -209,6 +249,7 @@ TASKS = {
   "stack": task_stack,
   "peak": task_peak,
   "sample": task_sample,
+  "parity": task_parity,
 }
 
 

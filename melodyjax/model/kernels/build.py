@@ -47,7 +47,7 @@ _CSRC = pathlib.Path(__file__).resolve().parent / "csrc"
 _SOURCES = {"kernel": "lstm_fused.cc", "onednn": "lstm_onednn.cc"}
 _NEEDS_ONEDNN = {"onednn"}
 # Files the sources #include (their text is in the cache hash too).
-_INCLUDES = {"kernel": ("lstm_layer.inc",)}
+_INCLUDES = {"kernel": ("lstm_fused_layer.cc",)}
 _TARGETS = {
   "kernel": (
     "MjxFusedLstmFwd",

@@ -584,7 +584,7 @@ ffi::Error BwdImpl(ffi::ThreadPool pool, F32 wh, F32 c0, F32 cs, F32 gates,
 
 
 // ---------------------------------------------------------------------------
-// The whole layer, input projection folded in (lstm_layer.inc), once for
+// The whole layer, input projection folded in (lstm_fused_layer.cc), once for
 // AVX2 + FMA and once for AVX-512, chosen at run time.
 
 #define MJX_INLINE inline __attribute__((always_inline))
@@ -733,7 +733,7 @@ struct S {
   static MJX_INLINE V Sigmoid(V x) { return ::Sigmoid(x); }
   static MJX_INLINE V Tanh(V x) { return ::Tanh(x); }
 };
-#include "lstm_layer.inc"
+#include "lstm_fused_layer.cc"
 MJX_RUNNERS
 }  // namespace avx2
 
@@ -819,7 +819,7 @@ struct S {
         _mm512_cmp_ps_mask(ax, Set(0.625f), _CMP_GE_OQ), small, big);
   }
 };
-#include "lstm_layer.inc"
+#include "lstm_fused_layer.cc"
 MJX_RUNNERS
 }  // namespace avx512
 #pragma GCC pop_options

@@ -1,5 +1,5 @@
-// The whole LSTM layer, input projection folded in: included by
-// lstm_fused.cc once per instruction set, inside `namespace MJX_NS` and a
+// The whole LSTM layer, input projection folded in. Not compiled on its
+// own: included by lstm_fused.cc once per instruction set, inside `namespace MJX_NS` and a
 // `#pragma GCC target` region, with `S` the vector traits (lanes L, at most
 // S::kRows rows per register tile, Load/Store of n lanes, Exp, Sigmoid,
 // Tanh). See lstm_fused.cc's header for the layout and the handlers.
