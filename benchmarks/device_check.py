@@ -201,7 +201,7 @@ def stage_train(args, report, budget):
   ]
   code, text, seconds = _run(command, budget.left())
   files = []
-  for folder, _, names in os.walk(out_dir):
+  for _, _, names in os.walk(out_dir):
     files += [n for n in names if n.endswith(".mid")]
   report["sample"] = {
     "ok": code == 0 and len(files) >= 2,
@@ -318,10 +318,9 @@ def write_table(report: dict, path: str) -> None:
     )
     lines.append(f"| train | {impl} ({run.get('lstm')}) | {text} |")
   sample = report.get("sample", {})
-  lines.append(
-    f"| sample | {sample.get('run', '-')} | "
-    f"{sample.get('skipped') or sample.get('error') or str(sample.get('midi_files')) + ' MIDI files'} |"
-  )
+  made = f"{sample.get('midi_files')} MIDI files"
+  made = sample.get("skipped") or sample.get("error") or made
+  lines.append(f"| sample | {sample.get('run', '-')} | {made} |")
   thr = report.get("throughput", {})
   for name, row in thr.get("results", {}).items():
     text = (
