@@ -1,9 +1,10 @@
 """Building and loading the compiled LSTM kernels (XLA FFI, CPU).
 
-  kernel   our own fused recurrence (csrc/lstm_fused.cc): one small GEMM
-           per step with the four gates' elementwise work in its epilogue,
-           AVX2 + FMA register tiles, the second thread a task on XLA's own
-           pool. Needs only a C++ compiler.
+  kernel   our own fused LSTM layer (csrc/lstm_fused.cc): one small GEMM
+           per step, the input projection folded in, with the four gates'
+           elementwise work in its epilogue; AVX2 + FMA and AVX-512
+           register tiles, chosen at run time (`kernel_isa`); the second
+           thread a task on XLA's own pool. Needs only a C++ compiler.
   onednn   oneDNN's vanilla LSTM primitive (csrc/lstm_onednn.cc), forward
            (training, keeping its workspace) and backward, one call per
            layer; needs oneDNN 3.x headers and library (PyPI:
@@ -11,9 +12,9 @@
 
 The sources are compiled on first use with g++ into a cache folder
 (`$MELODYJAX_KERNEL_CACHE`, default ~/.cache/melodyjax/kernels/<hash>/;
-the hash covers the source, the compiler's version, the flags, the jax,
-jaxlib and oneDNN versions and the CPU's flags, since the build uses
--march=native), under a file lock, written to a temporary name and
+the hash covers the sources, the compiler's version, the flags, the jax,
+jaxlib and oneDNN versions and the CPU's flags, since the build tunes for
+this CPU), under a file lock, written to a temporary name and
 renamed. `unavailable_reason(impl)` gives None when the kernel loads, else
 a one-line reason (no compiler, no oneDNN, a compile or load error, no
 AVX2), so that the model falls back to its XLA implementation and says why.
@@ -21,7 +22,7 @@ AVX2), so that the model falls back to its XLA implementation and says why.
 
 Environment: MELODYJAX_CXX (compiler, default g++), MELODYJAX_KERNEL_CACHE,
 MELODYJAX_ONEDNN_ROOT (prefix holding include/oneapi and lib/libdnnl.so;
-default this Python's prefix).
+default this Python's prefix), MELODYJAX_LSTM_ISA (auto, avx2 or avx512).
 """
 
 from __future__ import annotations

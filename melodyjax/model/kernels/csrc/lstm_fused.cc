@@ -1,38 +1,54 @@
-// Our own fused LSTM recurrence (CPU, float32, AVX2 + FMA) behind XLA FFI
-// custom calls.
+// Our own fused LSTM layer (CPU, float32) behind XLA FFI custom calls, in
+// two instruction sets chosen at run time: AVX2 + FMA (compiled for any
+// x86-64-v3 CPU) and AVX-512 (F, DQ, BW, VL; compiled under a target
+// pragma, used when cpuid says the CPU and the OS have it). The attribute
+// `isa` (0 the best here, 1 AVX2, 2 AVX-512; MELODYJAX_LSTM_ISA in ops.py)
+// forces one, so the AVX2 path is tested on AVX-512 machines too.
 //
-// The input projection `projected = x @ Wi + b` [T, B, 4H] is left to XLA
-// (one large matmul that XLA fuses with the bias), and so are the weight
-// gradients after the backward loop (XLA's einsums over all steps). What is
-// here is the sequential part, which XLA runs badly (a while loop of small
-// ops):
+// The layer (lstm_fused_layer.cc, included once per instruction set):
+//   forward, per step t:  z = [x_t, h_{t-1}] @ [Wi; Wh] + b, the input
+//     projection folded into the step's GEMM, then the four gates, c_t and
+//     h_t in the epilogue of its register tiles;
+//   backward, per step t:  dz_{t+1} @ [Wh^T | Wi^T] gives dh (whose
+//     epilogue makes dc and the gates' dz_t) and dx_{t+1} in one GEMM;
+//     after the loop, the weight and bias gradients as one GEMM over all
+//     steps. Nothing of shape [T, B, 4H] goes back to XLA but the saved
+//     gates.
+// The kernels are repacked once per call into column panels (forward: the
+// gates i | g, then f | o, of L hidden units; backward: 2L columns of Wh^T
+// or Wi^T); the micro-kernels are register tiles of up to 6 x 16 (AVX2) or
+// 12 x 32 (AVX-512) floats.
 //
+// The previous form, kept to measure against (MELODYJAX_LSTM_FOLD=0) and
+// for `ops.lstm_recurrence`, takes the projection from XLA: AVX2 only.
 //   forward, per step t:   z = projected[t] + h[t-1] @ Wh, then the four
 //     gates, c[t] and h[t] in the same pass over a register tile of z;
 //   backward, per step t:  dh = d_hs[t] + dz[t+1] @ Wh^T, then dc and the
 //     four gates' dz[t] in the same pass.
 //
-// Each step is one small GEMM with the elementwise work fused into its
-// epilogue. The kernel Wh is repacked once per call into column panels so
-// that a tile of the output holds all four gates of 8 hidden units
-// (forward) or 16 hidden units (backward); the micro-kernels are plain
-// AVX2 FMA register tiles (3 x 32 and 6 x 16 floats).
-//
-// Threads: the hidden units are cut into `chunks`; in every step each
-// thread takes its own chunk first, then any other chunk nobody took yet
-// (an atomic claim), and all wait for the step to complete (a spin
-// barrier) before the next step reads h[t]. The second thread is a task on
-// XLA's own intra-op thread pool (no OpenMP, no extra threads). If that
-// task starts late or never, the calling thread does every chunk alone, so
-// a busy pool (several CPU devices at once) costs speed, never a deadlock.
+// Threads: the work of a step is cut into `chunks` (a few per thread); in
+// every step each thread takes its own chunks first, then any other chunk
+// nobody took yet (an atomic claim), and all wait for the step to complete
+// (a spin barrier) before the next step reads h[t]. The second thread is a
+// task on XLA's own intra-op thread pool (no OpenMP, no extra threads). If
+// that task starts late or never, the calling thread does every chunk
+// alone, so a busy pool (several CPU devices at once) costs speed, never a
+// deadlock.
 //
 // Handlers (all buffers row-major, time-major):
+//   MjxLstmLayerFwd(x [T,B,D], Wi [D,4H], Wh [H,4H], b [4H], h0 [B,H],
+//       c0 [B,H]) -> hs [T,B,H], cs [T,B,H], gates [T,B,4H] (activated
+//       i, f, g, o)
+//   MjxLstmLayerFwdInfer(same inputs) -> hs, cs
+//   MjxLstmLayerBwd(x, Wi, Wh, h0, c0, hs, cs, gates, d_hs [T,B,H], d_hT,
+//       d_cT) -> dx [T,B,D], dWi, dWh, db, dh0 [B,H], dc0 [B,H]
 //   MjxFusedLstmFwd(projected [T,B,4H], Wh [H,4H], h0 [B,H], c0 [B,H])
-//       -> hs [T,B,H], cs [T,B,H], gates [T,B,4H] (activated i, f, g, o)
+//       -> hs [T,B,H], cs [T,B,H], gates [T,B,4H]
 //   MjxFusedLstmFwdInfer(same inputs) -> hs, cs
 //   MjxFusedLstmBwd(Wh, c0, cs, gates, d_hs [T,B,H], d_hT, d_cT)
 //       -> dz [T,B,4H] (= d projected), dh0 [B,H], dc0 [B,H]
-// Attribute `threads` (int64): 0 = automatic, otherwise at most that many.
+// Attributes (int64): `threads` 0 = automatic, otherwise at most that
+// many; `isa` (the layer handlers) as above.
 
 #include <immintrin.h>
 #include <sched.h>

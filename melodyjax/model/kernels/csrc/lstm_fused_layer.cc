@@ -267,21 +267,41 @@ MJX_INLINE void BwdEpilogue(const LayerBwdArgs& a, int64_t t, int64_t r0,
   }
 }
 
+// Rows r0 .. r0 + rows - 1 of A = [x, h_prev] (h_prev of step 0 is h0),
+// packed per row tile of the weight gradients: tile i (its mr columns k of
+// A) holds mr floats per row, rows one after another, so that TileAcc reads
+// one sequential stream.
+void PackWeightRows(const LayerBwdArgs& a, int64_t r0, int64_t rows,
+                    float* out) {
+  const int64_t B = a.B, D = a.D, H = a.H, K = D + H, tiles = RowTiles(K);
+  for (int64_t i = 0; i < tiles; ++i) {
+    const int64_t k0 = K * i / tiles, mr = K * (i + 1) / tiles - k0;
+    float* dst = out + k0 * rows;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t row = r0 + r;
+      const float* xr = a.x + row * D;
+      const float* hr = row < B ? a.h0 + row * H : a.hs + (row - B) * H;
+      for (int64_t k = k0; k < k0 + mr; ++k)
+        *dst++ = k < D ? xr[k] : hr[k - D];
+    }
+  }
+}
+
 // The weight and bias gradients' column blocks n0 .. n1 - 1 (2L columns of
 // the padded 4Hp each) after the backward loop: [dWi; dWh] += [x, h_prev]^T
-// dz over all steps, one block of about 512 rows (steps) at a time, so
-// that its rows of x and h stay in L2 while every column block uses them.
+// dz over all steps, one block of about 512 rows (steps) at a time, packed,
+// so that it stays in L2 while every column block uses it.
 void LayerWeights(const LayerBwdArgs& a, int64_t n0, int64_t n1) {
   const int64_t T = a.T, B = a.B, D = a.D, H = a.H, G = 4 * a.Hp;
-  const int64_t ldz = a.ldz, xt = RowTiles(D), ht = RowTiles(H);
+  const int64_t ldz = a.ldz, K = D + H, tiles = RowTiles(K);
   const int64_t span = std::max<int64_t>(1, 512 / B);  // steps per block
-  // A column block's dz, packed: rows ldz apart are each on a page of
+  // A column block's dz, packed too: rows ldz apart are each on a page of
   // their own, which missed the TLB at every row of every tile.
-  std::vector<float> packed(span * B * 2 * L);
+  std::vector<float> packed(span * B * 2 * L), rows_a(span * B * K);
   float* dz = packed.data();
   for (int64_t t0 = 0; t0 < T; t0 += span) {
     const int64_t rows = (std::min(T, t0 + span) - t0) * B;
-    const int64_t skip = t0 == 0 ? B : 0;  // h_prev of step 0 is h0
+    PackWeightRows(a, t0 * B, rows, rows_a.data());
     for (int64_t n = n0; n < n1; ++n) {
       const int64_t col = n * 2 * L;
       const float* src = a.dz + t0 * B * ldz + col;
@@ -292,20 +312,13 @@ void LayerWeights(const LayerBwdArgs& a, int64_t n0, int64_t n1) {
         s0 = S::Add(s0, z0), s1 = S::Add(s1, z1);
       }
       S::Store(a.db + col, s0), S::Store(a.db + col + L, s1);
-      for (int64_t i = 0; i < xt; ++i) {
-        const int64_t k = D * i / xt;
-        AnyTileAcc(static_cast<int>(D * (i + 1) / xt - k),
-                   a.x + t0 * B * D + k, D, rows, dz, 2 * L,
+      for (int64_t i = 0; i < tiles; ++i) {
+        const int64_t k = K * i / tiles;
+        const int mr = static_cast<int>(K * (i + 1) / tiles - k);
+        // [dWi; dWh] rows k .. k + mr - 1: dWh's row k - D is right after
+        // dWi's last (both G wide, one buffer).
+        AnyTileAcc(mr, rows_a.data() + k * rows, mr, rows, dz, 2 * L,
                    a.dwi + k * G + col, G);
-      }
-      for (int64_t i = 0; i < ht; ++i) {
-        const int64_t k = H * i / ht;
-        const int mr = static_cast<int>(H * (i + 1) / ht - k);
-        float* dw = a.dwh + k * G + col;
-        if (skip) AnyTileAcc(mr, a.h0 + k, H, B, dz, 2 * L, dw, G);
-        if (rows > skip)
-          AnyTileAcc(mr, a.hs + (t0 * B + skip - B) * H + k, H, rows - skip,
-                     dz + skip * 2 * L, 2 * L, dw, G);
       }
     }
   }
