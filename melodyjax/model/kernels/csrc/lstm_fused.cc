@@ -648,6 +648,19 @@ inline int Chunks(int threads, int64_t blocks) {
       {blocks, int64_t(kChunksPerThread) * threads, int64_t(kMaxChunks)}));
 }
 
+// Zeroes the columns past H of each gate in rows of 4Hp (+ 16) floats:
+// the epilogue writes only the H real ones, the GEMMs read all 4Hp. (The
+// rest of dz is written before it is read; zeroing all of it cost a pass
+// over [T, B, 4H] per call.)
+inline void ZeroPadding(float* dz, int64_t rows, int64_t H, int64_t Hp) {
+  if (Hp == H) return;
+  const int64_t ld = 4 * Hp + 16;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int gate = 0; gate < 4; ++gate)
+      std::fill(dz + r * ld + gate * Hp + H, dz + r * ld + (gate + 1) * Hp,
+                0.0f);
+}
+
 // dst [rows, 4H] = src [rows, 4Hp] without the padding of each gate.
 inline void Unpad(const float* src, int64_t rows, int64_t H, int64_t Hp,
                   float* dst) {
@@ -699,8 +712,11 @@ inline std::vector<int64_t> BwdChunks(int64_t nh, int64_t np, int64_t D,
     a.Hp = PaddedHidden(a.H);                                               \
     const int64_t gp = 4 * a.Hp;                                            \
     a.ldz = gp + 16;                                                        \
-    std::vector<float> work(a.T * a.B * a.ldz + (a.D + a.H + 1) * gp, 0.0f);\
-    a.dz = work.data(), a.dwi = a.dz + a.T * a.B * a.ldz;                   \
+    const int64_t dz_size = a.T * a.B * a.ldz;                              \
+    std::unique_ptr<float[]> work(new float[dz_size + (a.D + a.H + 1) * gp]); \
+    a.dz = work.get(), a.dwi = a.dz + dz_size;                              \
+    ZeroPadding(a.dz, a.T * a.B, a.H, a.Hp);                                \
+    std::fill(a.dwi, a.dwi + (a.D + a.H + 1) * gp, 0.0f);                   \
     a.dwh = a.dwi + a.D * gp, a.db = a.dwh + a.H * gp;                      \
     std::memcpy(a.dc, d_c_last, a.B * a.H * sizeof(float));                 \
     const int64_t np = a.nh + (a.D + 2 * L - 1) / (2 * L);                  \
