@@ -23,7 +23,9 @@ gradients of x and every parameter for a fixed cotangent of the top
 layer's outputs. `--forward` also times the forward alone (inference for
 JAX, grad-enabled for PyTorch). Prints ms per call (median and min over
 all calls of all rounds), the ratio PyTorch / contender, and the largest
-share of the CPU other processes used during a block.
+share of the CPU other processes used during a block. On a shared machine,
+`--quiet_wait_s 600` makes the driver wait before each process until
+others use at most `--quiet_share` (10%) of the CPU (or the wait ends).
 """
 
 from __future__ import annotations
@@ -58,7 +60,10 @@ def _parse():
     help=f"comma-separated subset of {','.join([*_VARIANTS, 'torch'])}",
   )
   p.add_argument("--forward", action="store_true", help="also forward only")
-  return p.parse_args()
+  harness.add_quiet_flags(p)
+  args = p.parse_args()
+  harness.set_quiet(args)
+  return args
 
 
 def _runner(name: str, task: dict):

@@ -29,10 +29,12 @@ fused Adam (`--adam`).
      nn.LSTM on one step, 1 or 2 threads), notes/s, alternated the same way.
 
 Each block reports the share of the machine's CPU other processes used
-meanwhile (from /proc/stat); the report gives the largest. FLOPs: an LSTM
-layer with input d and hidden h costs 8h(d + h) per event forward, a dense
-layer 2 * d * out; training is 3x forward. Figures are printed and merged
-by name into benchmarks/results.json.
+meanwhile (from /proc/stat); the report gives the largest. On a shared
+machine, `--quiet_wait_s 600` makes the driver wait before each process
+until others use at most `--quiet_share` (10%) of the CPU (or the wait
+ends). FLOPs: an LSTM layer with input d and hidden h costs 8h(d + h) per
+event forward, a dense layer 2 * d * out; training is 3x forward. Figures
+are printed and merged by name into benchmarks/results.json.
 """
 
 from __future__ import annotations
@@ -260,7 +262,9 @@ def main():
     "--torch_allocator", default="system", choices=("system", "fast")
   )
   parser.add_argument("--out", default=results.DEFAULT_PATH)
+  harness.add_quiet_flags(parser)
   args = parser.parse_args()
+  harness.set_quiet(args)
   with_torch = _has_torch() and not args.no_torch
   if not with_torch:
     print("PyTorch not used (not installed or --no_torch): JAX figures only")

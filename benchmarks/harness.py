@@ -237,6 +237,25 @@ def run_worker(
   return result
 
 
+def wait_quiet(max_share: float, timeout_s: float, probe_s: float = 2.0):
+  """Waits until other processes use at most `max_share` of the machine's
+  CPU over `probe_s` (this process sleeps meanwhile), at most `timeout_s`.
+
+  Returns the last share measured (None off Linux).
+  """
+  deadline = time.monotonic() + timeout_s
+  while True:
+    meter = OthersMeter()
+    time.sleep(probe_s)
+    share = meter.share()
+    if share is None or share <= max_share or time.monotonic() > deadline:
+      return share
+
+
+# Set by the drivers' --quiet flags: (max others' share, seconds to wait).
+QUIET = {"max_share": 1.0, "timeout_s": 0.0}
+
+
 def alternate(contenders: dict, rounds: int, pause_s: float = 1.0) -> dict:
   """Runs each contender once per round in its own process, alternated.
 
@@ -255,8 +274,31 @@ def alternate(contenders: dict, rounds: int, pause_s: float = 1.0) -> dict:
   for r in range(rounds):
     for name in names if r % 2 == 0 else names[::-1]:
       time.sleep(pause_s)
+      if QUIET["timeout_s"] > 0:
+        share = wait_quiet(QUIET["max_share"], QUIET["timeout_s"])
+        print(f"  (others' CPU before {name}: {share_text(share)})", flush=True)
       out[name].append(contenders[name]())
   return out
+
+
+def add_quiet_flags(parser) -> None:
+  parser.add_argument(
+    "--quiet_share",
+    type=float,
+    default=0.1,
+    help="before each process, wait until other processes use at most "
+    "this share of the CPU (over 2 s) ...",
+  )
+  parser.add_argument(
+    "--quiet_wait_s",
+    type=float,
+    default=0.0,
+    help="... for at most this long (0: do not wait)",
+  )
+
+
+def set_quiet(args) -> None:
+  QUIET.update(max_share=args.quiet_share, timeout_s=args.quiet_wait_s)
 
 
 def torch_env(allocator: str = "system") -> dict:
