@@ -66,14 +66,16 @@ def load_average() -> float:
   return os.getloadavg()[0]
 
 
-def _cpu_ticks() -> tuple[int, int] | None:
-  """(busy, total) CPU ticks of the machine so far, from /proc/stat."""
+def _cpu_ticks(nice: bool = True) -> tuple[int, int] | None:
+  """(busy, total) CPU ticks of the machine so far, from /proc/stat;
+  nice=False leaves out the time of niced processes (they yield)."""
   try:
     with open("/proc/stat") as f:
       ticks = [int(x) for x in f.readline().split()[1:9]]
   except (OSError, ValueError):
     return None
-  return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+  busy = sum(ticks) - ticks[3] - ticks[4] - (0 if nice else ticks[1])
+  return busy, sum(ticks)
 
 
 class OthersMeter:
@@ -83,12 +85,13 @@ class OthersMeter:
   another program kept one core busy the whole time. None off Linux.
   """
 
-  def __init__(self):
-    self.start = _cpu_ticks()
+  def __init__(self, nice: bool = True):
+    self.nice = nice
+    self.start = _cpu_ticks(nice)
     self.own = sum(os.times()[:2])
 
   def share(self) -> float | None:
-    end = _cpu_ticks()
+    end = _cpu_ticks(self.nice)
     if self.start is None or end is None or end[1] == self.start[1]:
       return None
     own = (sum(os.times()[:2]) - self.own) * os.sysconf("SC_CLK_TCK")
@@ -240,12 +243,13 @@ def run_worker(
 def wait_quiet(max_share: float, timeout_s: float, probe_s: float = 2.0):
   """Waits until other processes use at most `max_share` of the machine's
   CPU over `probe_s` (this process sleeps meanwhile), at most `timeout_s`.
+  Niced processes do not count: they soak up idle cores but yield them.
 
   Returns the last share measured (None off Linux).
   """
   deadline = time.monotonic() + timeout_s
   while True:
-    meter = OthersMeter()
+    meter = OthersMeter(nice=False)
     time.sleep(probe_s)
     share = meter.share()
     if share is None or share <= max_share or time.monotonic() > deadline:
