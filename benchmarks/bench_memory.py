@@ -8,10 +8,10 @@ glibc's malloc told to map every block of 64 KiB or more on its own and to
 give it back when freed (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_),
 so the resident set follows the buffers alive, the same way for both
 frameworks (tcmalloc, the mains' allocator, keeps freed memory and would
-hide the peak). The process builds the seed's model and its optimizer on
-random ids (benchmarks/bench_train.py's trainers: the same data, Adam with
-clipping), resets the kernel's high-water mark (/proc/self/clear_refs) and
-runs three steps:
+hide the peak). The process builds the reference model and its optimizer on
+random ids (the trainers of benchmarks/jax_worker.py and torch_worker.py,
+task 'memory': the same data, Adam with clipping), resets the kernel's
+high-water mark (/proc/self/clear_refs) and runs three steps:
 
   step peak = highest resident set during those steps - resident set
               before them
@@ -30,10 +30,7 @@ there. Memory does not depend on the machine's load, unlike time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 
 from benchmarks import results
 
@@ -56,53 +53,13 @@ def _status_kib(field: str) -> int:
 
 
 def _tree_bytes(tree) -> int:
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
 
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
-def _child(framework: str, batch: int, seq_len: int, objective: str, impl):
-  """One measurement in this process; prints a JSON line."""
-  from benchmarks import bench_train as bench  # pylint: disable=g-import-not-at-top
-  from melodyjax.model import model as model_lib  # pylint: disable=g-import-not-at-top
-
-  config = model_lib.ModelConfig(
-    bench.PITCH_VOCAB, bench.DURATION_VOCAB, dtype="float32", lstm_impl=impl
-  )
-  data = bench.random_batch(batch, seq_len, objective)
-  figures = {}
-  if framework == "jax":
-    import jax  # pylint: disable=g-import-not-at-top
-
-    trainer = bench.JaxTrainer(model_lib.MelodyModel(config), data, objective)
-    compiled = trainer.train_step.lower(
-      trainer.state, trainer.batch, trainer.dropout_key
-    ).compile()
-    analysis = compiled.memory_analysis()
-    figures["xla_temp_kib"] = analysis.temp_size_in_bytes / KIB
-    figures["xla_argument_kib"] = analysis.argument_size_in_bytes / KIB
-    figures["xla_output_kib"] = analysis.output_size_in_bytes / KIB
-    figures["xla_alias_kib"] = analysis.alias_size_in_bytes / KIB
-    figures["state_kib"] = _tree_bytes(trainer.state) / KIB
-    state = trainer.state
-
-    def step():
-      nonlocal state
-      state, sums = compiled(state, trainer.batch, trainer.dropout_key)
-      jax.block_until_ready((state, sums))
-
-    # Compiled ahead, never run: the first run's buffers are in the peak
-    # even if XLA keeps them for the next runs.
-  else:
-    import torch  # pylint: disable=g-import-not-at-top
-
-    torch.set_num_threads(bench.TORCH_THREADS)
-    trainer = bench.TorchTrainer(config, data, objective)
-    step = trainer.step
-    step()  # Adam's moments are made at the first step; no pool on CPU
-    figures["state_kib"] = (
-      sum(p.numel() * 4 for p in trainer.model.parameters()) * 3 / KIB
-    )  # parameters and Adam's two moments
+def _measure_steps(step, figures: dict) -> dict:
+  """Runs `step` three times from a reset high-water mark."""
   with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # high-water mark := current resident set
   before = _status_kib("VmRSS")
@@ -111,26 +68,64 @@ def _child(framework: str, batch: int, seq_len: int, objective: str, impl):
   figures["step_peak_kib"] = _status_kib("VmHWM") - before
   figures["retained_kib"] = _status_kib("VmRSS") - before
   figures["resident_kib"] = before
-  print(json.dumps(figures), flush=True)
+  return figures
+
+
+def measure_jax(task: dict, trainer_class, make_config) -> dict:
+  """In a jax_worker process: XLA's plan and the first run's peak."""
+  import jax
+
+  from benchmarks import harness
+
+  ids = harness.random_ids(task["batch"], task["seq_len"], task["objective"])
+  trainer = trainer_class(make_config(task), ids, task["objective"])
+  compiled = trainer.train_step.lower(
+    trainer.state, trainer.batch, trainer.dropout_key
+  ).compile()
+  analysis = compiled.memory_analysis()
+  figures = {
+    "xla_temp_kib": analysis.temp_size_in_bytes / KIB,
+    "xla_argument_kib": analysis.argument_size_in_bytes / KIB,
+    "xla_output_kib": analysis.output_size_in_bytes / KIB,
+    "xla_alias_kib": analysis.alias_size_in_bytes / KIB,
+    "state_kib": _tree_bytes(trainer.state) / KIB,
+  }
+  state = trainer.state
+
+  def step():
+    nonlocal state
+    state, sums = compiled(state, trainer.batch, trainer.dropout_key)
+    jax.block_until_ready((state, sums))
+
+  # Compiled ahead, never run: the first run's buffers are in the peak
+  # even if XLA keeps them for the next runs.
+  return _measure_steps(step, figures)
+
+
+def measure_torch(task: dict, trainer_class) -> dict:
+  """In a torch_worker process: the peak from the second step on."""
+  from benchmarks import harness
+
+  ids = harness.random_ids(task["batch"], task["seq_len"], task["objective"])
+  trainer = trainer_class(task, ids)
+  trainer.step()  # Adam's moments are made at the first step; no pool on CPU
+  state = sum(p.numel() * 4 for p in trainer.model.parameters()) * 3 / KIB
+  return _measure_steps(trainer.step, {"state_kib": state})
 
 
 def measure(framework, batch, seq_len, objective, impl) -> dict:
+  from benchmarks import harness
+
   env = dict(os.environ, **ENV)
   env.pop("LD_PRELOAD", None)  # a parent's tcmalloc would keep freed memory
-  command = [
-    sys.executable,
-    "-m",
-    "benchmarks.bench_memory",
-    "--child",
-    framework,
-    f"--shapes={batch}x{seq_len}",
-    f"--objective={objective}",
-    f"--lstm_impl={impl}",
-  ]
-  done = subprocess.run(command, env=env, capture_output=True, text=True)
-  if done.returncode != 0:
-    raise RuntimeError(f"{framework} {batch}x{seq_len}: {done.stderr[-2000:]}")
-  return json.loads(done.stdout.strip().splitlines()[-1])
+  task = {
+    "task": "memory",
+    "batch": batch,
+    "seq_len": seq_len,
+    "objective": objective,
+    "lstm_impl": impl,
+  }
+  return harness.run_worker(f"{framework}_worker", task, env, quiet=True)
 
 
 def _mib(kib: float) -> str:
@@ -142,27 +137,20 @@ def main():
   parser.add_argument("--shapes", default=SHAPES, help="BxT,BxT,...")
   parser.add_argument("--objective", default="all", choices=("all", "last"))
   parser.add_argument("--lstm_impl", default="auto")
-  parser.add_argument("--child", choices=("jax", "torch"))
   parser.add_argument("--no_torch", action="store_true")
   parser.add_argument("--out", default=results.DEFAULT_PATH)
   args = parser.parse_args()
   shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes.split(",")]
-  if args.child:
-    ((batch, seq_len),) = shapes
-    _child(args.child, batch, seq_len, args.objective, args.lstm_impl)
-    return
   try:
-    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    import torch  # noqa: F401
 
     frameworks = ("jax",) if args.no_torch else ("jax", "torch")
   except ImportError:
     print("PyTorch is not installed: melodyjax only", flush=True)
     frameworks = ("jax",)
-  from melodyjax.model import lstm  # pylint: disable=g-import-not-at-top
-
   print(
-    f"objective '{args.objective}', float32, melodyjax LSTM "
-    f"{lstm.resolve_impl(args.lstm_impl)[1]}; MiB",
+    f"objective '{args.objective}', float32, melodyjax lstm_impl "
+    f"{args.lstm_impl!r}; MiB; each figure in a fresh worker process",
     flush=True,
   )
   header = (

@@ -2,9 +2,10 @@
 
   .venv/bin/python -m benchmarks.bench_sample [--workdir RUN]
 
-Generates 1 and 64 melodies of 256 notes with the seed's model (random
+Generates 1 and 64 melodies of 256 notes with the reference model (random
 parameters of the right shapes, or a trained run with --workdir), in the
-carried-state scan mode and in the seed's window mode, and prints notes/s.
+carried-state scan mode and in the reference generator's window mode, and
+prints notes/s.
 Targets on the 2-core CPU: 20,000 notes/s for 1 melody, 70,000 for 64.
 """
 
@@ -45,7 +46,7 @@ def main():
   parser.add_argument("--out", default=results.DEFAULT_PATH)
   args = parser.parse_args()
   if args.workdir:
-    from melodyjax.sampling import generate  # pylint: disable=g-import-not-at-top
+    from melodyjax.sampling import generate
 
     run = generate.load_run(args.workdir)
     model, params = run.model, run.params

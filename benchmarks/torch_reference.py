@@ -118,13 +118,19 @@ def make_train_step(
   objective: str,
   learning_rate: float = 2e-3,
   grad_clip_norm: float = 1.0,
+  adam: str = "default",
 ):
   """An eager Adam step on a batch dict of int64 tensors; returns the loss.
 
   The loss is the mean over real (non-pad) targets of the pitch and
-  duration negative log-likelihoods, as in melodyjax.train.
+  duration negative log-likelihoods, as in melodyjax.train. `adam`:
+  'default' (PyTorch's choice, foreach), 'fused' (one kernel for all
+  parameters, CPU and CUDA) or 'foreach'.
   """
-  optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+  options = {"fused": {"fused": True}, "foreach": {"foreach": True}}
+  optimizer = torch.optim.Adam(
+    model.parameters(), lr=learning_rate, **options.get(adam, {})
+  )
   params = [p for p in model.parameters() if p.requires_grad]
   last_only = objective == "last"
 

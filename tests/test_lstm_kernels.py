@@ -5,9 +5,12 @@ so that a mistake shared by both cannot pass.
 
 Values and every gradient (x, input and recurrent kernels, bias, h0, c0,
 through jax.vjp with random cotangents for hs and the final state), for the
-seed's shapes, batch 1, odd sizes and T = 1; under jit and shard_map over
-four CPU devices (conftest.py); the fallback reasons; the cuDNN packing
-(checked against jax.experimental.rnn.lstm_ref on CPU).
+reference model's shapes, batch 1, odd sizes and T = 1; under jit and
+shard_map over four CPU devices (conftest.py); every path of the kernel (the
+widest instruction set here, AVX2 forced by MELODYJAX_LSTM_ISA, the previous
+layer with XLA's input projection by MELODYJAX_LSTM_FOLD=0); the fallback
+reasons; 'auto''s calibration; the cuDNN packing (checked against
+jax.experimental.rnn.lstm_ref on CPU).
 """
 
 import ctypes
@@ -49,7 +52,7 @@ def ref_layer(x, input_kernel, recurrent_kernel, bias, h0, c0):
 # ----------------------------------------------------------------------------
 
 SHAPES = [  # T, B, D, H
-  (64, 64, 160, 256),  # the seed's three layers
+  (64, 64, 160, 256),  # the reference model's three layers
   (64, 64, 256, 128),
   (64, 64, 128, 128),
   (16, 1, 160, 256),  # batch 1
@@ -57,9 +60,17 @@ SHAPES = [  # T, B, D, H
   (1, 4, 6, 8),  # T = 1
   (1, 1, 3, 1),
   (7, 13, 33, 33),  # tails of the 6-row and 16-unit tiles
+  (3, 25, 40, 48),  # tails of the 12-row tiles
 ]
 
 IMPLS = list(build.IMPLS)
+# The kernel's paths: environment that selects each (read at trace time).
+KERNEL_PATHS = {
+  "widest": {},
+  "avx2": {"MELODYJAX_LSTM_ISA": "avx2"},
+  "projected": {"MELODYJAX_LSTM_FOLD": "0"},
+  "projected_avx2": {"MELODYJAX_LSTM_FOLD": "0", "MELODYJAX_LSTM_ISA": "avx2"},
+}
 
 
 def _inputs(T, B, D, H, seed=0):
@@ -114,6 +125,45 @@ def test_values_and_gradients(impl, shape):
   _check(lambda *a: ops.lstm_layer(*a, impl=impl), args, cot)
 
 
+@pytest.mark.parametrize("path", ["avx2", "projected", "projected_avx2"])
+@pytest.mark.parametrize(
+  "shape",
+  [(32, 64, 160, 256), (16, 1, 160, 256), (5, 3, 7, 9), (1, 1, 3, 1),
+   (7, 13, 33, 33), (3, 25, 40, 48)],
+  ids=lambda s: "T{}B{}D{}H{}".format(*s),
+)  # fmt: skip
+def test_every_kernel_path(path, shape, monkeypatch):
+  """The paths test_values_and_gradients does not take (it runs the
+  widest): tiles of 6 and 12 rows, 8 and 16 units, and their tails."""
+  _need("kernel")
+  for name, value in KERNEL_PATHS[path].items():
+    monkeypatch.setenv(name, value)
+  args, cot = _inputs(*shape, seed=11)
+  _check(jax.jit(lambda *a: ops.lstm_layer(*a, impl="kernel")), args, cot)
+
+
+@pytest.mark.parametrize("path", ["widest", "avx2"])
+def test_every_kernel_path_under_shard_map(path, monkeypatch):
+  _need("kernel")
+  for name, value in KERNEL_PATHS[path].items():
+    monkeypatch.setenv(name, value)
+  test_shard_map_four_devices("kernel")
+
+
+def test_kernel_isa_in_the_description(monkeypatch):
+  _need("kernel")
+  lstm.resolve_impl.cache_clear()
+  try:
+    line = lstm.resolve_impl("kernel")[1]
+    wide = "AVX-512" if "avx512f" in build.cpu_description() else "AVX2 + FMA"
+    assert line.endswith(f"; {wide} tiles)"), line
+    monkeypatch.setenv("MELODYJAX_LSTM_ISA", "avx2")
+    lstm.resolve_impl.cache_clear()
+    assert "AVX2 + FMA tiles" in lstm.resolve_impl("kernel")[1]
+  finally:
+    lstm.resolve_impl.cache_clear()
+
+
 @pytest.mark.parametrize(
   "shape", [(64, 64, 160, 256), (5, 3, 7, 9), (1, 2, 3, 4)]
 )
@@ -152,7 +202,8 @@ def test_under_jit(impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_stacked_layers(impl):
-  """The seed's three layers in a row, as LSTMStack._fused runs them."""
+  """The reference model's three layers in a row, as LSTMStack._fused runs
+  them."""
   _need(impl)
   sizes, T, B, D = (256, 128, 128), 12, 8, 160
   key = jax.random.key(3)
@@ -222,7 +273,8 @@ def test_float32_only():
     ops.lstm_layer(*(a.astype(jnp.bfloat16) for a in args), impl="kernel")
 
 
-def test_fast_math_accuracy():
+@pytest.mark.parametrize("isa", ["avx2", "widest"])
+def test_fast_math_accuracy(isa):
   lib, reason = build.load("kernel")
   assert lib is not None, reason
   x = np.concatenate(
@@ -235,8 +287,16 @@ def test_fast_math_accuracy():
   )
   out = np.empty_like(x)
   ptr = ctypes.POINTER(ctypes.c_float)
-  fn = lib.mjx_fused_eval_math
-  fn.argtypes = [ctypes.c_int, ctypes.c_int64, ptr, ptr]
+  fn = functools.partial(
+    lib.mjx_fused_eval_math_isa, build.ISAS["avx2" if isa == "avx2" else "auto"]
+  )
+  lib.mjx_fused_eval_math_isa.argtypes = [
+    ctypes.c_int64,
+    ctypes.c_int,
+    ctypes.c_int64,
+    ptr,
+    ptr,
+  ]
   x64 = x.astype(np.float64)
   with np.errstate(over="ignore"):
     exact = {
@@ -340,3 +400,52 @@ def test_auto_picks_the_kernel_and_falls_back_with_a_reason(monkeypatch):
     )
   finally:
     lstm.resolve_impl.cache_clear()
+
+
+# --- 'auto' on a CPU: calibrated per machine and shape. ---------------------
+
+
+def test_calibration_picks_the_faster_and_caches_it(tmp_path, monkeypatch):
+  from melodyjax.model.kernels import calibrate
+
+  _need("kernel")
+  _need("onednn")
+  monkeypatch.setattr(
+    calibrate, "_cache_file", lambda: (tmp_path / "calibration.json", "m")
+  )
+  calls = []
+
+  def fake(shape, others=0.0):
+    calls.append(shape)
+    return {"kernel": 30.0, "onednn": 20.0, "others": others}
+
+  monkeypatch.setattr(calibrate, "_measure_in_process", fake)
+  shape = (64, 64, 160, (256, 128, 128))
+  pick, note = calibrate.choose(shape)
+  assert pick == "onednn" and "kernel 30.0 ms, onednn 20.0 ms" in note, note
+  assert calibrate.choose(shape)[0] == "onednn" and len(calls) == 1
+  assert list(tmp_path.rglob("calibration.json"))
+  # Too small to measure; switched off; measured under load: not cached.
+  assert calibrate.choose((4, 2, 8, (8,))) == (
+    "kernel",
+    "not measured: a small stack",
+  )
+  monkeypatch.setenv("MELODYJAX_LSTM_CALIBRATE", "0")
+  assert calibrate.choose(shape)[0] == "kernel"
+  monkeypatch.delenv("MELODYJAX_LSTM_CALIBRATE")
+  monkeypatch.setattr(
+    calibrate, "_measure_in_process", lambda s: fake(s, others=0.6)
+  )
+  other = (32, 64, 160, (256, 128, 128))
+  assert "under load: not cached" in calibrate.choose(other)[1]
+  calibrate.choose(other)
+  assert len(calls) == 3
+
+
+def test_calibration_measures_in_a_process_of_its_own(tmp_path, monkeypatch):
+  from melodyjax.model.kernels import calibrate
+
+  _need("kernel")
+  _need("onednn")
+  got = calibrate._measure_in_process([3, 2, 8, [8, 4]])
+  assert set(got) >= {"kernel", "onednn"} and got["kernel"] > 0

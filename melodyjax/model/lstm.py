@@ -10,6 +10,7 @@ same two calls.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from melodyjax.model.config import LSTM_IMPLS
-from melodyjax.model.kernels import build, ops
+from melodyjax.model.kernels import build, calibrate, ops
 
 # Per layer (h, c), each [batch, hidden], float32.
 Carry = tuple[tuple[jax.Array, jax.Array], ...]
@@ -197,21 +198,27 @@ _DESCRIPTIONS = {
 
 
 @functools.cache
-def resolve_impl(impl: str, dtype: str = "float32") -> tuple[str, str]:
+def resolve_impl(
+  impl: str, dtype: str = "float32", shape: tuple | None = None
+) -> tuple[str, str]:
   """The LSTM implementation that runs for `impl`, and a line saying why.
 
-  'auto' is the fastest available here (BENCHMARKS.md): on a CPU the
-  compiled kernel, else oneDNN's primitive, else 'fused'; cuDNN on a GPU;
-  'fused' elsewhere (TPU). The compiled CPU kernels take float32 only; an
-  unavailable one (no compiler, no AVX2, no oneDNN) falls back to 'fused'.
+  'auto' is the fastest available here: on a CPU the faster of the
+  compiled kernel and oneDNN's primitive, measured once per machine and
+  shape (`kernels/calibrate.py`; the kernel when `shape` is not given, or
+  too small to measure), else 'fused'; cuDNN on a GPU; 'fused' elsewhere
+  (TPU). The compiled CPU kernels take float32 only; an unavailable one
+  (no compiler, no AVX2, no oneDNN) falls back to 'fused'.
 
   Args:
     impl: one of `IMPLS`.
     dtype: the compute dtype's name.
+    shape: (time, batch, input width, hidden sizes) of the stack, if known.
 
   Returns:
     (implementation, description such as 'kernel: compiled fused LSTM
-    kernel (C++, XLA FFI)' or 'fused: ... (kernel unavailable: ...)').
+    kernel (C++, XLA FFI; AVX-512 tiles)' or 'fused: ... (kernel
+    unavailable: ...)').
   """
   backend = jax.default_backend()
   if impl == "auto":
@@ -219,7 +226,7 @@ def resolve_impl(impl: str, dtype: str = "float32") -> tuple[str, str]:
     candidates = wanted.get(backend, ())
   else:
     candidates = (impl,)
-  problems = []
+  problems, available = [], []
   for candidate in candidates:
     problem = None
     if candidate in ("kernel", "onednn"):
@@ -232,12 +239,30 @@ def resolve_impl(impl: str, dtype: str = "float32") -> tuple[str, str]:
     elif candidate == "cudnn" and backend != "gpu":
       problem = "cudnn needs a GPU"
     if problem is None:
-      return candidate, f"{candidate}: {_DESCRIPTIONS[candidate]}"
-    problems.append(problem)
+      available.append(candidate)
+    else:
+      problems.append(problem)
+  if available:
+    pick, note = available[0], ""
+    if impl == "auto" and len(available) == 2 and shape is not None:
+      pick, note = calibrate.choose(shape)
+      note = f"; auto: {note}"
+    return pick, f"{pick}: {_describe(pick)}{note}"
   if impl in ("scan", "fused"):
     return impl, f"{impl}: {_DESCRIPTIONS[impl]}"
   why = f" ({'; '.join(problems)})" if problems else ""
   return "fused", f"fused: {_DESCRIPTIONS['fused']}{why}"
+
+
+def _describe(impl: str) -> str:
+  if impl != "kernel":
+    return _DESCRIPTIONS[impl]
+  return f"{_DESCRIPTIONS[impl][:-1]}; {build.kernel_isa()} tiles)"
+
+
+@functools.cache
+def _announce_once(line: str) -> None:
+  logging.warning("lstm: %s", line)
 
 
 class LSTMStack(nn.Module):
@@ -351,7 +376,10 @@ class LSTMStack(nn.Module):
     """
     if carry is None:
       carry = self.initial_carry(x.shape[0])
-    impl, _ = resolve_impl(self.impl, jnp.dtype(self.dtype).name)
+    shape = (x.shape[1], x.shape[0], x.shape[2], tuple(self.sizes))
+    impl, line = resolve_impl(self.impl, jnp.dtype(self.dtype).name, shape)
+    if self.impl == "auto" and "auto: measured" in line:
+      _announce_once(line)
     if impl != "scan":
       return self._per_layer(x, carry, impl)
     # The bottom layer's input projection for all steps is one large matmul.

@@ -1,19 +1,20 @@
 """Building and loading the compiled LSTM kernels (XLA FFI, CPU).
 
-  kernel   our own fused recurrence (csrc/lstm_fused.cc): one small GEMM
-           per step with the four gates' elementwise work in its epilogue,
-           AVX2 + FMA register tiles, the second thread a task on XLA's own
-           pool. Needs only a C++ compiler.
+  kernel   our own fused LSTM layer (csrc/lstm_fused.cc): one small GEMM
+           per step, the input projection folded in, with the four gates'
+           elementwise work in its epilogue; AVX2 + FMA and AVX-512
+           register tiles, chosen at run time (`kernel_isa`); the second
+           thread a task on XLA's own pool. Needs only a C++ compiler.
   onednn   oneDNN's vanilla LSTM primitive (csrc/lstm_onednn.cc), forward
            (training, keeping its workspace) and backward, one call per
            layer; needs oneDNN 3.x headers and library (PyPI:
            onednn-devel-cpu-gomp, onednn-cpu-gomp).
 
 The sources are compiled on first use with g++ into a cache folder
-(`$MELODYJAX_KERNEL_CACHE`, default ~/.cache/melodyjax/kernels/<hash>/;
-the hash covers the source, the compiler's version, the flags, the jax,
-jaxlib and oneDNN versions and the CPU's flags, since the build uses
--march=native), under a file lock, written to a temporary name and
+(`$MELODYJAX_KERNEL_CACHE`, default `files.cache_dir("kernels")/<hash>/`;
+the hash covers the sources, the compiler's version, the flags, the jax,
+jaxlib and oneDNN versions and the CPU's flags, since the build tunes for
+this CPU), under a file lock, written to a temporary name and
 renamed. `unavailable_reason(impl)` gives None when the kernel loads, else
 a one-line reason (no compiler, no oneDNN, a compile or load error, no
 AVX2), so that the model falls back to its XLA implementation and says why.
@@ -21,7 +22,7 @@ AVX2), so that the model falls back to its XLA implementation and says why.
 
 Environment: MELODYJAX_CXX (compiler, default g++), MELODYJAX_KERNEL_CACHE,
 MELODYJAX_ONEDNN_ROOT (prefix holding include/oneapi and lib/libdnnl.so;
-default this Python's prefix).
+default this Python's prefix), MELODYJAX_LSTM_ISA (auto, avx2 or avx512).
 """
 
 from __future__ import annotations
@@ -42,12 +43,23 @@ import threading
 import jax
 import jaxlib
 
+from melodyjax import files
+
 IMPLS = ("kernel", "onednn")
 _CSRC = pathlib.Path(__file__).resolve().parent / "csrc"
 _SOURCES = {"kernel": "lstm_fused.cc", "onednn": "lstm_onednn.cc"}
 _NEEDS_ONEDNN = {"onednn"}
+# Files the sources #include (their text is in the cache hash too).
+_INCLUDES = {"kernel": ("lstm_fused_layer.cc",)}
 _TARGETS = {
-  "kernel": ("MjxFusedLstmFwd", "MjxFusedLstmFwdInfer", "MjxFusedLstmBwd"),
+  "kernel": (
+    "MjxFusedLstmFwd",
+    "MjxFusedLstmFwdInfer",
+    "MjxFusedLstmBwd",
+    "MjxLstmLayerFwd",
+    "MjxLstmLayerFwdInfer",
+    "MjxLstmLayerBwd",
+  ),
   "onednn": ("MjxOnednnLstmFwd", "MjxOnednnLstmBwd"),
 }
 _lock = threading.Lock()
@@ -80,7 +92,7 @@ def _cache_root() -> pathlib.Path:
   root = os.environ.get("MELODYJAX_KERNEL_CACHE")
   if root:
     return pathlib.Path(root)
-  return pathlib.Path.home() / ".cache" / "melodyjax" / "kernels"
+  return pathlib.Path(files.cache_dir("kernels"))
 
 
 def _onednn_prefix() -> tuple[pathlib.Path | None, str | None]:
@@ -104,7 +116,14 @@ def _onednn_version(prefix: pathlib.Path) -> str:
 
 def _compile_command(impl: str, cxx: str, out: str) -> tuple[list[str], str]:
   """(g++ command, extra text that the cache hash must cover)."""
-  flags = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC"]
+  # The kernel runs on any x86-64 with AVX2 + FMA; its AVX-512 code is
+  # compiled under a target pragma and chosen at run time (cpuid).
+  arch = (
+    ["-march=x86-64-v3", "-mtune=native"]
+    if impl == "kernel"
+    else ["-march=native"]
+  )
+  flags = ["-O3", *arch, "-std=c++17", "-shared", "-fPIC"]
   flags += ["-isystem", jax.ffi.include_dir()]
   extra = ""
   libs = []
@@ -143,7 +162,10 @@ def build(impl: str, cxx: str | None = None) -> pathlib.Path:
   except (OSError, subprocess.SubprocessError, IndexError) as e:
     raise _Unavailable(f"{cxx} --version failed: {_one_line(e)}") from e
   cmd, extra = _compile_command(impl, exe, "OUT")
-  source = (_CSRC / _SOURCES[impl]).read_bytes()
+  source = b"".join(
+    (_CSRC / name).read_bytes()
+    for name in (_SOURCES[impl], *_INCLUDES.get(impl, ()))
+  )
   key = hashlib.sha256()
   for part in (
     source,
@@ -217,6 +239,9 @@ def load(impl: str, cxx: str | None = None):
             _registered.add(name)
       except (OSError, AttributeError) as e:
         raise _Unavailable(f"loading {path.name}: {_one_line(e)}") from e
+      if impl == "kernel":
+        lib.mjx_fused_isa.restype = ctypes.c_int
+        lib.mjx_fused_isa.argtypes = [ctypes.c_int64]
       if impl == "onednn":
         fn = lib.mjx_onednn_workspace_bytes
         fn.restype = ctypes.c_int64
@@ -239,6 +264,29 @@ def require(impl: str) -> ctypes.CDLL:
   if lib is None:
     raise RuntimeError(f"LSTM kernel {impl!r} unavailable: {reason}")
   return lib
+
+
+ISAS = {"auto": 0, "avx2": 1, "avx512": 2}
+_ISA_NAMES = {1: "AVX2 + FMA", 2: "AVX-512"}
+
+
+def requested_isa() -> int:
+  """MELODYJAX_LSTM_ISA (auto, avx2 or avx512) as the kernel's attribute."""
+  name = os.environ.get("MELODYJAX_LSTM_ISA", "auto")
+  if name not in ISAS:
+    raise ValueError(
+      f"MELODYJAX_LSTM_ISA={name!r}: expected one of {list(ISAS)}"
+    )
+  return ISAS[name]
+
+
+def kernel_isa() -> str | None:
+  """The instruction set the kernel runs here ('AVX-512' or 'AVX2 + FMA',
+  MELODYJAX_LSTM_ISA respected), or None if it is unavailable."""
+  lib, _ = load("kernel")
+  if lib is None:
+    return None
+  return _ISA_NAMES[lib.mjx_fused_isa(requested_isa())]
 
 
 @functools.cache

@@ -4,15 +4,21 @@ Each is a `jax.custom_vjp` around the XLA FFI custom calls of `build`:
 
   lstm_layer(x, Wi, Wh, b, h0, c0, impl="kernel"|"onednn")
       one layer over a whole sequence, gradients for every argument. For
-      "kernel" XLA does the large matmuls (the input projection for all
-      steps, and after the backward loop dx and the weight gradients, as
-      plain 2-D matmuls, which XLA overlaps) and the custom calls do the
-      recurrence; "onednn" is oneDNN's primitive for the whole layer.
+      "kernel" the custom calls do the recurrence with the input projection
+      folded into each step (forward: x_t @ Wi, bias; backward: dz_t @
+      Wi^T) and the weight and bias gradients summed inside; "onednn" is
+      oneDNN's primitive for the whole layer.
   lstm_recurrence(projected, Wh, h0, c0)
       the "kernel" recurrence on given projections.
   lstm_layer_cudnn(...)
       the same layer through `jax.experimental.rnn.lstm` (cuDNN on a GPU),
       with our weights packed into its flat vector.
+
+Environment, read when a call is traced: MELODYJAX_LSTM_THREADS (0: auto),
+MELODYJAX_LSTM_ISA (auto, avx2 or avx512: the kernel's register tiles,
+'auto' the widest this CPU has), MELODYJAX_LSTM_FOLD=0 (the previous
+"kernel" layer, XLA's input projection around the recurrence, kept to
+measure against).
 
 The layout is ours (the checkpoint's) everywhere: x [T, B, D] time-major,
 Wi [D, 4H], Wh [H, 4H], one bias [4H], gates in the order input, forget,
@@ -230,21 +236,110 @@ _onednn_layer.defvjp(_onednn_fwd, _onednn_bwd)
 
 
 # ---------------------------------------------------------------------------
-# "kernel", the whole layer: our own backward for the projection's matmuls.
+# "kernel", the whole layer with the input projection folded in: the
+# forward step's GEMM is [x_t, h_{t-1}] @ [Wi; Wh] (bias in its epilogue),
+# the backward step's dz_{t+1} @ [Wh^T | Wi^T] gives dh and dx together, so
+# no [T, B, 4H] projection is written and read. The weight and bias
+# gradients are summed inside too, each thread over its own columns at each
+# step ([x_t, h_{t-1}]^T dz_t), so dz never leaves the kernel (two steps of
+# it live there).
+
+
+def _kernel_attrs():
+  return {"threads": _threads(), "isa": np.int64(build.requested_isa())}
+
+
+def _layer_forward(x, input_kernel, recurrent_kernel, bias, h0, c0, gates):
+  build.require("kernel")
+  _check_f32(x, input_kernel, recurrent_kernel, bias, h0, c0)
+  t, b, _ = x.shape
+  h = h0.shape[-1]
+  results = (_f32(t, b, h), _f32(t, b, h))
+  if gates:
+    results += (_f32(t, b, 4 * h),)
+  target = "MjxLstmLayerFwd" if gates else "MjxLstmLayerFwdInfer"
+  return _call(
+    target,
+    results,
+    x,
+    input_kernel,
+    recurrent_kernel,
+    bias,
+    h0,
+    c0,
+    **_kernel_attrs(),
+  )
+
+
+@jax.custom_vjp
+def _fused_layer(x, input_kernel, recurrent_kernel, bias, h0, c0):
+  hs, cs = _layer_forward(
+    x, input_kernel, recurrent_kernel, bias, h0, c0, gates=False
+  )
+  return hs, (hs[-1], cs[-1])
+
+
+def _fused_layer_fwd(x, input_kernel, recurrent_kernel, bias, h0, c0):
+  hs, cs, gates = _layer_forward(
+    x, input_kernel, recurrent_kernel, bias, h0, c0, gates=True
+  )
+  residuals = (x, input_kernel, recurrent_kernel, h0, c0, hs, cs, gates)
+  return (hs, (hs[-1], cs[-1])), residuals
+
+
+def _fused_layer_bwd(residuals, cotangents):
+  x, input_kernel, recurrent_kernel, h0, c0, hs, cs, gates = residuals
+  d_hs, (d_h_last, d_c_last) = cotangents
+  t, b, d = x.shape
+  h = h0.shape[-1]
+  return tuple(
+    _call(
+      "MjxLstmLayerBwd",
+      (
+        _f32(t, b, d),
+        _f32(d, 4 * h),
+        _f32(h, 4 * h),
+        _f32(4 * h),
+        _f32(b, h),
+        _f32(b, h),
+      ),
+      x,
+      input_kernel,
+      recurrent_kernel,
+      h0,
+      c0,
+      hs,
+      cs,
+      gates,
+      d_hs.astype(jnp.float32),
+      d_h_last.astype(jnp.float32),
+      d_c_last.astype(jnp.float32),
+      **_kernel_attrs(),
+    )
+  )
+
+
+_fused_layer.defvjp(_fused_layer_fwd, _fused_layer_bwd)
+
+
+# ---------------------------------------------------------------------------
+# "kernel" with XLA's input projection (MELODYJAX_LSTM_FOLD=0, the
+# previous layer; kept to measure the folded one against): our own backward
+# for the projection's matmuls.
 #
 # Autodiff of x @ Wi + b made XLA transpose dz [T, B, 4H] twice and copy it
-# once (16 MB each for the seed's first layer) and run x^T dz through
+# once (16 MB each for the reference model's first layer) and run x^T dz through
 # Eigen; written as plain 2-D matmuls of row-major operands the copies go
 # (3-layer fwd+bwd about 13% faster, median under load).
 
 
 @jax.custom_vjp
-def _fused_layer(x, input_kernel, recurrent_kernel, bias, h0, c0):
+def _projected_layer(x, input_kernel, recurrent_kernel, bias, h0, c0):
   projected = x @ input_kernel + bias
   return _fused_recurrence(projected, recurrent_kernel, h0, c0)
 
 
-def _fused_layer_fwd(x, input_kernel, recurrent_kernel, bias, h0, c0):
+def _projected_layer_fwd(x, input_kernel, recurrent_kernel, bias, h0, c0):
   projected = x @ input_kernel + bias
   out, (_, h0, c0, hs, cs, gates) = _fused_fwd(
     projected, recurrent_kernel, h0, c0
@@ -252,7 +347,7 @@ def _fused_layer_fwd(x, input_kernel, recurrent_kernel, bias, h0, c0):
   return out, (x, input_kernel, recurrent_kernel, h0, c0, hs, cs, gates)
 
 
-def _fused_layer_bwd(residuals, cotangents):
+def _projected_layer_bwd(residuals, cotangents):
   x, input_kernel, recurrent_kernel, h0, c0, hs, cs, gates = residuals
   d_z, _, d_h0, d_c0 = _fused_bwd(
     (recurrent_kernel, h0, c0, hs, cs, gates), cotangents, weights=False
@@ -267,7 +362,7 @@ def _fused_layer_bwd(residuals, cotangents):
   return d_x, d_input_kernel, d_recurrent_kernel, d_z2.sum(0), d_h0, d_c0
 
 
-_fused_layer.defvjp(_fused_layer_fwd, _fused_layer_bwd)
+_projected_layer.defvjp(_projected_layer_fwd, _projected_layer_bwd)
 
 
 # ---------------------------------------------------------------------------
@@ -290,6 +385,8 @@ def lstm_layer(
   """
   args = _match_varying(x, input_kernel, recurrent_kernel, bias, h0, c0)
   if impl == "kernel":
+    if os.environ.get("MELODYJAX_LSTM_FOLD", "1") == "0":
+      return _projected_layer(*args)
     return _fused_layer(*args)
   if impl == "onednn":
     return _onednn_layer(*args)

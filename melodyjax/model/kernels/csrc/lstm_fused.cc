@@ -1,38 +1,54 @@
-// Our own fused LSTM recurrence (CPU, float32, AVX2 + FMA) behind XLA FFI
-// custom calls.
+// Our own fused LSTM layer (CPU, float32) behind XLA FFI custom calls, in
+// two instruction sets chosen at run time: AVX2 + FMA (compiled for any
+// x86-64-v3 CPU) and AVX-512 (F, DQ, BW, VL; compiled under a target
+// pragma, used when cpuid says the CPU and the OS have it). The attribute
+// `isa` (0 the best here, 1 AVX2, 2 AVX-512; MELODYJAX_LSTM_ISA in ops.py)
+// forces one, so the AVX2 path is tested on AVX-512 machines too.
 //
-// The input projection `projected = x @ Wi + b` [T, B, 4H] is left to XLA
-// (one large matmul that XLA fuses with the bias), and so are the weight
-// gradients after the backward loop (XLA's einsums over all steps). What is
-// here is the sequential part, which XLA runs badly (a while loop of small
-// ops):
+// The layer (lstm_fused_layer.cc, included once per instruction set):
+//   forward, per step t:  z = [x_t, h_{t-1}] @ [Wi; Wh] + b, the input
+//     projection folded into the step's GEMM, then the four gates, c_t and
+//     h_t in the epilogue of its register tiles;
+//   backward, per step t:  dz_{t+1} @ [Wh^T | Wi^T] gives dh (whose
+//     epilogue makes dc and the gates' dz_t) and dx_{t+1} in one GEMM;
+//     after the loop, the weight and bias gradients as one GEMM over all
+//     steps. Nothing of shape [T, B, 4H] goes back to XLA but the saved
+//     gates.
+// The kernels are repacked once per call into column panels (forward: the
+// gates i | g, then f | o, of L hidden units; backward: 2L columns of Wh^T
+// or Wi^T); the micro-kernels are register tiles of up to 6 x 16 (AVX2) or
+// 12 x 32 (AVX-512) floats.
 //
+// The previous form, kept to measure against (MELODYJAX_LSTM_FOLD=0) and
+// for `ops.lstm_recurrence`, takes the projection from XLA: AVX2 only.
 //   forward, per step t:   z = projected[t] + h[t-1] @ Wh, then the four
 //     gates, c[t] and h[t] in the same pass over a register tile of z;
 //   backward, per step t:  dh = d_hs[t] + dz[t+1] @ Wh^T, then dc and the
 //     four gates' dz[t] in the same pass.
 //
-// Each step is one small GEMM with the elementwise work fused into its
-// epilogue. The kernel Wh is repacked once per call into column panels so
-// that a tile of the output holds all four gates of 8 hidden units
-// (forward) or 16 hidden units (backward); the micro-kernels are plain
-// AVX2 FMA register tiles (3 x 32 and 6 x 16 floats).
-//
-// Threads: the hidden units are cut into `chunks`; in every step each
-// thread takes its own chunk first, then any other chunk nobody took yet
-// (an atomic claim), and all wait for the step to complete (a spin
-// barrier) before the next step reads h[t]. The second thread is a task on
-// XLA's own intra-op thread pool (no OpenMP, no extra threads). If that
-// task starts late or never, the calling thread does every chunk alone, so
-// a busy pool (several CPU devices at once) costs speed, never a deadlock.
+// Threads: the work of a step is cut into `chunks` (a few per thread); in
+// every step each thread takes its own chunks first, then any other chunk
+// nobody took yet (an atomic claim), and all wait for the step to complete
+// (a spin barrier) before the next step reads h[t]. The second thread is a
+// task on XLA's own intra-op thread pool (no OpenMP, no extra threads). If
+// that task starts late or never, the calling thread does every chunk
+// alone, so a busy pool (several CPU devices at once) costs speed, never a
+// deadlock.
 //
 // Handlers (all buffers row-major, time-major):
+//   MjxLstmLayerFwd(x [T,B,D], Wi [D,4H], Wh [H,4H], b [4H], h0 [B,H],
+//       c0 [B,H]) -> hs [T,B,H], cs [T,B,H], gates [T,B,4H] (activated
+//       i, f, g, o)
+//   MjxLstmLayerFwdInfer(same inputs) -> hs, cs
+//   MjxLstmLayerBwd(x, Wi, Wh, h0, c0, hs, cs, gates, d_hs [T,B,H], d_hT,
+//       d_cT) -> dx [T,B,D], dWi, dWh, db, dh0 [B,H], dc0 [B,H]
 //   MjxFusedLstmFwd(projected [T,B,4H], Wh [H,4H], h0 [B,H], c0 [B,H])
-//       -> hs [T,B,H], cs [T,B,H], gates [T,B,4H] (activated i, f, g, o)
+//       -> hs [T,B,H], cs [T,B,H], gates [T,B,4H]
 //   MjxFusedLstmFwdInfer(same inputs) -> hs, cs
 //   MjxFusedLstmBwd(Wh, c0, cs, gates, d_hs [T,B,H], d_hT, d_cT)
 //       -> dz [T,B,4H] (= d projected), dh0 [B,H], dc0 [B,H]
-// Attribute `threads` (int64): 0 = automatic, otherwise at most that many.
+// Attributes (int64): `threads` 0 = automatic, otherwise at most that
+// many; `isa` (the layer handlers) as above.
 
 #include <immintrin.h>
 #include <sched.h>
@@ -209,6 +225,7 @@ inline void MicroKernel16(const float* __restrict a, int64_t lda,
 // Steps split across threads (see the header comment).
 
 constexpr int kMaxChunks = 16;
+constexpr int kChunksPerThread = 4;  // the layer kernels' (see Chunks)
 
 struct StepSchedule {
   int64_t steps = 0;
@@ -582,6 +599,333 @@ ffi::Error BwdImpl(ffi::ThreadPool pool, F32 wh, F32 c0, F32 cs, F32 gates,
 }
 
 
+// ---------------------------------------------------------------------------
+// The whole layer, input projection folded in (lstm_fused_layer.cc), once for
+// AVX2 + FMA and once for AVX-512, chosen at run time.
+
+#define MJX_INLINE inline __attribute__((always_inline))
+
+struct LayerFwdArgs {
+  int64_t T, B, D, H;
+  const float* x;       // [T, B, D]
+  const float* bias;    // [4H]
+  const float* panels;  // PackLayerForward
+  const float* h0;
+  const float* c0;
+  float* hs;     // [T, B, H]
+  float* cs;     // [T, B, H]
+  float* gates;  // [T, B, 4H] or null
+};
+
+struct LayerBwdArgs {
+  int64_t T, B, D, H, Hp, nh;  // Hp: H padded to panels; nh: Wh^T panels
+  const float* panels;         // PackLayerBackward
+  const float* x;              // [T, B, D]
+  const float* h0;
+  const float* c0;
+  const float* hs;  // [T, B, H]
+  const float* cs;
+  const float* gates;
+  const float* d_hs;
+  const float* d_h_last;
+  int64_t ldz;  // dz's row stride: 4Hp and one cache line (rows 4 KiB
+                // apart would fall into the same L1 set)
+  float* dz;   // [T, B, ldz], zero padded
+  float* dx;   // [T, B, D]
+  float* dwi;  // [D, 4Hp]
+  float* dwh;  // [H, 4Hp]
+  float* db;   // [4Hp]
+  float* dh0;  // [B, H]
+  float* dc;   // [B, H]: d c carried back; d_cT at first, dc0 at the end
+};
+
+// Chunks of a step for `threads` threads over `blocks` blocks: a few per
+// thread, so that one that is done early takes the next one left (each
+// starts from its own share, see RunSteps), at most one per block.
+inline int Chunks(int threads, int64_t blocks) {
+  if (threads <= 1) return 1;
+  return static_cast<int>(std::min<int64_t>(
+      {blocks, int64_t(kChunksPerThread) * threads, int64_t(kMaxChunks)}));
+}
+
+// Zeroes the columns past H of each gate in rows of 4Hp (+ 16) floats:
+// the epilogue writes only the H real ones, the GEMMs read all 4Hp. (The
+// rest of dz is written before it is read; zeroing all of it cost a pass
+// over [T, B, 4H] per call.)
+inline void ZeroPadding(float* dz, int64_t rows, int64_t H, int64_t Hp) {
+  if (Hp == H) return;
+  const int64_t ld = 4 * Hp + 16;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int gate = 0; gate < 4; ++gate)
+      std::fill(dz + r * ld + gate * Hp + H, dz + r * ld + (gate + 1) * Hp,
+                0.0f);
+}
+
+// dst [rows, 4H] = src [rows, 4Hp] without the padding of each gate.
+inline void Unpad(const float* src, int64_t rows, int64_t H, int64_t Hp,
+                  float* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int gate = 0; gate < 4; ++gate)
+      std::memcpy(dst + r * 4 * H + gate * H, src + r * 4 * Hp + gate * Hp,
+                  H * sizeof(float));
+}
+
+// Chunk boundaries over the backward's panels, by their cost: an Wh^T
+// panel does dh (4Hp deep) and the gates; an Wi^T panel only dx.
+inline std::vector<int64_t> BwdChunks(int64_t nh, int64_t np, int64_t D,
+                                      int64_t H, int64_t Hp, int chunks) {
+  const double h_cost = 4.0 * Hp + 40.0, x_cost = 4.0 * Hp;
+  const double total = nh * h_cost + (np - nh) * x_cost;
+  std::vector<int64_t> bounds(chunks + 1, np);
+  bounds[0] = 0;
+  double sum = 0.0;
+  int c = 1;
+  for (int64_t q = 0; q < np && c < chunks; ++q) {
+    sum += q < nh ? h_cost : x_cost;
+    if (sum >= total * c / chunks) bounds[c++] = q + 1;
+  }
+  return bounds;
+}
+
+#define MJX_RUNNERS                                                        \
+  void RunLayerForward(ffi::ThreadPool& pool, LayerFwdArgs a,              \
+                       const float* wi, const float* wh, int64_t threads) { \
+    std::vector<float> panels = PackLayerForward(wi, wh, a.D, a.H);        \
+    a.panels = panels.data();                                              \
+    const int64_t nb = (a.H + L - 1) / L;                                  \
+    const int nt =                                                         \
+        ChooseThreads(threads, pool, 8 * a.B * a.H * (a.H + a.D), nb);     \
+    const int nc = Chunks(nt, nb);                                         \
+    std::vector<float> scratch(nc * a.B * L);                              \
+    float* ig = scratch.data();                                            \
+    const int64_t size = a.B * L;                                          \
+    RunSteps(&pool, nt, a.T, nc, [&a, nb, nc, ig, size](int64_t t, int c) { \
+      LayerFwdStep(a, t, nb * c / nc, nb * (c + 1) / nc, ig + c * size);   \
+    });                                                                    \
+  }                                                                        \
+  void RunLayerBackward(ffi::ThreadPool& pool, LayerBwdArgs a,              \
+                        const float* wi, const float* wh,                   \
+                        const float* d_c_last, int64_t threads, float* dwi, \
+                        float* dwh, float* db) {                            \
+    std::vector<float> panels = PackLayerBackward(wi, wh, a.D, a.H, &a.nh); \
+    a.panels = panels.data();                                               \
+    a.Hp = PaddedHidden(a.H);                                               \
+    const int64_t gp = 4 * a.Hp;                                            \
+    a.ldz = gp + 16;                                                        \
+    const int64_t dz_size = a.T * a.B * a.ldz;                              \
+    std::unique_ptr<float[]> work(new float[dz_size + (a.D + a.H + 1) * gp]); \
+    a.dz = work.get(), a.dwi = a.dz + dz_size;                              \
+    ZeroPadding(a.dz, a.T * a.B, a.H, a.Hp);                                \
+    std::fill(a.dwi, a.dwi + (a.D + a.H + 1) * gp, 0.0f);                   \
+    a.dwh = a.dwi + a.D * gp, a.db = a.dwh + a.H * gp;                      \
+    std::memcpy(a.dc, d_c_last, a.B * a.H * sizeof(float));                 \
+    const int64_t np = a.nh + (a.D + 2 * L - 1) / (2 * L);                  \
+    const int nt =                                                          \
+        ChooseThreads(threads, pool, 8 * a.B * a.H * (a.H + a.D), np);      \
+    const int nc = Chunks(nt, np);                                          \
+    const std::vector<int64_t> bounds =                                     \
+        BwdChunks(a.nh, np, a.D, a.H, a.Hp, nc);                            \
+    const int64_t* q = bounds.data();                                       \
+    RunSteps(&pool, nt, a.T + 1, nc, [&a, q](int64_t s, int c) {            \
+      LayerBwdStep(a, a.T - 1 - s, q[c], q[c + 1]);                         \
+    });                                                                     \
+    const int64_t nw = gp / (2 * L);                                        \
+    const int cw = Chunks(nt, nw);                                          \
+    RunSteps(&pool, nt, 1, cw, [&a, nw, cw](int64_t, int c) {               \
+      LayerWeights(a, nw * c / cw, nw * (c + 1) / cw);                      \
+    });                                                                     \
+    Unpad(a.dwi, a.D, a.H, a.Hp, dwi);                                      \
+    Unpad(a.dwh, a.H, a.H, a.Hp, dwh);                                      \
+    Unpad(a.db, 1, a.H, a.Hp, db);                                          \
+  }
+
+namespace avx2 {
+struct S {
+  using V = __m256;
+  static constexpr int L = 8, kRows = 6;  // 12 accumulators of 16 registers
+  static MJX_INLINE V Zero() { return _mm256_setzero_ps(); }
+  static MJX_INLINE V Set(float v) { return _mm256_set1_ps(v); }
+  static MJX_INLINE V Load(const float* p) { return _mm256_loadu_ps(p); }
+  static MJX_INLINE V Load(const float* p, int n) { return ::Load(p, n); }
+  static MJX_INLINE void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static MJX_INLINE void Store(float* p, V v, int n) { ::Store(p, v, n); }
+  static MJX_INLINE void StoreStream(float* p, V v, int n) { Store(p, v, n); }
+  static MJX_INLINE void Fence() {}
+  static MJX_INLINE V Broadcast(const float* p) {
+    return _mm256_broadcast_ss(p);
+  }
+  static MJX_INLINE V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static MJX_INLINE V Fnma(V a, V b, V c) {
+    return _mm256_fnmadd_ps(a, b, c);
+  }
+  static MJX_INLINE V Add(V a, V b) { return _mm256_add_ps(a, b); }
+  static MJX_INLINE V Sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static MJX_INLINE V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static MJX_INLINE V Exp(V x) { return ::Exp(x); }
+  static MJX_INLINE V Sigmoid(V x) { return ::Sigmoid(x); }
+  static MJX_INLINE V Tanh(V x) { return ::Tanh(x); }
+};
+#include "lstm_fused_layer.cc"
+MJX_RUNNERS
+}  // namespace avx2
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
+namespace avx512 {
+struct S {
+  using V = __m512;
+  static constexpr int L = 16, kRows = 12;  // 24 accumulators of 32
+  static MJX_INLINE V Zero() { return _mm512_setzero_ps(); }
+  static MJX_INLINE V Set(float v) { return _mm512_set1_ps(v); }
+  static MJX_INLINE __mmask16 Mask(int n) {
+    return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+  }
+  static MJX_INLINE V Load(const float* p) { return _mm512_loadu_ps(p); }
+  static MJX_INLINE V Load(const float* p, int n) {
+    return n >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(Mask(n), p);
+  }
+  static MJX_INLINE void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static MJX_INLINE void Store(float* p, V v, int n) {
+    if (n >= 16)
+      _mm512_storeu_ps(p, v);
+    else
+      _mm512_mask_storeu_ps(p, Mask(n), v);
+  }
+  // A store that bypasses the caches where it fills a whole aligned line
+  // (the saved gates, read back only by the backward pass).
+  static MJX_INLINE void StoreStream(float* p, V v, int n) {
+    if (n >= 16 && (reinterpret_cast<uintptr_t>(p) & 63) == 0)
+      _mm512_stream_ps(p, v);
+    else
+      Store(p, v, n);
+  }
+  static MJX_INLINE void Fence() { _mm_sfence(); }
+  static MJX_INLINE V Broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static MJX_INLINE V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static MJX_INLINE V Fnma(V a, V b, V c) {
+    return _mm512_fnmadd_ps(a, b, c);
+  }
+  static MJX_INLINE V Add(V a, V b) { return _mm512_add_ps(a, b); }
+  static MJX_INLINE V Sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static MJX_INLINE V Mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  // The AVX2 code's polynomials; 2^n by scalef.
+  static MJX_INLINE V Exp(V x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, Set(-87.3f)), Set(88.3f));
+    V n = _mm512_roundscale_ps(_mm512_mul_ps(x, Set(1.44269504f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    V r = _mm512_fnmadd_ps(n, Set(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, Set(-2.12194440e-4f), r);
+    V p = Set(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, Set(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, Set(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, Set(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, Set(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, Set(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+    return _mm512_scalef_ps(_mm512_add_ps(p, Set(1.0f)), n);
+  }
+  // 1 / x: a 14-bit estimate and one Newton step (relative error about
+  // 1e-8; a zmm division costs 16 cycles of throughput on Intel cores).
+  static MJX_INLINE V Recip(V x) {
+    V r = _mm512_rcp14_ps(x);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(x, r, Set(2.0f)));
+  }
+  static MJX_INLINE V Sigmoid(V x) {
+    return Recip(_mm512_add_ps(Set(1.0f), Exp(_mm512_sub_ps(Zero(), x))));
+  }
+  static MJX_INLINE V Tanh(V x) {
+    const V sign = Set(-0.0f);
+    V ax = _mm512_andnot_ps(sign, x);
+    V z = _mm512_mul_ps(x, x);
+    V p = Set(-5.70498872745e-3f);
+    p = _mm512_fmadd_ps(p, z, Set(2.06390887954e-2f));
+    p = _mm512_fmadd_ps(p, z, Set(-5.37397155531e-2f));
+    p = _mm512_fmadd_ps(p, z, Set(1.33314422036e-1f));
+    p = _mm512_fmadd_ps(p, z, Set(-3.33332819422e-1f));
+    V small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+    V e = Exp(_mm512_add_ps(ax, ax));
+    V big = _mm512_fnmadd_ps(Set(2.0f), Recip(_mm512_add_ps(e, Set(1.0f))),
+                             Set(1.0f));
+    big = _mm512_or_ps(big, _mm512_and_ps(sign, x));
+    return _mm512_mask_blend_ps(
+        _mm512_cmp_ps_mask(ax, Set(0.625f), _CMP_GE_OQ), small, big);
+  }
+};
+#include "lstm_fused_layer.cc"
+MJX_RUNNERS
+}  // namespace avx512
+#pragma GCC pop_options
+
+// isa: 0 the best this CPU has, 1 AVX2 + FMA, 2 AVX-512 (if it has it).
+bool HasAvx512() {
+  return __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+}
+
+int ChooseIsa(int64_t isa) { return isa != 1 && HasAvx512() ? 2 : 1; }
+
+ffi::Error LayerForward(ffi::ThreadPool pool, F32 x, F32 wi, F32 wh, F32 bias,
+                        F32 h0, F32 c0, float* hs, float* cs, float* gates,
+                        int64_t threads, int64_t isa) {
+  auto d = x.dimensions();
+  if (d.size() != 3) return ffi::Error::InvalidArgument("x must be [T, B, D]");
+  LayerFwdArgs a;
+  a.T = d[0], a.B = d[1], a.D = d[2], a.H = h0.dimensions()[1];
+  if (wi.dimensions()[0] != a.D || wi.dimensions()[1] != 4 * a.H ||
+      wh.dimensions()[0] != a.H || wh.dimensions()[1] != 4 * a.H)
+    return ffi::Error::InvalidArgument("kernels must be [D, 4H] and [H, 4H]");
+  a.x = x.typed_data(), a.bias = bias.typed_data();
+  a.h0 = h0.typed_data(), a.c0 = c0.typed_data();
+  a.hs = hs, a.cs = cs, a.gates = gates;
+  if (ChooseIsa(isa) == 2)
+    avx512::RunLayerForward(pool, a, wi.typed_data(), wh.typed_data(), threads);
+  else
+    avx2::RunLayerForward(pool, a, wi.typed_data(), wh.typed_data(), threads);
+  return ffi::Error::Success();
+}
+
+ffi::Error LayerFwdImpl(ffi::ThreadPool pool, F32 x, F32 wi, F32 wh, F32 bias,
+                        F32 h0, F32 c0, Out hs, Out cs, Out gates,
+                        int64_t threads, int64_t isa) {
+  return LayerForward(pool, x, wi, wh, bias, h0, c0, hs->typed_data(),
+                      cs->typed_data(), gates->typed_data(), threads, isa);
+}
+
+ffi::Error LayerFwdInferImpl(ffi::ThreadPool pool, F32 x, F32 wi, F32 wh,
+                             F32 bias, F32 h0, F32 c0, Out hs, Out cs,
+                             int64_t threads, int64_t isa) {
+  return LayerForward(pool, x, wi, wh, bias, h0, c0, hs->typed_data(),
+                      cs->typed_data(), nullptr, threads, isa);
+}
+
+ffi::Error LayerBwdImpl(ffi::ThreadPool pool, F32 x, F32 wi, F32 wh, F32 h0,
+                        F32 c0, F32 hs, F32 cs, F32 gates, F32 d_hs,
+                        F32 d_h_last, F32 d_c_last, Out dx, Out dwi, Out dwh,
+                        Out db, Out dh0, Out dc0, int64_t threads,
+                        int64_t isa) {
+  auto d = cs.dimensions();
+  LayerBwdArgs a;
+  a.T = d[0], a.B = d[1], a.H = d[2], a.D = x.dimensions()[2], a.nh = 0;
+  a.x = x.typed_data(), a.h0 = h0.typed_data(), a.c0 = c0.typed_data();
+  a.hs = hs.typed_data(), a.cs = cs.typed_data();
+  a.gates = gates.typed_data(), a.d_hs = d_hs.typed_data();
+  a.d_h_last = d_h_last.typed_data();
+  a.dx = dx->typed_data();
+  a.dh0 = dh0->typed_data(), a.dc = dc0->typed_data();
+  if (a.T == 0) return ffi::Error::InvalidArgument("T must be at least 1");
+  if (ChooseIsa(isa) == 2)
+    avx512::RunLayerBackward(pool, a, wi.typed_data(), wh.typed_data(),
+                             d_c_last.typed_data(), threads, dwi->typed_data(),
+                             dwh->typed_data(), db->typed_data());
+  else
+    avx2::RunLayerBackward(pool, a, wi.typed_data(), wh.typed_data(),
+                           d_c_last.typed_data(), threads, dwi->typed_data(),
+                           dwh->typed_data(), db->typed_data());
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxFusedLstmFwd, FwdImpl,
@@ -622,6 +966,69 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxFusedLstmBwd, BwdImpl,
                                   .Ret<F32>()  // dc0
                                   .Attr<int64_t>("threads"));
 
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxLstmLayerFwd, LayerFwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // Wi
+                                  .Arg<F32>()  // Wh
+                                  .Arg<F32>()  // bias
+                                  .Arg<F32>()  // h0
+                                  .Arg<F32>()  // c0
+                                  .Ret<F32>()  // hs
+                                  .Ret<F32>()  // cs
+                                  .Ret<F32>()  // gates
+                                  .Attr<int64_t>("threads")
+                                  .Attr<int64_t>("isa"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxLstmLayerFwdInfer, LayerFwdInferImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // Wi
+                                  .Arg<F32>()  // Wh
+                                  .Arg<F32>()  // bias
+                                  .Arg<F32>()  // h0
+                                  .Arg<F32>()  // c0
+                                  .Ret<F32>()  // hs
+                                  .Ret<F32>()  // cs
+                                  .Attr<int64_t>("threads")
+                                  .Attr<int64_t>("isa"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MjxLstmLayerBwd, LayerBwdImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<F32>()  // x
+                                  .Arg<F32>()  // Wi
+                                  .Arg<F32>()  // Wh
+                                  .Arg<F32>()  // h0
+                                  .Arg<F32>()  // c0
+                                  .Arg<F32>()  // hs
+                                  .Arg<F32>()  // cs
+                                  .Arg<F32>()  // gates
+                                  .Arg<F32>()  // d_hs
+                                  .Arg<F32>()  // d_hT
+                                  .Arg<F32>()  // d_cT
+                                  .Ret<F32>()  // dx
+                                  .Ret<F32>()  // dWi
+                                  .Ret<F32>()  // dWh
+                                  .Ret<F32>()  // db
+                                  .Ret<F32>()  // dh0
+                                  .Ret<F32>()  // dc0
+                                  .Attr<int64_t>("threads")
+                                  .Attr<int64_t>("isa"));
+
+// The instruction set that isa (0 best, 1 AVX2, 2 AVX-512) runs here.
+extern "C" int mjx_fused_isa(int64_t isa) { return ChooseIsa(isa); }
+
+// The vector math of one instruction set, for the tests (see below).
+extern "C" void mjx_fused_eval_math_isa(int64_t isa, int kind, int64_t n,
+                                        const float* in, float* out) {
+  if (ChooseIsa(isa) == 2)
+    avx512::EvalMath(kind, n, in, out);
+  else
+    avx2::EvalMath(kind, n, in, out);
+}
 
 // For the tests: out[i] = f(in[i]) with f = exp (0), sigmoid (1), tanh (2)
 // of the vector code above (n a multiple of 8 or not).
