@@ -120,7 +120,7 @@ def test_test_bits_equal_the_training_loss_on_the_same_songs(run):
   scores = predict.score_split(run, "test", dataset)
   nll = {"pitch": 0.0, "duration": 0.0}
   count = 0.0
-  for streams, _ in predict._song_batches(dataset.test, 64):
+  for _, streams, _ in predict.song_batches(dataset.test, 64):
     batch = {
       "pitch": streams["pitch"][0],
       "duration": streams["duration"][0],

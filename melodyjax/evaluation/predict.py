@@ -39,11 +39,11 @@ def _log_probs(model, params, pitch, duration, conditions, target_pitch):
   )
 
 
-def _song_batches(
-  split: dataset_lib.Split, batch_size: int, multiple: int = 32
-):
+def song_batches(split: dataset_lib.Split, batch_size: int, multiple: int = 32):
   """Original songs, by length, framed: inputs [bos, events], targets
-  [events, eos]; padded to a multiple of `multiple` (few compilations)."""
+  [events, eos]; padded to a multiple of `multiple` (few compilations).
+  Yields (the songs' rows in `split`, {stream: (inputs, targets)},
+  {condition: ids})."""
   rows = split.originals()
   lengths = np.diff(split.offsets)[rows]
   rows = rows[np.argsort(lengths, kind="stable")]
@@ -70,7 +70,7 @@ def _song_batches(
     for i, row in enumerate(chunk):
       for name, values in windows.song_conditions(split, row).items():
         conditions[name][i, : len(values)] = values
-    yield streams, conditions
+    yield chunk, streams, conditions
 
 
 def model_distributions(
@@ -87,7 +87,7 @@ def model_distributions(
     distribution times that one duration distribution, not the full joint.
   """
   out = {stream: ([], []) for stream in tokens.STREAMS}
-  for batch, conditions in _song_batches(split, batch_size):
+  for _, batch, conditions in song_batches(split, batch_size):
     log_probs = _log_probs(
       run.model,
       run.params,

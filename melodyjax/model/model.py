@@ -128,6 +128,7 @@ class MelodyModel(nn.Module):
     carry: lstm.Carry | None = None,
     last_only: bool = False,
     target_pitch: jax.Array | None = None,
+    hidden: bool = False,
   ) -> tuple[jax.Array, jax.Array, lstm.Carry]:
     """Logits of the next event at every position (or only the last).
 
@@ -143,6 +144,9 @@ class MelodyModel(nn.Module):
         of each predicted event, which a `duration_given_pitch` model's
         duration head reads (teacher forcing); ignored by independent
         heads.
+      hidden: return (the heads' input [batch, time, lstm_sizes[-1]],
+        None, carry) instead: what the song's memory (`model.memory`)
+        reads, and what `_heads` maps to logits.
 
     Returns:
       (pitch logits [batch, time, pitch_vocab], duration logits
@@ -155,6 +159,8 @@ class MelodyModel(nn.Module):
     h, carry = self.lstm(x, carry)
     if last_only:
       h = h[:, -1:]
+    if hidden:
+      return h, None, carry
     pitch_logits, duration_logits = self._heads(h, target_pitch)
     return pitch_logits, duration_logits, carry
 

@@ -183,10 +183,12 @@ class MelodyTransformer(model_lib.MelodyModel):
     last_only: bool = False,
     target_pitch: jax.Array | None = None,
     dropout: tuple[jax.Array, jax.Array] | None = None,
+    hidden: bool = False,
   ):
-    """`MelodyModel.__call__`'s logits (`carry` must be None: a window
-    starts the song's context afresh); `dropout` is (the step's key, the
-    rows' global indices) in training. The carry returned is None."""
+    """`MelodyModel.__call__`'s logits or `hidden` states (`carry` must be
+    None: a window starts the song's context afresh); `dropout` is (the
+    step's key, the rows' global indices) in training. The carry returned
+    is None."""
     if carry is not None:
       raise ValueError("the Transformer takes no initial carry")
     x = self.project(self._features(pitch, duration, conditions, channel_mask))
@@ -198,6 +200,8 @@ class MelodyTransformer(model_lib.MelodyModel):
     h = self.final_norm(x)
     if last_only:
       h = h[:, -1:]
+    if hidden:
+      return h, None, None
     pitch_logits, duration_logits = self._heads(h, target_pitch)
     return pitch_logits, duration_logits, None
 

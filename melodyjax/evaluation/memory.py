@@ -1,0 +1,348 @@
+"""The model with a memory of the song, scored like the model alone.
+
+Three memories, each on or off, each tuned on the validation split and
+scored on whole held-out songs from their first event (`predict`'s
+targets, in `ngram.split_songs`'s order, so that they line up with the
+baselines'):
+
+  dynamic  dynamic evaluation (Krause et al., 2018): the heads (the shared
+           Dense layer and both softmax layers) take a gradient step on each
+           event of the song once it is heard, and forget the song at its
+           end; the learning rate is chosen on validation (0: off).
+  cache    the neural cache (Grave et al., 2017) over the heads' input of
+           the song's earlier positions, mixed with the softmax
+           (`model.memory.cache`; sharpness and weight per stream on
+           validation).
+  stm      IDyOM's entropy-weighted combination with the short-term model
+           (PPM-C on the song so far, the baselines' `idyom`), its order the
+           baseline's and its bias chosen on validation.
+
+They stack in that order: the (adapted) softmax, mixed with the cache,
+combined with the short-term model. `evaluate` gives the bits of every
+combination; the short-term model is the same information as the
+baselines' (the song's own events), so every row compares like with like.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.evaluation import baselines, idyom, ngram, predict, scoring
+from melodyjax.model import memory
+from melodyjax.music import tokens
+from melodyjax.training import runs
+
+OPTIONS = ("dynamic", "cache", "stm")
+HEADS = (
+  "dense",
+  "pitch_head",
+  "duration_head",
+  "duration_hidden",
+  "duration_pitch_embed",
+)
+LEARNING_RATES = (0.003, 0.01, 0.03, 0.1)
+THETAS = (2.0, 5.0, 10.0, 20.0)
+WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.45)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+  """The model's distributions on a split's original songs.
+
+  Attributes:
+    probs: {stream: float64 [targets, vocab]}.
+    targets: {stream: int [targets]}; each song's events then its eos,
+      songs in `split.originals()` order.
+    hidden: float32 [targets, features], the heads' input at each target,
+      unit length.
+    lengths: int [songs] targets per song (events + 1).
+  """
+
+  probs: Mapping[str, np.ndarray]
+  targets: Mapping[str, np.ndarray]
+  hidden: np.ndarray
+  lengths: np.ndarray
+
+
+def _split_heads(params):
+  heads = {k: v for k, v in params.items() if k in HEADS}
+  return heads, {k: v for k, v in params.items() if k not in HEADS}
+
+
+def _log_probs_of(model, params, h, target_pitch):
+  pitch_logits, duration_logits = model.apply(
+    {"params": params}, h, target_pitch, method="_heads"
+  )
+  return (
+    jax.nn.log_softmax(pitch_logits, axis=-1),
+    jax.nn.log_softmax(duration_logits, axis=-1),
+  )
+
+
+def _dynamic(model, params, h, targets, mask, learning_rate):
+  """Log-probs of every position of a batch of songs, the heads adapted
+  to each song as it goes (one SGD step per heard event, per song)."""
+  heads, rest = _split_heads(params)
+  target_pitch, target_duration = targets
+
+  def loss(head, h_t, pitch_t, duration_t):
+    lp, ld = _log_probs_of(model, {**rest, **head}, h_t, pitch_t)
+    return -(lp[pitch_t] + ld[duration_t]), (lp, ld)
+
+  grad = jax.grad(loss, has_aux=True)
+
+  def row(h_row, pitch_row, duration_row, mask_row):
+    def body(head, xs):
+      h_t, pitch_t, duration_t, m = xs
+      g, (lp, ld) = grad(head, h_t, pitch_t, duration_t)
+      head = jax.tree.map(lambda p, d: p - learning_rate * m * d, head, g)
+      return head, (lp, ld)
+
+    _, out = jax.lax.scan(
+      body, heads, (h_row, pitch_row, duration_row, mask_row)
+    )
+    return out
+
+  return jax.vmap(row)(h, target_pitch, target_duration, mask)
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _forward(model, params, pitch, duration, conditions, targets, lr):
+  h, _, _ = model.apply(
+    {"params": params}, pitch, duration, conditions=conditions, hidden=True
+  )
+  mask = (targets[0] != tokens.PAD_ID).astype(jnp.float32)
+  lp, ld = jax.lax.cond(
+    lr > 0,
+    lambda: _dynamic(model, params, h, targets, mask, lr),
+    lambda: _log_probs_of(model, params, h, targets[0]),
+  )
+  h = h / jnp.maximum(jnp.linalg.norm(h, axis=-1, keepdims=True), 1e-6)
+  return lp, ld, h
+
+
+def outputs(
+  run: runs.Run,
+  split: dataset_lib.Split,
+  learning_rate: float = 0.0,
+  batch_size: int = 64,
+) -> Outputs:
+  """The model's distributions (adapted by dynamic evaluation at
+  `learning_rate` > 0) and hidden states on `split`'s original songs."""
+  per_row: dict[int, tuple] = {}
+  for rows, batch, conditions in predict.song_batches(split, batch_size):
+    lp, ld, h = _forward(
+      run.model,
+      run.params,
+      batch["pitch"][0],
+      batch["duration"][0],
+      {name: conditions[name] for name in run.model.config.conditions},
+      (batch["pitch"][1], batch["duration"][1]),
+      jnp.float32(learning_rate),
+    )
+    lp, ld, h = (np.asarray(x) for x in (lp, ld, h))
+    for i, row in enumerate(rows):
+      n = int(np.sum(batch["pitch"][1][i] != tokens.PAD_ID))
+      per_row[row] = (
+        lp[i, :n],
+        ld[i, :n],
+        h[i, :n],
+        batch["pitch"][1][i, :n],
+        batch["duration"][1][i, :n],
+      )
+  order = [per_row[row] for row in split.originals()]
+  cat = [np.concatenate(parts) for parts in zip(*order, strict=True)]
+  return Outputs(
+    {
+      "pitch": np.exp(cat[0].astype(np.float64)),
+      "duration": np.exp(cat[1].astype(np.float64)),
+    },
+    {"pitch": cat[3], "duration": cat[4]},
+    cat[2],
+    np.array([len(parts[0]) for parts in order]),
+  )
+
+
+@functools.partial(jax.jit, static_argnames="vocab_size")
+def _cache_batch(hidden, next_ids, lengths, theta, vocab_size):
+  p, has_key = jax.vmap(
+    lambda h, ids: memory.song_cache(h, ids, theta, vocab_size)
+  )(hidden, next_ids)
+  positions = jnp.arange(hidden.shape[1])
+  return p, has_key & (positions[None] < lengths[:, None])
+
+
+def cache_distributions(
+  out: Outputs, stream: str, theta: float, songs_per_call: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+  """The cache's distribution at every target of `out` (float64
+  [targets, vocab]) and whether the target's song had a key before it."""
+  vocab = out.probs[stream].shape[1]
+  starts = np.concatenate([[0], np.cumsum(out.lengths)])
+  probs, keyed = [], []
+  order = np.argsort(out.lengths, kind="stable")
+  pieces: dict[int, tuple] = {}
+  for s in range(0, len(order), songs_per_call):
+    chunk = order[s : s + songs_per_call]
+    width = -(-int(out.lengths[chunk].max()) // 32) * 32
+    hidden = np.zeros((len(chunk), width, out.hidden.shape[1]), np.float32)
+    ids = np.zeros((len(chunk), width), np.int32)
+    for i, song in enumerate(chunk):
+      a, b = starts[song], starts[song + 1]
+      hidden[i, : b - a] = out.hidden[a:b]
+      ids[i, : b - a] = out.targets[stream][a:b]
+    p, k = _cache_batch(
+      hidden, ids, out.lengths[chunk], jnp.float32(theta), vocab
+    )
+    p, k = np.asarray(p, np.float64), np.asarray(k)
+    for i, song in enumerate(chunk):
+      n = out.lengths[song]
+      pieces[song] = (p[i, :n], k[i, :n])
+  for song in range(len(out.lengths)):
+    probs.append(pieces[song][0])
+    keyed.append(pieces[song][1])
+  return np.concatenate(probs), np.concatenate(keyed)
+
+
+def mix(probs, cache_probs, keyed, weight) -> np.ndarray:
+  w = np.where(keyed, weight, 0.0)[:, None]
+  return (1.0 - w) * probs + w * cache_probs
+
+
+def _bits(probs, targets) -> float:
+  p = probs[np.arange(len(targets)), targets]
+  return float(-np.mean(np.log2(np.maximum(p, 1e-300))))
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """Each memory's settings, chosen on validation (per stream where the
+  streams differ)."""
+
+  learning_rate: float
+  theta: Mapping[str, float]
+  weight: Mapping[str, float]
+  stm_order: Mapping[str, int]
+  stm_bias: Mapping[str, float]
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+def _short_term(dataset, split, stream, order) -> np.ndarray:
+  songs = ngram.split_songs(dataset.splits[split], stream)
+  vocab = dataset.pitch_vocab if stream == "pitch" else dataset.duration_vocab
+  return idyom.short_term_distributions(songs, len(vocab), order)
+
+
+def _distributions(out, short, settings, options, stream):
+  """One stream's distributions with the memories of `options`."""
+  probs = out.probs[stream]
+  if "cache" in options:
+    cache_probs, keyed = cache_distributions(
+      out, stream, settings.theta[stream]
+    )
+    probs = mix(probs, cache_probs, keyed, settings.weight[stream])
+  if "stm" in options:
+    probs = idyom.combine([probs, short[stream]], settings.stm_bias[stream])
+  return probs
+
+
+def choose_settings(
+  run: runs.Run,
+  dataset: dataset_lib.Dataset,
+  fitted: baselines.Fitted,
+  learning_rates: Sequence[float] = LEARNING_RATES,
+) -> tuple[Settings, dict[str, Any]]:
+  """Each memory's settings on validation, one at a time (the learning rate
+  alone; the cache on the plain model's softmax; the bias on the softmax
+  mixed with the cache), and the validation bits of each choice."""
+  split = dataset.valid
+  plain = outputs(run, split)
+  trials: dict[str, Any] = {"learning_rate": {}}
+  for lr in learning_rates:
+    adapted = outputs(run, split, lr)
+    trials["learning_rate"][lr] = sum(
+      _bits(adapted.probs[s], adapted.targets[s]) for s in tokens.STREAMS
+    )
+  lr = min(trials["learning_rate"], key=trials["learning_rate"].get)
+  theta, weight, bias = {}, {}, {}
+  for stream in tokens.STREAMS:
+    targets = plain.targets[stream]
+    best = (_bits(plain.probs[stream], targets), 0.0, 0.0)
+    for t in THETAS:
+      cache_probs, keyed = cache_distributions(plain, stream, t)
+      for w in WEIGHTS:
+        bits = _bits(mix(plain.probs[stream], cache_probs, keyed, w), targets)
+        best = min(best, (bits, t, w))
+    trials[f"cache_{stream}"] = best[0]
+    theta[stream], weight[stream] = best[1] or THETAS[0], best[2]
+  partial = Settings(lr, theta, weight, fitted.short_term_order, {})
+  for stream in tokens.STREAMS:
+    short = _short_term(
+      dataset, "valid", stream, fitted.short_term_order[stream]
+    )
+    mixed = _distributions(plain, {}, partial, ("cache",), stream)
+    bias[stream], bits = idyom.choose_bias(
+      [mixed, short], plain.targets[stream]
+    )
+    trials[f"stm_{stream}"] = bits
+  return dataclasses.replace(partial, stm_bias=bias), trials
+
+
+def combinations() -> list[tuple[str, ...]]:
+  """Every subset of `OPTIONS`, the empty one (the model alone) first."""
+  return [
+    combo
+    for n in range(len(OPTIONS) + 1)
+    for combo in itertools.combinations(OPTIONS, n)
+  ]
+
+
+def evaluate(
+  run: runs.Run,
+  dataset: dataset_lib.Dataset,
+  fitted: baselines.Fitted,
+  settings: Settings,
+  split: str = "test",
+) -> dict[str, dict[str, float]]:
+  """`scoring.score_distributions` of every combination of memories on a
+  split ({'+'.join(combo) or 'none': scores}), each with its seconds."""
+  data = dataset.splits[split]
+  short = {
+    stream: _short_term(dataset, split, stream, settings.stm_order[stream])
+    for stream in tokens.STREAMS
+  }
+  start = time.perf_counter()
+  plain = outputs(run, data)
+  seconds = {False: time.perf_counter() - start}
+  start = time.perf_counter()
+  adapted = outputs(run, data, settings.learning_rate)
+  seconds[True] = time.perf_counter() - start
+  scores = {}
+  for combo in combinations():
+    out = adapted if "dynamic" in combo else plain
+    start = time.perf_counter()
+    dists = {
+      stream: (
+        _distributions(out, short, settings, combo, stream),
+        out.targets[stream],
+      )
+      for stream in tokens.STREAMS
+    }
+    result = scoring.score_distributions(dists)
+    result["seconds"] = seconds["dynamic" in combo] + (
+      time.perf_counter() - start
+    )
+    scores["+".join(combo) or "none"] = result
+  return scores
