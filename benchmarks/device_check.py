@@ -218,15 +218,17 @@ def stage_train(args, report, budget):
     report["sample"]["output"] = text
 
 
-def _torch_cuda() -> str | None:
-  """None if PyTorch with CUDA is here, else why not."""
+def _torch_missing(gpu: bool) -> str | None:
+  """None if PyTorch (with CUDA, on a GPU) is here, else why not."""
   code, text, _ = _run(
     [sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
     120,
   )
   if code != 0:
     return "PyTorch is not installed"
-  return None if text.strip().endswith("True") else "PyTorch without CUDA"
+  if gpu and not text.strip().endswith("True"):
+    return "PyTorch without CUDA"
+  return None
 
 
 def stage_throughput(args, report, budget):
@@ -246,7 +248,7 @@ def stage_throughput(args, report, budget):
     runners[impl] = lambda t=jax_task: harness.run_worker(
       "jax_worker", t, quiet=True
     )
-  why_not = _torch_cuda() if args.gpu else None
+  why_not = _torch_missing(args.gpu)
   if why_not is None:
     torch_task = dict(task, device="cuda" if args.gpu else "cpu", adam="fused")
     runners["torch"] = lambda: harness.run_worker(

@@ -28,13 +28,15 @@ def test_readme_launch_commands_are_valid():
   import train_main
 
   commands = readme_train_commands()
-  # Conditioned, overrides, one GPU, 8 GPUs, two hosts, two CPU processes,
-  # O'Neill's, fine-tuning: each by its config and workdir.
+  # Conditioned, overrides, the Transformer, one GPU, 8 GPUs, two hosts,
+  # two CPU processes, O'Neill's, fine-tuning: each by its config and
+  # workdir.
   assert [
     (argv[1], argv[2]) for argv in commands if argv[1].startswith("--config=")
   ] == [
     ("--config=configs/cpu.py", "--workdir=runs/esac_all"),
     ("--config=configs/default.py", "--workdir=/tmp/mj/run1"),
+    ("--config=configs/transformer.py", "--workdir=runs/esac_tf"),
     ("--config=configs/gpu.py", "--workdir=runs/esac_gpu"),
     ("--config=configs/gpu.py", "--workdir=runs/esac_gpu8"),
     ("--config=configs/gpu.py", "--workdir=/shared/runs/esac_2hosts"),
