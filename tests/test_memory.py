@@ -55,6 +55,32 @@ def test_jax_combination_is_idyoms(bias):
   np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+def test_short_term_mixture_keeps_the_models_end_of_song():
+  rng = np.random.default_rng(0)
+  p = rng.dirichlet(np.ones(10), size=6).astype(np.float32)
+  p[:, :2] = 0
+  p /= p.sum(axis=1, keepdims=True)
+  short = np.zeros((6, 10), np.float32)
+  short[:3, 2:] = 1 / 8  # uniform: the last band
+  short[3:, 5] = 0.9  # confident: the first band
+  short[3:, 2:5] = 0.1 / 3
+  weights = jnp.array([0.5, 0.0, 0.0, 0.2])
+  mixed = np.asarray(memory.mix_short_term(p, short, weights))
+  np.testing.assert_allclose(mixed.sum(axis=1), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(mixed[:, 2], p[:, 2], rtol=1e-6)  # eos kept
+  q = short.copy()
+  q[:, 2] = 0
+  q = q / q.sum(axis=1, keepdims=True) * (1 - p[:, 2:3])
+  q[:, 2] = p[:, 2]
+  for row, w in [(0, 0.2), (3, 0.5)]:
+    np.testing.assert_allclose(
+      mixed[row], (1 - w) * p[row] + w * q[row], rtol=1e-5, atol=1e-7
+    )
+  np.testing.assert_allclose(
+    memory.mix_short_term(p, short, jnp.zeros(4)), p, rtol=1e-6
+  )
+
+
 def test_cache_points_at_what_followed_the_matching_state():
   hidden = jnp.eye(4, dtype=jnp.float32)[jnp.array([0, 1, 2, 0])]
   next_ids = jnp.array([7, 8, 9, 5])
@@ -139,9 +165,10 @@ def test_every_memory_is_scored_and_the_short_term_one_helps(workdir):
   )
   # what was chosen on validation is what scores there
   for stream in tokens.STREAMS:
-    chosen = trials[f"stm_{stream}"][settings.stm_bias[stream]]
+    rules = trials[f"stm_{stream}"]
+    assert settings.stm_rule[stream] == min(rules, key=rules.get)
     assert scores["cache+stm"][f"bits_per_note_{stream}"] == pytest.approx(
-      chosen, 1e-9
+      rules[settings.stm_rule[stream]], 1e-6
     )
     assert scores["cache"][f"bits_per_note_{stream}"] == pytest.approx(
       trials[f"cache_{stream}"], 1e-9

@@ -9,6 +9,9 @@ song it is reading, from that song's own earlier events:
   song's events so far, so that the sampler's scan and the scorer share it.
 - `combine`: IDyOM's entropy-weighted geometric combination of two
   distributions (exactly `evaluation.idyom.combine`).
+- `mix_short_term`: the linear mixture of the model with the short-term
+  model, its weight per band of the short-term model's entropy (the
+  short-term model never hears a song end: the model's own eos is kept).
 - `cache`: Grave et al.'s neural cache (2017): a distribution over the
   tokens that followed hidden states like the current one earlier in the
   song, mixed linearly with the model's.
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from melodyjax.music import tokens
 
 _FLOOR = 1e-12
 
@@ -95,6 +100,36 @@ def combine(log_p: jax.Array, p_other: jax.Array, bias: jax.Array) -> jax.Array:
   reserved = jnp.arange(log_p.shape[-1]) < 2
   mixed = jnp.where(reserved, -jnp.inf, mixed)
   return jax.nn.log_softmax(mixed, axis=-1)
+
+
+def mix_short_term(
+  p: jax.Array, p_short: jax.Array, weights: jax.Array
+) -> jax.Array:
+  """(1 - w) p + w q: the model's `p` [..., vocab] with the short-term
+  model's `p_short`, both probabilities.
+
+  q is `p_short` with its eos mass given back to the model: q(eos) =
+  p(eos), the other ids `p_short` renormalised over (1 - p(eos)). The
+  short-term model has heard no song end (the song is still going), so its
+  eos is only its escape to the uniform. The weight w is `weights[k]`, k
+  the band of `p_short`'s relative entropy in `len(weights)` equal bands of
+  (0, 1]: a confident short-term model (late in a repetitive song) gets the
+  weight of the first band.
+  """
+  p, p_short = jnp.asarray(p), jnp.asarray(p_short)
+  eos = tokens.EOS_ID
+  p_eos = p[..., eos : eos + 1]
+  rest = p_short.at[..., eos].set(0.0)
+  rest = rest / jnp.maximum(jnp.sum(rest, axis=-1, keepdims=True), _FLOOR)
+  q = (rest * (1.0 - p_eos)).at[..., eos].set(p_eos[..., 0])
+  bands = weights.shape[0]
+  band = jnp.clip(
+    jnp.floor(relative_entropy(p_short) * bands).astype(jnp.int32),
+    0,
+    bands - 1,
+  )
+  w = weights[band][..., None]
+  return (1.0 - w) * p + w * q
 
 
 def cache(
