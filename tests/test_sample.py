@@ -115,6 +115,30 @@ def test_fast_paths_sample_the_same_notes(run, monkeypatch, slow_path):
     np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_short_term_model_continues_the_melodys_own_phrase(run):
+  phrase = "C4:1 D4:0.5 E4:0.5 D4:1 "
+  text = phrase * 3 + "C4:1 D4:0.5 E4:0.5"
+  primer = primer_arrays(run, text, batch=256, capacity=16)
+  args = (run.model, run.params, *primer, jax.random.key(5))
+  length = len(generate.parse_primer_text(text))
+
+  def continuation(weight, **kwargs):
+    settings = draw.make_settings(1.0, short_term=weight)
+    pitch, duration = sampler.sample(*args, settings, num_notes=1, **kwargs)
+    return (
+      run.pitch_vocab.decode(np.asarray(pitch)[:, length + 1]),
+      run.duration_vocab.decode(np.asarray(duration)[:, length + 1]),
+    )
+
+  plain = continuation(None)
+  copied = continuation((0.9, 0.9), short_term_order=(4, 4))
+  share = lambda c: np.mean([p == "D4" for p in c[0]])  # noqa: E731
+  assert share(copied) > 0.8 > share(plain) + 0.3, (share(copied), share(plain))
+  assert np.mean([d == "1.0" for d in copied[1]]) > 0.8
+  # weight 0: the network's own notes
+  assert continuation((0.0, 0.0), short_term_order=(4, 4)) == plain
+
+
 def test_changing_settings_and_primer_does_not_retrace(run):
   model = run.model
   with counting_step_traces() as traces:

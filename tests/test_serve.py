@@ -4,6 +4,7 @@ free loopback port, spoken to with real HTTP (http.client and raw sockets).
 
 import base64
 import concurrent.futures
+import dataclasses
 import http.client
 import json
 import re
@@ -115,6 +116,43 @@ def test_generate_gives_sample_mains_notes(server, workdir):
   assert again["melodies"] == answer["melodies"]
 
 
+def test_generate_with_the_short_term_model_gives_sample_mains_notes(
+  server, workdir
+):
+  port, _ = server
+  body = {
+    "primer": "C4:1 D4:0.5 C4:1 D4:0.5",
+    "num_notes": 12,
+    "num_outputs": 2,
+    "short_term": [0.5, 0.3],
+    "short_term_order": 3,
+    "seed": 3,
+  }
+  status, answer = call(port, "POST", "/generate", body)
+  assert status == 200, answer
+  run = runs.from_workdir(str(workdir))
+  request = request_lib.Request(
+    num_outputs=2,
+    num_notes=12,
+    short_term=(0.5, 0.3),
+    short_term_order=3,
+    seed=3,
+  )
+  expected = generate.generate(
+    run, request, generate.parse_primer_text(body["primer"])
+  )
+  plain = generate.generate(
+    run,
+    dataclasses.replace(request, short_term=(0.0, 0.0)),
+    generate.parse_primer_text(body["primer"]),
+  )
+  got = [
+    midi_io.read_midi(base64.b64decode(m["midi_base64"])).events
+    for m in answer["melodies"]
+  ]
+  assert got == expected and got != plain
+
+
 def test_concurrent_requests_share_sampler_calls(server):
   port, _ = server
   before = call(port, "GET", "/health")[1]
@@ -148,6 +186,8 @@ BAD = [
   ({"temperature": 0}, "temperature must be > 0, got 0"),
   ({"top_p": 1.5}, "top_p must be in (0, 1], got 1.5"),
   ({"top_k": -1}, "top_k must be >= 0 (0 keeps every token), got -1"),
+  ({"short_term": [0.2, 1]}, "short_term must be in [0, 1), got 0.2,1"),
+  ({"short_term_order": 1.5}, "short_term_order must be an integer, got 1.5"),
   ({"num_outputs": 0}, "num_outputs must be >= 1, got 0"),
   (
     {"num_notes": 100000000},

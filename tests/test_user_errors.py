@@ -936,6 +936,31 @@ CASES = [
     lambda c: [f"--workdir={c.run()}", "--temprature=1"],
     "Unknown command line flag 'temprature'",
   ),
+  Case(
+    "short-term-weight",
+    "sample",
+    "a short-term model's weight of 1 (the network would be ignored)",
+    lambda c: [f"--workdir={c.run()}", "--short_term=0.2,1"],
+    "--short_term must be in [0, 1), got 0.2,1",
+  ),
+  Case(
+    "short-term-window",
+    "sample",
+    "the short-term model with the window sampler",
+    lambda c: [f"--workdir={c.run()}", "--short_term=0.2", "--sampler=window"],
+    "--short_term needs --sampler=scan",
+  ),
+  Case(
+    "short-term-order",
+    "sample",
+    "a short-term model of order 0",
+    lambda c: [
+      f"--workdir={c.run()}",
+      "--short_term=0.2",
+      "--short_term_order=0",
+    ],
+    "--short_term_order must be an integer from 1 to 12, got 0",
+  ),
 ]
 
 

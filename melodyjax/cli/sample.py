@@ -62,6 +62,19 @@ flags.DEFINE_list(
   "Nucleus mass (1: all); one value or pitch,duration.",
   flag_values=FLAGS,
 )
+flags.DEFINE_list(
+  "short_term",
+  ["0"],
+  "Weight of the short-term model of the melody so far (PPM, primer "
+  "included) in [0, 1), 0: none; one value or pitch,duration.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_list(
+  "short_term_order",
+  [str(request_lib.DEFAULT_SHORT_TERM_ORDER)],
+  "Order of the short-term model; one value or pitch,duration.",
+  flag_values=FLAGS,
+)
 flags.DEFINE_integer(
   "seed", 0, "Same seed and settings give the same notes.", flag_values=FLAGS
 )
@@ -192,6 +205,8 @@ def check_flags():
     temperature=_pair("temperature", float),
     top_k=_pair("top_k", int),
     top_p=_pair("top_p", float),
+    short_term=_pair("short_term", float),
+    short_term_order=_pair("short_term_order", int),
     seed=FLAGS.seed,
     sampler=FLAGS.sampler,
     max_primer_notes=FLAGS.max_primer_notes,
@@ -206,6 +221,8 @@ def check_flags():
         "temperature",
         "top_p",
         "top_k",
+        "short_term",
+        "short_term_order",
         "num_outputs",
         "num_notes",
         "max_primer_notes",
@@ -213,10 +230,9 @@ def check_flags():
         *request_lib.CONTROLS,
       )
     },
-    shown={
-      n: ",".join(FLAGS[n].value) for n in ("temperature", "top_k", "top_p")
-    },
+    shown={n: ",".join(FLAGS[n].value) for n in request_lib.PAIRS},
   )
+  request_lib.check_sampler(request.sampler, request.short_term)
   _check_time_signature()
   _check_files_and_sound()
   rendering = outputs.Rendering(

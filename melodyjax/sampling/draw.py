@@ -27,6 +27,9 @@ class Settings(NamedTuple):
     temperature: [2] (pitch, duration) softmax temperatures, > 0.
     top_k: [2] int keep the k most likely tokens per stream (0: all).
     top_p: [2] keep the smallest set with this much probability (1: all).
+    short_term: [2] the short-term model's weight in each head's
+      distribution (`sampler`'s `short_term_order`; None: no short-term
+      model, and nothing computed for it).
 
   For a `duration_given_pitch` model the pitch's settings act on the
   pitch's marginal (of the tempered joint, restricted to the allowed
@@ -37,15 +40,19 @@ class Settings(NamedTuple):
   temperature: jax.Array
   top_k: jax.Array
   top_p: jax.Array
+  short_term: jax.Array | None = None
 
 
-def make_settings(temperature=1.0, top_k=0, top_p=1.0) -> Settings:
+def make_settings(
+  temperature=1.0, top_k=0, top_p=1.0, short_term=None
+) -> Settings:
   """Settings from scalars or (pitch, duration) pairs."""
   pair = lambda x, dtype: jnp.broadcast_to(jnp.asarray(x, dtype), (2,))  # noqa: E731
   return Settings(
     pair(temperature, jnp.float32),
     pair(top_k, jnp.int32),
     pair(top_p, jnp.float32),
+    None if short_term is None else pair(short_term, jnp.float32),
   )
 
 

@@ -164,10 +164,12 @@ def sample_ids(
   request.check()
   if melody_plan is None:
     melody_plan = plan.make_plan(run, request)
+  short_term = any(request.short_term)
   settings = draw.make_settings(
     np.asarray(request.temperature, float),
     request.top_k,
     np.asarray(request.top_p, float),
+    np.asarray(request.short_term, float) if short_term else None,
   )
   args = (
     run.model,
@@ -198,6 +200,7 @@ def sample_ids(
     beam_size=beam[0],
     branch_factor=beam[1],
     with_scores=True,
+    short_term_order=request.short_term_order if short_term else None,
   )
   return jax.device_get(out)
 

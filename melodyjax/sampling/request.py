@@ -39,6 +39,11 @@ LIMITS = {
   "max_primer_notes": (MAX_PRIMER_NOTES, "primer events"),
 }
 SAMPLERS = ("scan", "window")
+# The short-term model's orders (`model.memory.ppm`): the longest context
+# is order - 1 events. Each order is its own compilation of the sampler.
+MAX_SHORT_TERM_ORDER = 12
+DEFAULT_SHORT_TERM_ORDER = 4
+PAIRS = ("temperature", "top_k", "top_p", "short_term", "short_term_order")
 
 
 def _pair(value) -> tuple:
@@ -74,6 +79,10 @@ class Request:
     beam_size, branch_factor, steps_per_iteration: beam search (Magenta's
       meaning; 1, 1: none).
     best_of: sample this many per melody, keep the likeliest.
+    short_term: (pitch, duration) weights of the short-term model of the
+      melody so far (primer included) in each head's distribution, in
+      [0, 1) (`model.memory.mix_short_term`; 0, 0: none, nothing computed).
+    short_term_order: (pitch, duration) orders of that model.
   """
 
   num_outputs: int = 4
@@ -96,9 +105,14 @@ class Request:
   branch_factor: int = 1
   steps_per_iteration: int = 1
   best_of: int = 1
+  short_term: tuple[float, float] = (0.0, 0.0)
+  short_term_order: tuple[int, int] = (
+    DEFAULT_SHORT_TERM_ORDER,
+    DEFAULT_SHORT_TERM_ORDER,
+  )
 
   def __post_init__(self):
-    for name in ("temperature", "top_k", "top_p"):
+    for name in PAIRS:
       object.__setattr__(self, name, _pair(getattr(self, name)))
 
   def check(self) -> None:
@@ -108,6 +122,10 @@ class Request:
         f"--sampler must be 'scan' or 'window', got {self.sampler!r}"
       )
     try:
+      check_sampler(self.sampler, self.short_term)
+    except errors.ConfigError as e:
+      raise errors.GenerateError(str(e)) from None
+    try:
       check_values(dataclasses.asdict(self))
     except errors.ConfigError as e:
       raise errors.GenerateError(str(e)) from None
@@ -115,7 +133,7 @@ class Request:
   def to_json(self) -> dict[str, Any]:
     return {
       **dataclasses.asdict(self),
-      **{k: list(getattr(self, k)) for k in ("temperature", "top_k", "top_p")},
+      **{k: list(getattr(self, k)) for k in PAIRS},
     }
 
 
@@ -136,6 +154,19 @@ CONTROLS = (
 _GROUP_FIELDS = ("num_outputs", "num_notes", "temperature", "top_p", "seed")
 
 
+def check_sampler(sampler: str, short_term) -> None:
+  """The memories the sampler has: the window sampler has none.
+
+  Raises:
+    ConfigError: a short-term model asked of the window sampler.
+  """
+  if sampler == "window" and any(short_term):
+    raise errors.ConfigError(
+      "--short_term needs --sampler=scan (the window sampler has no "
+      "memory of the song)"
+    )
+
+
 def check_values(
   values: Mapping[str, Any],
   name: Callable[[str], str] = lambda field: f"--{field}",
@@ -146,7 +177,8 @@ def check_values(
 
   Args:
     values: any of num_outputs, num_notes, max_primer_notes, seed (ints),
-      temperature, top_k, top_p (a number or a (pitch, duration) pair).
+      temperature, top_k, top_p, short_term, short_term_order (a number or
+      a (pitch, duration) pair).
     name: a field's name in messages (a flag by default).
     shown: a field's value as the user wrote it, for messages.
 
@@ -175,6 +207,21 @@ def check_values(
     raise errors.ConfigError(
       f"{name('top_p')} must be in (0, 1], got {got('top_p')} "
       "(1 keeps every token)"
+    )
+  if "short_term" in values and not all(
+    checks.is_number(w) and 0 <= w < 1 for w in pair("short_term")
+  ):
+    raise errors.ConfigError(
+      f"{name('short_term')} must be in [0, 1), got {got('short_term')} "
+      "(the short-term model's weight; 0: none; try 0.2)"
+    )
+  if "short_term_order" in values and not all(
+    checks.is_int(o) and 1 <= o <= MAX_SHORT_TERM_ORDER
+    for o in pair("short_term_order")
+  ):
+    raise errors.ConfigError(
+      f"{name('short_term_order')} must be an integer from 1 to "
+      f"{MAX_SHORT_TERM_ORDER}, got {got('short_term_order')}"
     )
   if "top_k" in values and not all(
     checks.is_int(k) and k >= 0 for k in pair("top_k")

@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from melodyjax.model import config as model_config_lib
+from melodyjax.model import memory
 from melodyjax.model import model as model_lib
 from melodyjax.music import tokens
 from melodyjax.sampling import constraints, draw, search
@@ -116,6 +117,24 @@ def _advance(t, sampled, state, primer_lengths, num_notes):
   return (pitch_buffer, duration_buffer, done), ~forced & ~stopped
 
 
+def with_short_term(logits, buffer, t, weight, order: int) -> jax.Array:
+  """One head's logits mixed with the short-term model of each row's song
+  so far (`model.memory.ppm` of order `order` over `buffer[:, 1 : t + 1]`,
+  primer included; `model.memory.mix_short_term` with `weight`); returns
+  log-probabilities of the same shape ([batch, vocab], or [batch, pitch,
+  vocab] for a `duration_given_pitch` model's duration)."""
+  vocab = logits.shape[-1]
+  q = jax.vmap(lambda history: memory.ppm(history, t, order, vocab))(
+    buffer[:, 1:]
+  )
+  q = q.reshape(q.shape[:1] + (1,) * (logits.ndim - 2) + q.shape[1:])
+  p = jax.nn.softmax(logits, axis=-1)
+  mixed = memory.mix_short_term(
+    p, jnp.broadcast_to(q, p.shape), jnp.reshape(weight, (1,))
+  )
+  return jnp.log(jnp.maximum(mixed, 1e-30))
+
+
 def _scan_body(
   model,
   variables,
@@ -129,6 +148,7 @@ def _scan_body(
   rest_id: int,
   beam_size: int,
   branch_factor: int,
+  short_term_order: tuple[int, int] | None,
 ):
   """`sample`'s scan step: one event of every row at position t + 1.
 
@@ -161,6 +181,15 @@ def _scan_body(
       conditions,
       method="step",
     )
+    if short_term_order is not None:
+      pitch_logits = with_short_term(
+        pitch_logits, pitch_buffer, t, settings.short_term[0],
+        short_term_order[0],
+      )  # fmt: skip
+      duration_logits = with_short_term(
+        duration_logits, duration_buffer, t, settings.short_term[1],
+        short_term_order[1],
+      )  # fmt: skip
     last = t + 1 == primer_lengths + num_notes
     *sampled, log_prob = choose(
       t,
@@ -199,6 +228,7 @@ def _scan_body(
     "beam_size",
     "branch_factor",
     "with_scores",
+    "short_term_order",
   ),
 )
 def sample(
@@ -216,6 +246,7 @@ def sample(
   beam_size: int = 1,
   branch_factor: int = 1,
   with_scores: bool = False,
+  short_term_order: tuple[int, int] | None = None,
 ) -> tuple[jax.Array, ...]:
   """Generates a batch of melodies, carrying the LSTM state (a search over
   `beam_size * branch_factor` rows per melody when > 1: module docstring).
@@ -233,6 +264,9 @@ def sample(
     rest_id: the rest's pitch id, never sampled first (static; -1: none).
     beam_size, branch_factor, with_scores: the search's shape, and whether
       to return the log-likelihoods (static).
+    short_term_order: (pitch, duration) orders of the short-term model
+      mixed into each head with `settings.short_term`'s weights (static;
+      None: none).
 
   Returns:
     (pitch, duration) int32 [batch, 1 + max_primer + num_notes]: bos, the
@@ -260,6 +294,7 @@ def sample(
     rest_id=rest_id,
     beam_size=beam_size,
     branch_factor=branch_factor,
+    short_term_order=short_term_order,
   )
 
   zeros = jnp.zeros(batch, jnp.int32)

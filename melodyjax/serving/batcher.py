@@ -5,9 +5,9 @@ recompiles it, so a call has a shape from a few fixed sizes: the note count
 rounded up to a bucket (`NOTE_BUCKETS`), each request's melodies padded to
 a row bucket (`ROW_BUCKETS`), and the requests of one call (its slots)
 padded to a slot bucket. Requests that arrive within `wait_seconds` of each
-other (or while a call runs) and share (note bucket, row bucket) run in one
-call: `sample_slots`, the sampler vmapped over slots, each slot with its own
-key and settings.
+other (or while a call runs) and share (note bucket, row bucket, short-term
+orders or none) run in one call: `sample_slots`, the sampler vmapped over
+slots, each slot with its own key and settings.
 
 Each request gets exactly the melodies `sample_main.py` gives for the same
 settings and seed: a melody's first events do not depend on the buffer's
@@ -45,7 +45,10 @@ def bucket(value: int, buckets: Sequence[int]) -> int:
   return next(b for b in buckets if b >= value)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_notes", "rest_id"))
+@functools.partial(
+  jax.jit,
+  static_argnames=("model", "num_notes", "rest_id", "short_term_order"),
+)
 def sample_slots(
   model,
   params,
@@ -57,6 +60,7 @@ def sample_slots(
   *,
   num_notes: int,
   rest_id: int,
+  short_term_order: tuple[int, int] | None = None,
 ):
   """`sampler.sample` for several requests (slots) at once.
 
@@ -66,7 +70,7 @@ def sample_slots(
     primer_lengths: int [slots, rows].
     keys: [slots] PRNG keys, one per request.
     settings: `Settings` whose fields are [slots, 2].
-    num_notes, rest_id: as `sampler.sample` (static).
+    num_notes, rest_id, short_term_order: as `sampler.sample` (static).
 
   Returns:
     (pitch, duration) int32 [slots, rows, 1 + max_primer + num_notes].
@@ -83,6 +87,7 @@ def sample_slots(
       slot_settings,
       num_notes=num_notes,
       rest_id=rest_id,
+      short_term_order=short_term_order,
     )
 
   return jax.vmap(one)(
@@ -96,11 +101,13 @@ class _Job:
   future: asyncio.Future
 
   @property
-  def shape(self) -> tuple[int, int]:
+  def shape(self) -> tuple[int, int, tuple[int, int] | None]:
+    """(note bucket, row bucket, short-term orders or None): one call's."""
     request = self.checked.request
     return (
       bucket(request.num_notes, NOTE_BUCKETS),
       bucket(request.num_outputs, ROW_BUCKETS),
+      request.short_term_order if any(request.short_term) else None,
     )
 
 
@@ -184,7 +191,7 @@ class Batcher:
 
   def _call(self, group: Sequence[_Job]) -> list[list[list[Event]]]:
     """One sampler call for the group (in the sampler thread)."""
-    num_notes, rows = group[0].shape
+    num_notes, rows, short_term_order = group[0].shape
     slots = bucket(len(group), SLOT_BUCKETS)
     primer = self.limits.max_primer_notes
     pitch = np.zeros((slots, rows, primer), np.int32)
@@ -192,7 +199,7 @@ class Batcher:
     lengths = np.zeros((slots, rows), np.int32)
     seeds = [job.checked.request.seed for job in group]
     seeds += [0] * (slots - len(group))
-    settings = np.zeros((3, slots, 2), np.float64)
+    settings = np.zeros((4, slots, 2), np.float64)
     settings[0], settings[2] = 1.0, 1.0  # padding slots: plain sampling
     for i, job in enumerate(group):
       checked = job.checked
@@ -201,7 +208,12 @@ class Batcher:
       duration[i, :, :n] = checked.primer_duration
       lengths[i, :] = n
       request = checked.request
-      settings[:, i] = (request.temperature, request.top_k, request.top_p)
+      settings[:, i] = (
+        request.temperature,
+        request.top_k,
+        request.top_p,
+        request.short_term,
+      )
     out = sample_slots(
       self.run.model,
       self.run.params,
@@ -213,9 +225,13 @@ class Batcher:
         jnp.asarray(settings[0], jnp.float32),
         jnp.asarray(settings[1], jnp.int32),
         jnp.asarray(settings[2], jnp.float32),
+        None
+        if short_term_order is None
+        else jnp.asarray(settings[3], jnp.float32),
       ),
       num_notes=num_notes,
       rest_id=self._rest_id,
+      short_term_order=short_term_order,
     )
     pitch_out, duration_out = jax.device_get(out)
     self.calls += 1

@@ -1,8 +1,9 @@
 """A JSON body to a checked generation request, or one line saying why not.
 
 The fields are `sample_main.py`'s settings, named as its flags: `primer`
-(text such as "C4:1 D4:0.5"), `temperature`, `top_k`, `top_p` (a number
-or a [pitch, duration] pair), `seed`, `num_notes`, `num_outputs` and
+(text such as "C4:1 D4:0.5"), `temperature`, `top_k`, `top_p`,
+`short_term`, `short_term_order` (a number or a [pitch, duration] pair),
+`seed`, `num_notes`, `num_outputs` and
 `tempo` (quarter notes per minute, for the MIDI file). They are checked
 by `sampling.request.check_values` (the command line's rules and limits),
 then against the server's own, lower limits (`Limits`).
@@ -25,13 +26,15 @@ DEFAULTS = {
   "temperature": 1.0,
   "top_k": 0,
   "top_p": 1.0,
+  "short_term": 0.0,
+  "short_term_order": request_lib.DEFAULT_SHORT_TERM_ORDER,
   "seed": 0,
   "num_notes": 128,
   "num_outputs": 1,
   "tempo": 100.0,
 }
-PAIRS = ("temperature", "top_k", "top_p")
-INTS = ("top_k", "seed", "num_notes", "num_outputs")
+PAIRS = request_lib.PAIRS
+INTS = ("top_k", "short_term_order", "seed", "num_notes", "num_outputs")
 
 
 class RequestError(errors.MelodyjaxError):
