@@ -309,14 +309,18 @@ def test_bars_follow_the_time_signature_and_positions():
   # bar with no onset (inside a long note) is no bar.
   held = melody((60, 3), (62, 2), (64, 3), (60, 8), (60, 3), (62, 2), (64, 3))
   bars = stats._bars(held, stats.bar_positions(held))
-  assert [[p for p, _ in bar] for bar in bars] == [
-    [0, 3],
-    [1],
-    [0],
-    [0, 3],
-    [1],
-  ]
+  onsets = [[onset for onset, _, _ in bar] for bar in bars]  # in quarters
+  assert onsets == [[0, 3], [1], [0], [0, 3], [1]]
   assert stats.repetition(held)["bar_repeats"] == pytest.approx(2 / 4)
+
+
+def test_triplets_and_bad_positions():
+  triplets = melody(*[(60, F(1, 3))] * 3, (62, 1), (64, 2)) * 2
+  got = stats.repetition(triplets)
+  assert got["bar_repeats"] == 1.0
+  assert stats.bar_positions(triplets)[:5] == [0, F(1, 3), F(2, 3), 1, 2]
+  with pytest.raises(ValueError, match="2 positions for 5 events"):
+    stats.repetition(BAR, [0, 1])
 
 
 def test_compare_repetition():
@@ -396,11 +400,14 @@ def test_esac_test_split_against_train():
   train, skipped = stats.corpus_melodies(dataset, "train")
   test, _ = stats.corpus_melodies(dataset, "test")
   assert len(train) + skipped == int(np.sum(dataset.train.transpositions == 0))
-  comparison = stats.compare(
-    stats.compute_statistics(test), stats.compute_statistics(train)
-  )
+  test_stats = stats.corpus_statistics(dataset, "test")
+  train_stats = stats.corpus_statistics(dataset, "train")
+  comparison = stats.compare(test_stats, train_stats)
   for values in comparison.values():
     assert values["overlap"] > 0.8
+  # Held-out songs repeat themselves as much as the training songs do.
+  for name, row in stats.compare_repetition(test_stats, train_stats).items():
+    assert row["within"] and 0.05 < row["corpus"] < 0.5, name
   runs = stats.longest_copied_run(test, train)
   assert len(runs) == len(test) and min(runs) >= 1
   assert tokens.UNK_ID == 3

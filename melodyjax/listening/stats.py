@@ -127,6 +127,10 @@ def _ratio(a: int, b: int) -> float:
   return a / b if b else math.nan
 
 
+def _fraction(x) -> fractions.Fraction:
+  return x if isinstance(x, fractions.Fraction) else fractions.Fraction(x)
+
+
 def bar_positions(
   events: Melody, time_signature: tuple[int, int] = DEFAULT_SIGNATURE
 ) -> list[fractions.Fraction]:
@@ -136,28 +140,53 @@ def bar_positions(
   positions, onset = [], fractions.Fraction(0)
   for event in events:
     positions.append(onset % bar)
-    onset += fractions.Fraction(event.quarters)
+    onset += _fraction(event.quarters)
   return positions
 
 
-def _bars(events: Melody, positions: Positions) -> list[list[tuple]]:
-  """Per bar with an onset, its events as (onset in the bar, event)."""
-  bars: dict[fractions.Fraction, list[tuple]] = {}
-  onset = fractions.Fraction(0)
-  for event, position in zip(events, positions, strict=True):
-    position = fractions.Fraction(position)
-    bars.setdefault(onset - position, []).append((position, event))
-    onset += fractions.Fraction(event.quarters)
+def _steps(values: Sequence[fractions.Fraction], unit: int) -> list[int]:
+  return [v.numerator * (unit // v.denominator) for v in values]
+
+
+def _bars(
+  events: Melody,
+  positions: Positions | None,
+  time_signature: tuple[int, int] = DEFAULT_SIGNATURE,
+) -> list[list[tuple[int, tuple[int, ...], int]]]:
+  """Per bar with an onset, its events as (onset in the bar, pitches,
+  duration), times in steps of the song's own unit (exact integers: the
+  common denominator of its durations and positions, in quarters)."""
+  quarters = [_fraction(e.quarters) for e in events]
+  bar = metre.bar_quarters(time_signature)
+  known = [] if positions is None else [_fraction(p) for p in positions]
+  if positions is not None and len(known) != len(events):
+    raise ValueError(f"{len(known)} positions for {len(events)} events")
+  unit = math.lcm(bar.denominator, *(q.denominator for q in quarters + known))
+  durations = _steps(quarters, unit)
+  onsets = [0, *itertools.accumulate(durations)][:-1]
+  if positions is None:
+    bar_steps = bar.numerator * (unit // bar.denominator)
+    offsets = [onset % bar_steps for onset in onsets]
+  else:
+    offsets = _steps(known, unit)
+  bars: dict[int, list[tuple]] = {}
+  for event, onset, offset, duration in zip(
+    events, onsets, offsets, durations, strict=True
+  ):
+    bars.setdefault(onset - offset, []).append(
+      (offset, tuple(event.pitches), duration)
+    )
   return list(bars.values())  # in time order: dicts keep insertion order
 
 
 def _bar_key(bar: list[tuple], transposed: bool) -> tuple:
   """What two bars must share to be equal (module docstring)."""
-  notes = [event.pitches[0] for _, event in bar if event.pitches]
-  base = notes[0] if transposed and notes else 0
+  if not transposed:
+    return tuple(bar)
+  base = next((pitches[0] for _, pitches, _ in bar if pitches), 0)
   return tuple(
-    (position, tuple(p - base for p in event.pitches), event.quarters)
-    for position, event in bar
+    (offset, tuple(p - base for p in pitches), duration)
+    for offset, pitches, duration in bar
   )
 
 
@@ -165,11 +194,7 @@ def _share_seen(keys: Sequence[Any]) -> float:
   """The share of keys, after the first, equal to an earlier one."""
   if len(keys) < 2:
     return math.nan
-  seen, repeats = {keys[0]}, 0
-  for key in keys[1:]:
-    repeats += key in seen
-    seen.add(key)
-  return repeats / (len(keys) - 1)
+  return (len(keys) - len(set(keys))) / (len(keys) - 1)
 
 
 def repetition(
@@ -189,10 +214,15 @@ def repetition(
     {"bar_repeats", "bar_repeats_transposed", "pattern_repeats"}: shares in
     [0, 1], NaN where undefined.
   """
-  if positions is None:
-    positions = bar_positions(events, time_signature)
-  bars = _bars(events, positions)
-  notes = [(tuple(e.pitches), fractions.Fraction(e.quarters)) for e in events]
+  bars = _bars(events, positions, time_signature)
+  # The bars in turn hold the events in order. Patterns ignore where the
+  # bar lines fall: one id per (pitches, duration).
+  ids: dict[tuple, int] = {}
+  notes = [
+    ids.setdefault((pitches, duration), len(ids))
+    for bar in bars
+    for _, pitches, duration in bar
+  ]
   patterns = [
     tuple(notes[i : i + PATTERN_EVENTS])
     for i in range(len(notes) - PATTERN_EVENTS + 1)
