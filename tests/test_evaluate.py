@@ -10,7 +10,7 @@ import pytest
 
 from melodyjax.evaluation import predict, scoring
 from melodyjax.evaluation import report as evaluation
-from melodyjax.listening import audio
+from melodyjax.listening import audio, stats
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
 from melodyjax.training import runs
@@ -106,6 +106,22 @@ def test_report_on_a_tiny_run(workdir, tmp_path):
       == (saved["baselines"][best_of[stream]][f"bits_per_note_{stream}"])
     )
   assert f"model - {saved['best_baseline']}" in report
+  # Repetition: the samples beside the test songs, their bars from the
+  # dataset's bar positions.
+  assert "## Repetition" in report and "| bar repeats, exact |" in report
+  assert set(saved["repetition"]) == set(stats.REPETITION)
+  test_songs = stats.corpus_statistics(
+    predict.load_dataset_of(runs.from_workdir(str(workdir))), "test"
+  )
+  corpus = stats.repetition_means(test_songs)
+  for name, row in result["repetition"].items():
+    assert set(row) == {"generated", "corpus", "ratio", "within"}
+    assert row["corpus"] == pytest.approx(corpus[name]), name
+    assert 0 <= row["generated"] <= 1, name
+    assert row["within"] == (
+      abs(row["generated"] - row["corpus"]) <= 0.25 * row["corpus"]
+    )
+    assert 0 <= result["statistics"][name]["overlap"] <= 1, name
   mids = sorted(os.listdir(tmp_path / "report_samples"))
   assert any(name.endswith(".mid") for name in mids)
 

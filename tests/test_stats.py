@@ -10,9 +10,10 @@ import pytest
 
 from melodyjax import files
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.listening import stats
-from melodyjax.music import tokens, tonality
-from melodyjax.music.events import Event
+from melodyjax.listening import hook, stats
+from melodyjax.music import midi_io, tokens, tonality
+from melodyjax.music.events import Event, Song
+from tests.helpers import small_dataset
 
 
 def melody(*notes):
@@ -227,6 +228,168 @@ def test_copying_check_is_fast():
   assert all(r >= 30 for r in runs)
 
 
+# ------------------------------------------------------------- repetition
+
+BAR = melody((60, 1), (64, 1), (None, 0.5), (67, 0.5), (64, 1))  # 4/4
+
+
+def transposed(events, semitones):
+  return [
+    Event(tuple(p + semitones for p in e.pitches), e.quarters) for e in events
+  ]
+
+
+def test_four_identical_bars_repeat():
+  got = stats.repetition(BAR * 4)
+  assert got["bar_repeats"] == 1.0
+  assert got["bar_repeats_transposed"] == 1.0
+  # 20 events, 17 patterns; from the 6th on each is the one 5 before.
+  assert got["pattern_repeats"] == pytest.approx(12 / 16)
+
+
+def test_a_bar_transposed_up_a_tone():
+  got = stats.repetition(BAR + transposed(BAR, 2))
+  assert got["bar_repeats"] == 0.0
+  assert got["bar_repeats_transposed"] == 1.0
+  assert got["pattern_repeats"] == 0.0
+  # A chord moves as a whole, and a rest where the first bar has a note is
+  # no transposition of it.
+  chord = melody(((60, 64), 2), (None, 1), (62, 1))
+  filled = melody(((60, 64), 2), (62, 1), (62, 1))
+  got = stats.repetition(chord + transposed(chord, 5) + filled)
+  assert got["bar_repeats"] == 0.0
+  assert got["bar_repeats_transposed"] == 0.5
+  # Durations and onsets within the bar count, not only the pitches.
+  retimed = melody((60, 1.5), (64, 0.5), (None, 0.5), (67, 0.5), (64, 1))
+  got = stats.repetition(BAR + retimed)
+  assert got["bar_repeats"] == got["bar_repeats_transposed"] == 0.0
+
+
+def test_pattern_repeats_on_a_known_sequence():
+  a, b, c, d, e = ((p, 1) for p in (60, 62, 64, 65, 67))
+  # Patterns ABCD BCDA CDAB DABC ABCD BCDE: one of five after the first.
+  got = stats.repetition(melody(a, b, c, d, a, b, c, d, e))
+  assert got["pattern_repeats"] == pytest.approx(1 / 5)
+  # A rest is an event, and a pattern's durations must match too.
+  got = stats.repetition(melody(a, b, c, (None, 1), a, b, c, (None, 1)))
+  assert got["pattern_repeats"] == pytest.approx(1 / 4)
+  got = stats.repetition(melody(a, b, c, d, a, b, c, (65, 2)))
+  assert got["pattern_repeats"] == 0.0
+
+
+def test_repetition_undefined_for_short_melodies():
+  one_bar = stats.repetition(BAR)  # one bar, five events
+  assert math.isnan(one_bar["bar_repeats"])
+  assert math.isnan(one_bar["bar_repeats_transposed"])
+  assert one_bar["pattern_repeats"] == 0.0
+  four = stats.repetition(melody((60, 4), (60, 4), (60, 4), (60, 4)))
+  assert four["bar_repeats"] == 1.0 and math.isnan(four["pattern_repeats"])
+  empty = stats.repetition([])
+  assert all(math.isnan(v) for v in empty.values())
+  s = stats.compute_statistics([BAR, BAR * 2, []])
+  np.testing.assert_array_equal(s["bar_repeats"], [np.nan, 1.0, np.nan])
+  assert stats.repetition_means(s)["bar_repeats"] == 1.0
+
+
+def test_bars_follow_the_time_signature_and_positions():
+  waltz = melody((60, 2), (64, 1)) * 4  # four bars of 3/4
+  assert stats.repetition(waltz, time_signature=(3, 4))["bar_repeats"] == 1
+  assert stats.repetition(waltz)["bar_repeats"] < 1  # read as 4/4
+  assert stats.bar_positions(waltz, (3, 4))[:3] == [0, 2, 0]
+  # A quarter-note pickup, then the same bar twice: bars from the start
+  # repeat nothing; the pickup's positions line the bars up.
+  pickup = melody((55, 1)) + BAR * 2
+  assert stats.repetition(pickup)["bar_repeats"] == 0.0
+  positions = [F(3)] + stats.bar_positions(BAR * 2)
+  got = stats.repetition(pickup, positions)
+  assert got["bar_repeats"] == pytest.approx(1 / 2)
+  s = stats.compute_statistics([pickup, pickup], [positions, None])
+  np.testing.assert_array_equal(s["bar_repeats"], [0.5, 0.0])
+  # A note held over a bar line starts the next bar's events late, and a
+  # bar with no onset (inside a long note) is no bar.
+  held = melody((60, 3), (62, 2), (64, 3), (60, 8), (60, 3), (62, 2), (64, 3))
+  bars = stats._bars(held, stats.bar_positions(held))
+  onsets = [[onset for onset, _, _ in bar] for bar in bars]  # in quarters
+  assert onsets == [[0, 3], [1], [0], [0, 3], [1]]
+  assert stats.repetition(held)["bar_repeats"] == pytest.approx(2 / 4)
+
+
+def test_triplets_and_bad_positions():
+  triplets = melody(*[(60, F(1, 3))] * 3, (62, 1), (64, 2)) * 2
+  got = stats.repetition(triplets)
+  assert got["bar_repeats"] == 1.0
+  assert stats.bar_positions(triplets)[:5] == [0, F(1, 3), F(2, 3), 1, 2]
+  with pytest.raises(ValueError, match="2 positions for 5 events"):
+    stats.repetition(BAR, [0, 1])
+
+
+def test_compare_repetition():
+  loop = stats.compute_statistics([BAR * 4, BAR * 2])
+  fresh = stats.compute_statistics([BAR + transposed(BAR, 2)] * 2)
+  same = stats.compare_repetition(loop, loop)
+  for name in stats.REPETITION:
+    assert same[name]["ratio"] == 1.0 and same[name]["within"]
+  got = stats.compare_repetition(fresh, loop)
+  assert got["bar_repeats"] == {
+    "generated": 0.0,
+    "corpus": 1.0,
+    "ratio": 0.0,
+    "within": False,
+  }
+  assert got["bar_repeats_transposed"]["within"]
+  # Within 25% either way, nothing against a corpus of none.
+  half = stats.compute_statistics([BAR * 2, BAR + transposed(BAR, 2)])
+  near = stats.compute_statistics([BAR * 2] * 3 + [BAR + transposed(BAR, 2)])
+  assert stats.compare_repetition(near, half)["bar_repeats"]["ratio"] == 1.5
+  assert not stats.compare_repetition(near, half)["bar_repeats"]["within"]
+  assert stats.compare_repetition(half, near)["bar_repeats"]["within"] is False
+  assert stats.compare_repetition(near, near)["bar_repeats"]["within"]
+  assert math.isnan(
+    stats.compare_repetition(fresh, fresh)["bar_repeats"]["ratio"]
+  )
+  compared = stats.compare(loop, fresh)
+  assert compared["bar_repeats"]["overlap"] == 0.0
+  assert compared["bar_repeats_transposed"]["overlap"] == 1.0
+
+
+def test_sample_metrics_log_repetition():
+  reference = stats.compute_statistics([BAR * 4])
+  waltz = melody((60, 2), (64, 1)) * 4
+  metrics = hook.sample_metrics([waltz], reference, (3, 4))
+  assert metrics["sample/bar_repeats"] == 1.0
+  assert metrics["sample/overlap_bar_repeats"] == 1.0
+  assert hook.sample_metrics([waltz], reference)["sample/bar_repeats"] < 1
+
+
+def test_corpus_bar_positions_from_the_dataset(tmp_path):
+  """3/4 songs of bars A A B A A B ...: their dataset's bar positions give
+  (n - 2) / (n - 1) exact bar repeats for n bars; 4/4 bars would not."""
+  a = melody((60, 2), (62, 1))
+  b = melody((64, 2), (65, 1))
+  midi_dir = tmp_path / "midi"
+  midi_dir.mkdir()
+  for n in range(6, 16):
+    events = [e for i in range(n) for e in (b if i % 3 == 2 else a)]
+    song = Song(events, time_signature=(3, 4), key_signature="C")
+    midi_io.write_midi(song, midi_dir / f"waltz{n}.mid")
+  dataset = small_dataset(midi_dir, tmp_path / "data")
+  seen = set()
+  for split in dataset_lib.SPLITS:
+    songs, skipped = stats.corpus_melodies(dataset, split)
+    positions = stats.corpus_bar_positions(dataset, split)
+    assert skipped == 0 and len(positions) == len(songs)
+    got = stats.corpus_statistics(dataset, split)
+    for song, song_positions, value in zip(
+      songs, positions, got["bar_repeats"], strict=True
+    ):
+      n = len(song) // 2
+      seen.add(n)
+      assert song_positions == stats.bar_positions(song, (3, 4))
+      assert value == pytest.approx((n - 2) / (n - 1))
+      assert stats.repetition(song)["bar_repeats"] != pytest.approx(value)
+  assert seen == set(range(6, 16))
+
+
 ESAC = files.cache_dir("datasets", "esac")
 
 
@@ -237,11 +400,14 @@ def test_esac_test_split_against_train():
   train, skipped = stats.corpus_melodies(dataset, "train")
   test, _ = stats.corpus_melodies(dataset, "test")
   assert len(train) + skipped == int(np.sum(dataset.train.transpositions == 0))
-  comparison = stats.compare(
-    stats.compute_statistics(test), stats.compute_statistics(train)
-  )
+  test_stats = stats.corpus_statistics(dataset, "test")
+  train_stats = stats.corpus_statistics(dataset, "train")
+  comparison = stats.compare(test_stats, train_stats)
   for values in comparison.values():
     assert values["overlap"] > 0.8
+  # Held-out songs repeat themselves as much as the training songs do.
+  for name, row in stats.compare_repetition(test_stats, train_stats).items():
+    assert row["within"] and 0.05 < row["corpus"] < 0.5, name
   runs = stats.longest_copied_run(test, train)
   assert len(runs) == len(test) and min(runs) >= 1
   assert tokens.UNK_ID == 3

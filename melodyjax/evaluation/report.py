@@ -24,7 +24,7 @@ from melodyjax.evaluation import baselines, cross, ngram, predict
 from melodyjax.listening import audio, outputs, page, plots, stats
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
-from melodyjax.sampling import generate
+from melodyjax.sampling import generate, plan
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import metrics as metrics_lib
 from melodyjax.training import runs
@@ -92,6 +92,7 @@ def evaluate_run(
     melodies,
     dataset,
     corpus and (lambda split: cross.corpus_songs(corpus.dataset, split)),
+    time_signature=plan.make_plan(run, request).time_signature,
   )
   result = _result(
     run, model_scores, fitted, baseline_scores, comparison, corpus
@@ -147,6 +148,7 @@ def _result(run, model_scores, fitted, baseline_scores, comparison, corpus):
     },
     "statistics": comparison["statistics"],
     "reference_statistics": comparison["reference_statistics"],
+    "repetition": comparison["repetition"],
     "copying": comparison["copying"],
     "corpus": corpus
     and {
@@ -162,28 +164,39 @@ def compare_with_corpus(
   melodies: Sequence[Sequence[Event]],
   dataset: dataset_lib.Dataset,
   songs: Callable[[str], list[list[Event]]] | None = None,
+  time_signature: tuple[int, int] = stats.DEFAULT_SIGNATURE,
 ) -> dict[str, Any]:
   """Statistics of generated melodies against the training songs, the test
-  songs against the same (the reference), and the copying check.
+  songs against the same (the reference), the repetition of generated
+  melodies beside the test songs', and the copying check.
 
   `songs(split)` gives a split's songs (default: `stats.corpus_melodies`,
   which leaves out songs with an unk token; another corpus's come from its
-  token export, `cross.corpus_songs`, unk tokens and all).
+  token export, `cross.corpus_songs`, unk tokens and all). Corpus bars come
+  from the dataset's bar positions (`stats.corpus_bar_positions`); the
+  generated melodies' are bars of `time_signature` from their first event.
   """
+  own = songs is None
   songs = songs or (lambda split: stats.corpus_melodies(dataset, split)[0])
   train_songs, test_songs = songs("train"), songs("test")
-  generated = stats.compute_statistics(melodies)
-  train = stats.compute_statistics(train_songs)
+  generated = stats.compute_statistics(melodies, time_signature=time_signature)
+  train = stats.compute_statistics(
+    train_songs, _positions(dataset, "train", train_songs, own)
+  )
+  test = stats.compute_statistics(
+    test_songs, _positions(dataset, "test", test_songs, own)
+  )
   copied = np.array(stats.longest_copied_run(melodies, train_songs))
   copied_test = np.array(stats.longest_copied_run(test_songs, train_songs))
   return {
     "generated": generated,
     "train": train,
+    "test": test,
     "num_train_songs": len(train_songs),
+    "num_test_songs": len(test_songs),
     "statistics": stats.compare(generated, train),
-    "reference_statistics": stats.compare(
-      stats.compute_statistics(test_songs), train
-    ),
+    "reference_statistics": stats.compare(test, train),
+    "repetition": stats.compare_repetition(generated, test),
     "copying": {
       "generated_median": float(np.median(copied)),
       "generated_max": int(copied.max()),
@@ -192,6 +205,19 @@ def compare_with_corpus(
       "test_max": int(copied_test.max()),
     },
   }
+
+
+def _positions(dataset, split, songs, own: bool):
+  """The dataset's bar positions of `songs` (its own, unk songs left out,
+  or another corpus's export, every original), or None (4/4 bars from
+  each song's start) where they do not line up event for event."""
+  positions = stats.corpus_bar_positions(dataset, split, skip_unk=own)
+  if len(positions) != len(songs) or any(
+    p is not None and len(p) != len(song)
+    for p, song in zip(positions, songs, strict=True)
+  ):
+    return None
+  return positions
 
 
 def _write_figures(run, output_dir, melodies, request, comparison) -> dict:
@@ -262,6 +288,7 @@ def _markdown(run, request, result, comparison, figures, output_dir) -> str:
     *_corpus_lines(result["corpus"]),
     *_score_lines(result),
     *_sample_lines(request, result, comparison),
+    *_repetition_lines(result, comparison),
   ]
   if figures["curves"]:
     lines += ["![curves](curves.png)", ""]
@@ -308,6 +335,46 @@ def _score_lines(result) -> list[str]:
     f"{settings['best_of_stream']['duration']} for duration).",
     "",
     _table(rows, ("metric", "model", *baselines.NAMES, f"model - {best}")),
+    "",
+  ]
+
+
+REPETITION_ROWS = (
+  ("bar_repeats", "bar repeats, exact"),
+  ("bar_repeats_transposed", "bar repeats, transposed"),
+  ("pattern_repeats", "4-event patterns heard before"),
+)
+
+
+def _repetition_lines(result, comparison) -> list[str]:
+  """Within-song repetition: the samples beside the test songs."""
+  repetition = result["repetition"]
+  percent = round(100 * stats.REPETITION_TOLERANCE)
+  rows = [
+    (
+      label,
+      repetition[name]["generated"],
+      repetition[name]["corpus"],
+      repetition[name]["ratio"],
+      "yes" if repetition[name]["within"] else "no",
+    )
+    for name, label in REPETITION_ROWS
+  ]
+  return [
+    "## Repetition",
+    "",
+    "Mean per song: the share of bars, after the first, that repeat an "
+    "earlier bar of the same song (exactly, or transposed), and the share "
+    "of 4-event patterns (pitch and duration), after the first, heard "
+    f"earlier in the same song; samples against the "
+    f"{comparison['num_test_songs']} test songs (their bars from the "
+    "dataset; the samples' from the time signature they were sampled in). "
+    "Longer melodies have more chances to repeat.",
+    "",
+    _table(
+      rows,
+      ("feature", "samples", "test songs", "ratio", f"within {percent}%"),
+    ),
     "",
   ]
 

@@ -29,15 +29,17 @@ from melodyjax.training import workdir as workdir_lib
 # Per-set statistics logged as sample/<name>; overlaps are against the
 # training songs (1 = same distribution), as in the evaluation report.
 SHARE_STATS = ("in_key_share", "repeated_share")
-MEAN_STATS = ("notes_per_song", "pitch_range")
+MEAN_STATS = ("notes_per_song", "pitch_range") + stats.REPETITION
 
 
 def sample_metrics(
   melodies: Sequence[Sequence[Event]],
   reference: Mapping[str, Any],
+  time_signature: tuple[int, int] = stats.DEFAULT_SIGNATURE,
 ) -> dict[str, float]:
-  """sample/* metrics of a set of melodies against reference statistics."""
-  generated = stats.compute_statistics(melodies)
+  """sample/* metrics of a set of melodies against reference statistics;
+  the melodies' bars are of `time_signature` from their first event."""
+  generated = stats.compute_statistics(melodies, time_signature=time_signature)
   metrics = {}
   for name in SHARE_STATS:
     metrics[f"sample/{name}"] = float(generated[name])
@@ -79,8 +81,7 @@ class AuditionHook:
   def reference(self, run: loop.RunInfo) -> dict[str, Any]:
     """Statistics of the training songs (computed on first use)."""
     if self._reference is None:
-      songs, _ = stats.corpus_melodies(run.dataset, "train")
-      self._reference = stats.compute_statistics(songs)
+      self._reference = stats.corpus_statistics(run.dataset, "train")
     return self._reference
 
   def sample(self, step: int, params: Any, run: loop.RunInfo):
@@ -124,7 +125,9 @@ class AuditionHook:
       ),
       sampled_during_training=True,
     )
-    metrics = sample_metrics(melodies, self.reference(run))
+    metrics = sample_metrics(
+      melodies, self.reference(run), resolved.time_signature
+    )
     metrics["sample/seconds"] = time.perf_counter() - start
     import matplotlib.image
 

@@ -19,16 +19,43 @@ Features (a melody is a list of `Event`; a chord is one event):
   `tonality.estimate_key`: major, or natural minor for a minor key.
 - repeated (per song): share of note events, after the first, whose pitches
   equal those of the previous note event (rests skipped).
+- bar_repeats (per song): share of the song's bars, after the first, whose
+  events (pitches, duration and onset within the bar, rests included)
+  equal those of an earlier bar of the same song.
+- bar_repeats_transposed (per song): the same, equal up to a transposition:
+  each bar's pitches taken relative to its first note's lowest pitch (so
+  the interval sequence and durations match; rests stay rests, and an
+  exact repeat counts too).
+- pattern_repeats (per song): share of the song's 4-event patterns
+  (consecutive events, pitches and duration; rests are events), after the
+  first, heard earlier in the same song (overlaps allowed).
+
+Bars: a bar holds the events with an onset in it; a bar that a held note
+spans without an onset is no bar here, and a note held over a bar line
+belongs to the bar it starts in (the next bar's first onset is then after
+its downbeat). A melody carries no bar lines (`Event` has no onset), so
+onsets are the cumulative durations and each event's onset within its bar
+comes with the melody: a corpus song's from its dataset (`bar_position`:
+the song's time signatures and pickup, `corpus_bar_positions`), a
+generated melody's from the time signature it was sampled in, starting on
+a downbeat (`bar_positions`; 4/4 by default, as a MIDI file without one).
+A corpus song with unknown bar positions is counted in 4/4 from its first
+event.
 
 Per-song values are NaN where undefined (no notes, or fewer than two note
-events for `repeated`) and left out of comparisons. To compare per-song
-features, both sets are histogrammed on shared bins: integer features on
-bins of integer width covering both sets' range (at most `MAX_BINS` bins),
-shares on `SHARE_BINS` equal bins of [0, 1]. OA is the sum of the bin-wise
-minimum of the two normalised histograms (1 for identical distributions, 0
-for disjoint ones). KL is KL(generated || corpus) in nats, both histograms
-smoothed by adding `EPSILON` to every normalised bin and renormalising, so
-it stays finite when the corpus has no mass where the generated set has some.
+events for `repeated`, fewer than two bars for the bar repeats, fewer than
+five events for `pattern_repeats`) and left out of comparisons and means.
+To compare per-song features, both sets are histogrammed on shared bins:
+integer features on bins of integer width covering both sets' range (at
+most `MAX_BINS` bins), shares on `SHARE_BINS` equal bins of [0, 1]. OA is
+the sum of the bin-wise minimum of the two normalised histograms (1 for
+identical distributions, 0 for disjoint ones). KL is KL(generated ||
+corpus) in nats, both histograms smoothed by adding `EPSILON` to every
+normalised bin and renormalising, so it stays finite when the corpus has
+no mass where the generated set has some. `compare_repetition` sets the
+three repetition means of generated melodies beside the corpus's (in the
+report, its test songs'), with their ratio and whether they are within
+25%.
 
 The copying check finds, for each generated melody, the longest run of
 consecutive events (pitches and duration both equal) that also occurs in a
@@ -39,15 +66,16 @@ well under a second for 8k training songs.
 
 from __future__ import annotations
 
+import fractions
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.music import tokens, tonality
+from melodyjax.music import metre, tokens, tonality
 from melodyjax.music.events import Event
 
 INTERVAL_CLIP = 12
@@ -57,10 +85,16 @@ EPSILON = 1e-6
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)  # natural minor
 HISTOGRAMS = ("pitch_class", "interval", "duration")
-PER_SONG = ("pitch_range", "notes_per_song", "in_key", "repeated")
+REPETITION = ("bar_repeats", "bar_repeats_transposed", "pattern_repeats")
+PER_SONG = ("pitch_range", "notes_per_song", "in_key", "repeated") + REPETITION
 INTEGER_FEATURES = ("pitch_range", "notes_per_song")
+PATTERN_EVENTS = 4  # the length of a pattern of `pattern_repeats`
+REPETITION_TOLERANCE = 0.25  # a relative gap to the corpus that passes
+DEFAULT_SIGNATURE = (4, 4)
 
 Melody = Sequence[Event]
+# Each event's onset within its bar, in quarter notes [num_events].
+Positions = Sequence[fractions.Fraction]
 
 
 def scale_pitch_classes(tonic: int, mode: str) -> frozenset[int]:
@@ -93,26 +127,148 @@ def _ratio(a: int, b: int) -> float:
   return a / b if b else math.nan
 
 
-def compute_statistics(melodies: Sequence[Melody]) -> dict[str, Any]:
+def _fraction(x) -> fractions.Fraction:
+  return x if isinstance(x, fractions.Fraction) else fractions.Fraction(x)
+
+
+def bar_positions(
+  events: Melody, time_signature: tuple[int, int] = DEFAULT_SIGNATURE
+) -> list[fractions.Fraction]:
+  """Each event's onset within its bar, in quarter notes [num_events], for
+  a melody in one time signature that starts on a downbeat."""
+  bar = metre.bar_quarters(time_signature)
+  positions, onset = [], fractions.Fraction(0)
+  for event in events:
+    positions.append(onset % bar)
+    onset += _fraction(event.quarters)
+  return positions
+
+
+def _steps(values: Sequence[fractions.Fraction], unit: int) -> list[int]:
+  return [v.numerator * (unit // v.denominator) for v in values]
+
+
+def _bars(
+  events: Melody,
+  positions: Positions | None,
+  time_signature: tuple[int, int] = DEFAULT_SIGNATURE,
+) -> list[list[tuple[int, tuple[int, ...], int]]]:
+  """Per bar with an onset, its events as (onset in the bar, pitches,
+  duration), times in steps of the song's own unit (exact integers: the
+  common denominator of its durations and positions, in quarters)."""
+  quarters = [_fraction(e.quarters) for e in events]
+  bar = metre.bar_quarters(time_signature)
+  known = [] if positions is None else [_fraction(p) for p in positions]
+  if positions is not None and len(known) != len(events):
+    raise ValueError(f"{len(known)} positions for {len(events)} events")
+  unit = math.lcm(bar.denominator, *(q.denominator for q in quarters + known))
+  durations = _steps(quarters, unit)
+  onsets = [0, *itertools.accumulate(durations)][:-1]
+  if positions is None:
+    bar_steps = bar.numerator * (unit // bar.denominator)
+    offsets = [onset % bar_steps for onset in onsets]
+  else:
+    offsets = _steps(known, unit)
+  bars: dict[int, list[tuple]] = {}
+  for event, onset, offset, duration in zip(
+    events, onsets, offsets, durations, strict=True
+  ):
+    bars.setdefault(onset - offset, []).append(
+      (offset, tuple(event.pitches), duration)
+    )
+  return list(bars.values())  # in time order: dicts keep insertion order
+
+
+def _bar_key(bar: list[tuple], transposed: bool) -> tuple:
+  """What two bars must share to be equal (module docstring)."""
+  if not transposed:
+    return tuple(bar)
+  base = next((pitches[0] for _, pitches, _ in bar if pitches), 0)
+  return tuple(
+    (offset, tuple(p - base for p in pitches), duration)
+    for offset, pitches, duration in bar
+  )
+
+
+def _share_seen(keys: Sequence[Any]) -> float:
+  """The share of keys, after the first, equal to an earlier one."""
+  if len(keys) < 2:
+    return math.nan
+  return (len(keys) - len(set(keys))) / (len(keys) - 1)
+
+
+def repetition(
+  events: Melody,
+  positions: Positions | None = None,
+  time_signature: tuple[int, int] = DEFAULT_SIGNATURE,
+) -> dict[str, float]:
+  """The within-song repetition of one melody (module docstring).
+
+  Args:
+    events: the melody.
+    positions: each event's onset within its bar, in quarter notes
+      [num_events]; None: `bar_positions(events, time_signature)`.
+    time_signature: the bars of a melody without `positions`.
+
+  Returns:
+    {"bar_repeats", "bar_repeats_transposed", "pattern_repeats"}: shares in
+    [0, 1], NaN where undefined.
+  """
+  bars = _bars(events, positions, time_signature)
+  # The bars in turn hold the events in order. Patterns ignore where the
+  # bar lines fall: one id per (pitches, duration).
+  ids: dict[tuple, int] = {}
+  notes = [
+    ids.setdefault((pitches, duration), len(ids))
+    for bar in bars
+    for _, pitches, duration in bar
+  ]
+  patterns = [
+    tuple(notes[i : i + PATTERN_EVENTS])
+    for i in range(len(notes) - PATTERN_EVENTS + 1)
+  ]
+  return {
+    "bar_repeats": _share_seen([_bar_key(b, False) for b in bars]),
+    "bar_repeats_transposed": _share_seen([_bar_key(b, True) for b in bars]),
+    "pattern_repeats": _share_seen(patterns),
+  }
+
+
+def compute_statistics(
+  melodies: Sequence[Melody],
+  positions: Sequence[Positions | None] | None = None,
+  time_signature: tuple[int, int] = DEFAULT_SIGNATURE,
+) -> dict[str, Any]:
   """The features of a set of melodies.
 
   Args:
     melodies: songs, each a sequence of `Event`.
+    positions: per song, each event's onset within its bar in quarter notes
+      (`corpus_bar_positions`), or None for a song in `time_signature` from
+      a downbeat; None: every song so.
+    time_signature: the bars of songs without positions.
 
   Returns:
     {"pitch_class": float64 [12] note counts, "interval": float64 [25] step
     counts (bin i is i - 12 semitones), "duration": {duration token: count}
-    sorted by length, "pitch_range", "notes_per_song", "in_key", "repeated":
-    float64 [num_songs] per-song values (NaN where undefined), "in_key_share"
-    and "repeated_share": the pooled shares over all notes / note pairs,
-    "num_songs"}.
+    sorted by length, "pitch_range", "notes_per_song", "in_key",
+    "repeated", "bar_repeats", "bar_repeats_transposed", "pattern_repeats":
+    float64 [num_songs] per-song values (NaN where undefined),
+    "in_key_share" and "repeated_share": the pooled shares over all notes /
+    note pairs, "num_songs"}.
   """
+  if positions is None:
+    positions = [None] * len(melodies)
+  if len(positions) != len(melodies):
+    raise ValueError(
+      f"{len(positions)} position lists for {len(melodies)} melodies"
+    )
   pitch_class = np.zeros(12)
   interval = np.zeros(2 * INTERVAL_CLIP + 1)
   durations: dict[str, int] = {}
   per_song = {name: [] for name in PER_SONG}
   totals = {"in_key": 0, "pitches": 0, "repeats": 0, "pairs": 0}
-  for events in melodies:
+  for events, song_positions in zip(melodies, positions, strict=True):
     notes = [e for e in events if e.pitches]
     for event in events:
       token = tokens.duration_token(event.quarters)
@@ -134,6 +290,10 @@ def compute_statistics(melodies: Sequence[Melody]) -> dict[str, Any]:
     per_song["repeated"].append(
       c["repeats"] / c["pairs"] if c["pairs"] else math.nan
     )
+    for name, value in repetition(
+      events, song_positions, time_signature
+    ).items():
+      per_song[name].append(value)
   order = sorted(durations, key=tokens.parse_duration_token)
   return {
     "pitch_class": pitch_class,
@@ -188,8 +348,8 @@ def shared_histograms(
   """Two sets of per-song values histogrammed on the same bins.
 
   Args:
-    name: the feature ('pitch_range', 'notes_per_song', 'in_key',
-      'repeated'); integer features get integer-width bins.
+    name: the feature (one of PER_SONG); integer features get
+      integer-width bins, shares `SHARE_BINS` bins of [0, 1].
     a, b: float [songs] values; NaNs are left out.
 
   Returns:
@@ -243,6 +403,50 @@ def compare(
   for name in HISTOGRAMS + PER_SONG:
     g, r = _aligned(name, generated_stats, corpus_stats)
     result[name] = {"overlap": overlap(g, r), "kl": kl_divergence(g, r)}
+  return result
+
+
+def repetition_means(statistics: Mapping[str, Any]) -> dict[str, float]:
+  """{repetition feature: mean over the songs where it is defined (NaN if
+  none)} of a `compute_statistics` result."""
+  means = {}
+  for name in REPETITION:
+    values = np.asarray(statistics[name], np.float64)
+    values = values[~np.isnan(values)]
+    means[name] = float(values.mean()) if values.size else math.nan
+  return means
+
+
+def compare_repetition(
+  generated_stats: Mapping[str, Any],
+  corpus_stats: Mapping[str, Any],
+  tolerance: float = REPETITION_TOLERANCE,
+) -> dict[str, dict[str, Any]]:
+  """The repetition of generated melodies beside the corpus's.
+
+  Args:
+    generated_stats: `compute_statistics` of the generated melodies.
+    corpus_stats: `compute_statistics` of the corpus songs (the test
+      songs, for the report).
+    tolerance: the relative gap that passes.
+
+  Returns:
+    {feature: {"generated", "corpus": mean shares, "ratio": generated /
+    corpus (NaN when the corpus's is 0 or either is NaN), "within":
+    whether |generated - corpus| <= tolerance * corpus}} for each of
+    REPETITION.
+  """
+  generated = repetition_means(generated_stats)
+  corpus = repetition_means(corpus_stats)
+  result = {}
+  for name in REPETITION:
+    g, c = generated[name], corpus[name]
+    result[name] = {
+      "generated": g,
+      "corpus": c,
+      "ratio": g / c if c else math.nan,
+      "within": bool(abs(g - c) <= tolerance * c),  # False for a NaN
+    }
   return result
 
 
@@ -319,6 +523,24 @@ def longest_copied_run(
   return runs.tolist()
 
 
+def _kept_songs(
+  dataset: dataset_lib.Dataset,
+  split: str,
+  originals_only: bool,
+  skip_unk: bool,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+  """(index, pitch ids, duration ids) of a split's songs, originals only
+  and without those holding an unk token if asked."""
+  data = dataset.splits[split]
+  for i in data.originals() if originals_only else range(len(data)):
+    pitch, duration = data.song(i)
+    if skip_unk and (
+      np.any(pitch == tokens.UNK_ID) or np.any(duration == tokens.UNK_ID)
+    ):
+      continue
+    yield int(i), pitch, duration
+
+
 def corpus_melodies(
   dataset: dataset_lib.Dataset,
   split: str = "train",
@@ -335,16 +557,57 @@ def corpus_melodies(
     (songs as lists of events, number of songs left out for unk).
   """
   data = dataset.splits[split]
-  songs, skipped = [], 0
-  for i in data.originals() if originals_only else range(len(data)):
-    pitch, duration = data.song(i)
-    if np.any(pitch == tokens.UNK_ID) or np.any(duration == tokens.UNK_ID):
-      skipped += 1
-      continue
-    songs.append(
-      tokens.tokens_to_events(
-        dataset.pitch_vocab.decode(pitch),
-        dataset.duration_vocab.decode(duration),
-      )
+  songs = [
+    tokens.tokens_to_events(
+      dataset.pitch_vocab.decode(pitch),
+      dataset.duration_vocab.decode(duration),
     )
-  return songs, skipped
+    for _, pitch, duration in _kept_songs(dataset, split, originals_only, True)
+  ]
+  considered = len(data.originals()) if originals_only else len(data)
+  return songs, considered - len(songs)
+
+
+def corpus_bar_positions(
+  dataset: dataset_lib.Dataset,
+  split: str = "train",
+  originals_only: bool = True,
+  skip_unk: bool = True,
+) -> list[list[fractions.Fraction] | None]:
+  """Each song's event onsets within their bars, from the dataset.
+
+  Args:
+    dataset: the dataset (its `bar_position`, in grid steps).
+    split: 'train', 'valid' or 'test'.
+    originals_only: leave out transposed (augmented) copies.
+    skip_unk: leave out songs with an unk token, as `corpus_melodies` does
+      (False: every song, as the token export `cross.corpus_songs` has).
+
+  Returns:
+    Per song, in the order of `corpus_melodies`, the onsets in quarter
+    notes [num_events], or None where any is unknown (or the dataset has
+    none): `compute_statistics` then counts 4/4 bars from the first event.
+  """
+  data = dataset.splits[split]
+  grid = dataset.config.grid
+  out = []
+  for i, _, _ in _kept_songs(dataset, split, originals_only, skip_unk):
+    if data.bar_position is None:
+      out.append(None)
+      continue
+    steps = data.bar_position[data.offsets[i] : data.offsets[i + 1]]
+    known = bool(np.all(steps >= 0))
+    out.append(
+      [fractions.Fraction(int(s), grid) for s in steps] if known else None
+    )
+  return out
+
+
+def corpus_statistics(
+  dataset: dataset_lib.Dataset, split: str = "test"
+) -> dict[str, Any]:
+  """`compute_statistics` of a split's original songs (those with an unk
+  token left out), bars from the dataset's bar positions: the corpus side
+  of `compare` and `compare_repetition`."""
+  songs, _ = corpus_melodies(dataset, split)
+  return compute_statistics(songs, corpus_bar_positions(dataset, split))
