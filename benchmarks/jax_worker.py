@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from melodyjax.model import lstm  # noqa: E402
 from melodyjax.model import model as model_lib  # noqa: E402
-from melodyjax.sampling import sampler  # noqa: E402
+from melodyjax.sampling import draw, sampler  # noqa: E402
 from melodyjax.training import parallel  # noqa: E402
 from melodyjax.training import state as state_lib  # noqa: E402
 from melodyjax.training import steps as steps_lib  # noqa: E402
@@ -167,7 +167,7 @@ def task_sample(task: dict) -> dict:
   model = model_lib.MelodyModel(make_config(task))
   dummy = jnp.zeros((1, 4), jnp.int32)
   params = model.init(jax.random.key(0), dummy, dummy)
-  settings = sampler.make_settings(1.0)
+  settings = draw.make_settings(1.0)
   out = {}
   for batch in task["batches"]:
     primer = (jnp.zeros((batch, 1), jnp.int32),) * 2 + (

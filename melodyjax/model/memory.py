@@ -52,20 +52,26 @@ def ppm(
   """
   capacity = history.shape[0]
   positions = jnp.arange(capacity)
-  next_ids = jax.nn.one_hot(history, vocab_size, dtype=jnp.float32)
-  match = positions < length  # targets j heard, context of length 0
+  back = jnp.arange(order)[:, None]  # n tokens back, one row per order
+  # target j's context matches the current one up to n tokens back: its
+  # n-th token back equals the current n-th (row 0: every heard target)
+  current = history[jnp.maximum(length - back, 0)]
+  same = (history[jnp.maximum(positions - back, 0)] == current) & (
+    (positions >= back) & (back <= length)
+  )
+  same = same | (back == 0)
+  match = jnp.cumprod(same, axis=0) * (positions < length)
+  counts = match.astype(jnp.float32) @ jax.nn.one_hot(
+    history, vocab_size, dtype=jnp.float32
+  )  # [order, vocab]
+  totals = jnp.sum(counts, axis=-1)
+  distinct = jnp.sum(counts > 0, axis=-1)
   p = uniform(vocab_size)
   for n in range(order):
-    if n:
-      # the context's n-th token back must equal the current one's
-      current = history[jnp.maximum(length - n, 0)]
-      back = history[jnp.maximum(positions - n, 0)]
-      match = match & (positions >= n) & (back == current) & (n <= length)
-    counts = match.astype(jnp.float32) @ next_ids
-    total = jnp.sum(counts)
-    distinct = jnp.sum(counts > 0)
-    blended = (counts + distinct * p) / jnp.maximum(total + distinct, 1.0)
-    p = jnp.where(total > 0, blended, p)
+    blended = (counts[n] + distinct[n] * p) / jnp.maximum(
+      totals[n] + distinct[n], 1.0
+    )
+    p = jnp.where(totals[n] > 0, blended, p)
   return p
 
 
