@@ -106,6 +106,14 @@ def test_report_on_a_tiny_run(workdir, tmp_path):
       == (saved["baselines"][best_of[stream]][f"bits_per_note_{stream}"])
     )
   assert f"model - {saved['best_baseline']}" in report
+  # An unconditioned run: the baselines get no labels either.
+  assert saved["baseline_labels"] == [] and saved["labelled_baselines"] is None
+  assert "vs_best_baseline_without_labels" not in saved
+  assert saved["vs_best_baseline"] == pytest.approx(
+    result["model"]["bits_per_note"]
+    / saved["baselines"]["best"]["bits_per_note"]
+  )
+  assert "without labels" not in report
   mids = sorted(os.listdir(tmp_path / "report_samples"))
   assert any(name.endswith(".mid") for name in mids)
 

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import shutil
 from fractions import Fraction as F
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from melodyjax.evaluation import baselines, labelled
 from melodyjax.evaluation import report as evaluation
+from melodyjax.listening import page
 from melodyjax.music import midi_io
 from melodyjax.music.events import Event, Song
 from tests.helpers import small_dataset, tiny_config, train
@@ -185,3 +187,9 @@ def test_a_conditioned_run_is_compared_with_the_same_labels(corpus, tmp_path):
   assert "| best baseline without labels |" in report
   assert f"{saved['vs_best_baseline']:.3f}x" in report
   assert "time_signature, bar_position, mode, style" in report
+  # The audition page shows the same comparison.
+  shutil.copy(out / "evaluation.json", tmp_path / "run" / "evaluation.json")
+  with open(page.write_page(str(tmp_path / "run")), encoding="utf-8") as f:
+    html = f.read()
+  assert "given the model's labels (time_signature, bar_position" in html
+  assert f"{given:.3f}" in html

@@ -18,9 +18,16 @@ the general model's); a label with fewer than `MIN_TARGETS` such windows,
 unknown (id 0, no bar position) or unseen in training backs off to the
 general model. The weights, per stream, are the point of `weight_grid`
 (the simplex in steps of 1 / `GRID_STEPS`) with the lowest validation bits
-per note. Then, as in `baselines`, the short-term model (its order as
-there), IDyOM's combination of the two (its bias chosen on validation
-again) and `best`, per stream the lowest of the three on validation.
+per note. Then, as in `baselines`: the short-term model (its order as
+there); IDyOM's combination, here of every long-term model (the mixture,
+the general one and each component's, as IDyOM combines several
+viewpoints' models) and the short-term one, its bias chosen on validation
+again; and `best`, per stream the lowest of the three on validation.
+
+On ESAC (`benchmarks/bench_labelled.py`) the combination of all the
+models beats the combination of the mixture and the short-term model
+alone by 0.2 bits of pitch: a mixture is flatter than its parts, so its
+entropy weight undersells it.
 """
 
 from __future__ import annotations
@@ -241,6 +248,30 @@ def _fit_stream(dataset, general, components, stream, min_targets):
   return fitted
 
 
+def component_distributions(
+  dataset: dataset_lib.Dataset,
+  general: baselines.Fitted,
+  components: Sequence[Sequence[str]],
+  models: Mapping[str, Mapping[int, ngram.KneserNey]],
+  stream: str,
+  split: str,
+  full: bool = True,
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+  """(songs, per long-term model, the targets) of a split's originals: the
+  general model's and each component's distributions before every target
+  (`full` False: only the targets' probabilities, float [targets] each)."""
+  model = general.ngram[stream]["model"]
+  data = dataset.splits[split]
+  rows = data.originals()
+  songs, windows = _windows(data, stream, model.order, model.vocab_size, rows)
+  parts = [(model, {}, np.zeros(len(windows), np.int64))] + [
+    (model, models[component_name(c)], component_labels(data, c, rows))
+    for c in components
+  ]
+  values = [_component_values(*p, windows, full) for p in parts]
+  return songs, values, windows[:, -1].copy()
+
+
 def long_term_distributions(
   dataset: dataset_lib.Dataset,
   general: baselines.Fitted,
@@ -252,27 +283,27 @@ def long_term_distributions(
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
   """(songs, the mixture's distributions, the targets) of a split's
   originals; with `weights` None, the targets' probabilities under each
-  component instead of distributions: float [1 + components, targets]."""
-  model = general.ngram[stream]["model"]
-  data = dataset.splits[split]
-  rows = data.originals()
-  songs, windows = _windows(data, stream, model.order, model.vocab_size, rows)
-  parts = [(model, {}, np.zeros(len(windows), np.int64))] + [
-    (model, models[component_name(c)], component_labels(data, c, rows))
-    for c in components
-  ]
+  long-term model instead: float [1 + components, targets]."""
+  args = (dataset, general, components, models, stream, split)
   if weights is None:
-    probs = np.stack([_component_values(*p, windows, False) for p in parts])
-    return songs, probs, windows[:, -1]
-  mixed = np.zeros((len(windows), model.vocab_size))
-  for weight, (general_model, by_label, labels) in zip(
-    weights, parts, strict=True
-  ):
-    if weight:
-      mixed += weight * _component_values(
-        general_model, by_label, labels, windows, True
-      )
-  return songs, mixed, windows[:, -1].copy()
+    songs, probs, targets = component_distributions(*args, full=False)
+    return songs, np.stack(probs), targets
+  songs, dists, targets = component_distributions(*args)
+  return songs, _mixture(dists, weights), targets
+
+
+def _mixture(dists, weights) -> np.ndarray:
+  return sum(w * d for w, d in zip(weights, dists, strict=True))
+
+
+def _models(dists, weights, short, bias):
+  """(name, distributions) of each of `baselines.MODELS`: the mixture,
+  the short-term model, IDyOM's combination of every long-term model (the
+  mixture, the general one, each component's) and the short-term one."""
+  mixed = _mixture(dists, weights)
+  yield "ngram", mixed
+  yield "short_term", short
+  yield "idyom", idyom.combine([mixed, *dists, short], bias)
 
 
 def fit(
@@ -296,15 +327,11 @@ def fit(
     args = (dataset, general, components, models[stream], stream, "valid")
     _, probs, _ = long_term_distributions(*args)
     weights[stream], _ = choose_weights(probs, steps)
-    songs, long_term, targets = long_term_distributions(*args, weights[stream])
-    vocab_size = general.ngram[stream]["model"].vocab_size
-    short = idyom.short_term_distributions(
-      songs, vocab_size, general.short_term_order[stream]
-    )
-    biases[stream], _ = idyom.choose_bias([long_term, short], targets)
-    by_name = dict(
-      baselines.model_distributions(long_term, short, biases[stream])
-    )
+    songs, dists, targets = component_distributions(*args)
+    short = _short_term(general, stream, songs)
+    mixed = _mixture(dists, weights[stream])
+    biases[stream], _ = idyom.choose_bias([mixed, *dists, short], targets)
+    by_name = dict(_models(dists, weights[stream], short, biases[stream]))
     best[stream] = min(
       baselines.MODELS, key=lambda n: baselines.bits(by_name[n], targets)
     )
@@ -324,29 +351,31 @@ def fit(
   )
 
 
+def _short_term(general, stream, songs):
+  return idyom.short_term_distributions(
+    songs,
+    general.ngram[stream]["model"].vocab_size,
+    general.short_term_order[stream],
+  )
+
+
 def score(
   dataset: dataset_lib.Dataset, fitted: Fitted, split: str = "test"
 ) -> dict[str, dict[str, float]]:
   """{baseline: `scoring.score_distributions`} on `split`'s originals."""
   per_model = {name: {} for name in baselines.NAMES}
-  general = fitted.general
   for stream in tokens.STREAMS:
-    songs, long_term, targets = long_term_distributions(
+    songs, dists, targets = component_distributions(
       dataset,
-      general,
+      fitted.general,
       fitted.components,
       fitted.models[stream],
       stream,
       split,
-      fitted.weights[stream],
     )
-    short = idyom.short_term_distributions(
-      songs,
-      general.ngram[stream]["model"].vocab_size,
-      general.short_term_order[stream],
-    )
+    short = _short_term(fitted.general, stream, songs)
     by_name = dict(
-      baselines.model_distributions(long_term, short, fitted.bias[stream])
+      _models(dists, fitted.weights[stream], short, fitted.bias[stream])
     )
     by_name["best"] = by_name[fitted.best_of_stream[stream]]
     for name, p in by_name.items():
