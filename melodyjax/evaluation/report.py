@@ -2,9 +2,11 @@
 
   melodyjax-evaluate --workdir=runs/esac_cpu [--step=best]
 
-Held-out scores (`predict`, scored by `scoring` like the Kneser-Ney
-baseline of `ngram`, fitted on the same training split with its order
-chosen on validation), statistics of generated melodies against the corpus
+Held-out scores (`predict`, scored by `scoring` like the baselines of
+`baselines`, fitted on the same training split with their settings chosen
+on validation, and for a conditioned run those of `labelled`, given the
+labels the run reads: the headline compares models given the same
+information), statistics of generated melodies against the corpus
 (`stats`), and a report: `report.md`, `evaluation.json`, PNG figures, a WAV
 preview and a few samples, in the workdir (or `output_dir`).
 """
@@ -370,10 +372,13 @@ def _score_lines(result) -> list[str]:
   plain = result["baselines"]["best"]["bits_per_note"]
   return [
     *lines,
-    f"The model reads {kinds}; so do the first baselines (`labelled`): "
-    "their long-term model mixes the general n-gram with one fitted on "
-    "the training songs of each label (unseen labels: the general one), "
-    f"weights chosen on validation ({weights}).",
+    f"The model reads {kinds}; so do the first baselines "
+    "(`evaluation.labelled`): their long-term model mixes the general "
+    "n-gram with one fitted on the training events of each label (a label "
+    "unseen or rare in training: the general one), weights chosen on "
+    f"validation ({weights}); their `idyom` combines every long-term "
+    "model (the mixture, the general one, each label's) with the "
+    "short-term one.",
     "",
     _table(
       [
