@@ -3,7 +3,9 @@
 import dataclasses
 import json
 import math
+import os
 import shutil
+import types
 from fractions import Fraction as F
 
 import numpy as np
@@ -193,3 +195,24 @@ def test_a_conditioned_run_is_compared_with_the_same_labels(corpus, tmp_path):
     html = f.read()
   assert "given the model's labels (time_signature, bar_position" in html
   assert f"{given:.3f}" in html
+  # benchmarks/bench_baselines.py gives a conditioned run both ratios.
+  from benchmarks import bench_baselines
+
+  datasets = tmp_path / "datasets"
+  datasets.mkdir()
+  os.symlink(corpus / "data", datasets / "esac")
+  args = types.SimpleNamespace(
+    run=[f"esac_norm:conditioned={tmp_path / 'run'}"],
+    cross=[],
+    datasets=str(datasets),
+  )
+  cache = {"path": str(tmp_path / "cache.json"), "entries": {}}
+  rows, columns = bench_baselines.score_rows(args, cache)
+  (row,) = rows
+  model_bits = row["models"]["conditioned"]["bits_per_note"]
+  given = row["given"]["conditioned"]["best"]["bits_per_note"]
+  plain = row["baselines"]["best"]["bits_per_note"]
+  assert given < plain
+  text = bench_baselines.markdown(rows, columns)
+  assert f"{model_bits / given:.3f}x given its labels ({given:.3f})" in text
+  assert f"{model_bits / plain:.3f}x without" in text
