@@ -10,8 +10,10 @@ key-normalised and as written): the test bits per note of each baseline
 combination, and `best`, per stream the one best on validation), each
 fitted on that dataset's training split, then each model run given for the
 row (`--run ROW:COLUMN=WORKDIR`, its best validation step, scored by
-`predict.score_split` on the same test songs) with its ratio to `best`.
-Every cell is both streams, then pitch + duration.
+`predict.score_split` on the same test songs) with its ratio to `best`;
+a run conditioned on labels (metre, mode, style) first with its ratio to
+the best baseline given the same labels (`evaluation.labelled`), then to
+`best`, without them. Every cell is both streams, then pitch + duration.
 
 `--cross ROW:COLUMN=WORKDIR` adds a cross-corpus row: the run scored on
 that row's corpus (its MIDI folder tokenized with the run's vocabularies,
@@ -40,7 +42,12 @@ if __name__ == "__main__":
 from benchmarks import results, runs  # noqa: E402
 from melodyjax import files  # noqa: E402
 from melodyjax.data import dataset as dataset_lib  # noqa: E402
-from melodyjax.evaluation import baselines, cross, predict  # noqa: E402
+from melodyjax.evaluation import (  # noqa: E402
+  baselines,
+  cross,
+  labelled,
+  predict,
+)
 
 DATASETS = files.cache_dir("datasets")
 ROWS = {  # name: (label, dataset folder)
@@ -93,6 +100,24 @@ def baseline_scores(dataset: dataset_lib.Dataset, cache: dict) -> dict:
   return _cached(cache, f"baselines:{dataset.path}:{_digest(dataset)}", compute)
 
 
+def labelled_scores(
+  dataset: dataset_lib.Dataset, kinds: tuple[str, ...], cache: dict
+) -> dict:
+  """{baseline: test scores} of the baselines given the labels `kinds`
+  (`evaluation.labelled`: what a run conditioned on them is compared with)."""
+
+  def compute():
+    print(
+      f"  fitting the baselines given {', '.join(kinds)} on {dataset.path}",
+      file=sys.stderr,
+    )
+    fitted = labelled.fit(dataset, baselines.fit(dataset), kinds)
+    return labelled.score(dataset, fitted, "test")
+
+  key = f"labelled:{','.join(kinds)}:{dataset.path}:{_digest(dataset)}"
+  return _cached(cache, key, compute)
+
+
 def model_scores(run, dataset: dataset_lib.Dataset, cache: dict) -> dict:
   """The run's test scores on `dataset` (tokenized with its vocabularies)."""
   key = f"model:{run.workdir}:{run.step}:{dataset.path}:{_digest(dataset)}"
@@ -118,14 +143,23 @@ def own_dataset(run, row_dataset: dataset_lib.Dataset) -> dataset_lib.Dataset:
   return cross.load_corpus(run, dataset_dir=row_dataset.path).dataset
 
 
-def cell(scores: dict, best: float | None = None) -> str:
-  """'both (pitch + duration)', with the ratio to `best` when given."""
+def cell(
+  scores: dict, best: float | None = None, given: float | None = None
+) -> str:
+  """'both (pitch + duration)', with the ratio to `best` when given; for a
+  conditioned run first its ratio to `given`, the best baseline given its
+  labels, then the one to `best`, without them."""
   text = (
     f"{scores['bits_per_note']:.3f} ({scores['bits_per_note_pitch']:.3f} + "
     f"{scores['bits_per_note_duration']:.3f})"
   )
+  if given is not None:
+    text += (
+      f", {scores['bits_per_note'] / given:.3f}x given its labels ({given:.3f})"
+    )
   if best is not None:
-    text += f", {scores['bits_per_note'] / best:.3f}x"
+    ratio = scores["bits_per_note"] / best
+    text += f", {ratio:.3f}x" + " without" * (given is not None)
   return text
 
 
@@ -150,11 +184,15 @@ def score_rows(args, cache: dict) -> tuple[list[dict], list[str]]:
       "baselines": baseline_scores(dataset, cache),
     }
     entry["models"], entry["runs"] = {}, {}
+    entry["given"] = {}
     for column, workdir in runs_of.get(row, {}).items():
       run = runs.best_run(workdir)
       data = own_dataset(run, dataset)
       entry["models"][column] = model_scores(run, data, cache)
       entry["runs"][column] = (workdir, run.step)
+      kinds = tuple(run.model.config.conditions)
+      if kinds:  # a conditioned run: its baselines get its labels
+        entry["given"][column] = labelled_scores(data, kinds, cache)
       columns += [column] if column not in columns else []
     out.append(entry)
   for row, column, workdir in map(parse_spec, args.cross):
@@ -188,8 +226,15 @@ def markdown(rows: list[dict], columns: list[str]) -> str:
     best = entry["baselines"]["best"]["bits_per_note"]
     cells = [entry["label"]]
     cells += [cell(entry["baselines"][name]) for name, _ in BASELINE_COLUMNS]
+    given = entry.get("given", {})
     cells += [
-      cell(entry["models"][c], best) if c in entry["models"] else "-"
+      cell(
+        entry["models"][c],
+        best,
+        given[c]["best"]["bits_per_note"] if c in given else None,
+      )
+      if c in entry["models"]
+      else "-"
       for c in columns
     ]
     lines.append("| " + " | ".join(cells) + " |")
@@ -224,7 +269,8 @@ def main() -> None:
   date = datetime.date.today().isoformat()
   text = (
     f"Test bits per note, both streams (pitch + duration), {date}; "
-    "model runs at their best validation step, ratio to `best`.\n\n"
+    "model runs at their best validation step, ratio to `best` (a "
+    "conditioned run's first to the best baseline given its labels).\n\n"
     + markdown(rows, columns)
   )
   print(text)

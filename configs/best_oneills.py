@@ -9,8 +9,12 @@ training tunes).
 
 Measured on O'Neill's test split (`python -m benchmarks.bench_baselines`,
 BENCHMARKS.md "Baselines side by side", 2-core AMD EPYC), against the
-best baseline (IDyOM's combination on both streams): key-normalised 2.880
-bits per note (pitch 2.148, duration 0.732), 0.915x; as written
+best baseline without labels (IDyOM's combination on both streams; the
+model reads metre, mode and style, the baseline does not, and the
+comparison given the same labels, `benchmarks/bench_labelled.py`, is not
+measured on O'Neill's yet: on ESAC it took 0.888x to 0.989x):
+key-normalised 2.880 bits per note (pitch 2.148, duration 0.732), 0.915x;
+as written
 (`--config.data.normalize_key=False
 --config.data.dataset_dir=~/.cache/melodyjax/datasets/oneills_written`)
 2.971, 0.938x. Conditioned without the duration head: 2.920 (1,500

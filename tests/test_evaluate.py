@@ -122,6 +122,14 @@ def test_report_on_a_tiny_run(workdir, tmp_path):
       abs(row["generated"] - row["corpus"]) <= 0.25 * row["corpus"]
     )
     assert 0 <= result["statistics"][name]["overlap"] <= 1, name
+  # An unconditioned run: the baselines get no labels either.
+  assert saved["baseline_labels"] == [] and saved["labelled_baselines"] is None
+  assert "vs_best_baseline_without_labels" not in saved
+  assert saved["vs_best_baseline"] == pytest.approx(
+    result["model"]["bits_per_note"]
+    / saved["baselines"]["best"]["bits_per_note"]
+  )
+  assert "without labels" not in report
   mids = sorted(os.listdir(tmp_path / "report_samples"))
   assert any(name.endswith(".mid") for name in mids)
 

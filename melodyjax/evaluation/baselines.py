@@ -67,7 +67,8 @@ def _vocab_size(dataset: dataset_lib.Dataset, stream: str) -> int:
   return len(vocab)
 
 
-def _bits(probs: np.ndarray, targets: np.ndarray) -> float:
+def bits(probs: np.ndarray, targets: np.ndarray) -> float:
+  """Mean -log2 probability of the targets (rows of `probs`)."""
   p = probs[np.arange(len(targets)), targets]
   return float(-np.mean(np.log2(np.maximum(p, 1e-300))))
 
@@ -87,12 +88,14 @@ def fit(
       order: idyom.short_term_distributions(songs, vocab_size, order)
       for order in SHORT_TERM_ORDERS
     }
-    orders[stream] = min(short, key=lambda o: (_bits(short[o], targets), o))
+    orders[stream] = min(short, key=lambda o: (bits(short[o], targets), o))
     biases[stream], _ = idyom.choose_bias(
       [long_term, short[orders[stream]]], targets
     )
-    models = dict(_models(long_term, short[orders[stream]], biases[stream]))
-    best[stream] = min(MODELS, key=lambda n: _bits(models[n], targets))
+    models = dict(
+      model_distributions(long_term, short[orders[stream]], biases[stream])
+    )
+    best[stream] = min(MODELS, key=lambda n: bits(models[n], targets))
     models["best"] = models[best[stream]]
     for name, probs in models.items():
       valid[name][stream] = (probs, targets)
@@ -108,7 +111,9 @@ def fit(
   )
 
 
-def _models(long_term, short, bias):
+def model_distributions(long_term, short, bias):
+  """(name, distributions) of each of `MODELS` from the long-term and
+  short-term distributions and the combination's bias."""
   yield "ngram", long_term
   yield "short_term", short
   yield "idyom", idyom.combine([long_term, short], bias)
@@ -128,7 +133,7 @@ def score(
       fitted.short_term_order[stream],
       _vocab_size(dataset, stream),
     )
-    models = dict(_models(long_term, short, fitted.bias[stream]))
+    models = dict(model_distributions(long_term, short, fitted.bias[stream]))
     models["best"] = models[fitted.best_of_stream[stream]]
     for name, probs in models.items():
       per_model[name][stream] = (probs, targets)

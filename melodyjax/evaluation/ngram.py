@@ -335,6 +335,21 @@ def fit(
   windows = song_windows(sequences, order, vocab_size, end_with_eos)
   if not len(windows):
     raise ValueError("no training songs")
+  return fit_windows(windows, vocab_size, discounting, framing)
+
+
+def fit_windows(
+  windows: np.ndarray,
+  vocab_size: int,
+  discounting: str = "modified",
+  framing: str = "single",
+) -> KneserNey:
+  """`fit` from the training windows themselves (`song_windows`' rows,
+  any subset of them: those of one label, say); order = their width."""
+  order = windows.shape[1]
+  _check_fit(vocab_size, order, discounting, framing)
+  if not len(windows):
+    raise ValueError("no training windows")
   v = vocab_size
   levels = [None] * order
   key = np.zeros(len(windows), np.int64)

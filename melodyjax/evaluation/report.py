@@ -2,15 +2,18 @@
 
   melodyjax-evaluate --workdir=runs/esac_cpu [--step=best]
 
-Held-out scores (`predict`, scored by `scoring` like the Kneser-Ney
-baseline of `ngram`, fitted on the same training split with its order
-chosen on validation), statistics of generated melodies against the corpus
+Held-out scores (`predict`, scored by `scoring` like the baselines of
+`baselines`, fitted on the same training split with their settings chosen
+on validation, and for a conditioned run those of `labelled`, given the
+labels the run reads: the headline compares models given the same
+information), statistics of generated melodies against the corpus
 (`stats`), and a report: `report.md`, `evaluation.json`, PNG figures, a WAV
 preview and a few samples, in the workdir (or `output_dir`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +24,7 @@ import numpy as np
 from melodyjax import files
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.evaluation import baselines, cross, ngram, predict
+from melodyjax.evaluation import labelled as labelled_lib
 from melodyjax.listening import audio, outputs, page, plots, stats
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
@@ -66,9 +70,14 @@ def evaluate_run(
   `output_dir` says otherwise).
 
   Returns:
-    {"model": scores, "ngram": scores, "orders": {...}, "statistics":
-    {feature: {"overlap", "kl"}}, "copying": {...}, "report": path,
-    "corpus": None or {"dataset", "midi_dir", "given", "unknown_tokens"}}.
+    {"model": scores, "vs_best_baseline": the model's bits per note over
+    the best baseline's given the same information (for a conditioned run
+    the labelled baselines', `labelled`; then also
+    "vs_best_baseline_without_labels"), "baseline_labels": [kinds],
+    "labelled_baselines": scores or None, "baselines": scores without
+    labels, "ngram": scores, "orders": {...}, "statistics": {feature:
+    {"overlap", "kl"}}, "copying": {...}, "report": path, "corpus": None
+    or {"dataset", "midi_dir", "given", "unknown_tokens"}}.
   """
   start = time.perf_counter()
   run = runs.from_workdir(workdir, step)
@@ -78,8 +87,7 @@ def evaluate_run(
   os.makedirs(output_dir, exist_ok=True)
   log(f"step {run.step}: scoring {len(dataset.test.originals())} test songs")
   model_scores = predict.score_split(run, "test", dataset)
-  fitted = baselines.fit(dataset, max_order=max_order)
-  baseline_scores = baselines.score(dataset, fitted, "test")
+  fitted = fit_baselines(dataset, run.model.config.conditions, max_order)
   log(f"generating {num_samples} melodies of up to {num_notes} notes")
   request = request_lib.Request(
     num_outputs=num_samples,
@@ -94,9 +102,7 @@ def evaluate_run(
     corpus and (lambda split: cross.corpus_songs(corpus.dataset, split)),
     time_signature=plan.make_plan(run, request).time_signature,
   )
-  result = _result(
-    run, model_scores, fitted, baseline_scores, comparison, corpus
-  )
+  result = _result(run, model_scores, fitted, comparison, corpus)
   figures = _write_figures(run, output_dir, melodies, request, comparison)
   result["report"] = os.path.join(output_dir, workdir_lib.REPORT_FILE)
   files.write_text(
@@ -129,14 +135,69 @@ def _evaluation_data(run, output_dir, dataset_dir, midi_dir, log):
   return corpus.dataset, corpus, output_dir
 
 
-def _result(run, model_scores, fitted, baseline_scores, comparison, corpus):
+@dataclasses.dataclass(frozen=True)
+class FittedBaselines:
+  """The baselines of an evaluation and their test scores.
+
+  Attributes:
+    plain: `baselines.fit`'s result (no labels).
+    scores: {baseline: test scores} of `plain`.
+    labelled: `labelled.fit`'s result, given the labels the run reads
+      (None for an unconditioned run).
+    labelled_scores: {baseline: test scores} of `labelled` (or None).
+  """
+
+  plain: baselines.Fitted
+  scores: dict[str, dict[str, float]]
+  labelled: labelled_lib.Fitted | None = None
+  labelled_scores: dict[str, dict[str, float]] | None = None
+
+
+def fit_baselines(
+  dataset: dataset_lib.Dataset,
+  kinds: Sequence[str] = (),
+  max_order: int = ngram.MAX_ORDER,
+  split: str = "test",
+) -> FittedBaselines:
+  """The baselines without labels and, for the label kinds a run reads
+  (`ModelConfig.conditions`; none: an unconditioned run), with them."""
+  plain = baselines.fit(dataset, max_order=max_order)
+  scores = baselines.score(dataset, plain, split)
+  if not kinds:
+    return FittedBaselines(plain, scores)
+  given = labelled_lib.fit(dataset, plain, kinds)
+  return FittedBaselines(
+    plain, scores, given, labelled_lib.score(dataset, given, split)
+  )
+
+
+def _ratios(model_scores, fitted: FittedBaselines) -> dict[str, float]:
+  """The headline: the model's bits over the best baseline's given the
+  same information, and for a conditioned run the old ratio too."""
+  bits = model_scores["bits_per_note"]
+  plain = bits / fitted.scores[fitted.plain.best]["bits_per_note"]
+  if fitted.labelled is None:
+    return {"vs_best_baseline": plain}
+  best = fitted.labelled_scores[fitted.labelled.best]["bits_per_note"]
+  return {
+    "vs_best_baseline": bits / best,
+    "vs_best_baseline_without_labels": plain,
+  }
+
+
+def _result(run, model_scores, baseline_fit, comparison, corpus):
   """evaluation.json's content, without the report's path and the time."""
+  fitted, given = baseline_fit.plain, baseline_fit.labelled
   return {
     "step": run.step,
     "model": model_scores,
-    "baselines": baseline_scores,
+    **_ratios(model_scores, baseline_fit),
+    "baseline_labels": list(given.kinds) if given else [],
+    "labelled_baselines": baseline_fit.labelled_scores,
+    "labelled_baseline_settings": given and given.settings(),
+    "baselines": baseline_fit.scores,
     "best_baseline": fitted.best,
-    "ngram": baseline_scores["ngram"],
+    "ngram": baseline_fit.scores["ngram"],
     "orders": {s: fitted.ngram[s]["order"] for s in tokens.STREAMS},
     "baseline_settings": {
       "short_term_order": dict(fitted.short_term_order),
@@ -305,20 +366,11 @@ def _markdown(run, request, result, comparison, figures, output_dir) -> str:
 
 
 def _score_lines(result) -> list[str]:
-  """The test split's scores, the model against every baseline."""
-  model, best = result["model"], result["best_baseline"]
-  scores = result["baselines"]
-  rows = [
-    (
-      label,
-      model[key],
-      *(scores[name][key] for name in baselines.NAMES),
-      model[key] - scores[best][key],
-    )
-    for key, label in SCORE_ROWS
-  ]
+  """The test split's scores, the model against every baseline: given the
+  run's labels first (a conditioned run), then without them."""
+  model = result["model"]
   settings = result["baseline_settings"]
-  return [
+  lines = [
     f"Test split: {model['num_targets']} targets (every event and eos "
     "of every test song, each predicted from its start). Baselines, each "
     "per stream with its settings chosen on validation: `ngram`, "
@@ -327,14 +379,80 @@ def _score_lines(result) -> list[str]:
     "duration); `short_term`, PPM-C fitted on the song being predicted as "
     f"it goes (orders {settings['short_term_order']['pitch']} and "
     f"{settings['short_term_order']['duration']}); `idyom`, IDyOM's "
-    "entropy-weighted combination of the two (bias "
-    f"{settings['idyom_bias']['pitch']} and "
-    f"{settings['idyom_bias']['duration']}). The baseline is the best on "
-    f"validation: `{best}` (`best` takes, per stream, the model best on "
-    f"validation: {settings['best_of_stream']['pitch']} for pitch, "
-    f"{settings['best_of_stream']['duration']} for duration).",
+    "entropy-weighted combination of the two; `best`, per stream the one "
+    "best on validation.",
     "",
-    _table(rows, ("metric", "model", *baselines.NAMES, f"model - {best}")),
+  ]
+  given = result["labelled_baseline_settings"]
+  if given is None:
+    return lines + _baseline_table(model, result["baselines"], settings)
+  kinds = ", ".join(given["labels"])
+  weights = "; ".join(
+    f"{stream} "
+    + ", ".join(
+      f"{name} {w:.1f}"
+      for name, w in zip(("general", *given["components"]), ws, strict=True)
+    )
+    for stream, ws in given["weights"].items()
+  )
+  best = result["labelled_baselines"]["best"]["bits_per_note"]
+  plain = result["baselines"]["best"]["bits_per_note"]
+  return [
+    *lines,
+    f"The model reads {kinds}; so do the first baselines "
+    "(`evaluation.labelled`): their long-term model mixes the general "
+    "n-gram with one fitted on the training events of each label (a label "
+    "unseen or rare in training: the general one), weights chosen on "
+    f"validation ({weights}); their `idyom` combines every long-term "
+    "model (the mixture, the general one, each label's) with the "
+    "short-term one.",
+    "",
+    _table(
+      [
+        (
+          f"best baseline given the same labels ({kinds})",
+          model["bits_per_note"],
+          best,
+          f"{result['vs_best_baseline']:.3f}x",
+        ),
+        (
+          "best baseline without labels",
+          model["bits_per_note"],
+          plain,
+          f"{result['vs_best_baseline_without_labels']:.3f}x",
+        ),
+      ],
+      ("comparison", "model", "baseline", "model / baseline"),
+    ),
+    "",
+    f"Given the labels ({kinds}):",
+    "",
+    *_baseline_table(model, result["labelled_baselines"], given),
+    "Without labels:",
+    "",
+    *_baseline_table(model, result["baselines"], settings),
+  ]
+
+
+def _baseline_table(model, scores, settings) -> list[str]:
+  """Every metric of the model and each baseline, and which model `best`
+  takes per stream."""
+  rows = [
+    (
+      label,
+      model[key],
+      *(scores[name][key] for name in baselines.NAMES),
+      model[key] - scores["best"][key],
+    )
+    for key, label in SCORE_ROWS
+  ]
+  best_of = settings["best_of_stream"]
+  bias = settings["idyom_bias"]
+  return [
+    _table(rows, ("metric", "model", *baselines.NAMES, "model - best")),
+    "",
+    f"`best`: {best_of['pitch']} for pitch, {best_of['duration']} for "
+    f"duration; IDyOM's bias {bias['pitch']} and {bias['duration']}.",
     "",
   ]
 

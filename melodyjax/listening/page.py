@@ -144,9 +144,17 @@ def _evaluation_part(workdir: str) -> str:
       "against the n-gram baseline and rewrites this page.</p>"
     )
   model = evaluation["model"]
-  # Evaluations before the short-term baselines have only the n-gram.
-  scores = evaluation.get("baselines", {"ngram": evaluation["ngram"]})
+  # Evaluations before the short-term baselines have only the n-gram; a
+  # conditioned run's baselines are given its labels.
+  scores = evaluation.get("labelled_baselines") or evaluation.get(
+    "baselines", {"ngram": evaluation["ngram"]}
+  )
   best = evaluation.get("best_baseline", "ngram")
+  kinds = evaluation.get("baseline_labels") or []
+  given = (
+    f", each given the model's labels ({html.escape(', '.join(kinds))})"
+    * bool(kinds)
+  )
   rows = [
     (
       label,
@@ -171,7 +179,8 @@ def _evaluation_part(workdir: str) -> str:
       f"({int(model['num_targets']):,} targets): bits per note of the model "
       "against the baselines: an interpolated Kneser-Ney n-gram fitted on "
       "the same training songs, a short-term model fitted on each song as "
-      "it goes, and IDyOM's combination of the two; the best on validation "
+      f"it goes, and IDyOM's combination of the two{given}; "
+      "the best on validation "
       f"is <b>{html.escape(best)}</b> "
       '(<a href="report.md">report.md</a> has the details).</p>',
       _table(("", "model", *scores, f"model - {best}"), rows),
