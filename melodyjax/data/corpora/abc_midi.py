@@ -30,7 +30,7 @@ import math
 
 import mido
 
-from melodyjax.data.corpora import abc_text, music21_abc
+from melodyjax.data.corpora import abc_text
 from melodyjax.data.corpora.music21_abc import Flattened, TuneResult
 from melodyjax.music import abc_reader, midi_io
 from melodyjax.music.abc_reader import PlayedBar
@@ -38,6 +38,7 @@ from melodyjax.music.events import Event, Song
 
 Fraction = fractions.Fraction
 DEFAULT_METER = (4, 4)  # music21's meter for a tune without one
+COUNT_GRID = 12  # steps per quarter of the counts (`read_midi`'s default)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -208,7 +209,10 @@ def convert_abc_tune(
   tune = read_abc_tune(text, corpus, repeats)
   song = tune_song(tune)
   data = song_midi(song, title)
-  notes, rests = music21_abc.count_midi_notes(data)
+  # As `music21_abc.count_midi_notes` reads the file back, without reading.
+  read_back = abc_reader.quantize_events(song.events, COUNT_GRID)
+  notes = sum(1 for event in read_back if event.pitches)
+  rests = len(read_back) - notes
   counts = tune.counts
   flattened = Flattened(
     repeats_removed=counts["repeats"] if repeats == "once" else 0,
