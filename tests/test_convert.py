@@ -2,6 +2,7 @@
 --repeats=once|play, the settings in conversion.json, data.repeats."""
 
 import json
+from fractions import Fraction
 
 import pytest
 
@@ -244,3 +245,18 @@ def test_data_repeats_must_match_the_conversion(tmp_path, monkeypatch):
   data.midi_dir, data.repeats = str(own), "play"
   with pytest.raises(errors.CorpusError, match="holds no conversion.json"):
     build.prepare_dataset(data, progress=False)
+
+
+def test_signature_of_a_tuplet_remainder_as_music21_writes_it():
+  """O'Neill's 490: a long bar's rest holds a triplet's part; its
+  signature (1/6) is written as MIDI can hold it, 1/4, as music21 does."""
+  path = [p for p in builtin.find_abc_files("oneills") if p.stem == "0487-0500"]
+  tune = abc_text.read_abc_tunes(path[0])[3]
+  assert tune.number == 490
+  ours, _ = abc_midi.convert_abc_tune(tune.text, "oneills")
+  theirs = builtin.convert_tune(tune.text, "oneills", tune.title)
+  a = midi_io.read_midi(ours.midi, grid=24)
+  b = midi_io.read_midi(theirs.midi, grid=24)
+  assert a.meter_changes == b.meter_changes
+  assert a.meter_changes[0] == (Fraction(38, 3), 1, 4)
+  assert a.events == b.events

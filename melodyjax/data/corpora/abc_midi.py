@@ -116,6 +116,12 @@ def signature_changes(
   return changes
 
 
+def _midi_denominator(denominator: int) -> int:
+  """A MIDI file holds a power of two: the one at or below (1/6 is 1/4), as
+  music21's export writes it."""
+  return 1 << (denominator.bit_length() - 1)
+
+
 def _midi_title(title: str) -> str:
   """The title as a MIDI track name can hold it (Latin-1, as mido reads)."""
   return title.encode("latin-1", "replace").decode("latin-1")
@@ -127,7 +133,12 @@ def tune_song(tune: abc_reader.Tune) -> Song:
   events = [Event(e.pitches[-1:], e.quarters) for e in tune.events]
   while events and not events[-1].pitches:
     events.pop()
-  changes = signature_changes(tune.bars, tune.meter)
+  changes = [
+    (onset, numerator, _midi_denominator(denominator))
+    for onset, numerator, denominator in signature_changes(
+      tune.bars, tune.meter
+    )
+  ]
   first = tune.meter or DEFAULT_METER
   if changes and changes[0][0] == 0:
     first = changes.pop(0)[1:]
