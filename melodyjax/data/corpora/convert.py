@@ -8,8 +8,9 @@ folder:
   OUT/conversion.json     settings, counts, failures per tune, versions, seconds
 
 - reader 'abc' (the default): the project's own reader (`abc_midi`,
-  `music.abc_reader`), about 60 times faster; it reads ESAC as music21 does
-  and O'Neill's where music21 does not misread it (benchmarks/bench_abc.py).
+  `music.abc_reader`), 11-13 times faster per core; it reads ESAC as
+  music21 does and O'Neill's where music21 does not misread it
+  (benchmarks/bench_abc.py).
 - reader 'music21': music21's parser (`music21_abc`), the cross-check.
 Repeats are played 'once' (each section once, into its last ending, as ESAC
 writes its tunes; both readers) or performed as written, 'play' (repeat
