@@ -176,11 +176,22 @@ def test_first_tunes_convert(tmp_path):
     assert all(len(e.pitches) <= 1 for e in song.events), path
     notes += sum(1 for e in song.events if e.pitches)
   assert notes == summary["notes"]
-  # The same folder asked for ESAC is converted again, not reused.
+  # The same folder asked for ESAC is refused: it would mix two corpora.
+  with pytest.raises(errors.ConversionError, match="corpus oneills, reader"):
+    convert.convert_corpus(
+      tmp_path, limit_files=1, limit_tunes=2, workers=1, progress=False
+    )
+  # With force it is replaced: O'Neill's files are gone.
   again = convert.convert_corpus(
-    tmp_path, limit_files=1, limit_tunes=2, workers=1, progress=False
+    tmp_path,
+    limit_files=1,
+    limit_tunes=2,
+    workers=1,
+    progress=False,
+    force=True,
   )
   assert not again["reused"] and again["corpus"] == "esac"
+  assert len(list(tmp_path.glob("*/*.mid"))) == 2
 
 
 def test_cli_converts_oneills(tmp_path, capsys):

@@ -21,6 +21,7 @@ import pytest
 import sample_main
 import train_main
 from configs import tiny
+from melodyjax.cli import convert as convert_cli
 from melodyjax.cli import evaluate as evaluate_cli
 from melodyjax.data import build
 from melodyjax.data import config as data_config_lib
@@ -31,7 +32,12 @@ from melodyjax.training import workdir as workdir_lib
 from tests.helpers import PROJECT, run_python, write_tunes
 
 DOC = os.path.join(PROJECT, "docs", "errors.md")
-MAINS = {"train": train_main, "sample": sample_main, "evaluate": evaluate_cli}
+MAINS = {
+  "train": train_main,
+  "sample": sample_main,
+  "evaluate": evaluate_cli,
+  "convert": convert_cli,
+}
 
 
 @dataclasses.dataclass
@@ -202,6 +208,23 @@ def _built_with(ctx, **settings):
   config = data_config_lib.CorpusConfig(**settings)
   build.build_dataset(ctx.midi, out, config, progress=False)
   return f"--dataset_dir={out}"
+
+
+def _converted(ctx, *args) -> str:
+  """A folder holding the first O'Neill's tunes converted (repeats once)."""
+  out = os.path.join(ctx.tmp, "oneills")
+  common = ["--corpus=oneills", f"--out={out}", "--limit_files=1"]
+  common += ["--limit_tunes=2", "--workers=1", "--no_progress"]
+  assert convert_cli.main(common) == 0
+  return [*common, *args] if args else out
+
+
+def _other_repeats(ctx):
+  """Training with data.repeats='play' on a conversion with repeats once."""
+  argv = ctx.train("--config.data.repeats=play")
+  midi = next(i for i, a in enumerate(argv) if "data.midi_dir" in a)
+  argv[midi] = f"--config.data.midi_dir={_converted(ctx)}"
+  return argv
 
 
 def _one_tune(ctx):
@@ -928,6 +951,36 @@ CASES = [
     "both --dataset_dir and --midi_dir",
     lambda c: _evaluate(c, f"--dataset_dir={c.data}", f"--midi_dir={c.midi}"),
     "give --dataset_dir or --midi_dir, not both",
+  ),
+  # data.repeats and melodyjax-convert's settings
+  Case(
+    "data-repeats-unknown",
+    "train",
+    "an unknown way of playing repeats",
+    lambda c: c.train("--config.data.repeats=twice"),
+    "config.data.repeats must be one of ('once', 'play'), got 'twice'",
+  ),
+  Case(
+    "data-repeats-other-conversion",
+    "train",
+    "data.repeats other than the repeats of the corpus folder's conversion",
+    _other_repeats,
+    "holds oneills converted with repeats 'once' (conversion.json)",
+  ),
+  Case(
+    "convert-other-settings",
+    "convert",
+    "a conversion into a folder that holds one with other settings",
+    lambda c: _converted(c, "--repeats=play"),
+    "reader abc, repeats once (conversion.json), not corpus oneills, "
+    "reader abc, repeats play: give another output folder, or --force",
+  ),
+  Case(
+    "convert-play-music21",
+    "convert",
+    "repeats played with the music21 reader",
+    lambda c: ["--reader=music21", "--repeats=play", f"--out={c.tmp}/x"],
+    "repeats 'play' needs the abc reader (--reader=abc)",
   ),
   Case(
     "flag-typo",

@@ -2,7 +2,13 @@
 corpus that music21 ships, the ESAC folksongs (default) or O'Neill's 1850
 Irish dance tunes, to MIDI files, once.
 
-  melodyjax-convert [--corpus esac|oneills] [--out DIR] [--workers N]
+  melodyjax-convert [--corpus esac|oneills] [--reader abc|music21]
+    [--repeats once|play] [--out DIR] [--workers N] [--force]
+
+The reader (default: the project's own, 'abc') and the repeats ('once':
+each section once; 'play': repeats and endings performed) are written into
+the folder's conversion.json; a folder converted with other settings is
+refused unless --force.
 """
 
 from __future__ import annotations
@@ -24,11 +30,26 @@ flags.DEFINE_enum(
   "The corpus: 'esac' (Essen folksongs) or 'oneills' (O'Neill's 1850).",
   flag_values=FLAGS,
 )
+flags.DEFINE_enum(
+  "reader",
+  builtin.DEFAULT_READER,
+  list(builtin.READERS),
+  "'abc' (the project's ABC reader, fast) or 'music21' (the cross-check).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+  "repeats",
+  builtin.DEFAULT_REPEATS,
+  list(builtin.REPEATS),
+  "'once' (each section once, into its last ending) or 'play' (repeat "
+  "signs and first and second endings performed; --reader=abc).",
+  flag_values=FLAGS,
+)
 flags.DEFINE_string(
   "out",
   None,
-  "Output folder (default: CACHE/<corpus>_midi, CACHE being "
-  "$MELODYJAX_CACHE or ~/.cache/melodyjax).",
+  "Output folder (default: CACHE/<corpus>_midi, CACHE/<corpus>_play_midi "
+  "for --repeats=play, CACHE being $MELODYJAX_CACHE or ~/.cache/melodyjax).",
   flag_values=FLAGS,
 )
 flags.DEFINE_integer(
@@ -53,7 +74,10 @@ flags.DEFINE_integer(
   flag_values=FLAGS,
 )
 flags.DEFINE_bool(
-  "force", False, "Convert even if already done.", flag_values=FLAGS
+  "force",
+  False,
+  "Convert even if already done; replace a conversion with other settings.",
+  flag_values=FLAGS,
 )
 flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=FLAGS)
 
@@ -66,8 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from melodyjax.data.corpora import convert
 
     summary = convert.convert_corpus(
-      FLAGS.out or builtin.default_midi_dir(FLAGS.corpus),
+      FLAGS.out or builtin.default_midi_dir(FLAGS.corpus, FLAGS.repeats),
       corpus=FLAGS.corpus,
+      reader=FLAGS.reader,
+      repeats=FLAGS.repeats,
       workers=FLAGS.workers,
       limit_files=FLAGS.limit_files,
       limit_tunes=FLAGS.limit_tunes,

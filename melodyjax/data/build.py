@@ -355,15 +355,19 @@ def prepare_dataset(
 
   The built-in corpora are made on first use: when `data.midi_dir` is the
   default folder of a built-in corpus (`corpora.builtin.default_midi_dir`)
-  and does not exist yet, that corpus is converted from music21 into it
-  (minutes, once).
+  and does not exist yet, that corpus is converted into it (with the abc
+  reader and `data.repeats`; seconds, once). A folder that holds a
+  conversion must have played its repeats as `data.repeats` says.
 
   Raises:
-    CorpusError: the corpus cannot be read or the dataset not written.
+    CorpusError: the corpus cannot be read or the dataset not written, or
+      its repeats are not `data.repeats`.
   """
   midi_dir = os.path.expanduser(data_config["midi_dir"])
   dataset_dir = os.path.expanduser(data_config["dataset_dir"])
-  _convert_builtin_if_missing(midi_dir)
+  repeats = data_config.get("repeats", data_config_lib.DEFAULT_REPEATS)
+  _convert_builtin_if_missing(midi_dir, repeats)
+  _check_repeats(midi_dir, repeats)
   return build_dataset(
     midi_dir,
     dataset_dir,
@@ -374,19 +378,58 @@ def prepare_dataset(
   )
 
 
-def _convert_builtin_if_missing(midi_dir: str) -> None:
+def _convert_builtin_if_missing(midi_dir: str, repeats: str) -> None:
   from melodyjax.data.corpora import builtin, convert
 
   if os.path.isdir(midi_dir):
     return
   for name, corpus in builtin.CORPORA.items():
-    default = builtin.default_midi_dir(name)
-    if os.path.abspath(midi_dir) != str(default):
-      continue
-    logging.warning(
-      "Converting %s to MIDI once into %s (minutes)", corpus.label, default
+    for played in builtin.REPEATS:
+      default = builtin.default_midi_dir(name, played)
+      if os.path.abspath(midi_dir) != str(default):
+        continue
+      if played != repeats:
+        raise errors.CorpusError(
+          f"config.data.repeats={repeats!r} but config.data.midi_dir "
+          f"{midi_dir} is the folder of {corpus.label} with repeats "
+          f"{played!r}: set config.data.midi_dir to "
+          f"{builtin.default_midi_dir(name, repeats)} (and dataset_dir)"
+        )
+      logging.warning(
+        "Converting %s to MIDI once into %s (repeats %s)",
+        corpus.label,
+        default,
+        repeats,
+      )
+      try:
+        convert.convert_corpus(default, corpus=name, repeats=repeats)
+      except errors.ConversionError as e:
+        raise errors.CorpusError(f"{midi_dir} does not exist and {e}") from None
+
+
+def _check_repeats(midi_dir: str, repeats: str) -> None:
+  """Refuses a conversion whose repeats are not `data.repeats` (a folder
+  without a conversion.json holds the user's own MIDI: 'once' only)."""
+  from melodyjax.data.corpora import builtin
+
+  settings = builtin.conversion_settings(midi_dir)
+  if settings is None:
+    if repeats != data_config_lib.DEFAULT_REPEATS:
+      raise errors.CorpusError(
+        f"config.data.repeats={repeats!r} needs a built-in corpus "
+        f"converted with repeats {repeats!r}, and {midi_dir} holds no "
+        f"{builtin.SUMMARY_NAME}: convert one with melodyjax-convert "
+        f"--repeats={repeats}, or set config.data.repeats='once'"
+      )
+    return
+  if settings["repeats"] != repeats:
+    raise errors.CorpusError(
+      f"config.data.repeats={repeats!r} but {midi_dir} holds "
+      f"{settings['corpus']} converted with repeats "
+      f"{settings['repeats']!r} ({builtin.SUMMARY_NAME}): set "
+      f"config.data.midi_dir to a conversion with repeats {repeats!r} "
+      f"(melodyjax-convert --corpus {settings['corpus']} "
+      f"--repeats={repeats} writes "
+      f"{builtin.default_midi_dir(settings['corpus'], repeats)}), or "
+      f"config.data.repeats={settings['repeats']!r}"
     )
-    try:
-      convert.convert_corpus(default, corpus=name)
-    except errors.ConversionError as e:
-      raise errors.CorpusError(f"{midi_dir} does not exist and {e}") from None

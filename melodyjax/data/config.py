@@ -16,9 +16,11 @@ from typing import Any
 import ml_collections
 
 from melodyjax import checks, errors, files
-from melodyjax.music import midi_io
+from melodyjax.music import abc_reader, midi_io
 
 DEFAULT_CORPUS = "esac"
+REPEATS = abc_reader.REPEAT_POLICIES  # how a built-in corpus plays repeats
+DEFAULT_REPEATS = "once"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,12 +100,17 @@ class CorpusConfig:
     }
 
 
-def corpus_folders(corpus: str = DEFAULT_CORPUS) -> tuple[str, str]:
+def corpus_folders(
+  corpus: str = DEFAULT_CORPUS, repeats: str = DEFAULT_REPEATS
+) -> tuple[str, str]:
   """(MIDI folder, dataset folder) of a built-in corpus in the cache
-  (`files.cache_dir`): `CACHE/<corpus>_midi`, `CACHE/datasets/<corpus>`."""
+  (`files.cache_dir`): `CACHE/<corpus>_midi`, `CACHE/datasets/<corpus>`;
+  with repeats played `CACHE/<corpus>_play_midi`,
+  `CACHE/datasets/<corpus>_play`."""
+  name = corpus if repeats == DEFAULT_REPEATS else f"{corpus}_{repeats}"
   return (
-    files.cache_dir(f"{corpus}_midi"),
-    files.cache_dir("datasets", corpus),
+    files.cache_dir(f"{name}_midi"),
+    files.cache_dir("datasets", name),
   )
 
 
@@ -111,7 +118,10 @@ def defaults(corpus: str = DEFAULT_CORPUS) -> ml_collections.ConfigDict:
   """The `data` group of a training config, for a built-in corpus.
 
   Fields: midi_dir (folder of MIDI files), dataset_dir (the cached
-  dataset), `CorpusConfig`'s fields (see there), vocab_from (fine-tuning:
+  dataset), repeats (how the built-in corpus in midi_dir plays its repeats:
+  'once' or 'play'; checked against its conversion.json, and the
+  conversion made on first use), `CorpusConfig`'s fields (see there),
+  vocab_from (fine-tuning:
   tokenize with another run's vocabularies, a workdir or .mjx; set by
   init_from) and max_unk_share (more unknown events per stream than this
   share is an error).
@@ -120,6 +130,7 @@ def defaults(corpus: str = DEFAULT_CORPUS) -> ml_collections.ConfigDict:
   data = ml_collections.ConfigDict()
   data.midi_dir = midi_dir
   data.dataset_dir = dataset_dir
+  data.repeats = DEFAULT_REPEATS  # 'once' or 'play' (a built-in corpus)
   for name, value in CorpusConfig().to_json().items():
     data[name] = tuple(value) if isinstance(value, list) else value
   data.vocab_from = ""
@@ -131,13 +142,19 @@ def check(data: Mapping[str, Any], prefix: str = "config.data.") -> None:
   """The data group of a config.
 
   Raises:
-    ConfigError: a bad folder, fine-tuning option or transposition list.
+    ConfigError: a bad folder, repeats, fine-tuning option or
+      transposition list.
     CorpusError: a bad tokenization option (`CorpusConfig`'s rules).
   """
   for field in ("midi_dir", "dataset_dir"):
     value = data[field]
     if not isinstance(value, str) or not value.strip():
       raise errors.ConfigError(f"{prefix}{field} must be a folder path")
+  repeats = data.get("repeats", DEFAULT_REPEATS)
+  if repeats not in REPEATS:
+    raise errors.ConfigError(
+      f"{prefix}repeats must be one of {REPEATS}, got {repeats!r}"
+    )
   shifts = data["transpositions"]
   if not isinstance(shifts, tuple | list) or not all(
     map(checks.is_int, shifts)

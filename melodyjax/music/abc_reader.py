@@ -78,6 +78,7 @@ import functools
 import os
 import re
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from melodyjax import errors
 from melodyjax.music.events import Event, Song
@@ -206,6 +207,25 @@ class Key:
   signature: str | None
 
 
+class PlayedBar(NamedTuple):
+  """One bar as performed (`Tune.bars`).
+
+  Attributes:
+    meter: the meter an inline or body field sets in it, else None.
+    lengths: its notes', chords' and rests' lengths as written (before ties
+      join them), in quarter notes.
+    sounding: for each of them, whether it is a note or chord (not a rest).
+  """
+
+  meter: tuple[int, int] | None
+  lengths: tuple[Fraction, ...]
+  sounding: tuple[bool, ...] = ()
+
+  @property
+  def quarters(self) -> Fraction:
+    return sum(self.lengths, Fraction(0))
+
+
 @dataclasses.dataclass
 class Tune:
   """One tune read.
@@ -227,6 +247,8 @@ class Tune:
     fields: every header field's values by letter ('R': ['reel']).
     meter_changes: later meters as (onset in quarters from the start,
       numerator, denominator), in performed order.
+    bars: the bars as performed (`PlayedBar`), empty ones left out; their
+      lengths add up to the events'.
   """
 
   title: str
@@ -242,6 +264,7 @@ class Tune:
   counts: collections.Counter
   fields: dict[str, list[str]]
   meter_changes: tuple[tuple[Fraction, int, int], ...] = ()
+  bars: tuple[PlayedBar, ...] = ()
 
   def to_song(self) -> Song:
     """The tune as a `Song`: rests before the first note and after the last
@@ -926,8 +949,9 @@ def _mark_endings(bars: list[_Bar]) -> None:
       bar.last_in_group = bar.span == group[-1].span and not lone
 
 
-def _play_once(bars: list[_Bar], counts) -> list:
-  """Each bar once; endings closing with a repeat sign are dropped."""
+def _play_once(bars: list[_Bar], counts) -> list[_Bar]:
+  """The bars performed: each once; endings closing with a repeat sign are
+  dropped."""
   last = {}
   for bar in bars:
     if bar.span >= 0:
@@ -937,18 +961,19 @@ def _play_once(bars: list[_Bar], counts) -> list:
     for span, bar in last.items()
     if bar.end_repeat and not bar.last_in_group
   }
-  items = []
+  performed = []
   for bar in bars:
     if bar.span in dropped:
       counts["ending_bars_dropped"] += 1
     else:
-      items.extend(bar.items)
-  return items
+      performed.append(bar)
+  return performed
 
 
-def _play_repeats(bars: list[_Bar], counts) -> list:
-  """Repeats and endings performed as written (see the module docstring)."""
-  items: list = []
+def _play_repeats(bars: list[_Bar], counts) -> list[_Bar]:
+  """The bars performed, repeats and endings as written (see the module
+  docstring)."""
+  performed: list[_Bar] = []
   i = start = 0
   passno, explicit, jumped, in_ending, played = 1, False, False, False, 0
   while i < len(bars):
@@ -962,7 +987,7 @@ def _play_repeats(bars: list[_Bar], counts) -> list:
     if bar.ending is not None and passno not in bar.ending:
       i += 1
       continue
-    items.extend(bar.items)
+    performed.append(bar)
     played += 1
     if played > MAX_PASSES_BARS:
       raise _error("repeats", f"more than {MAX_PASSES_BARS} bars performed")
@@ -976,7 +1001,7 @@ def _play_repeats(bars: list[_Bar], counts) -> list:
     elif bar.section_end and not explicit:
       start, passno = i + 1, 1
     i += 1
-  return items
+  return performed
 
 
 # ------------------------------------------------------------------ events
@@ -1010,6 +1035,18 @@ def _to_events(items: list, meter, counts) -> tuple[list[Event], tuple]:
     onset += item.quarters
     tied = item.tie
   return events, tuple(changes)
+
+
+def _played_bar(bar: _Bar) -> PlayedBar:
+  meters = [item.meter for item in bar.items if isinstance(item, _MeterMark)]
+  notes = [
+    item for item in bar.items if isinstance(item, _Note) and item.quarters > 0
+  ]
+  return PlayedBar(
+    meters[0] if meters else None,
+    tuple(note.quarters for note in notes),
+    tuple(bool(note.pitches) for note in notes),
+  )
 
 
 def _pickup(bars: list[_Bar], meter) -> Fraction:
@@ -1096,7 +1133,9 @@ def read_tune(
   bars = reader.bars
   _mark_endings(bars)
   play = _play_once if repeats == "once" else _play_repeats
-  events, changes = _to_events(play(bars, counts), header["meter"], counts)
+  performed = play(bars, counts)
+  items = [item for bar in performed for item in bar.items]
+  events, changes = _to_events(items, header["meter"], counts)
   if not any(event.pitches for event in events):
     raise _error("tune", "no notes")
   key = header["key"]
@@ -1115,6 +1154,7 @@ def read_tune(
     counts=+counts,
     fields=header["fields"],
     meter_changes=changes,
+    bars=tuple(_played_bar(bar) for bar in performed if bar.items),
   )
 
 

@@ -21,6 +21,11 @@ from melodyjax.data.corpora import abc_text, esac, music21_abc, oneills
 from melodyjax.data.corpora.abc_text import AbcTune
 
 SUMMARY_NAME = "conversion.json"  # written by `corpora.convert`
+READERS = ("abc", "music21")  # the project's reader; music21's
+DEFAULT_READER = "abc"
+REPEATS = data_config_lib.REPEATS  # ('once', 'play')
+DEFAULT_REPEATS = data_config_lib.DEFAULT_REPEATS
+SETTINGS = ("corpus", "reader", "repeats")  # a conversion's, in its summary
 
 
 def _every_file(path: pathlib.Path) -> bool:
@@ -87,12 +92,64 @@ def get_corpus(name: str) -> Corpus:
     ) from None
 
 
-def default_midi_dir(corpus: str = DEFAULT_CORPUS) -> pathlib.Path:
+def default_midi_dir(
+  corpus: str = DEFAULT_CORPUS, repeats: str = DEFAULT_REPEATS
+) -> pathlib.Path:
   """The corpus's MIDI folder in the cache (`data.config.corpus_folders`),
-  e.g. `~/.cache/melodyjax/esac_midi`."""
+  e.g. `~/.cache/melodyjax/esac_midi` (`esac_play_midi`, repeats played)."""
   return pathlib.Path(
-    data_config_lib.corpus_folders(get_corpus(corpus).name)[0]
+    data_config_lib.corpus_folders(get_corpus(corpus).name, repeats)[0]
   )
+
+
+def check_settings(corpus: str, reader: str, repeats: str) -> dict[str, str]:
+  """A conversion's settings {corpus, reader, repeats}, checked.
+
+  Raises:
+    errors.ConversionError: an unknown corpus, reader or repeats, or
+      repeats 'play' with reader 'music21'.
+  """
+  get_corpus(corpus)
+  if reader not in READERS:
+    raise errors.ConversionError(
+      f"reader must be one of {', '.join(READERS)}, got {reader!r}"
+    )
+  if repeats not in REPEATS:
+    raise errors.ConversionError(
+      f"repeats must be one of {', '.join(REPEATS)}, got {repeats!r}"
+    )
+  if repeats == "play" and reader == "music21":
+    raise errors.ConversionError(
+      "repeats 'play' needs the abc reader (--reader=abc): the music21 "
+      "path plays each section once"
+    )
+  return {"corpus": corpus, "reader": reader, "repeats": repeats}
+
+
+def summary_settings(summary: dict) -> dict[str, str]:
+  """{corpus, reader, repeats} of a conversion summary (one written
+  before the readers and repeats were settings: music21, once)."""
+  return {
+    "corpus": summary.get("corpus", "esac"),
+    "reader": summary.get("reader", "music21"),
+    "repeats": summary.get("repeats", "once"),
+  }
+
+
+def describe_settings(settings: dict) -> str:
+  """'corpus esac, reader abc, repeats once'."""
+  return ", ".join(f"{key} {settings[key]}" for key in SETTINGS)
+
+
+def conversion_settings(midi_dir: str | os.PathLike) -> dict[str, str] | None:
+  """The settings of the conversion `midi_dir` holds (its conversion.json),
+  or None when it holds none."""
+  try:
+    with open(os.path.join(midi_dir, SUMMARY_NAME)) as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return summary_settings(summary) if isinstance(summary, dict) else None
 
 
 def find_abc_files(corpus: str = DEFAULT_CORPUS) -> list[pathlib.Path]:
@@ -128,12 +185,8 @@ def read_tunes(corpus: str) -> tuple[list[pathlib.Path], list[list[AbcTune]]]:
 
 def conversion_corpus(midi_dir: str) -> str | None:
   """The built-in corpus whose conversion `midi_dir` holds, else None."""
-  try:
-    with open(os.path.join(midi_dir, SUMMARY_NAME)) as f:
-      summary = json.load(f)
-  except (OSError, ValueError):
-    return None
-  name = summary.get("corpus", "esac") if isinstance(summary, dict) else None
+  settings = conversion_settings(midi_dir)
+  name = settings["corpus"] if settings else None
   return name if name in CORPORA else None
 
 

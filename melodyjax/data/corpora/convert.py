@@ -1,19 +1,32 @@
 """A built-in corpus from music21's ABC files to MIDI files, once, in parallel.
 
-`convert_corpus` parses every tune with music21 (`music21_abc`, in worker
-processes, with a progress bar) and writes one MIDI file per tune into a
-cache folder:
+`convert_corpus` reads every tune (in worker processes, with a progress
+bar) with one of two readers and writes one MIDI file per tune into a cache
+folder:
 
   OUT/<abc file stem>/<index in file, 4 digits>_<X: number>.mid
-  OUT/conversion.json     counts, failures per tune, versions, seconds
+  OUT/conversion.json     settings, counts, failures per tune, versions, seconds
 
-Every file is written to a hidden temporary name and renamed, so a killed run
-never leaves a half-written .mid. A later call finds the summary complete for
-the same corpus, music21 and converter versions and returns it without
+- reader 'abc' (the default): the project's own reader (`abc_midi`,
+  `music.abc_reader`), 11-13 times faster per core; it reads ESAC as
+  music21 does and O'Neill's where music21 does not misread it
+  (benchmarks/bench_abc.py).
+- reader 'music21': music21's parser (`music21_abc`), the cross-check.
+Repeats are played 'once' (each section once, into its last ending, as ESAC
+writes its tunes; both readers) or performed as written, 'play' (repeat
+signs and first and second endings; the abc reader).
+
+The corpus, reader and repeats are the conversion's settings, written into
+conversion.json; a folder holding a conversion with other settings is
+refused (`force` replaces it), so that a folder never mixes two. Every file
+is written to a hidden temporary name and renamed, so a killed run never
+leaves a half-written .mid. A later call finds the summary complete for the
+same settings, music21 and converter versions and returns it without
 converting. What is particular to a corpus (which files, its text fixes,
 second transcriptions skipped) comes from its `builtin.Corpus`.
 
-Command line: `melodyjax-convert [--corpus oneills] --out DIR [--workers N]`.
+Command line: `melodyjax-convert [--corpus oneills] [--reader abc|music21]
+[--repeats once|play] --out DIR [--workers N]`.
 """
 
 from __future__ import annotations
@@ -38,16 +51,28 @@ from melodyjax.data.corpora.music21_abc import Flattened
 
 CONVERTER_VERSION = 1  # ESAC's files are unchanged since version 1
 SUMMARY_NAME = builtin.SUMMARY_NAME
+READERS = builtin.READERS
+REPEATS = builtin.REPEATS
 _CHUNK = 48  # tunes per worker task: a few seconds of work
 
 
-Job = tuple[str, str, list[AbcTune]]  # (out_dir, corpus name, tunes)
+# (out_dir, corpus name, reader, repeats, tunes)
+Job = tuple[str, str, str, str, list[AbcTune]]
+
+
+def _convert_one(tune: AbcTune, corpus: str, reader: str, repeats: str):
+  """(TuneResult, reader counts) of one tune by the chosen reader."""
+  if reader == "abc":
+    from melodyjax.data.corpora import abc_midi
+
+    return abc_midi.convert_abc_tune(tune.text, corpus, repeats, tune.title)
+  prepare = builtin.get_corpus(corpus).prepare_text
+  return music21_abc.convert_abc_tune(prepare(tune.text), tune.title), {}
 
 
 def _convert_chunk(args: Job) -> list[dict]:
   """Worker task: converts and writes some tunes, one result dict each."""
-  out_dir, corpus, tunes = args
-  prepare = builtin.get_corpus(corpus).prepare_text
+  out_dir, corpus, reader, repeats, tunes = args
   results = []
   for tune in tunes:
     record = {
@@ -63,7 +88,7 @@ def _convert_chunk(args: Job) -> list[dict]:
       warnings.simplefilter("always")
       try:
         with contextlib.redirect_stderr(stderr):
-          result = music21_abc.convert_abc_tune(prepare(tune.text), tune.title)
+          result, counts = _convert_one(tune, corpus, reader, repeats)
         target = pathlib.Path(out_dir) / tune.relpath
         target.parent.mkdir(parents=True, exist_ok=True)
         files.write_bytes(target, result.midi)
@@ -76,6 +101,7 @@ def _convert_chunk(args: Job) -> list[dict]:
           pickup=result.pickup,
           ties_removed=result.ties_removed,
           objects_copied=result.objects_copied,
+          repeats_played=counts.get("repeats_played", 0),
           **dataclasses.asdict(result.flattened),
         )
     messages = [str(w.message) for w in caught]
@@ -93,7 +119,7 @@ def _map_chunks(
   from tqdm import tqdm
 
   bar = tqdm(
-    total=sum(len(tunes) for _, _, tunes in jobs),
+    total=sum(len(job[-1]) for job in jobs),
     desc=f"{label} to MIDI",
     unit="tune",
     disable=not progress,
@@ -117,29 +143,30 @@ def _map_chunks(
 
 
 def _make_jobs(
-  out_dir: str, corpus: str, files_tunes: Sequence[list[AbcTune]]
+  out_dir: str, settings: dict, files_tunes: Sequence[list[AbcTune]]
 ) -> list[Job]:
   """Cuts every file's tunes into chunks; big files first for balance."""
+  corpus, reader, repeats = (settings[k] for k in builtin.SETTINGS)
   jobs = []
   for tunes in files_tunes:
     for i in range(0, len(tunes), _CHUNK):
-      jobs.append((out_dir, corpus, tunes[i : i + _CHUNK]))
+      jobs.append((out_dir, corpus, reader, repeats, tunes[i : i + _CHUNK]))
   # Longest chunks (by ABC text) first, so that no worker ends alone.
-  jobs.sort(key=lambda job: -sum(len(t.text) for t in job[2]))
+  jobs.sort(key=lambda job: -sum(len(t.text) for t in job[-1]))
   return jobs
 
 
 def _summary_is_fresh(
   out_dir: pathlib.Path,
   summary: dict,
-  corpus: str,
+  settings: dict,
   limits: dict,
   music21_version: str,
 ) -> bool:
   """True if a previous run's summary matches this request and its files."""
   if not (
     summary.get("complete")
-    and summary.get("corpus", "esac") == corpus
+    and builtin.summary_settings(summary) == settings
     and summary.get("converter_version") == CONVERTER_VERSION
     and summary.get("music21_version") == music21_version
     and summary.get("limits") == limits
@@ -147,6 +174,29 @@ def _summary_is_fresh(
     return False
   written = sum(1 for _ in out_dir.glob("*/*.mid"))
   return written == summary.get("written")
+
+
+def check_settings(
+  out_dir: pathlib.Path, previous: dict | None, settings: dict, force: bool
+) -> None:
+  """Refuses a folder holding a conversion with other settings, unless
+  `force`: then its MIDI files are deleted (never mixed with new ones).
+
+  Raises:
+    errors.ConversionError: other settings there, and not `force`.
+  """
+  if previous is None:
+    return
+  found = builtin.summary_settings(previous)
+  if found == settings:
+    return
+  if not force:
+    raise errors.ConversionError(
+      f"{out_dir} holds a conversion with {builtin.describe_settings(found)} "
+      f"({SUMMARY_NAME}), not {builtin.describe_settings(settings)}: give "
+      "another output folder, or --force to replace it"
+    )
+  _remove_leftovers(out_dir, set())
 
 
 def _remove_leftovers(out_dir: pathlib.Path, keep: set[str]) -> None:
@@ -162,6 +212,8 @@ def convert_corpus(
   out_dir: str | os.PathLike,
   *,
   corpus: str = builtin.DEFAULT_CORPUS,
+  reader: str = builtin.DEFAULT_READER,
+  repeats: str = builtin.DEFAULT_REPEATS,
   workers: int | None = None,
   limit_files: int | None = None,
   limit_tunes: int | None = None,
@@ -172,17 +224,22 @@ def convert_corpus(
 
   Writes `out_dir/<abc file stem>/<index:04d>_<X number>.mid` per tune and
   the summary `out_dir/conversion.json`. If that summary says a previous run
-  for the same corpus, limits, music21 version and converter version
-  completed (and its files are there), it is returned at once.
+  for the same settings (corpus, reader, repeats), limits, music21 version
+  and converter version completed (and its files are there), it is
+  returned at once; if it holds other settings, the folder is refused.
 
   Args:
     out_dir: the output folder (created if missing).
     corpus: a name of `builtin.CORPORA`.
+    reader: 'abc' (`abc_midi`) or 'music21' (`music21_abc`).
+    repeats: 'once' (each section once, into its last ending) or 'play'
+      (repeats and endings performed; reader 'abc' only).
     workers: processes; default: all cores. 1 converts in this process.
     limit_files: convert only the first N ABC files (for tests).
     limit_tunes: convert only the first N tunes of each file (for tests).
     progress: show a progress bar on stderr.
-    force: convert even if a matching summary exists.
+    force: convert even if a matching summary exists, and replace a
+      conversion with other settings.
 
   Returns:
     The summary: counts of files, tunes, duplicates skipped, written and
@@ -193,25 +250,30 @@ def convert_corpus(
     returned.
 
   Raises:
-    errors.ConversionError: music21 is missing, the corpus unknown, or
-      out_dir cannot be written.
+    errors.ConversionError: music21 is missing, the corpus, reader or
+      repeats unknown (or 'play' with music21), out_dir holds another
+      conversion (and not force), or out_dir cannot be written.
   """
   spec = builtin.get_corpus(corpus)
+  settings = builtin.check_settings(spec.name, reader, repeats)
   music21_version = str(music21_abc.import_music21().__version__)
   out_dir = pathlib.Path(out_dir).expanduser()
   limits = {"files": limit_files, "tunes_per_file": limit_tunes}
-  previous = None if force else _previous_summary(out_dir)
-  if previous and _summary_is_fresh(
-    out_dir, previous, spec.name, limits, music21_version
+  previous = _previous_summary(out_dir)
+  check_settings(out_dir, previous, settings, force)
+  if (
+    not force
+    and previous
+    and _summary_is_fresh(out_dir, previous, settings, limits, music21_version)
   ):
     previous["reused"] = True
     return previous
   started = time.time()
   summary, files_tunes, duplicates = _start_summary(
-    spec, limits, music21_version
+    spec, settings, limits, music21_version
   )
   _write_summary(out_dir, summary)
-  jobs = _make_jobs(str(out_dir), spec.name, files_tunes)
+  jobs = _make_jobs(str(out_dir), settings, files_tunes)
   workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
   records = []
   for chunk in _map_chunks(jobs, workers, progress, spec.label):
@@ -231,7 +293,7 @@ def convert_corpus(
 
 
 def _start_summary(
-  spec: builtin.Corpus, limits: dict, music21_version: str
+  spec: builtin.Corpus, settings: dict, limits: dict, music21_version: str
 ) -> tuple[dict[str, Any], list[list[AbcTune]], list[dict]]:
   """(the summary before converting, the tunes to convert per file, the
   second transcriptions skipped)."""
@@ -243,7 +305,7 @@ def _start_summary(
   summary: dict[str, Any] = {
     "complete": False,
     "reused": False,
-    "corpus": spec.name,
+    **settings,
     "label": spec.label,
     "converter_version": CONVERTER_VERSION,
     "music21_version": music21_version,
@@ -291,6 +353,7 @@ def _totals(records: list[dict]) -> dict[str, Any]:
     "rests": sum(r["rests"] for r in done),
     "pickup_tunes": sum(1 for r in done if r["pickup"]),
     "ties_removed": sum(r["ties_removed"] for r in done),
+    "repeats_played": sum(r["repeats_played"] for r in done),
     "shared_objects_copied": sum(r["objects_copied"] for r in done),
     **{
       field.name: sum(r[field.name] for r in done)
@@ -315,6 +378,7 @@ def format_summary(summary: dict) -> str:
     for key, label in (
       ("duplicates", "second transcriptions skipped"),
       ("repeats_removed", "repeat signs removed"),
+      ("repeats_played", "repeats played"),
       ("ending_bars_dropped", "first-ending bars dropped"),
       ("grace_notes_removed", "grace notes removed"),
       ("chords_flattened", "chords flattened"),
@@ -330,6 +394,16 @@ def format_summary(summary: dict) -> str:
     f"{summary['failed']} failed; {summary['notes']} notes, "
     f"{summary['rests']} rests"
     + "".join(f"; {item}" for item in flattened)
-    + f"; {summary['seconds']:.1f} s (music21 {summary['music21_version']})"
+    + f"; {summary['seconds']:.1f} s ({_reader_text(summary)})"
     + (", already done" if summary.get("reused") else "")
   )
+
+
+def _reader_text(summary: dict) -> str:
+  settings = builtin.summary_settings(summary)
+  reader = (
+    f"music21 {summary['music21_version']}"
+    if settings["reader"] == "music21"
+    else "abc reader"
+  )
+  return f"{reader}, repeats {settings['repeats']}"
