@@ -12,14 +12,14 @@ validation), the memories' settings chosen on validation
 (none, dynamic evaluation, neural cache, short-term model) and of the best
 baseline, with the ratio to it and the seconds each scoring took. Every
 row is given the same information: the events of the corpus's training
-songs and of the song so far.
+songs and of the song so far, and for a conditioned run the labels it
+reads (the baselines are then `evaluation.labelled`'s).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 
@@ -28,8 +28,9 @@ if __name__ == "__main__":
 
   runtime.reexec_with_fast_malloc()
 
-from melodyjax.evaluation import baselines, predict  # noqa: E402
+from benchmarks import harness  # noqa: E402
 from melodyjax.evaluation import memory as memory_eval  # noqa: E402
+from melodyjax.evaluation import predict, report  # noqa: E402
 from melodyjax.training import runs  # noqa: E402
 
 
@@ -38,8 +39,13 @@ def measure(label: str, workdir: str, step: str) -> dict:
   run = runs.from_workdir(workdir, step)
   dataset = predict.load_dataset_of(run)
   start = time.perf_counter()
-  fitted = baselines.fit(dataset)
-  baseline = baselines.score(dataset, fitted)["best"]
+  both = report.fit_baselines(dataset, run.model.config.conditions)
+  fitted = both.plain
+  baseline = (
+    both.labelled_scores[both.labelled.best]
+    if both.labelled is not None
+    else both.scores[fitted.best]
+  )
   baseline_seconds = time.perf_counter() - start
   settings, trials = memory_eval.choose_settings(run, dataset, fitted)
   scores = memory_eval.evaluate(run, dataset, fitted, settings)
@@ -49,6 +55,7 @@ def measure(label: str, workdir: str, step: str) -> dict:
     "step": run.step,
     "dataset": str(dataset.path),
     "baseline": baseline,
+    "baseline_labels": list(run.model.config.conditions),
     "baseline_seconds": baseline_seconds,
     "settings": settings.to_dict(),
     "valid_trials": {
@@ -104,10 +111,10 @@ def main(argv=None) -> int:
       parser.error(f"--run {spec!r}: expected LABEL=WORKDIR")
     results.append(measure(label, workdir, args.step))
     print(markdown(results[-1:]), flush=True)
-  report = {"cpu": platform.processor() or platform.machine(), "runs": results}
+  out = {"cpu": harness.cpu_description(), "runs": results}
   if args.json:
     with open(args.json, "w") as f:
-      json.dump(report, f, indent=1)
+      json.dump(out, f, indent=1)
   if args.markdown:
     with open(args.markdown, "w") as f:
       f.write(markdown(results))
