@@ -45,7 +45,7 @@ def measure(label: str, workdir: str, step: str) -> dict:
     both.labelled_scores[both.labelled.best]
     if both.labelled is not None
     else both.scores[fitted.best]
-  )
+  )  # report.same_information_best's, with its streams
   baseline_seconds = time.perf_counter() - start
   settings, trials = memory_eval.choose_settings(run, dataset, fitted)
   scores = memory_eval.evaluate(run, dataset, fitted, settings)

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from melodyjax.evaluation import memory as memory_eval
 from melodyjax.evaluation import predict, scoring
 from melodyjax.evaluation import report as evaluation
 from melodyjax.listening import audio, stats
@@ -132,6 +133,40 @@ def test_report_on_a_tiny_run(workdir, tmp_path):
   assert "without labels" not in report
   mids = sorted(os.listdir(tmp_path / "report_samples"))
   assert any(name.endswith(".mid") for name in mids)
+
+
+def test_report_with_the_memories_of_the_song(workdir, tmp_path):
+  result = evaluation.evaluate_run(
+    str(workdir),
+    output_dir=str(tmp_path),
+    num_samples=4,
+    num_notes=16,
+    max_order=3,
+    log=lambda message: None,
+    memory=True,
+    short_term=(0.3, 0.2),
+    short_term_order=(3, 2),
+  )
+  memory = json.loads((tmp_path / "evaluation.json").read_text())["memory"]
+  assert list(memory["scores"]) == [
+    "+".join(combo) or "none" for combo in memory_eval.combinations()
+  ]
+  assert memory["scores"]["none"]["bits_per_note"] == pytest.approx(
+    result["model"]["bits_per_note"], 1e-5
+  )  # whole test songs, as the headline scores them
+  best = result["baselines"][result["best_baseline"]]["bits_per_note"]
+  for name, scores in memory["scores"].items():
+    assert memory["vs_best_baseline"][name] == pytest.approx(
+      scores["bits_per_note"] / best
+    )
+  assert set(memory["settings"]["stm_rule"]) == {"pitch", "duration"}
+  report = (tmp_path / "report.md").read_text()
+  assert "## Memory of the song" in report and "| cache+stm |" in report
+  sidecar = json.loads(
+    next((tmp_path / "report_samples").glob("*.json")).read_text()
+  )
+  assert sidecar["short_term"] == [0.3, 0.2]
+  assert sidecar["short_term_order"] == [3, 2]
 
 
 def test_synthesize_length_matches_the_events(tmp_path):

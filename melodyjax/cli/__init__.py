@@ -233,3 +233,21 @@ def format_result(workdir: str, metrics: Mapping[str, float]) -> str:
       )
     )
   return "\n".join(lines)
+
+
+def pair_flag(flag_values, name: str, kind) -> tuple:
+  """A list flag of one value or pitch,duration, as a (pitch, duration)
+  pair of `kind`.
+
+  Raises:
+    UsageError: not a number, or more than two values.
+  """
+  values = flag_values[name].value
+  try:
+    parsed = [kind(v) for v in values]
+  except ValueError:
+    joined = ",".join(values)
+    raise errors.UsageError(f"--{name}: not a number: {joined}") from None
+  if len(parsed) not in (1, 2):
+    raise errors.UsageError(f"--{name} takes one value or pitch,duration")
+  return tuple(parsed) if len(parsed) == 2 else (parsed[0], parsed[0])

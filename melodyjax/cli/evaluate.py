@@ -63,6 +63,26 @@ flags.DEFINE_string(
   "Score on this MIDI folder (built and cached first) instead of the run's.",
   flag_values=FLAGS,
 )
+flags.DEFINE_bool(
+  "memory",
+  False,
+  "Also score the memories of the song (dynamic evaluation, the neural "
+  "cache, the short-term model; each tuned on validation) on test.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_list(
+  "short_term",
+  ["0"],
+  "The generated melodies' short-term model weight (sample_main.py's "
+  "--short_term); one value or pitch,duration.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_list(
+  "short_term_order",
+  [str(request_lib.DEFAULT_SHORT_TERM_ORDER)],
+  "Its order; one value or pitch,duration.",
+  flag_values=FLAGS,
+)
 flags.mark_flags_as_required(["workdir"], flag_values=FLAGS)
 
 
@@ -71,12 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
   prog = cli.tool_prog(PROG, argv)
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
   with cli.user_errors(prog, FLAGS, sigterm=True):
+    short_term = cli.pair_flag(FLAGS, "short_term", float)
+    short_term_order = cli.pair_flag(FLAGS, "short_term_order", int)
     request_lib.check_values(
       {
         "num_outputs": FLAGS.num_samples,
         "num_notes": FLAGS.num_notes,
         "temperature": FLAGS.temperature,
         "seed": FLAGS.seed,
+        "short_term": short_term,
+        "short_term_order": short_term_order,
       },
       name=lambda field: (
         "--num_samples" if field == "num_outputs" else f"--{field}"
@@ -96,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       log=lambda m: print(m, file=sys.stderr),
       dataset_dir=FLAGS.dataset_dir,
       midi_dir=FLAGS.midi_dir,
+      memory=FLAGS.memory,
+      short_term=short_term,
+      short_term_order=short_term_order,
     )
   m = result["model"]
   if result["corpus"] is not None:
@@ -114,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
   best = result["baselines"][result["best_baseline"]]["bits_per_note"]
   print(f"model / baseline: {m['bits_per_note'] / best:.3f}")
+  for name, ratio in (
+    (result["memory"] or {}).get("vs_best_baseline", {}).items()
+  ):
+    bits = result["memory"]["scores"][name]["bits_per_note"]
+    print(f"  memory {name}: {bits:.3f}, {ratio:.3f}x the best baseline")
   print(f"report: {result['report']}")
   return 0
 

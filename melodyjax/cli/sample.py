@@ -167,15 +167,7 @@ flags.DEFINE_bool(
 
 
 def _pair(name: str, kind) -> list:
-  values = FLAGS[name].value
-  try:
-    parsed = [kind(v) for v in values]
-  except ValueError:
-    joined = ",".join(values)
-    raise errors.UsageError(f"--{name}: not a number: {joined}") from None
-  if len(parsed) not in (1, 2):
-    raise errors.UsageError(f"--{name} takes one value or pitch,duration")
-  return parsed if len(parsed) == 2 else parsed * 2
+  return list(cli.pair_flag(FLAGS, name, kind))
 
 
 def _check_time_signature() -> None:

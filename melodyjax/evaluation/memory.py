@@ -400,3 +400,50 @@ def evaluate(
     )
     scores["+".join(combo) or "none"] = result
   return scores
+
+
+def score_run(
+  run: runs.Run,
+  dataset: dataset_lib.Dataset,
+  fitted: baselines.Fitted,
+  best_bits: float,
+) -> dict[str, Any]:
+  """evaluation.json's "memory": the settings chosen on validation, the
+  test scores of every combination and each one's ratio to the best
+  baseline's `best_bits` (given the same information)."""
+  settings, trials = choose_settings(run, dataset, fitted)
+  scores = evaluate(run, dataset, fitted, settings)
+  return {
+    "settings": settings.to_dict(),
+    "valid_trials": {
+      k: ({str(a): b for a, b in v.items()} if isinstance(v, dict) else v)
+      for k, v in trials.items()
+    },
+    "scores": scores,
+    "vs_best_baseline": {
+      name: s["bits_per_note"] / best_bits for name, s in scores.items()
+    },
+  }
+
+
+def report_lines(memory_result: Mapping[str, Any] | None) -> list[str]:
+  """The report's table of the memories (none: no lines)."""
+  if not memory_result:
+    return []
+  lines = [
+    "## Memory of the song",
+    "",
+    "Each memory tuned on validation, scored on whole test songs "
+    "(`evaluation.memory`).",
+    "",
+    "| memory | bits per note (pitch + duration) | vs best baseline |",
+    "|---|---|---|",
+  ]
+  for name, s in memory_result["scores"].items():
+    lines.append(
+      f"| {name} | {s['bits_per_note']:.3f} "
+      f"({s['bits_per_note_pitch']:.3f} + "
+      f"{s['bits_per_note_duration']:.3f}) | "
+      f"{memory_result['vs_best_baseline'][name]:.3f}x |"
+    )
+  return [*lines, ""]

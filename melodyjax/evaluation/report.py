@@ -25,6 +25,7 @@ from melodyjax import files
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.evaluation import baselines, cross, ngram, predict
 from melodyjax.evaluation import labelled as labelled_lib
+from melodyjax.evaluation import memory as memory_lib
 from melodyjax.listening import audio, outputs, page, plots, stats
 from melodyjax.music import tokens
 from melodyjax.music.events import Event
@@ -61,8 +62,18 @@ def evaluate_run(
   log: Callable[[str], None] = print,
   dataset_dir: str | None = None,
   midi_dir: str | None = None,
+  memory: bool = False,
+  short_term: tuple[float, float] = (0.0, 0.0),
+  short_term_order: tuple[int, int] = (
+    request_lib.DEFAULT_SHORT_TERM_ORDER,
+    request_lib.DEFAULT_SHORT_TERM_ORDER,
+  ),
 ) -> dict[str, Any]:
   """Scores a run on the test split, compares samples, writes report.md.
+
+  With `memory`, also the memories of the song (`evaluation.memory`: each
+  tuned on validation, every combination scored on test); `short_term`
+  and `short_term_order` are the generated melodies' (`Request`'s).
 
   With `dataset_dir` (a built dataset) or `midi_dir` (a MIDI folder), on
   another corpus than the run's, tokenized with its vocabularies
@@ -94,6 +105,8 @@ def evaluate_run(
     num_notes=num_notes,
     temperature=temperature,
     seed=seed,
+    short_term=short_term,
+    short_term_order=short_term_order,
   )
   melodies = generate.generate(run, request)
   comparison = compare_with_corpus(
@@ -103,6 +116,12 @@ def evaluate_run(
     time_signature=plan.make_plan(run, request).time_signature,
   )
   result = _result(run, model_scores, fitted, comparison, corpus)
+  result["memory"] = None
+  if memory:
+    log("the memories of the song: tuning on validation, scoring on test")
+    result["memory"] = memory_lib.score_run(
+      run, dataset, fitted.plain, same_information_best(fitted)
+    )
   figures = _write_figures(run, output_dir, melodies, request, comparison)
   result["report"] = os.path.join(output_dir, workdir_lib.REPORT_FILE)
   files.write_text(
@@ -171,6 +190,14 @@ def fit_baselines(
   )
 
 
+def same_information_best(fitted: FittedBaselines) -> float:
+  """The best baseline's test bits per note given what the run is given
+  (the labelled baselines' for a conditioned run)."""
+  if fitted.labelled is None:
+    return fitted.scores[fitted.plain.best]["bits_per_note"]
+  return fitted.labelled_scores[fitted.labelled.best]["bits_per_note"]
+
+
 def _ratios(model_scores, fitted: FittedBaselines) -> dict[str, float]:
   """The headline: the model's bits over the best baseline's given the
   same information, and for a conditioned run the old ratio too."""
@@ -178,9 +205,8 @@ def _ratios(model_scores, fitted: FittedBaselines) -> dict[str, float]:
   plain = bits / fitted.scores[fitted.plain.best]["bits_per_note"]
   if fitted.labelled is None:
     return {"vs_best_baseline": plain}
-  best = fitted.labelled_scores[fitted.labelled.best]["bits_per_note"]
   return {
-    "vs_best_baseline": bits / best,
+    "vs_best_baseline": bits / same_information_best(fitted),
     "vs_best_baseline_without_labels": plain,
   }
 
@@ -350,6 +376,7 @@ def _markdown(run, request, result, comparison, figures, output_dir) -> str:
     *_score_lines(result),
     *_sample_lines(request, result, comparison),
     *_repetition_lines(result, comparison),
+    *memory_lib.report_lines(result.get("memory")),
   ]
   if figures["curves"]:
     lines += ["![curves](curves.png)", ""]
