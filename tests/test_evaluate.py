@@ -91,7 +91,13 @@ def test_report_on_a_tiny_run(workdir, tmp_path):
   # Every baseline under its own key, scored on the same targets; the best
   # is the lowest on validation.
   saved = json.loads((tmp_path / "evaluation.json").read_text())
-  assert set(saved["baselines"]) == {"ngram", "short_term", "idyom", "best"}
+  assert set(saved["baselines"]) == {
+    "ngram",
+    "short_term",
+    "idyom",
+    "mixture",
+    "best",
+  }
   for scores in saved["baselines"].values():
     assert scores["num_targets"] == result["model"]["num_targets"]
     assert scores["bits_per_note"] == pytest.approx(

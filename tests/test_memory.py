@@ -79,6 +79,38 @@ def test_short_term_mixture_keeps_the_models_end_of_song():
   np.testing.assert_allclose(
     memory.mix_short_term(p, short, jnp.zeros(4)), p, rtol=1e-6
   )
+  # the baselines' NumPy mixture is the same
+  np.testing.assert_allclose(
+    idyom.mix(p.astype(np.float64), short.astype(np.float64), weights),
+    mixed,
+    rtol=1e-5,
+    atol=1e-7,
+  )
+
+
+def test_mixture_weights_and_votes_are_the_best_on_their_grids():
+  rng = np.random.default_rng(1)
+  p = rng.dirichlet(np.ones(9), size=400)
+  short = rng.dirichlet(np.full(9, 0.3), size=400)
+  p[:, :2] = short[:, :2] = 0
+  p /= p.sum(axis=1, keepdims=True)
+  short /= short.sum(axis=1, keepdims=True)
+  targets = np.array(
+    [rng.choice(9, p=0.5 * a + 0.5 * b) for a, b in zip(p, short, strict=True)]
+  )
+  weights, bits = idyom.choose_mixture(p, short, targets)
+  assert all(w in idyom.MIXTURE_WEIGHTS for w in weights)
+  for k, w in enumerate(weights):  # no other weight of a band does better
+    for other in idyom.MIXTURE_WEIGHTS:
+      trial = list(weights)
+      trial[k] = other
+      worse = baselines.bits(idyom.mix(p, short, trial), targets)
+      assert worse >= bits - 1e-12, (k, w, other)
+  bias, votes, combined = idyom.choose_combination(p, short, targets)
+  for v in idyom.VOTES:
+    for b in idyom.BIASES:
+      trial = idyom.combine([p, short], b, [v, 1.0])
+      assert baselines.bits(trial, targets) >= combined - 1e-12
 
 
 def test_cache_points_at_what_followed_the_matching_state():

@@ -3,10 +3,14 @@
   ngram       long-term: interpolated modified Kneser-Ney per stream,
               fitted on the training split (`ngram`)
   short_term  short-term: PPM-C on the song being predicted (`idyom`)
-  idyom       IDyOM's combination of the two, per stream
-  best        per stream, whichever of the three is best on validation
+  idyom       IDyOM's combination of the two, per stream (its bias and the
+              long-term model's votes chosen on validation)
+  mixture     the linear mixture of the two (`idyom.mix`, a weight per band
+              of the short-term model's entropy), the rule the network's
+              own short-term memory uses (`evaluation.memory`)
+  best        per stream, whichever of the four is best on validation
 
-Each model's order (and the combination's bias) is chosen on the
+Each model's order (and the combinations' settings) is chosen on the
 validation split, per stream; "the baseline" of a claim is the one with
 the lowest bits per note (both streams) on validation, which `best` is by
 construction (on ESAC: IDyOM's combination for pitch, the long-term n-gram
@@ -26,7 +30,7 @@ from melodyjax.data import dataset as dataset_lib
 from melodyjax.evaluation import idyom, ngram, scoring
 from melodyjax.music import tokens
 
-MODELS = ("ngram", "short_term", "idyom")
+MODELS = ("ngram", "short_term", "idyom", "mixture")
 NAMES = (*MODELS, "best")
 SHORT_TERM_ORDERS = (1, 2, 3, 4, 5, 6)
 
@@ -43,6 +47,8 @@ class Fitted:
     valid: {baseline name: validation scores}.
     best: the baseline of claims: "best" (lowest on validation).
     seconds: fitting and selection time.
+    votes: {stream: the long-term model's votes in the combination}.
+    mixture_weights: {stream: the mixture's weight per entropy band}.
   """
 
   ngram: Mapping[str, Any]
@@ -52,6 +58,10 @@ class Fitted:
   valid: Mapping[str, Mapping[str, float]]
   best: str
   seconds: float
+  votes: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  mixture_weights: Mapping[str, tuple[float, ...]] = dataclasses.field(
+    default_factory=dict
+  )
 
 
 def _distributions(dataset, fitted_ngram, stream, split, order, vocab_size):
@@ -80,6 +90,7 @@ def fit(
   start = time.perf_counter()
   fitted_ngram = ngram.fit_streams(dataset, max_order=max_order)
   orders, biases, valid, best = {}, {}, {name: {} for name in NAMES}, {}
+  votes, weights = {}, {}
   for stream in tokens.STREAMS:
     vocab_size = _vocab_size(dataset, stream)
     songs = ngram.split_songs(dataset.valid, stream)
@@ -89,11 +100,15 @@ def fit(
       for order in SHORT_TERM_ORDERS
     }
     orders[stream] = min(short, key=lambda o: (bits(short[o], targets), o))
-    biases[stream], _ = idyom.choose_bias(
-      [long_term, short[orders[stream]]], targets
+    chosen = short[orders[stream]]
+    biases[stream], votes[stream], _ = idyom.choose_combination(
+      long_term, chosen, targets
     )
+    weights[stream], _ = idyom.choose_mixture(long_term, chosen, targets)
     models = dict(
-      model_distributions(long_term, short[orders[stream]], biases[stream])
+      model_distributions(
+        long_term, chosen, biases[stream], votes[stream], weights[stream]
+      )
     )
     best[stream] = min(MODELS, key=lambda n: bits(models[n], targets))
     models["best"] = models[best[stream]]
@@ -108,15 +123,19 @@ def fit(
     scores,
     "best",  # the lowest on validation by construction
     time.perf_counter() - start,
+    votes,
+    weights,
   )
 
 
-def model_distributions(long_term, short, bias):
+def model_distributions(long_term, short, bias, votes=1.0, weights=(0.0,)):
   """(name, distributions) of each of `MODELS` from the long-term and
-  short-term distributions and the combination's bias."""
+  short-term distributions, the combination's bias and long-term votes,
+  and the mixture's weights."""
   yield "ngram", long_term
   yield "short_term", short
-  yield "idyom", idyom.combine([long_term, short], bias)
+  yield "idyom", idyom.combine([long_term, short], bias, [votes, 1.0])
+  yield "mixture", idyom.mix(long_term, short, weights)
 
 
 def score(
@@ -133,7 +152,15 @@ def score(
       fitted.short_term_order[stream],
       _vocab_size(dataset, stream),
     )
-    models = dict(model_distributions(long_term, short, fitted.bias[stream]))
+    models = dict(
+      model_distributions(
+        long_term,
+        short,
+        fitted.bias[stream],
+        fitted.votes.get(stream, 1.0),
+        fitted.mixture_weights.get(stream, (0.0,)),
+      )
+    )
     models["best"] = models[fitted.best_of_stream[stream]]
     for name, probs in models.items():
       per_model[name][stream] = (probs, targets)

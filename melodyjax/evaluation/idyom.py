@@ -17,7 +17,12 @@ i alone, and it is reset for every song. Two short-term smoothings:
 `combine` is IDyOM's entropy-weighted geometric combination of several
 models' distributions: p(w) is proportional to prod_m p_m(w) ** w_m with
 w_m = H_rel(p_m) ** -b, H_rel the entropy of p_m over that of the uniform
-distribution and b >= 0 the bias (0: equal weights), chosen on validation.
+distribution and b >= 0 the bias (0: equal weights), chosen on validation;
+`votes` scale each model's weight (a long-term model given 3 votes counts
+as if listed three times), chosen on validation too. `mix` is the linear
+alternative: (1 - w) p + w q of a model p and the short-term model q, q's
+end of song left to p (the short-term model has heard none), w per band of
+q's relative entropy (`choose_mixture`).
 Every model's distributions are scored by `scoring.score_distributions`,
 like the LSTM's.
 """
@@ -34,6 +39,9 @@ from melodyjax.music import tokens
 
 SHORT_TERM = ("kn", "ppm")
 BIASES = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+VOTES = (1.0, 2.0, 3.0, 4.0)
+MIXTURE_BANDS = 4
+MIXTURE_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 _FLOOR = 1e-12
 
 
@@ -122,17 +130,26 @@ def relative_entropy(probs: np.ndarray) -> np.ndarray:
   return np.maximum(h / np.log2(probs.shape[1] - 2), 1e-6)
 
 
-def combine(distributions: Sequence[np.ndarray], bias: float) -> np.ndarray:
+def combine(
+  distributions: Sequence[np.ndarray],
+  bias: float,
+  votes: Sequence[float] | None = None,
+) -> np.ndarray:
   """IDyOM's entropy-weighted geometric combination (see the module doc).
 
   Args:
     distributions: each float [targets, vocab], rows summing to 1.
     bias: b >= 0; the larger, the more a confident model dominates.
+    votes: each model's weight multiplier (None: 1 each).
 
   Returns:
     float64 [targets, vocab], rows summing to 1 (0 for pad and bos).
   """
-  weights = [relative_entropy(p) ** -bias for p in distributions]
+  votes = votes or [1.0] * len(distributions)
+  weights = [
+    v * relative_entropy(p) ** -bias
+    for v, p in zip(votes, distributions, strict=True)
+  ]
   total = np.sum(weights, axis=0)
   log_p = sum(
     (w / total)[:, None] * np.log(np.maximum(p, _FLOOR))
@@ -157,3 +174,67 @@ def choose_bias(
     bits[bias] = float(-np.mean(np.log2(np.maximum(p_target, _FLOOR))))
   best = min(bits, key=lambda b: (bits[b], b))
   return best, bits
+
+
+def choose_combination(
+  long_term: np.ndarray, short: np.ndarray, targets: np.ndarray
+) -> tuple[float, float, float]:
+  """The bias and the long-term model's votes (`BIASES` x `VOTES`) of the
+  two models' combination with the lowest bits per target (validation):
+  (bias, votes, bits)."""
+  best = (np.inf, 0.0, 1.0)
+  for votes in VOTES:
+    for bias in BIASES:
+      p = combine([long_term, short], bias, [votes, 1.0])
+      best = min(best, (_bits(p, targets), bias, votes))
+  return best[1], best[2], best[0]
+
+
+def _bits(p: np.ndarray, targets: np.ndarray) -> float:
+  p_target = p[np.arange(len(targets)), targets]
+  return float(-np.mean(np.log2(np.maximum(p_target, _FLOOR))))
+
+
+def mix(p: np.ndarray, short: np.ndarray, weights) -> np.ndarray:
+  """(1 - w) p + w q for rows [targets, vocab] of a model `p` and the
+  short-term model `short` (see the module doc; the same as
+  `model.memory.mix_short_term`): q is `short` with its eos probability set
+  to p's and its other ids renormalised over the rest, w is
+  `weights[band]` for the band of `short`'s relative entropy."""
+  eos = tokens.EOS_ID
+  rest = short.copy()
+  rest[:, eos] = 0.0
+  rest /= np.maximum(rest.sum(axis=1, keepdims=True), _FLOOR)
+  q = rest * (1.0 - p[:, eos : eos + 1])
+  q[:, eos] = p[:, eos]
+  weights = np.asarray(weights, np.float64)
+  band = np.clip(
+    np.floor(relative_entropy(short) * len(weights)).astype(int),
+    0,
+    len(weights) - 1,
+  )
+  w = weights[band][:, None]
+  return (1.0 - w) * p + w * q
+
+
+def choose_mixture(
+  p: np.ndarray,
+  short: np.ndarray,
+  targets: np.ndarray,
+  bands: int = MIXTURE_BANDS,
+) -> tuple[tuple[float, ...], float]:
+  """Each entropy band's weight of `mix` on validation (the bands are
+  disjoint, so each is chosen alone from `MIXTURE_WEIGHTS`), and the bits
+  per target of the chosen mixture."""
+  band = np.clip(
+    np.floor(relative_entropy(short) * bands).astype(int), 0, bands - 1
+  )
+  chosen = []
+  for k in range(bands):
+    rows = band == k
+    best = (np.inf, 0.0)
+    for w in MIXTURE_WEIGHTS if rows.any() else ():
+      mixed = mix(p[rows], short[rows], [w] * bands)
+      best = min(best, (_bits(mixed, targets[rows]), w))
+    chosen.append(best[1])
+  return tuple(chosen), _bits(mix(p, short, chosen), targets)

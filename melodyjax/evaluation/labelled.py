@@ -68,6 +68,8 @@ class Fitted:
     valid: {baseline name: validation scores}.
     general: the baselines without labels (`baselines.fit`).
     seconds: fitting and selection time.
+    short_weights: {stream: the linear mixture's weight per band of the
+      short-term model's entropy}.
   """
 
   kinds: tuple[str, ...]
@@ -79,6 +81,9 @@ class Fitted:
   valid: Mapping[str, Mapping[str, float]]
   general: baselines.Fitted
   seconds: float
+  short_weights: Mapping[str, tuple[float, ...]] = dataclasses.field(
+    default_factory=dict
+  )
 
   @property
   def best(self) -> str:
@@ -95,6 +100,7 @@ class Fitted:
       },
       "weights": {s: list(w) for s, w in self.weights.items()},
       "idyom_bias": dict(self.bias),
+      "mixture_weights": {s: list(w) for s, w in self.short_weights.items()},
       "best_of_stream": dict(self.best_of_stream),
       "valid_bits_per_note": {
         name: scores["bits_per_note"] for name, scores in self.valid.items()
@@ -296,14 +302,16 @@ def _mixture(dists, weights) -> np.ndarray:
   return sum(w * d for w, d in zip(weights, dists, strict=True))
 
 
-def _models(dists, weights, short, bias):
+def _models(dists, weights, short, bias, short_weights):
   """(name, distributions) of each of `baselines.MODELS`: the mixture,
   the short-term model, IDyOM's combination of every long-term model (the
-  mixture, the general one, each component's) and the short-term one."""
+  mixture, the general one, each component's) and the short-term one, and
+  the long-term mixture mixed linearly with the short-term model."""
   mixed = _mixture(dists, weights)
   yield "ngram", mixed
   yield "short_term", short
   yield "idyom", idyom.combine([mixed, *dists, short], bias)
+  yield "mixture", idyom.mix(mixed, short, short_weights)
 
 
 def fit(
@@ -318,7 +326,7 @@ def fit(
   start = time.perf_counter()
   kinds = tuple(kind for kind in KINDS if kind in kinds)
   components = components_of(kinds)
-  models, weights, biases, best = {}, {}, {}, {}
+  models, weights, biases, best, short_weights = {}, {}, {}, {}, {}
   valid = {name: {} for name in baselines.NAMES}
   for stream in tokens.STREAMS:
     models[stream] = _fit_stream(
@@ -331,7 +339,12 @@ def fit(
     short = _short_term(general, stream, songs)
     mixed = _mixture(dists, weights[stream])
     biases[stream], _ = idyom.choose_bias([mixed, *dists, short], targets)
-    by_name = dict(_models(dists, weights[stream], short, biases[stream]))
+    short_weights[stream], _ = idyom.choose_mixture(mixed, short, targets)
+    by_name = dict(
+      _models(
+        dists, weights[stream], short, biases[stream], short_weights[stream]
+      )
+    )
     best[stream] = min(
       baselines.MODELS, key=lambda n: baselines.bits(by_name[n], targets)
     )
@@ -348,6 +361,7 @@ def fit(
     {name: scoring.score_distributions(d) for name, d in valid.items()},
     general,
     time.perf_counter() - start,
+    short_weights,
   )
 
 
@@ -375,7 +389,13 @@ def score(
     )
     short = _short_term(fitted.general, stream, songs)
     by_name = dict(
-      _models(dists, fitted.weights[stream], short, fitted.bias[stream])
+      _models(
+        dists,
+        fitted.weights[stream],
+        short,
+        fitted.bias[stream],
+        fitted.short_weights[stream],
+      )
     )
     by_name["best"] = by_name[fitted.best_of_stream[stream]]
     for name, p in by_name.items():

@@ -17,8 +17,9 @@ baselines'):
            `idyom`, its order the baseline's) combined with the softmax by
            the rule that wins on validation: IDyOM's entropy-weighted
            geometric combination (its bias chosen) or the linear mixture
-           `model.memory.mix_short_term` (a weight per band of the
-           short-term model's entropy, each chosen).
+           `idyom.mix` (= `model.memory.mix_short_term`, the sampler's: a
+           weight per band of the short-term model's entropy, each
+           chosen).
 
 They stack in that order: the (adapted) softmax, mixed with the cache,
 combined with the short-term model. `evaluate` gives the bits of every
@@ -57,8 +58,6 @@ LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03)
 THETAS = (2.0, 5.0, 10.0, 20.0)
 WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.45)
 STM_RULES = ("linear", "geometric")
-STM_BANDS = 4
-STM_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,44 +264,10 @@ def _distributions(out, short, settings, options, stream):
     probs = mix(probs, cache_probs, keyed, settings.weight[stream])
   if "stm" in options:
     if settings.stm_rule.get(stream, "geometric") == "linear":
-      probs = mix_short_term(probs, short[stream], settings.stm_weights[stream])
+      probs = idyom.mix(probs, short[stream], settings.stm_weights[stream])
     else:
       probs = idyom.combine([probs, short[stream]], settings.stm_bias[stream])
   return probs
-
-
-def mix_short_term(probs, short, weights) -> np.ndarray:
-  """`model.memory.mix_short_term` on whole splits, float64 out."""
-  mixed = _mix_short_term(
-    jnp.asarray(probs, jnp.float32),
-    jnp.asarray(short, jnp.float32),
-    jnp.asarray(weights, jnp.float32),
-  )
-  mixed = np.asarray(mixed, np.float64)
-  return mixed / mixed.sum(axis=1, keepdims=True)
-
-
-_mix_short_term = jax.jit(memory.mix_short_term)
-
-
-def choose_short_term_weights(
-  probs, short, targets, bands: int = STM_BANDS
-) -> tuple[tuple[float, ...], float]:
-  """Each entropy band's weight of the linear mixture on validation (the
-  bands are disjoint, so each is chosen alone), and the bits."""
-  h = idyom.relative_entropy(short)
-  band = np.clip(np.floor(h * bands).astype(int), 0, bands - 1)
-  chosen = []
-  for k in range(bands):
-    rows = band == k
-    best = (np.inf, 0.0)
-    for w in STM_WEIGHTS if rows.any() else ():
-      weights = np.full(bands, w)
-      mixed = mix_short_term(probs[rows], short[rows], weights)
-      best = min(best, (_bits(mixed, targets[rows]), w))
-    chosen.append(best[1])
-  mixed = mix_short_term(probs, short, chosen)
-  return tuple(chosen), _bits(mixed, targets)
 
 
 def choose_settings(
@@ -343,9 +308,7 @@ def choose_settings(
     targets = plain.targets[stream]
     bias[stream], geometric = idyom.choose_bias([mixed, short], targets)
     geometric = geometric[bias[stream]]
-    stm_weights[stream], linear = choose_short_term_weights(
-      mixed, short, targets
-    )
+    stm_weights[stream], linear = idyom.choose_mixture(mixed, short, targets)
     rule[stream] = "linear" if linear <= geometric else "geometric"
     trials[f"stm_{stream}"] = {"geometric": geometric, "linear": linear}
   settings = dataclasses.replace(

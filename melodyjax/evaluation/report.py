@@ -228,6 +228,10 @@ def _result(run, model_scores, baseline_fit, comparison, corpus):
     "baseline_settings": {
       "short_term_order": dict(fitted.short_term_order),
       "idyom_bias": dict(fitted.bias),
+      "idyom_votes": dict(fitted.votes),
+      "mixture_weights": {
+        s: list(w) for s, w in fitted.mixture_weights.items()
+      },
       "best_of_stream": dict(fitted.best_of_stream),
       "valid_bits_per_note": {
         name: scores["bits_per_note"] for name, scores in fitted.valid.items()
