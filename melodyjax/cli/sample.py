@@ -66,7 +66,8 @@ flags.DEFINE_list(
   "short_term",
   ["0"],
   "Weight of the short-term model of the melody so far (PPM, primer "
-  "included) in [0, 1), 0: none; one value or pitch,duration.",
+  "included) where it is confident (relative entropy under 1/2), in "
+  "[0, 1), 0: none; one value or pitch,duration.",
   flag_values=FLAGS,
 )
 flags.DEFINE_list(

@@ -80,8 +80,9 @@ class Request:
       meaning; 1, 1: none).
     best_of: sample this many per melody, keep the likeliest.
     short_term: (pitch, duration) weights of the short-term model of the
-      melody so far (primer included) in each head's distribution, in
-      [0, 1) (`model.memory.mix_short_term`; 0, 0: none, nothing computed).
+      melody so far (primer included) in each head's distribution where
+      it is confident (`draw.short_term_bands`), in [0, 1)
+      (`model.memory.mix_short_term`; 0, 0: none, nothing computed).
     short_term_order: (pitch, duration) orders of that model.
   """
 

@@ -117,21 +117,20 @@ def _advance(t, sampled, state, primer_lengths, num_notes):
   return (pitch_buffer, duration_buffer, done), ~forced & ~stopped
 
 
-def with_short_term(logits, buffer, t, weight, order: int) -> jax.Array:
+def with_short_term(logits, buffer, t, weights, order: int) -> jax.Array:
   """One head's logits mixed with the short-term model of each row's song
   so far (`model.memory.ppm` of order `order` over `buffer[:, 1 : t + 1]`,
-  primer included; `model.memory.mix_short_term` with `weight`); returns
-  log-probabilities of the same shape ([batch, vocab], or [batch, pitch,
-  vocab] for a `duration_given_pitch` model's duration)."""
+  primer included; `model.memory.mix_short_term` with the band `weights`
+  [bands]); returns log-probabilities of the same shape ([batch, vocab],
+  or [batch, pitch, vocab] for a `duration_given_pitch` model's
+  duration)."""
   vocab = logits.shape[-1]
   q = jax.vmap(lambda history: memory.ppm(history, t, order, vocab))(
     buffer[:, 1:]
   )
   q = q.reshape(q.shape[:1] + (1,) * (logits.ndim - 2) + q.shape[1:])
   p = jax.nn.softmax(logits, axis=-1)
-  mixed = memory.mix_short_term(
-    p, jnp.broadcast_to(q, p.shape), jnp.reshape(weight, (1,))
-  )
+  mixed = memory.mix_short_term(p, jnp.broadcast_to(q, p.shape), weights)
   return jnp.log(jnp.maximum(mixed, 1e-30))
 
 

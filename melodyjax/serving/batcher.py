@@ -227,7 +227,7 @@ class Batcher:
         jnp.asarray(settings[2], jnp.float32),
         None
         if short_term_order is None
-        else jnp.asarray(settings[3], jnp.float32),
+        else draw.short_term_bands(jnp.asarray(settings[3], jnp.float32)),
       ),
       num_notes=num_notes,
       rest_id=self._rest_id,
