@@ -139,8 +139,20 @@ def main(argv: Sequence[str] | None = None) -> int:
       f"{n['bits_per_note_duration']:.3f})"
       + ("  <- the baseline" if name == result["best_baseline"] else "")
     )
-  best = result["baselines"][result["best_baseline"]]["bits_per_note"]
-  print(f"model / baseline: {m['bits_per_note'] / best:.3f}")
+  if result["labelled_baselines"] is not None:
+    best = result["labelled_baselines"]["best"]
+    print(
+      f"  baseline best given the labels {', '.join(result['baseline_labels'])}"
+      f": {best['bits_per_note']:.3f} (pitch {best['bits_per_note_pitch']:.3f}"
+      f", duration {best['bits_per_note_duration']:.3f})"
+    )
+    print(
+      "model / baseline without labels: "
+      f"{result['vs_best_baseline_without_labels']:.3f}"
+    )
+  print(
+    f"model / baseline (the same information): {result['vs_best_baseline']:.3f}"
+  )
   for name, ratio in (
     (result["memory"] or {}).get("vs_best_baseline", {}).items()
   ):
