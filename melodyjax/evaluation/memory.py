@@ -55,8 +55,8 @@ HEADS = (
   "duration_pitch_embed",
 )
 LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03)
-THETAS = (2.0, 5.0, 10.0, 20.0, 40.0, 80.0)
-WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.45)
+THETAS = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
+WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75)
 STM_RULES = ("linear", "geometric")
 
 
