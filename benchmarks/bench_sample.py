@@ -47,9 +47,9 @@ def main():
   parser.add_argument("--out", default=results.DEFAULT_PATH)
   args = parser.parse_args()
   if args.workdir:
-    from melodyjax.sampling import generate
+    from melodyjax.training import runs
 
-    run = generate.load_run(args.workdir)
+    run = runs.from_workdir(args.workdir, "best")
     model, params = run.model, run.params
   else:
     model = model_lib.MelodyModel(model_lib.ModelConfig(49, 42))
