@@ -191,6 +191,28 @@ def test_cli_refuses_other_settings_in_one_line(tmp_path, capsys):
   ]
 
 
+def test_an_older_conversion_by_the_other_reader_is_kept(tmp_path, capsys):
+  """`make run` on a cache converted by music21 before the abc reader was
+  the default: reused when no reader is asked for, refused when one is."""
+  argv = [
+    f"--out={tmp_path}",
+    "--limit_files=1",
+    "--limit_tunes=3",
+    "--workers=1",
+    "--no_progress",
+  ]
+  assert convert_cli.main([*argv, "--reader=music21"]) == 0
+  before = (tmp_path / "conversion.json").read_text()
+  capsys.readouterr()
+  assert convert_cli.main(argv) == 0
+  assert "already done" in capsys.readouterr().out
+  assert (tmp_path / "conversion.json").read_text() == before
+  with pytest.raises(SystemExit) as exit_info:
+    convert_cli.main([*argv, "--reader=abc"])
+  assert exit_info.value.code == 2
+  assert "reader music21" in capsys.readouterr().err
+
+
 def test_play_has_its_own_default_folders(tmp_path, monkeypatch):
   monkeypatch.setenv("MELODYJAX_CACHE", str(tmp_path))
   assert builtin.default_midi_dir("esac") == tmp_path / "esac_midi"

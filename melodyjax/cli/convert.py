@@ -92,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = convert.convert_corpus(
       FLAGS.out or builtin.default_midi_dir(FLAGS.corpus, FLAGS.repeats),
       corpus=FLAGS.corpus,
-      reader=FLAGS.reader,
+      # Not asked for: an older conversion by the other reader is kept.
+      reader=FLAGS.reader if FLAGS["reader"].present else None,
       repeats=FLAGS.repeats,
       workers=FLAGS.workers,
       limit_files=FLAGS.limit_files,

@@ -212,7 +212,7 @@ def convert_corpus(
   out_dir: str | os.PathLike,
   *,
   corpus: str = builtin.DEFAULT_CORPUS,
-  reader: str = builtin.DEFAULT_READER,
+  reader: str | None = builtin.DEFAULT_READER,
   repeats: str = builtin.DEFAULT_REPEATS,
   workers: int | None = None,
   limit_files: int | None = None,
@@ -231,7 +231,9 @@ def convert_corpus(
   Args:
     out_dir: the output folder (created if missing).
     corpus: a name of `builtin.CORPORA`.
-    reader: 'abc' (`abc_midi`) or 'music21' (`music21_abc`).
+    reader: 'abc' (`abc_midi`) or 'music21' (`music21_abc`); None: the
+      reader of a finished conversion of the same corpus and repeats in
+      `out_dir` (the two read ESAC alike), else 'abc'.
     repeats: 'once' (each section once, into its last ending) or 'play'
       (repeats and endings performed; reader 'abc' only).
     workers: processes; default: all cores. 1 converts in this process.
@@ -255,11 +257,16 @@ def convert_corpus(
       conversion (and not force), or out_dir cannot be written.
   """
   spec = builtin.get_corpus(corpus)
+  out_dir = pathlib.Path(out_dir).expanduser()
+  previous = _previous_summary(out_dir)
+  if reader is None:  # not asked for: a finished conversion's, else ours
+    found = previous and builtin.summary_settings(previous)
+    same = found and found["corpus"] == spec.name
+    same = same and found["repeats"] == repeats and previous.get("complete")
+    reader = found["reader"] if same else builtin.DEFAULT_READER
   settings = builtin.check_settings(spec.name, reader, repeats)
   music21_version = str(music21_abc.import_music21().__version__)
-  out_dir = pathlib.Path(out_dir).expanduser()
   limits = {"files": limit_files, "tunes_per_file": limit_tunes}
-  previous = _previous_summary(out_dir)
   check_settings(out_dir, previous, settings, force)
   if (
     not force
