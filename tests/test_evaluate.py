@@ -165,7 +165,7 @@ def test_report_with_the_memories_of_the_song(workdir, tmp_path):
     assert memory["vs_best_baseline"][name] == pytest.approx(
       scores["bits_per_note"] / best
     )
-  assert set(memory["settings"]["stm_rule"]) == {"pitch", "duration"}
+  assert set(memory["settings"]["joint"]) == {"pitch", "duration"}
   report = (tmp_path / "report.md").read_text()
   assert "## Memory of the song" in report and "| cache+stm |" in report
   sidecar = json.loads(

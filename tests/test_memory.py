@@ -179,6 +179,8 @@ def test_every_memory_is_scored_and_the_short_term_one_helps(workdir):
     "cache_duration",
     "stm_pitch",
     "stm_duration",
+    "joint_pitch",
+    "joint_duration",
   }
   scores = memory_eval.evaluate(run, dataset, fitted, settings, "valid")
   assert list(scores) == [
@@ -198,10 +200,10 @@ def test_every_memory_is_scored_and_the_short_term_one_helps(workdir):
   # what was chosen on validation is what scores there
   for stream in tokens.STREAMS:
     rules = trials[f"stm_{stream}"]
-    assert settings.stm_rule[stream] == min(rules, key=rules.get)
-    assert scores["cache+stm"][f"bits_per_note_{stream}"] == pytest.approx(
-      rules[settings.stm_rule[stream]], 1e-6
-    )
-    assert scores["cache"][f"bits_per_note_{stream}"] == pytest.approx(
-      trials[f"cache_{stream}"], 1e-9
-    )
+    assert settings.stm[stream]["rule"] == min(rules, key=rules.get)
+    bits = lambda combo, s=stream: scores[combo][f"bits_per_note_{s}"]  # noqa: E731
+    assert bits("stm") == pytest.approx(min(rules.values()), 1e-9)
+    assert bits("cache") == pytest.approx(trials[f"cache_{stream}"], 1e-9)
+    assert bits("cache+stm") == pytest.approx(trials[f"joint_{stream}"], 1e-9)
+    # chosen together, the two are at least as good as either alone
+    assert bits("cache+stm") <= min(bits("cache"), bits("stm")) + 1e-12

@@ -231,18 +231,24 @@ def _bits(probs, targets) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-  """Each memory's settings, chosen on validation (per stream where the
-  streams differ)."""
+  """Each memory's settings, chosen on validation, per stream.
+
+  Attributes:
+    learning_rate: dynamic evaluation's.
+    theta, weight: {stream: the cache's sharpness and weight} alone.
+    stm_order: {stream: the short-term model's order} (the baselines').
+    stm: {stream: {"rule": 'linear' | 'geometric', "bias", "weights"}} the
+      short-term model alone on the softmax.
+    joint: {stream: {"theta", "weight", "rule", "bias", "weights"}} the
+      cache and the short-term model chosen together.
+  """
 
   learning_rate: float
   theta: Mapping[str, float]
   weight: Mapping[str, float]
   stm_order: Mapping[str, int]
-  stm_bias: Mapping[str, float]
-  stm_rule: Mapping[str, str] = dataclasses.field(default_factory=dict)
-  stm_weights: Mapping[str, tuple[float, ...]] = dataclasses.field(
-    default_factory=dict
-  )
+  stm: Mapping[str, Mapping[str, Any]]
+  joint: Mapping[str, Mapping[str, Any]]
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -254,20 +260,57 @@ def _short_term(dataset, split, stream, order) -> np.ndarray:
   return idyom.short_term_distributions(songs, len(vocab), order)
 
 
+def _with_short_term(probs, short, choice) -> np.ndarray:
+  if choice["rule"] == "linear":
+    return idyom.mix(probs, short, choice["weights"])
+  return idyom.combine([probs, short], choice["bias"])
+
+
 def _distributions(out, short, settings, options, stream):
   """One stream's distributions with the memories of `options`."""
   probs = out.probs[stream]
+  both = "cache" in options and "stm" in options
   if "cache" in options:
-    cache_probs, keyed = cache_distributions(
-      out, stream, settings.theta[stream]
+    theta, weight = (
+      (settings.joint[stream]["theta"], settings.joint[stream]["weight"])
+      if both
+      else (settings.theta[stream], settings.weight[stream])
     )
-    probs = mix(probs, cache_probs, keyed, settings.weight[stream])
+    cache_probs, keyed = cache_distributions(out, stream, theta)
+    probs = mix(probs, cache_probs, keyed, weight)
   if "stm" in options:
-    if settings.stm_rule.get(stream, "geometric") == "linear":
-      probs = idyom.mix(probs, short[stream], settings.stm_weights[stream])
-    else:
-      probs = idyom.combine([probs, short[stream]], settings.stm_bias[stream])
+    choice = settings.joint[stream] if both else settings.stm[stream]
+    probs = _with_short_term(probs, short[stream], choice)
   return probs
+
+
+def choose_short_term(probs, short, targets) -> tuple[dict, dict]:
+  """The short-term model's combination with `probs` on validation: the
+  rule that wins (IDyOM's geometric one with its bias, or the linear
+  mixture with its band weights) as {"rule", "bias", "weights"}, and the
+  bits of each rule."""
+  bias, geometric = idyom.choose_bias([probs, short], targets)
+  weights, linear = idyom.choose_mixture(probs, short, targets)
+  bits = {"geometric": geometric[bias], "linear": linear}
+  rule = "linear" if linear <= bits["geometric"] else "geometric"
+  return {"rule": rule, "bias": bias, "weights": weights}, bits
+
+
+def _choose_cache(plain, stream, then=None):
+  """The cache's (bits, theta, weight, extra) with the lowest validation
+  bits (weight 0: no cache), each mixture scored by `then(mixed)` ->
+  (bits, extra) if given, else by its own bits (extra None)."""
+  targets = plain.targets[stream]
+  score = then or (lambda mixed: (_bits(mixed, targets), None))
+  best = (*score(plain.probs[stream]), THETAS[0], 0.0)
+  for t in THETAS:
+    cache_probs, keyed = cache_distributions(plain, stream, t)
+    for w in WEIGHTS:
+      trial = (*score(mix(plain.probs[stream], cache_probs, keyed, w)), t, w)
+      if trial[0] < best[0]:
+        best = trial
+  bits, extra, t, w = best
+  return bits, t, w, extra
 
 
 def choose_settings(
@@ -276,9 +319,10 @@ def choose_settings(
   fitted: baselines.Fitted,
   learning_rates: Sequence[float] = LEARNING_RATES,
 ) -> tuple[Settings, dict[str, Any]]:
-  """Each memory's settings on validation, one at a time (the learning rate
-  alone; the cache on the plain model's softmax; the bias on the softmax
-  mixed with the cache), and the validation bits of each choice."""
+  """Each memory's settings on validation (the learning rate alone; the
+  cache alone and the short-term model alone on the plain softmax; the two
+  together by a search over the cache's grid with the short-term model's
+  best choice at each point), and the validation bits of each choice."""
   split = dataset.valid
   plain = outputs(run, split)
   trials: dict[str, Any] = {"learning_rate": {}}
@@ -288,32 +332,26 @@ def choose_settings(
       _bits(adapted.probs[s], adapted.targets[s]) for s in tokens.STREAMS
     )
   lr = min(trials["learning_rate"], key=trials["learning_rate"].get)
-  theta, weight, bias, rule, stm_weights = {}, {}, {}, {}, {}
+  theta, weight, alone, joint = {}, {}, {}, {}
   for stream in tokens.STREAMS:
     targets = plain.targets[stream]
-    best = (_bits(plain.probs[stream], targets), 0.0, 0.0)
-    for t in THETAS:
-      cache_probs, keyed = cache_distributions(plain, stream, t)
-      for w in WEIGHTS:
-        bits = _bits(mix(plain.probs[stream], cache_probs, keyed, w), targets)
-        best = min(best, (bits, t, w))
-    trials[f"cache_{stream}"] = best[0]
-    theta[stream], weight[stream] = best[1] or THETAS[0], best[2]
-  partial = Settings(lr, theta, weight, fitted.short_term_order, {})
-  for stream in tokens.STREAMS:
+    bits, theta[stream], weight[stream], _ = _choose_cache(plain, stream)
+    trials[f"cache_{stream}"] = bits
     short = _short_term(
       dataset, "valid", stream, fitted.short_term_order[stream]
     )
-    mixed = _distributions(plain, {}, partial, ("cache",), stream)
-    targets = plain.targets[stream]
-    bias[stream], geometric = idyom.choose_bias([mixed, short], targets)
-    geometric = geometric[bias[stream]]
-    stm_weights[stream], linear = idyom.choose_mixture(mixed, short, targets)
-    rule[stream] = "linear" if linear <= geometric else "geometric"
-    trials[f"stm_{stream}"] = {"geometric": geometric, "linear": linear}
-  settings = dataclasses.replace(
-    partial, stm_bias=bias, stm_rule=rule, stm_weights=stm_weights
-  )
+    alone[stream], trials[f"stm_{stream}"] = choose_short_term(
+      plain.probs[stream], short, targets
+    )
+
+    def then(mixed, short=short, targets=targets):
+      choice, bits = choose_short_term(mixed, short, targets)
+      return bits[choice["rule"]], choice
+
+    bits, t, w, choice = _choose_cache(plain, stream, then)
+    joint[stream] = {"theta": t, "weight": w, **choice}
+    trials[f"joint_{stream}"] = bits
+  settings = Settings(lr, theta, weight, fitted.short_term_order, alone, joint)
   return settings, trials
 
 
