@@ -10,7 +10,7 @@ AVX-512, 2 vCPUs; BENCHMARKS.md "The memory of the song"): 3.200 bits per
 note (pitch 2.205, duration 0.996), 0.950x the best baseline given the
 same labels (metre, mode, style: `evaluation.labelled`, 3.368); with the
 memories of the song (`--memory`: the neural cache and the short-term
-model mixed into the softmax, tuned on validation) 2.989, 0.887x. At 1,500 steps
+model mixed into the softmax, tuned on validation) 2.992, 0.888x. At 1,500 steps
 it read 3.362, 0.998x the same baseline. The baseline given no labels
 (3.581) is not the same information for this run: the report shows that
 ratio as a second row.
