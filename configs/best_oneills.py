@@ -5,20 +5,19 @@ duration head reading the event's pitch) and 1,500 steps instead of 3,000
 training tunes).
 
   python train_main.py --config=configs/best_oneills.py --workdir=runs/oneills2
-  melodyjax-evaluate --workdir=runs/oneills2 --step=best
+  melodyjax-evaluate --workdir=runs/oneills2 --step=best --memory
 
-Measured on O'Neill's test split (`python -m benchmarks.bench_baselines`,
-BENCHMARKS.md "Baselines side by side", 2-core AMD EPYC), against the
-best baseline without labels (IDyOM's combination on both streams; the
-model reads metre, mode and style, the baseline does not, and the
-comparison given the same labels, `benchmarks/bench_labelled.py`, is not
-measured on O'Neill's yet: on ESAC it took 0.888x to 0.989x):
-key-normalised 2.880 bits per note (pitch 2.148, duration 0.732), 0.915x;
-as written
-(`--config.data.normalize_key=False
---config.data.dataset_dir=~/.cache/melodyjax/datasets/oneills_written`)
-2.971, 0.938x. Conditioned without the duration head: 2.920 (1,500
-steps), 2.955 (best of 3,000).
+Measured on O'Neill's test split, key-normalised, converted by the abc
+reader (2026-12-04, BENCHMARKS.md "The memory of the song"), against the
+best baseline given the same labels (`evaluation.labelled`): repeats once
+2.881 bits per note (pitch 2.160, duration 0.720), 1.036x (the baseline
+2.782); with the memories of the song (`--memory`: the neural cache and
+the short-term model) 2.571, 0.924x. With the repeats played
+(`--config.data.repeats=play` and the play folders of
+`data.config.corpus_folders('oneills', 'play')`): 2.782, 1.201x alone,
+2.083, 0.899x with the memories. Against the baselines of 2026-12-01
+without labels it read 0.915x (music21's conversion), a comparison of
+unequal information.
 """
 
 import ml_collections
