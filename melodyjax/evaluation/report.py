@@ -64,16 +64,12 @@ def evaluate_run(
   midi_dir: str | None = None,
   memory: bool = False,
   short_term: tuple[float, float] = (0.0, 0.0),
-  short_term_order: tuple[int, int] = (
-    request_lib.DEFAULT_SHORT_TERM_ORDER,
-    request_lib.DEFAULT_SHORT_TERM_ORDER,
-  ),
+  short_term_order: tuple[int, int] = request_lib.DEFAULT_SHORT_TERM_ORDERS,
 ) -> dict[str, Any]:
   """Scores a run on the test split, compares samples, writes report.md.
 
-  With `memory`, also the memories of the song (`evaluation.memory`: each
-  tuned on validation, every combination scored on test); `short_term`
-  and `short_term_order` are the generated melodies' (`Request`'s).
+  `memory`: also the memories of the song (`evaluation.memory`);
+  `short_term`, `short_term_order`: the generated melodies' (`Request`).
 
   With `dataset_dir` (a built dataset) or `midi_dir` (a MIDI folder), on
   another corpus than the run's, tokenized with its vocabularies
@@ -86,9 +82,8 @@ def evaluate_run(
     the labelled baselines', `labelled`; then also
     "vs_best_baseline_without_labels"), "baseline_labels": [kinds],
     "labelled_baselines": scores or None, "baselines": scores without
-    labels, "ngram": scores, "orders": {...}, "statistics": {feature:
-    {"overlap", "kl"}}, "copying": {...}, "report": path, "corpus": None
-    or {"dataset", "midi_dir", "given", "unknown_tokens"}}.
+    labels, "ngram", "orders", "statistics", "copying", "memory", "report":
+    path, "corpus": None or {"dataset", "midi_dir", "given", ...}}.
   """
   start = time.perf_counter()
   run = runs.from_workdir(workdir, step)
@@ -116,12 +111,7 @@ def evaluate_run(
     time_signature=plan.make_plan(run, request).time_signature,
   )
   result = _result(run, model_scores, fitted, comparison, corpus)
-  result["memory"] = None
-  if memory:
-    log("the memories of the song: tuning on validation, scoring on test")
-    result["memory"] = memory_lib.score_run(
-      run, dataset, fitted.plain, same_information_best(fitted)
-    )
+  result["memory"] = memory and _memory(run, dataset, fitted, log)
   figures = _write_figures(run, output_dir, melodies, request, comparison)
   result["report"] = os.path.join(output_dir, workdir_lib.REPORT_FILE)
   files.write_text(
@@ -138,6 +128,13 @@ def evaluate_run(
   if os.path.abspath(output_dir) == run.workdir:
     page.write_page(run.workdir)
   return result
+
+
+def _memory(run, dataset, fitted, log) -> dict[str, Any]:
+  log("the memories of the song: tuning on validation, scoring on test")
+  return memory_lib.score_run(
+    run, dataset, fitted.plain, same_information_best(fitted)
+  )
 
 
 def _evaluation_data(run, output_dir, dataset_dir, midi_dir, log):

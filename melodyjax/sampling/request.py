@@ -43,6 +43,7 @@ SAMPLERS = ("scan", "window")
 # is order - 1 events. Each order is its own compilation of the sampler.
 MAX_SHORT_TERM_ORDER = 12
 DEFAULT_SHORT_TERM_ORDER = 4
+DEFAULT_SHORT_TERM_ORDERS = (DEFAULT_SHORT_TERM_ORDER, DEFAULT_SHORT_TERM_ORDER)
 PAIRS = ("temperature", "top_k", "top_p", "short_term", "short_term_order")
 
 
@@ -107,10 +108,7 @@ class Request:
   steps_per_iteration: int = 1
   best_of: int = 1
   short_term: tuple[float, float] = (0.0, 0.0)
-  short_term_order: tuple[int, int] = (
-    DEFAULT_SHORT_TERM_ORDER,
-    DEFAULT_SHORT_TERM_ORDER,
-  )
+  short_term_order: tuple[int, int] = DEFAULT_SHORT_TERM_ORDERS
 
   def __post_init__(self):
     for name in PAIRS:
@@ -209,21 +207,7 @@ def check_values(
       f"{name('top_p')} must be in (0, 1], got {got('top_p')} "
       "(1 keeps every token)"
     )
-  if "short_term" in values and not all(
-    checks.is_number(w) and 0 <= w < 1 for w in pair("short_term")
-  ):
-    raise errors.ConfigError(
-      f"{name('short_term')} must be in [0, 1), got {got('short_term')} "
-      "(the short-term model's weight; 0: none; try 0.2)"
-    )
-  if "short_term_order" in values and not all(
-    checks.is_int(o) and 1 <= o <= MAX_SHORT_TERM_ORDER
-    for o in pair("short_term_order")
-  ):
-    raise errors.ConfigError(
-      f"{name('short_term_order')} must be an integer from 1 to "
-      f"{MAX_SHORT_TERM_ORDER}, got {got('short_term_order')}"
-    )
+  _check_short_term(lambda f: pair(f) if f in values else None, name, got)
   if "top_k" in values and not all(
     checks.is_int(k) and k >= 0 for k in pair("top_k")
   ):
@@ -259,6 +243,26 @@ def check_values(
     )
   _check_controls(values, name)
   _check_events(values, name)
+
+
+def _check_short_term(pair, name, got) -> None:
+  """The short-term model's weights and orders, where given (`pair(field)`
+  their values, None if absent)."""
+  weights, orders = pair("short_term"), pair("short_term_order")
+  if weights is not None and not all(
+    checks.is_number(w) and 0 <= w < 1 for w in weights
+  ):
+    raise errors.ConfigError(
+      f"{name('short_term')} must be in [0, 1), got {got('short_term')} "
+      "(the short-term model's weight; 0: none; try 0.2)"
+    )
+  if orders is not None and not all(
+    checks.is_int(o) and 1 <= o <= MAX_SHORT_TERM_ORDER for o in orders
+  ):
+    raise errors.ConfigError(
+      f"{name('short_term_order')} must be an integer from 1 to "
+      f"{MAX_SHORT_TERM_ORDER}, got {got('short_term_order')}"
+    )
 
 
 def _check_controls(values: Mapping[str, Any], name) -> None:

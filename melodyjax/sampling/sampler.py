@@ -134,6 +134,18 @@ def with_short_term(logits, buffer, t, weights, order: int) -> jax.Array:
   return jnp.log(jnp.maximum(mixed, 1e-30))
 
 
+def _mix_short_term(logits, buffers, t, settings, orders):
+  """Both heads' logits `with_short_term` (unchanged if `orders` is None)."""
+  if orders is None:
+    return logits
+  return tuple(
+    with_short_term(head, buffer, t, weights, order)
+    for head, buffer, weights, order in zip(
+      logits, buffers, settings.short_term, orders, strict=True
+    )
+  )
+
+
 def _scan_body(
   model,
   variables,
@@ -180,15 +192,9 @@ def _scan_body(
       conditions,
       method="step",
     )
-    if short_term_order is not None:
-      pitch_logits = with_short_term(
-        pitch_logits, pitch_buffer, t, settings.short_term[0],
-        short_term_order[0],
-      )  # fmt: skip
-      duration_logits = with_short_term(
-        duration_logits, duration_buffer, t, settings.short_term[1],
-        short_term_order[1],
-      )  # fmt: skip
+    pitch_logits, duration_logits = _mix_short_term(
+      (pitch_logits, duration_logits), state[:2], t, settings, short_term_order
+    )
     last = t + 1 == primer_lengths + num_notes
     *sampled, log_prob = choose(
       t,
@@ -251,26 +257,23 @@ def sample(
   `beam_size * branch_factor` rows per melody when > 1: module docstring).
 
   Args:
-    model: the MelodyModel (static).
-    params: its parameters ({'params': ...} or the inner dict).
+    model, params: the MelodyModel (static) and its parameters.
     primer_pitch, primer_duration: int [batch, max_primer] primer ids.
     primer_lengths: int [batch] primer events of each melody (0: none).
-    key, settings: PRNG key (note t: `fold_in(key, t)`); temperature,
-      top-k and top-p (traced).
+    key, settings: PRNG key (note t: `fold_in(key, t)`), `draw.Settings`.
     controls: conditions, bars, ending, pruning period (traced, [batch]
       each; `constraints`); None: none (an unconditioned model).
-    num_notes: events generated after each primer at most (static).
-    rest_id: the rest's pitch id, never sampled first (static; -1: none).
-    beam_size, branch_factor, with_scores: the search's shape, and whether
-      to return the log-likelihoods (static).
-    short_term_order: (pitch, duration) orders of the short-term model
-      mixed into each head with `settings.short_term`'s weights (static;
-      None: none).
+    num_notes, rest_id: events generated after each primer at most; the
+      rest's pitch id, never sampled first (-1: none). Static.
+    beam_size, branch_factor, with_scores: the search's shape; return the
+      log-likelihoods (static).
+    short_term_order: the short-term model's (pitch, duration) orders,
+      `settings.short_term` its weights (static; None: none).
 
   Returns:
     (pitch, duration) int32 [batch, 1 + max_primer + num_notes]: bos, the
-    primer, the events, then eos and/or padding; with_scores: and float32
-    [batch] the log-likelihood of the sampled events (nats).
+    primer, the events, then eos and/or padding; with_scores: and the
+    sampled events' log-likelihood, float32 [batch] (nats).
   """
   rows = beam_size * branch_factor
   primer_pitch, primer_duration, primer_lengths, controls = search.repeat_rows(

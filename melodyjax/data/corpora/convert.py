@@ -223,47 +223,38 @@ def convert_corpus(
   """Converts the tunes of a built-in corpus of music21 to MIDI files.
 
   Writes `out_dir/<abc file stem>/<index:04d>_<X number>.mid` per tune and
-  the summary `out_dir/conversion.json`. If that summary says a previous run
-  for the same settings (corpus, reader, repeats), limits, music21 version
-  and converter version completed (and its files are there), it is
-  returned at once; if it holds other settings, the folder is refused.
+  the summary `out_dir/conversion.json`; a completed previous run of the
+  same settings, limits and versions is returned at once, one of other
+  settings (corpus, reader, repeats) refused.
 
   Args:
     out_dir: the output folder (created if missing).
     corpus: a name of `builtin.CORPORA`.
-    reader: 'abc' (`abc_midi`) or 'music21' (`music21_abc`); None: the
-      reader of a finished conversion of the same corpus and repeats in
-      `out_dir` (the two read ESAC alike), else 'abc'.
+    reader: 'abc' (`abc_midi`) or 'music21' (`music21_abc`); None: that
+      of a finished conversion in `out_dir` (`_reader_of`), else 'abc'.
     repeats: 'once' (each section once, into its last ending) or 'play'
       (repeats and endings performed; reader 'abc' only).
-    workers: processes; default: all cores. 1 converts in this process.
-    limit_files: convert only the first N ABC files (for tests).
-    limit_tunes: convert only the first N tunes of each file (for tests).
-    progress: show a progress bar on stderr.
-    force: convert even if a matching summary exists, and replace a
-      conversion with other settings.
+    workers: processes (default: all cores; 1: this process).
+    limit_files, limit_tunes: only the first N ABC files, the first N
+      tunes of each (for tests).
+    progress: a progress bar on stderr.
+    force: convert even if done, and replace a conversion of others.
 
   Returns:
     The summary: counts of files, tunes, duplicates skipped, written and
-    failed tunes, notes, rests, tunes with a pickup bar, ties removed,
-    shared objects copied, repeats, endings, grace notes, chords and voices
-    flattened, failures with their reason per tune, music21 warnings per
-    tune, seconds taken, versions; "reused" is True when a previous run was
-    returned.
+    failed tunes, notes, rests, pickups and of each construct changed,
+    failures with their reason, music21 warnings per tune, seconds,
+    versions; "reused" is True when a previous run was returned.
 
   Raises:
-    errors.ConversionError: music21 is missing, the corpus, reader or
-      repeats unknown (or 'play' with music21), out_dir holds another
-      conversion (and not force), or out_dir cannot be written.
+    errors.ConversionError: music21 missing, an unknown corpus, reader or
+      repeats ('play' with music21), another conversion in out_dir (and
+      not force), or out_dir not writable.
   """
   spec = builtin.get_corpus(corpus)
   out_dir = pathlib.Path(out_dir).expanduser()
   previous = _previous_summary(out_dir)
-  if reader is None:  # not asked for: a finished conversion's, else ours
-    found = previous and builtin.summary_settings(previous)
-    same = found and found["corpus"] == spec.name
-    same = same and found["repeats"] == repeats and previous.get("complete")
-    reader = found["reader"] if same else builtin.DEFAULT_READER
+  reader = reader or _reader_of(previous, spec.name, repeats)
   settings = builtin.check_settings(spec.name, reader, repeats)
   music21_version = str(music21_abc.import_music21().__version__)
   limits = {"files": limit_files, "tunes_per_file": limit_tunes}
@@ -297,6 +288,16 @@ def convert_corpus(
   )
   files.write_json(out_dir / SUMMARY_NAME, summary)
   return summary
+
+
+def _reader_of(previous: dict | None, corpus: str, repeats: str) -> str:
+  """The reader of a finished conversion of `corpus` with `repeats` (the
+  two readers read ESAC alike), else the default."""
+  found = previous and builtin.summary_settings(previous)
+  if found and found["corpus"] == corpus and found["repeats"] == repeats:
+    if previous.get("complete"):
+      return found["reader"]
+  return builtin.DEFAULT_READER
 
 
 def _start_summary(
