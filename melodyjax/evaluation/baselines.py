@@ -24,8 +24,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from melodyjax.data import dataset as dataset_lib
 from melodyjax.evaluation import idyom, ngram, scoring
 from melodyjax.music import tokens
@@ -58,10 +56,8 @@ class Fitted:
   valid: Mapping[str, Mapping[str, float]]
   best: str
   seconds: float
-  votes: Mapping[str, float] = dataclasses.field(default_factory=dict)
-  mixture_weights: Mapping[str, tuple[float, ...]] = dataclasses.field(
-    default_factory=dict
-  )
+  votes: Mapping[str, float]
+  mixture_weights: Mapping[str, tuple[float, ...]]
 
 
 def _distributions(dataset, fitted_ngram, stream, split, order, vocab_size):
@@ -77,10 +73,7 @@ def _vocab_size(dataset: dataset_lib.Dataset, stream: str) -> int:
   return len(vocab)
 
 
-def bits(probs: np.ndarray, targets: np.ndarray) -> float:
-  """Mean -log2 probability of the targets (rows of `probs`)."""
-  p = probs[np.arange(len(targets)), targets]
-  return float(-np.mean(np.log2(np.maximum(p, 1e-300))))
+bits = idyom.bits
 
 
 def fit(
@@ -128,7 +121,7 @@ def fit(
   )
 
 
-def model_distributions(long_term, short, bias, votes=1.0, weights=(0.0,)):
+def model_distributions(long_term, short, bias, votes, weights):
   """(name, distributions) of each of `MODELS` from the long-term and
   short-term distributions, the combination's bias and long-term votes,
   and the mixture's weights."""
@@ -157,8 +150,8 @@ def score(
         long_term,
         short,
         fitted.bias[stream],
-        fitted.votes.get(stream, 1.0),
-        fitted.mixture_weights.get(stream, (0.0,)),
+        fitted.votes[stream],
+        fitted.mixture_weights[stream],
       )
     )
     models["best"] = models[fitted.best_of_stream[stream]]

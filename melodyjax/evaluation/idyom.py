@@ -188,13 +188,35 @@ def choose_combination(
   for votes in VOTES:
     for bias in BIASES:
       p = combine([long_term, short], bias, [votes, 1.0])
-      best = min(best, (_bits(p, targets), bias, votes))
+      best = min(best, (bits(p, targets), bias, votes))
   return best[1], best[2], best[0]
 
 
-def _bits(p: np.ndarray, targets: np.ndarray) -> float:
-  p_target = p[np.arange(len(targets)), targets]
-  return float(-np.mean(np.log2(np.maximum(p_target, _FLOOR))))
+def bits(probs: np.ndarray, targets: np.ndarray) -> float:
+  """Mean -log2 probability of the targets (rows of `probs`)."""
+  return _bits_of(probs[np.arange(len(targets)), targets])
+
+
+def _bits_of(p_targets: np.ndarray) -> float:
+  return float(-np.mean(np.log2(np.maximum(p_targets, 1e-300))))
+
+
+def _bands(short: np.ndarray, bands: int) -> np.ndarray:
+  """Each row's band of `short`'s relative entropy, of `bands` equal ones."""
+  band = np.floor(relative_entropy(short) * bands).astype(int)
+  return np.clip(band, 0, bands - 1)
+
+
+def _end_left_to(p: np.ndarray, short: np.ndarray) -> np.ndarray:
+  """`short` with its eos probability set to p's, its other ids
+  renormalised over the rest."""
+  eos = tokens.EOS_ID
+  q = short.copy()
+  q[:, eos] = 0.0
+  q /= np.maximum(q.sum(axis=1, keepdims=True), _FLOOR)
+  q *= 1.0 - p[:, eos : eos + 1]
+  q[:, eos] = p[:, eos]
+  return q
 
 
 def mix(p: np.ndarray, short: np.ndarray, weights) -> np.ndarray:
@@ -203,20 +225,9 @@ def mix(p: np.ndarray, short: np.ndarray, weights) -> np.ndarray:
   `model.memory.mix_short_term`): q is `short` with its eos probability set
   to p's and its other ids renormalised over the rest, w is
   `weights[band]` for the band of `short`'s relative entropy."""
-  eos = tokens.EOS_ID
-  rest = short.copy()
-  rest[:, eos] = 0.0
-  rest /= np.maximum(rest.sum(axis=1, keepdims=True), _FLOOR)
-  q = rest * (1.0 - p[:, eos : eos + 1])
-  q[:, eos] = p[:, eos]
   weights = np.asarray(weights, np.float64)
-  band = np.clip(
-    np.floor(relative_entropy(short) * len(weights)).astype(int),
-    0,
-    len(weights) - 1,
-  )
-  w = weights[band][:, None]
-  return (1.0 - w) * p + w * q
+  w = weights[_bands(short, len(weights))][:, None]
+  return (1.0 - w) * p + w * _end_left_to(p, short)
 
 
 def choose_mixture(
@@ -227,16 +238,19 @@ def choose_mixture(
 ) -> tuple[tuple[float, ...], float]:
   """Each entropy band's weight of `mix` on validation (the bands are
   disjoint, so each is chosen alone from `MIXTURE_WEIGHTS`), and the bits
-  per target of the chosen mixture."""
-  band = np.clip(
-    np.floor(relative_entropy(short) * bands).astype(int), 0, bands - 1
-  )
+  per target of the chosen mixture. Only the targets' probabilities are
+  mixed: the mixture is linear."""
+  rows = np.arange(len(targets))
+  p_t = p[rows, targets]
+  q_t = _end_left_to(p, short)[rows, targets]
+  band = _bands(short, bands)
   chosen = []
   for k in range(bands):
-    rows = band == k
+    here = band == k
     best = (np.inf, 0.0)
-    for w in MIXTURE_WEIGHTS if rows.any() else ():
-      mixed = mix(p[rows], short[rows], [w] * bands)
-      best = min(best, (_bits(mixed, targets[rows]), w))
+    for w in MIXTURE_WEIGHTS if here.any() else ():
+      mixed = (1.0 - w) * p_t[here] + w * q_t[here]
+      best = min(best, (_bits_of(mixed), w))
     chosen.append(best[1])
-  return tuple(chosen), _bits(mix(p, short, chosen), targets)
+  w = np.asarray(chosen)[band]
+  return tuple(chosen), _bits_of((1.0 - w) * p_t + w * q_t)

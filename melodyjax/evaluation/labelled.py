@@ -81,9 +81,7 @@ class Fitted:
   valid: Mapping[str, Mapping[str, float]]
   general: baselines.Fitted
   seconds: float
-  short_weights: Mapping[str, tuple[float, ...]] = dataclasses.field(
-    default_factory=dict
-  )
+  short_weights: Mapping[str, tuple[float, ...]]
 
   @property
   def best(self) -> str:
@@ -333,9 +331,10 @@ def fit(
       dataset, general, components, stream, min_targets
     )
     args = (dataset, general, components, models[stream], stream, "valid")
-    _, probs, _ = long_term_distributions(*args)
-    weights[stream], _ = choose_weights(probs, steps)
     songs, dists, targets = component_distributions(*args)
+    rows = np.arange(len(targets))
+    probs = np.stack([d[rows, targets] for d in dists])
+    weights[stream], _ = choose_weights(probs, steps)
     short = _short_term(general, stream, songs)
     mixed = _mixture(dists, weights[stream])
     biases[stream], _ = idyom.choose_bias([mixed, *dists, short], targets)

@@ -57,7 +57,6 @@ HEADS = (
 LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03)
 THETAS = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
 WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75)
-STM_RULES = ("linear", "geometric")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,11 +223,6 @@ def mix(probs, cache_probs, keyed, weight) -> np.ndarray:
   return (1.0 - w) * probs + w * cache_probs
 
 
-def _bits(probs, targets) -> float:
-  p = probs[np.arange(len(targets)), targets]
-  return float(-np.mean(np.log2(np.maximum(p, 1e-300))))
-
-
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """Each memory's settings, chosen on validation, per stream.
@@ -296,15 +290,15 @@ def choose_short_term(probs, short, targets) -> tuple[dict, dict]:
   return {"rule": rule, "bias": bias, "weights": weights}, bits
 
 
-def _choose_cache(plain, stream, then=None):
+def _choose_cache(plain, stream, caches, then=None):
   """The cache's (bits, theta, weight, extra) with the lowest validation
-  bits (weight 0: no cache), each mixture scored by `then(mixed)` ->
-  (bits, extra) if given, else by its own bits (extra None)."""
+  bits (weight 0: no cache), `caches` {theta: `cache_distributions`},
+  each mixture scored by `then(mixed)` -> (bits, extra) if given, else by
+  its own bits (extra None)."""
   targets = plain.targets[stream]
-  score = then or (lambda mixed: (_bits(mixed, targets), None))
+  score = then or (lambda mixed: (idyom.bits(mixed, targets), None))
   best = (*score(plain.probs[stream]), THETAS[0], 0.0)
-  for t in THETAS:
-    cache_probs, keyed = cache_distributions(plain, stream, t)
+  for t, (cache_probs, keyed) in caches.items():
     for w in WEIGHTS:
       trial = (*score(mix(plain.probs[stream], cache_probs, keyed, w)), t, w)
       if trial[0] < best[0]:
@@ -329,13 +323,16 @@ def choose_settings(
   for lr in learning_rates:
     adapted = outputs(run, split, lr)
     trials["learning_rate"][lr] = sum(
-      _bits(adapted.probs[s], adapted.targets[s]) for s in tokens.STREAMS
+      idyom.bits(adapted.probs[s], adapted.targets[s]) for s in tokens.STREAMS
     )
   lr = min(trials["learning_rate"], key=trials["learning_rate"].get)
   theta, weight, alone, joint = {}, {}, {}, {}
   for stream in tokens.STREAMS:
     targets = plain.targets[stream]
-    bits, theta[stream], weight[stream], _ = _choose_cache(plain, stream)
+    caches = {t: cache_distributions(plain, stream, t) for t in THETAS}
+    bits, theta[stream], weight[stream], _ = _choose_cache(
+      plain, stream, caches
+    )
     trials[f"cache_{stream}"] = bits
     short = _short_term(
       dataset, "valid", stream, fitted.short_term_order[stream]
@@ -348,7 +345,7 @@ def choose_settings(
       choice, bits = choose_short_term(mixed, short, targets)
       return bits[choice["rule"]], choice
 
-    bits, t, w, choice = _choose_cache(plain, stream, then)
+    bits, t, w, choice = _choose_cache(plain, stream, caches, then)
     joint[stream] = {"theta": t, "weight": w, **choice}
     trials[f"joint_{stream}"] = bits
   settings = Settings(lr, theta, weight, fitted.short_term_order, alone, joint)
