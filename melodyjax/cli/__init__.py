@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from absl import flags
 
 from melodyjax import errors, files
+from melodyjax.sampling import request as request_lib
 from melodyjax.training import workdir as workdir_lib
 
 USAGE_EXIT = 2
@@ -251,3 +252,15 @@ def pair_flag(flag_values, name: str, kind) -> tuple:
   if len(parsed) not in (1, 2):
     raise errors.UsageError(f"--{name} takes one value or pitch,duration")
   return tuple(parsed) if len(parsed) == 2 else (parsed[0], parsed[0])
+
+
+def define_short_term_flags(flag_values, weight_help: str) -> None:
+  """--short_term (weights, `weight_help`) and --short_term_order, each
+  one value or pitch,duration (`sampling.request.Request`'s fields)."""
+  flags.DEFINE_list("short_term", ["0"], weight_help, flag_values=flag_values)
+  flags.DEFINE_list(
+    "short_term_order",
+    [str(request_lib.DEFAULT_SHORT_TERM_ORDER)],
+    "Order of the short-term model; one value or pitch,duration.",
+    flag_values=flag_values,
+  )

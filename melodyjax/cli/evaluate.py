@@ -70,18 +70,10 @@ flags.DEFINE_bool(
   "cache, the short-term model; each tuned on validation) on test.",
   flag_values=FLAGS,
 )
-flags.DEFINE_list(
-  "short_term",
-  ["0"],
+cli.define_short_term_flags(
+  FLAGS,
   "The generated melodies' short-term model weight (sample_main.py's "
   "--short_term); one value or pitch,duration.",
-  flag_values=FLAGS,
-)
-flags.DEFINE_list(
-  "short_term_order",
-  [str(request_lib.DEFAULT_SHORT_TERM_ORDER)],
-  "Its order; one value or pitch,duration.",
-  flag_values=FLAGS,
 )
 flags.mark_flags_as_required(["workdir"], flag_values=FLAGS)
 

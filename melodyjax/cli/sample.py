@@ -62,19 +62,11 @@ flags.DEFINE_list(
   "Nucleus mass (1: all); one value or pitch,duration.",
   flag_values=FLAGS,
 )
-flags.DEFINE_list(
-  "short_term",
-  ["0"],
+cli.define_short_term_flags(
+  FLAGS,
   "Weight of the short-term model of the melody so far (PPM, primer "
   "included) where it is confident (relative entropy under 1/2), in "
   "[0, 1), 0: none; one value or pitch,duration.",
-  flag_values=FLAGS,
-)
-flags.DEFINE_list(
-  "short_term_order",
-  [str(request_lib.DEFAULT_SHORT_TERM_ORDER)],
-  "Order of the short-term model; one value or pitch,duration.",
-  flag_values=FLAGS,
 )
 flags.DEFINE_integer(
   "seed", 0, "Same seed and settings give the same notes.", flag_values=FLAGS
@@ -216,6 +208,7 @@ def check_flags():
         "top_k",
         "short_term",
         "short_term_order",
+        "sampler",
         "num_outputs",
         "num_notes",
         "max_primer_notes",
@@ -225,7 +218,6 @@ def check_flags():
     },
     shown={n: ",".join(FLAGS[n].value) for n in request_lib.PAIRS},
   )
-  request_lib.check_sampler(request.sampler, request.short_term)
   _check_time_signature()
   _check_files_and_sound()
   rendering = outputs.Rendering(

@@ -63,8 +63,9 @@ def make_settings(
 # The short-term model's weight counts where its relative entropy is below
 # one half (it has heard the context before and agrees on what followed),
 # none elsewhere: mixing a flat short-term model in only blurs the
-# network's distribution (on ESAC's validation songs the weights chosen per
-# band are 0.3, 0.2, 0, 0 for pitch: evaluation.memory).
+# network's distribution (on every corpus of BENCHMARKS.md "The memory of
+# the song", validation gives the two flattest bands weights of 0.05 or
+# less: `python -m benchmarks.bench_song_memory`).
 SHORT_TERM_BANDS = 4
 
 

@@ -164,7 +164,7 @@ def sample_ids(
   request.check()
   if melody_plan is None:
     melody_plan = plan.make_plan(run, request)
-  short_term = any(request.short_term)
+  short_term = request.short_term_orders is not None
   settings = draw.make_settings(
     np.asarray(request.temperature, float),
     request.top_k,
@@ -200,7 +200,7 @@ def sample_ids(
     beam_size=beam[0],
     branch_factor=beam[1],
     with_scores=True,
-    short_term_order=request.short_term_order if short_term else None,
+    short_term_order=request.short_term_orders,
   )
   return jax.device_get(out)
 

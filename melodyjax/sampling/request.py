@@ -121,13 +121,15 @@ class Request:
         f"--sampler must be 'scan' or 'window', got {self.sampler!r}"
       )
     try:
-      check_sampler(self.sampler, self.short_term)
-    except errors.ConfigError as e:
-      raise errors.GenerateError(str(e)) from None
-    try:
       check_values(dataclasses.asdict(self))
     except errors.ConfigError as e:
       raise errors.GenerateError(str(e)) from None
+
+  @property
+  def short_term_orders(self) -> tuple[int, int] | None:
+    """The short-term model's orders, None when its weights are 0 (the
+    sampler's static `short_term_order`)."""
+    return self.short_term_order if any(self.short_term) else None
 
   def to_json(self) -> dict[str, Any]:
     return {
@@ -153,19 +155,6 @@ CONTROLS = (
 _GROUP_FIELDS = ("num_outputs", "num_notes", "temperature", "top_p", "seed")
 
 
-def check_sampler(sampler: str, short_term) -> None:
-  """The memories the sampler has: the window sampler has none.
-
-  Raises:
-    ConfigError: a short-term model asked of the window sampler.
-  """
-  if sampler == "window" and any(short_term):
-    raise errors.ConfigError(
-      "--short_term needs --sampler=scan (the window sampler has no "
-      "memory of the song)"
-    )
-
-
 def check_values(
   values: Mapping[str, Any],
   name: Callable[[str], str] = lambda field: f"--{field}",
@@ -177,7 +166,7 @@ def check_values(
   Args:
     values: any of num_outputs, num_notes, max_primer_notes, seed (ints),
       temperature, top_k, top_p, short_term, short_term_order (a number or
-      a (pitch, duration) pair).
+      a (pitch, duration) pair), sampler.
     name: a field's name in messages (a flag by default).
     shown: a field's value as the user wrote it, for messages.
 
@@ -208,6 +197,11 @@ def check_values(
       "(1 keeps every token)"
     )
   _check_short_term(lambda f: pair(f) if f in values else None, name, got)
+  if values.get("sampler") == "window" and any(values.get("short_term", ())):
+    raise errors.ConfigError(
+      f"{name('short_term')} needs {name('sampler')}=scan (the window "
+      "sampler has no memory of the song)"
+    )
   if "top_k" in values and not all(
     checks.is_int(k) and k >= 0 for k in pair("top_k")
   ):

@@ -128,9 +128,11 @@ def with_short_term(logits, buffer, t, weights, order: int) -> jax.Array:
   q = jax.vmap(lambda history: memory.ppm(history, t, order, vocab))(
     buffer[:, 1:]
   )
+  # [batch, 1, vocab] for a duration given every pitch: its entropy and
+  # renormalisation once per row, not once per pitch
   q = q.reshape(q.shape[:1] + (1,) * (logits.ndim - 2) + q.shape[1:])
   p = jax.nn.softmax(logits, axis=-1)
-  mixed = memory.mix_short_term(p, jnp.broadcast_to(q, p.shape), weights)
+  mixed = memory.mix_short_term(p, q, weights)
   return jnp.log(jnp.maximum(mixed, 1e-30))
 
 

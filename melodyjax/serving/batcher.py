@@ -107,7 +107,7 @@ class _Job:
     return (
       bucket(request.num_notes, NOTE_BUCKETS),
       bucket(request.num_outputs, ROW_BUCKETS),
-      request.short_term_order if any(request.short_term) else None,
+      request.short_term_orders,
     )
 
 
