@@ -40,15 +40,11 @@ def measure(label: str, workdir: str, step: str) -> dict:
   dataset = predict.load_dataset_of(run)
   start = time.perf_counter()
   both = report.fit_baselines(dataset, run.model.config.conditions)
-  fitted = both.plain
-  baseline = (
-    both.labelled_scores[both.labelled.best]
-    if both.labelled is not None
-    else both.scores[fitted.best]
-  )  # report.same_information_best's, with its streams
+  baseline = report.same_information_best(both)
   baseline_seconds = time.perf_counter() - start
-  settings, trials = memory_eval.choose_settings(run, dataset, fitted)
-  scores = memory_eval.evaluate(run, dataset, fitted, settings)
+  memory = memory_eval.score_run(
+    run, dataset, both.plain, baseline["bits_per_note"]
+  )
   return {
     "label": label,
     "workdir": workdir,
@@ -57,12 +53,9 @@ def measure(label: str, workdir: str, step: str) -> dict:
     "baseline": baseline,
     "baseline_labels": list(run.model.config.conditions),
     "baseline_seconds": baseline_seconds,
-    "settings": settings.to_dict(),
-    "valid_trials": {
-      k: ({str(a): b for a, b in v.items()} if isinstance(v, dict) else v)
-      for k, v in trials.items()
-    },
-    "memories": scores,
+    "settings": memory["settings"],
+    "valid_trials": memory["valid_trials"],
+    "memories": memory["scores"],
   }
 
 

@@ -133,7 +133,7 @@ def evaluate_run(
 def _memory(run, dataset, fitted, log) -> dict[str, Any]:
   log("the memories of the song: tuning on validation, scoring on test")
   return memory_lib.score_run(
-    run, dataset, fitted.plain, same_information_best(fitted)
+    run, dataset, fitted.plain, same_information_best(fitted)["bits_per_note"]
   )
 
 
@@ -187,12 +187,12 @@ def fit_baselines(
   )
 
 
-def same_information_best(fitted: FittedBaselines) -> float:
-  """The best baseline's test bits per note given what the run is given
-  (the labelled baselines' for a conditioned run)."""
+def same_information_best(fitted: FittedBaselines) -> dict[str, float]:
+  """The best baseline's test scores given what the run is given (the
+  labelled baselines' for a conditioned run)."""
   if fitted.labelled is None:
-    return fitted.scores[fitted.plain.best]["bits_per_note"]
-  return fitted.labelled_scores[fitted.labelled.best]["bits_per_note"]
+    return fitted.scores[fitted.plain.best]
+  return fitted.labelled_scores[fitted.labelled.best]
 
 
 def _ratios(model_scores, fitted: FittedBaselines) -> dict[str, float]:
@@ -203,7 +203,7 @@ def _ratios(model_scores, fitted: FittedBaselines) -> dict[str, float]:
   if fitted.labelled is None:
     return {"vs_best_baseline": plain}
   return {
-    "vs_best_baseline": bits / same_information_best(fitted),
+    "vs_best_baseline": bits / same_information_best(fitted)["bits_per_note"],
     "vs_best_baseline_without_labels": plain,
   }
 
