@@ -156,19 +156,16 @@ def _bars(
   """Per bar with an onset, its events as (onset in the bar, pitches,
   duration), times in steps of the song's own unit (exact integers: the
   common denominator of its durations and positions, in quarters)."""
+  if positions is None:
+    positions = bar_positions(events, time_signature)
   quarters = [_fraction(e.quarters) for e in events]
-  bar = metre.bar_quarters(time_signature)
-  known = [] if positions is None else [_fraction(p) for p in positions]
-  if positions is not None and len(known) != len(events):
+  known = [_fraction(p) for p in positions]
+  if len(known) != len(events):
     raise ValueError(f"{len(known)} positions for {len(events)} events")
-  unit = math.lcm(bar.denominator, *(q.denominator for q in quarters + known))
+  unit = math.lcm(*(q.denominator for q in quarters + known))
   durations = _steps(quarters, unit)
   onsets = [0, *itertools.accumulate(durations)][:-1]
-  if positions is None:
-    bar_steps = bar.numerator * (unit // bar.denominator)
-    offsets = [onset % bar_steps for onset in onsets]
-  else:
-    offsets = _steps(known, unit)
+  offsets = _steps(known, unit)
   bars: dict[int, list[tuple]] = {}
   for event, onset, offset, duration in zip(
     events, onsets, offsets, durations, strict=True
