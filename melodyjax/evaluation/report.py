@@ -407,7 +407,9 @@ def _score_lines(result) -> list[str]:
     "duration); `short_term`, PPM-C fitted on the song being predicted as "
     f"it goes (orders {settings['short_term_order']['pitch']} and "
     f"{settings['short_term_order']['duration']}); `idyom`, IDyOM's "
-    "entropy-weighted combination of the two; `best`, per stream the one "
+    "entropy-weighted combination of the two (the long-term model's votes "
+    "chosen too); `mixture`, the two mixed linearly, a weight per band of "
+    "the short-term model's entropy; `best`, per stream the one "
     "best on validation.",
     "",
   ]
