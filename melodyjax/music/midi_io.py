@@ -340,12 +340,13 @@ def canonical_events(events: Sequence[Event]) -> list[Event]:
   return out
 
 
-def _default_ticks_per_beat(events: Iterable[Event]) -> int:
-  denominators = {event.quarters.denominator for event in events}
-  tpb = 480
-  for d in denominators:
-    tpb = tpb * d // math.gcd(tpb, d)
-  return tpb
+def default_ticks_per_beat(
+  events: Iterable[Event], times: Iterable[fractions.Fraction] = ()
+) -> int:
+  """480, raised so that every event's duration and every one of `times`
+  (in quarter notes) is a whole number of ticks."""
+  values = [event.quarters for event in events] + list(times)
+  return math.lcm(480, *(fractions.Fraction(v).denominator for v in values))
 
 
 def song_to_midi(
@@ -396,7 +397,7 @@ def song_to_midi(
     raise ValueError("velocity must be 1-127")
   if not 0 <= program <= 127:
     raise ValueError("program must be 0-127")
-  tpb = ticks_per_beat or _default_ticks_per_beat(events)
+  tpb = ticks_per_beat or default_ticks_per_beat(events)
   midi = mido.MidiFile(type=1, ticks_per_beat=tpb)
   midi.tracks.append(_meta_track(tempo_bpm, time_signature, key_signature))
   midi.tracks.append(

@@ -26,7 +26,6 @@ from __future__ import annotations
 import fractions
 import functools
 import io
-import math
 
 import mido
 
@@ -147,21 +146,12 @@ def tune_song(tune: abc_reader.Tune) -> Song:
   )
 
 
-def _ticks_per_beat(song: Song) -> int:
-  """480, raised so that every duration and meter change is a whole
-  number of ticks."""
-  tpb = 480
-  values = [e.quarters for e in song.events]
-  values += [onset for onset, _, _ in song.meter_changes]
-  for value in values:
-    tpb = math.lcm(tpb, Fraction(value).denominator)
-  return tpb
-
-
 def song_midi(song: Song, title: str) -> bytes:
   """A song's MIDI file (`midi_io.song_to_midi`) with its meter changes
   in the conductor track."""
-  tpb = _ticks_per_beat(song)
+  tpb = midi_io.default_ticks_per_beat(
+    song.events, (onset for onset, _, _ in song.meter_changes)
+  )
   midi = midi_io.song_to_midi(
     song, track_name=_midi_title(title), ticks_per_beat=tpb
   )
