@@ -5,10 +5,14 @@ from one another.
 """
 
 import contextlib
+import http.client
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from fractions import Fraction as F
 
 import jax
@@ -47,6 +51,45 @@ def write_tunes(folder, count, spread, name="tune{:02d}.mid"):
   for i in range(count):
     midi_io.write_midi(tune(i, 14 + i % spread), folder / name.format(i))
   return folder
+
+
+def start_server(*flags, timeout=240):
+  """(port, process) of a `melodyjax-serve FLAGS` on a free loopback port,
+  once it listens; its stdout is read up to that line."""
+  process = subprocess.Popen(
+    [sys.executable, "-m", "melodyjax.cli.serve", "--port=0", *flags],
+    cwd=PROJECT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    line = process.stdout.readline()
+    if not line:
+      break
+    found = re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)
+    if found:
+      return int(found.group(1)), process
+  process.kill()
+  raise AssertionError("no server: " + process.communicate()[1][-3000:])
+
+
+def http_call(port, method, path, body=None, headers=None, timeout=120):
+  """(status, headers, parsed JSON or bytes) of one request to loopback;
+  a body that is not bytes is sent as JSON."""
+  connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+  data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
+  connection.request(method, path, body=data, headers=headers or {})
+  response = connection.getresponse()
+  data = response.read()
+  connection.close()
+  kind = response.getheader("content-type", "")
+  return (
+    response.status,
+    {k.lower(): v for k, v in response.getheaders()},
+    json.loads(data) if "json" in kind else data,
+  )
 
 
 def run_python(*args, env=None, timeout=300):

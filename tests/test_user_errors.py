@@ -227,6 +227,14 @@ def _other_repeats(ctx):
   return argv
 
 
+def _edited_run(ctx, name: str, text: str) -> list[str]:
+  """Sampling a copy of the run whose file `name` was replaced by `text`."""
+  run = ctx.run()
+  with open(os.path.join(run, name), "w") as f:
+    f.write(text)
+  return [f"--workdir={run}", "--num_notes=4"]
+
+
 def _one_tune(ctx):
   folder = ctx.folder("one")
   midi_io.write_midi([Event((60,), 1)] * 8, os.path.join(folder, "a.mid"))
@@ -1013,6 +1021,28 @@ CASES = [
       "--short_term_order=0",
     ],
     "--short_term_order must be an integer from 1 to 12, got 0",
+  ),
+  Case(
+    "workdir-config-not-object",
+    "sample",
+    "a workdir's config.json replaced by JSON of another shape (a list)",
+    lambda c: _edited_run(c, "config.json", "[1, 2]"),
+    "run/config.json: not a run's config (a JSON list, not an object)",
+  ),
+  Case(
+    "workdir-config-no-model",
+    "sample",
+    "a workdir's config.json without the model's settings",
+    lambda c: _edited_run(c, "config.json", '{"seed": 0}'),
+    "run/config.json: not a run's config (no usable model settings: "
+    "AttributeError: 'model')",
+  ),
+  Case(
+    "workdir-vocab-wrong-shape",
+    "sample",
+    "a workdir's vocabulary whose tokens are not a list",
+    lambda c: _edited_run(c, "vocab_pitch.json", '{"tokens": 5}'),
+    "bad vocabulary in ",
   ),
 ]
 

@@ -5,11 +5,15 @@ HTTP JSON API, compiled once and batching concurrent requests.
   curl -s localhost:8000/generate -d '{"num_notes": 64, "seed": 1}'
 
 POST /generate takes sample_main.py's settings as JSON fields; GET /health
-says what is served; GET / is a page to try it in a browser.
+says what is served; GET / is a page to try it in a browser; GET
+/files/NAME a file an answer named. An address other than loopback needs
+--allow_remote (and should have --token: then every route but /health
+needs `Authorization: Bearer TOKEN`).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,6 +23,7 @@ from absl import flags
 from melodyjax import cli, errors
 
 PROG = "melodyjax-serve"
+TOKEN_ENV = "MELODYJAX_SERVE_TOKEN"
 FLAGS = cli.tool_flags()
 flags.DEFINE_string(
   "workdir", None, "Training run to serve.", flag_values=FLAGS
@@ -32,7 +37,50 @@ flags.DEFINE_string(
 flags.DEFINE_string(
   "host",
   "127.0.0.1",
-  "Address to bind (localhost only by default).",
+  "Address to bind (loopback only, unless --allow_remote).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+  "allow_remote",
+  False,
+  "Allow a --host other than loopback (reachable from other machines).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_string(
+  "token",
+  None,
+  "A token every route but /health needs (Authorization: Bearer TOKEN); "
+  f"default: ${TOKEN_ENV} if set.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "max_queue",
+  64,
+  "Requests waiting or running at most (more get 503 with Retry-After).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_float(
+  "request_seconds",
+  120.0,
+  "A request's time to be answered at most (504 past it).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_float(
+  "read_seconds",
+  10.0,
+  "The time a request's headers, then its body, may take to arrive (408).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_string(
+  "files_dir",
+  None,
+  "Where the answers' MIDI files go (default: a temporary folder).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "max_files",
+  1024,
+  "Files kept in --files_dir (the oldest goes first).",
   flag_values=FLAGS,
 )
 flags.DEFINE_integer("port", 8000, "TCP port.", flag_values=FLAGS)
@@ -104,7 +152,29 @@ def _check_flags():
     raise errors.UsageError(
       f"--warm_notes must lie in 1 to --max_notes={limits.max_notes}"
     )
+  if not 1 <= FLAGS.max_files <= 1_000_000:
+    raise errors.UsageError(
+      f"--max_files must be 1 to 1,000,000, got {FLAGS.max_files}"
+    )
   return limits, warm
+
+
+def _guard_settings(limits):
+  """The guard's settings from the flags, and the warning to print."""
+  from melodyjax.serving import guard
+
+  token = FLAGS.token if FLAGS.token is not None else os.environ.get(TOKEN_ENV)
+  settings = guard.Settings(
+    max_queue=FLAGS.max_queue,
+    request_seconds=FLAGS.request_seconds,
+    read_seconds=FLAGS.read_seconds,
+    max_body_bytes=limits.max_body_bytes,
+    token=token or None,
+  )
+  settings.check()
+  return settings, guard.check_host(
+    FLAGS.host, FLAGS.allow_remote, settings.token
+  )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   cli.parse_flags(cli.tool_argv(prog, argv), FLAGS)
   with cli.user_errors(prog, FLAGS):
     limits, warm = _check_flags()
-    from melodyjax.serving import app, batcher, model
+    settings, warning = _guard_settings(limits)
+    from melodyjax.serving import app, batcher, guard, model, store
 
     served = model.load(
       workdir=FLAGS.workdir, model=FLAGS.model, step=FLAGS.step
@@ -132,8 +203,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     import uvicorn
 
+    try:
+      made = store.FileStore(FLAGS.files_dir, FLAGS.max_files)
+    except OSError as e:
+      raise errors.UsageError(
+        f"--files_dir={FLAGS.files_dir}: {e.strerror or e}"
+      ) from None
+    if warning:
+      print(f"{prog}: {warning}", file=sys.stderr, flush=True)
     config = uvicorn.Config(
-      app.create_app(runner),
+      app.create_app(runner, settings, made),
+      http=guard.protocol(settings.read_seconds),
       host=FLAGS.host,
       port=FLAGS.port,
       log_level="warning",

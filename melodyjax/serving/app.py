@@ -1,9 +1,11 @@
-"""The HTTP app: POST /generate, GET /health, GET / (a page to try it).
+"""The HTTP app: POST /generate, GET /health, GET / (a page to try it),
+GET /files/NAME (a file this server made, named in an answer).
 
-Every answer is JSON except the page. A request the server refuses gets
-HTTP 400 (413 for a body over the limit) and `{"error": "one line"}` with
-the same message the command line gives; an unexpected failure gets 500
-and one line, and the server stays up.
+Every answer is JSON except the page and the files. A request the server
+refuses gets HTTP 400 and `{"error": "one line"}` with the same message the
+command line gives; an unexpected failure gets 500 and one line, and the
+server stays up. Tokens, body limits, the queue and time limits are the
+guard's (`guard`: 401, 408, 413, 503, 504).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from melodyjax import files
@@ -23,57 +25,49 @@ from melodyjax.listening import abc
 from melodyjax.music import midi_io, tokens
 from melodyjax.music.events import Song
 from melodyjax.serving import batcher as batcher_lib
+from melodyjax.serving import guard as guard_lib
 from melodyjax.serving import requests
+from melodyjax.serving import store as store_lib
 
 
 def _json(data, status: int = 200) -> JSONResponse:
   return JSONResponse(files.finite_or_null(data), status_code=status)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-  """The body, refused (413) past `limit` bytes before it is all read."""
-  declared = request.headers.get("content-length")
-  if declared is not None and declared.isdigit() and int(declared) > limit:
-    raise requests.RequestError(
-      f"the body is {int(declared):,} bytes, more than this server's "
-      f"{limit:,} (melodyjax-serve --max_body_bytes)",
-      413,
-    )
-  chunks, size = [], 0
-  async for chunk in request.stream():
-    size += len(chunk)
-    if size > limit:
-      raise requests.RequestError(
-        f"the body is more than this server's {limit:,} bytes "
-        "(melodyjax-serve --max_body_bytes)",
-        413,
-      )
-    chunks.append(chunk)
-  return b"".join(chunks)
-
-
-def _melody(events, run, tempo: float) -> dict:
+def _melody(events, run, tempo: float, store: store_lib.FileStore) -> dict:
   pitch, duration = tokens.event_tokens(events)
   key = "C" if run.config.data.normalize_key else None
   midi = midi_io.song_to_bytes(Song(list(events), tempo, (4, 4), key))
+  name = store.add(midi, ".mid")
   return {
     "num_events": len(events),
     "pitch": pitch,
     "duration": duration,
     "midi_base64": base64.b64encode(midi).decode("ascii"),
+    "midi_url": None if name is None else f"/files/{name}",
     "abc": abc.to_abc(events, key_signature=key, tempo_bpm=tempo),
   }
 
 
-def create_app(batcher: batcher_lib.Batcher) -> Starlette:
-  """The app serving `batcher`'s run; the batcher runs while the app does."""
+def create_app(
+  batcher: batcher_lib.Batcher,
+  settings: guard_lib.Settings | None = None,
+  store: store_lib.FileStore | None = None,
+) -> guard_lib.Guard:
+  """The app serving `batcher`'s run behind its guard; the batcher runs
+  while the app does, and the store (a temporary one by default) keeps
+  the files its answers name."""
   run = batcher.run
   started = time.time()
+  store = store_lib.FileStore() if store is None else store
+  settings = settings or guard_lib.Settings(
+    max_body_bytes=batcher.limits.max_body_bytes
+  )
 
   async def generate(request: Request) -> JSONResponse:
     start = time.perf_counter()
     try:
-      body = await _read_body(request, batcher.limits.max_body_bytes)
+      body = await request.body()  # whole and in time: the guard read it
       checked = requests.check(requests.parse_body(body), run, batcher.limits)
     except requests.RequestError as e:
       return _json({"error": str(e)}, e.status)
@@ -86,7 +80,7 @@ def create_app(batcher: batcher_lib.Batcher) -> Starlette:
       {
         "step": run.step,
         "settings": {**checked.request.to_json(), "tempo": checked.tempo},
-        "melodies": [_melody(m, run, checked.tempo) for m in melodies],
+        "melodies": [_melody(m, run, checked.tempo, store) for m in melodies],
         "seconds": time.perf_counter() - start,
       }
     )
@@ -108,8 +102,17 @@ def create_app(batcher: batcher_lib.Batcher) -> Starlette:
           "body_bytes": batcher.limits.max_body_bytes,
           "requests_per_call": batcher.max_slots,
         },
+        "guard": guarded.stats(),
+        "files": len(store),
       }
     )
+
+  async def file(request: Request):
+    path = store.path(request.path_params["name"])
+    if path is None:
+      return _json({"error": "no such file on this server"}, 404)
+    suffix = path[path.rindex(".") :]
+    return FileResponse(path, media_type=store_lib.MEDIA_TYPES[suffix])
 
   async def index(request: Request) -> HTMLResponse:
     return HTMLResponse(_page(run))
@@ -126,15 +129,21 @@ def create_app(batcher: batcher_lib.Batcher) -> Starlette:
       task.cancel()
       with contextlib.suppress(asyncio.CancelledError):
         await task
+      store.close()
 
-  return Starlette(
-    routes=[
-      Route("/", index, methods=["GET"]),
-      Route("/health", health, methods=["GET"]),
-      Route("/generate", generate, methods=["POST"]),
-    ],
-    lifespan=lifespan,
+  guarded = guard_lib.Guard(
+    Starlette(
+      routes=[
+        Route("/", index, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/generate", generate, methods=["POST"]),
+        Route("/files/{name}", file, methods=["GET"]),
+      ],
+      lifespan=lifespan,
+    ),
+    settings,
   )
+  return guarded
 
 
 def _page(run) -> str:

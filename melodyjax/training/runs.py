@@ -62,18 +62,31 @@ class Run:
 
 
 def create_model(
-  config, pitch_vocab, duration_vocab, label_vocabs=None
+  config, pitch_vocab, duration_vocab, label_vocabs=None, *, source=None
 ) -> model_lib.MelodyModel:
-  """The MelodyModel of a config, its vocabularies and labels (one place)."""
+  """The MelodyModel of a config, its vocabularies and labels (one place).
+
+  Raises:
+    CheckpointError: with `source` (the config's file) given, a config
+      without the model's fields (a hand-edited `config.json`).
+  """
   label_vocabs = label_vocabs or labels_lib.empty()
-  return arch.create_model(
-    model_config_lib.get_model_config(
+  try:
+    model_config = model_config_lib.get_model_config(
       config.model,
       len(pitch_vocab),
       len(duration_vocab),
       {kind: len(label_vocabs[kind]) for kind in labels_lib.KINDS},
     )
-  )
+  except (AttributeError, KeyError, TypeError) as e:
+    if source is None:
+      raise
+    reason = str(e).replace('"', "")
+    raise errors.CheckpointError(
+      f"{source}: not a run's config (no usable model settings: "
+      f"{type(e).__name__}: {reason})"[:300]
+    ) from None
+  return arch.create_model(model_config)
 
 
 def _choose_step(workdir: str, steps: Sequence[int], step: str | int) -> int:
@@ -101,7 +114,13 @@ def from_workdir(workdir: str, step: str | int = "latest") -> Run:
   config = workdir_lib.read_config(workdir)
   pitch_vocab, duration_vocab = workdir_lib.read_vocabs(workdir)
   label_vocabs = workdir_lib.read_labels(workdir)
-  model = create_model(config, pitch_vocab, duration_vocab, label_vocabs)
+  model = create_model(
+    config,
+    pitch_vocab,
+    duration_vocab,
+    label_vocabs,
+    source=workdir_lib.path(workdir, workdir_lib.CONFIG_FILE),
+  )
   checkpoint_dir = workdir_lib.path(workdir, workdir_lib.CHECKPOINT_DIR)
   if not os.path.isdir(checkpoint_dir):
     raise errors.GenerateError(
@@ -144,7 +163,11 @@ def from_model_file(path: str) -> Run:
   """
   loaded = model_file.read(path)
   model = create_model(
-    loaded.config, loaded.pitch_vocab, loaded.duration_vocab, loaded.labels
+    loaded.config,
+    loaded.pitch_vocab,
+    loaded.duration_vocab,
+    loaded.labels,
+    source=f"{path}: {workdir_lib.CONFIG_FILE}",
   )
   shapes = jax.tree.map(np.shape, model_lib.abstract_params(model))
   if shapes != jax.tree.map(np.shape, loaded.params):

@@ -158,6 +158,11 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     raise errors.CheckpointError(
       f"{config_path}: not valid JSON ({e})"
     ) from None
+  if not isinstance(data, dict):
+    raise errors.CheckpointError(
+      f"{config_path}: not a run's config (a JSON {type(data).__name__}, "
+      "not an object)"
+    )
   config = ml_collections.ConfigDict(tuples(data))
   config.lock()
   return config
@@ -198,15 +203,18 @@ def read_labels(workdir: str) -> labels_lib.Labels:
 
 def read_vocabs(workdir: str) -> tuple[tokens.Vocab, tokens.Vocab]:
   """The workdir's (pitch, duration) vocabularies."""
-  try:
-    return (
-      tokens.Vocab.load(vocab_path(workdir, "pitch")),
-      tokens.Vocab.load(vocab_path(workdir, "duration")),
-    )
-  except FileNotFoundError as e:
-    raise errors.CheckpointError(f"{e.filename} not found") from None
-  except (ValueError, KeyError) as e:
-    raise errors.CheckpointError(f"bad vocabulary in {workdir}: {e}") from None
+  vocabs = []
+  for stream in tokens.STREAMS:
+    vocab_file = vocab_path(workdir, stream)
+    try:
+      vocabs.append(tokens.Vocab.load(vocab_file))
+    except FileNotFoundError as e:
+      raise errors.CheckpointError(f"{e.filename} not found") from None
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+      raise errors.CheckpointError(
+        f"bad vocabulary in {vocab_file}: {type(e).__name__}: {e}"[:300]
+      ) from None
+  return vocabs[0], vocabs[1]
 
 
 # ------------------------------------------------------- resuming a run
