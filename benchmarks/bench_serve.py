@@ -62,7 +62,8 @@ def make_workdir(folder: str) -> str:
   return workdir
 
 
-def start_server(workdir: str, num_notes: int, max_batch: int):
+def start_server(workdir: str, num_notes: int, max_batch: int, extra=()):
+  """(process, port) of a server of `workdir` on a free loopback port."""
   process = subprocess.Popen(
     [
       sys.executable,
@@ -72,6 +73,7 @@ def start_server(workdir: str, num_notes: int, max_batch: int):
       "--port=0",
       f"--warm_notes={num_notes}",
       f"--max_batch={max_batch}",
+      *extra,
     ],
     cwd=PROJECT,
     stdout=subprocess.PIPE,

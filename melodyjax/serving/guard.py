@@ -117,11 +117,21 @@ class Guard:
     if scope["type"] != "http":
       return await self.app(scope, receive, send)
     opened = scope["path"] in OPEN_PATHS
-    started = False
+    started = held = False
+
+    def release() -> None:
+      nonlocal held
+      if held:
+        held = False
+        self.pending -= 1
 
     async def send_watched(message):
       nonlocal started
       started = started or message["type"] == "http.response.start"
+      if message["type"] == "http.response.body" and not message.get(
+        "more_body"
+      ):
+        release()  # before the client can send its next request
       await send(message)
 
     try:
@@ -138,6 +148,7 @@ class Guard:
           [(b"retry-after", b"%d" % self.settings.retry_after_seconds)],
         )
       self.pending += 1
+      held = True
       try:
         await asyncio.wait_for(
           self.app(scope, replay, send_watched), self.settings.request_seconds
@@ -152,7 +163,7 @@ class Guard:
           "(melodyjax-serve --request_seconds)",
         ) from None
       finally:
-        self.pending -= 1
+        release()
     except _Refused as e:
       self.refused[e.status] += 1
       await _answer(send, e.status, str(e), e.headers)
