@@ -128,10 +128,10 @@ def one(client: Client, kind: str, rng: random.Random, links: list) -> int:
   return unfinished(client.port)
 
 
-def soak(port: int, seconds: float, clients: int, seed: int) -> list:
-  """(kind, status, seconds) of every request of `clients` threads."""
+def soak(port: int, seconds: float, clients: int, seed: int, names) -> list:
+  """(kind, status, seconds) of every request of `clients` threads, each
+  of a kind in `names`."""
   deadline = time.monotonic() + seconds
-  names = list(KINDS)
   weights = [KINDS[k][0] for k in names]
 
   def loop(index: int) -> list:
@@ -180,6 +180,8 @@ def print_soak(results, memory: list[float], seconds: float) -> int:
   unexpected = 0
   for kind, (_, expected) in KINDS.items():
     rows = by_kind.get(kind, [])
+    if not rows:
+      continue
     wrong = collections.Counter(s for s, _ in rows if s != expected)
     unexpected += sum(wrong.values())
     took = [1000 * t for _, t in rows]
@@ -236,7 +238,18 @@ def main(argv=None) -> int:
   parser.add_argument("--max_queue", type=int, default=16)
   parser.add_argument("--overload_clients", type=int, default=64)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument(
+    "--max_batch", type=int, default=8, help="the server's requests per call"
+  )
+  parser.add_argument(
+    "--kinds",
+    default=",".join(KINDS),
+    help="the kinds of request in the mix (default: all)",
+  )
   args = parser.parse_args(argv)
+  kinds = args.kinds.split(",")
+  if not set(kinds) <= set(KINDS):
+    parser.error(f"--kinds: one of {', '.join(KINDS)}")
   if args.max_queue < args.clients:
     parser.error("--max_queue must be at least --clients (the soak's load)")
   with tempfile.TemporaryDirectory() as folder:
@@ -247,13 +260,15 @@ def main(argv=None) -> int:
       f"--files_dir={folder}/files",
       "--max_files=256",
     ]
-    process, port = bench_serve.start_server(workdir, 32, 8, extra)
+    process, port = bench_serve.start_server(
+      workdir, "16,32,64,256", args.max_batch, extra
+    )
     try:
-      soak(port, args.warm_seconds, args.clients, args.seed + 1)
+      soak(port, args.warm_seconds, args.clients, args.seed + 1, kinds)
       watch = MemoryWatch(process.pid)
       watch.start()
       start = time.monotonic()
-      results = soak(port, args.seconds, args.clients, args.seed)
+      results = soak(port, args.seconds, args.clients, args.seed, kinds)
       seconds = time.monotonic() - start
       watch.stop.set()
       watch.join()

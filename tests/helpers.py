@@ -21,7 +21,7 @@ import numpy as np
 from configs import tiny
 from melodyjax.data import build
 from melodyjax.data import config as data_config_lib
-from melodyjax.listening import hook
+from melodyjax.listening import audio, hook
 from melodyjax.model import model as model_lib
 from melodyjax.music import midi_io
 from melodyjax.music.events import Event, Song
@@ -90,6 +90,40 @@ def http_call(port, method, path, body=None, headers=None, timeout=120):
     {k.lower(): v for k, v in response.getheaders()},
     json.loads(data) if "json" in kind else data,
   )
+
+
+def strict_json(text: str):
+  """json.loads that refuses NaN and infinities, as strict readers do."""
+
+  def refuse(name):
+    raise ValueError(f"not JSON: {name}")
+
+  return json.loads(text, parse_constant=refuse)
+
+
+def check_whole_file(path: str) -> None:
+  """Fails unless the file is whole, by its kind."""
+  with open(path, "rb") as f:
+    data = f.read()
+  if path.endswith(".json"):
+    strict_json(data.decode())
+  elif path.endswith(".png"):
+    assert data.startswith(b"\x89PNG") and data.endswith(b"IEND\xaeB`\x82")
+  elif path.endswith(".wav"):
+    samples, _ = audio.read_wav(path)
+    assert samples.size > 0
+  elif path.endswith(".mid"):
+    midi_io.read_midi(path)
+  elif path.endswith(".html"):
+    assert data.decode().endswith("</html>\n")
+  elif path.endswith(".md"):
+    assert data.decode().endswith("\n")
+  elif path.endswith(".abc"):
+    text = data.decode()
+    complete = text.startswith("%abc-2.1\nX:") and text.endswith("|]\n")
+    assert complete, text[-200:]
+  else:
+    raise AssertionError(f"unexpected file {path}")
 
 
 def run_python(*args, env=None, timeout=300):

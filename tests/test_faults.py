@@ -24,12 +24,18 @@ import pytest
 from melodyjax import files
 from melodyjax.cli import evaluate as evaluate_cli
 from melodyjax.data import build
-from melodyjax.listening import audio, page
-from melodyjax.music import midi_io
+from melodyjax.listening import page
 from melodyjax.training import checkpoints, faults
 from melodyjax.training import metrics as metrics_lib
 from melodyjax.training import workdir as workdir_lib
-from tests.helpers import PROJECT, abstract_state, run_python, write_tunes
+from tests.helpers import (
+  PROJECT,
+  abstract_state,
+  check_whole_file,
+  run_python,
+  strict_json,
+  write_tunes,
+)
 
 DOC = os.path.join(PROJECT, "docs", "errors.md")
 FAMILY = (
@@ -49,15 +55,6 @@ FAMILY = (
   "page-sidecar-vanishes",
   "export-kill",
 )
-
-
-def strict_json(text: str):
-  """json.loads that refuses NaN and infinities, as strict readers do."""
-
-  def refuse(name):
-    raise ValueError(f"not JSON: {name}")
-
-  return json.loads(text, parse_constant=refuse)
 
 
 @contextlib.contextmanager
@@ -360,31 +357,6 @@ def test_long_paths(workdir, tmp_path):
 # ------------------------------------------------------ killed evaluations
 
 
-def _complete(path: str) -> None:
-  """Fails unless the file is whole, by its kind."""
-  with open(path, "rb") as f:
-    data = f.read()
-  if path.endswith(".json"):
-    strict_json(data.decode())
-  elif path.endswith(".png"):
-    assert data.startswith(b"\x89PNG") and data.endswith(b"IEND\xaeB`\x82")
-  elif path.endswith(".wav"):
-    samples, _ = audio.read_wav(path)
-    assert samples.size > 0
-  elif path.endswith(".mid"):
-    midi_io.read_midi(path)
-  elif path.endswith(".html"):
-    assert data.decode().endswith("</html>\n")
-  elif path.endswith(".md"):
-    assert data.decode().endswith("\n")
-  elif path.endswith(".abc"):
-    text = data.decode()
-    complete = text.startswith("%abc-2.1\nX:") and text.endswith("|]\n")
-    assert complete, text[-200:]
-  else:
-    raise AssertionError(f"unexpected file {path}")
-
-
 def _evaluate_killed(workdir, tmp_path, signum):
   """Starts an evaluation, sends `signum` when its first file appears;
   returns (process, output folder)."""
@@ -423,7 +395,7 @@ def test_killed_evaluation_leaves_only_complete_files(
   names = [p for p in out.rglob("*") if p.is_file()]
   for path in names:
     if not path.name.startswith("."):  # a temporary a SIGKILL left
-      _complete(str(path))
+      check_whole_file(str(path))
   if signum == signal.SIGTERM:
     assert code == 143, stderr[-2000:]
     assert error_lines(stderr)[-1] == (

@@ -1,13 +1,17 @@
-"""SIGKILL at random moments of a corpus build and of an export: every file
-left is whole (or absent), and the same command run again succeeds with
-the result of an uninterrupted run (the training loop's own kill loop is
-tests/test_crash_safety.py; the evaluation's, tests/test_faults.py)."""
+"""SIGKILL at random moments of a corpus build, an export, an evaluation
+and a serving server: every file left is whole (or absent, or a hidden
+temporary), and the same command run again succeeds (with the result of an
+uninterrupted run where there is one to compare). The training loop's own
+kill loop is tests/test_crash_safety.py."""
 
+import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 
@@ -17,11 +21,20 @@ import pytest
 from melodyjax.cli import corpus as corpus_cli
 from melodyjax.cli import export
 from melodyjax.data import dataset as dataset_lib
+from melodyjax.serving import store
 from melodyjax.training import model_file, runs
-from tests.helpers import PROJECT, write_tunes
+from tests.helpers import (
+  PROJECT,
+  check_whole_file,
+  http_call,
+  start_server,
+  write_tunes,
+)
 
-# MELODYJAX_KILLS=N kills N times (the table in BENCHMARKS.md: N = 20).
+# MELODYJAX_KILLS=N kills N times (the table in BENCHMARKS.md: N = 20); the
+# evaluation and the server, slower to start, half as often (2 at least).
 KILLS = int(os.environ.get("MELODYJAX_KILLS", "4"))
+SLOW_KILLS = max(2, KILLS // 2)
 
 
 def _kill_after(argv: list[str], delay: float) -> int:
@@ -129,3 +142,130 @@ def test_killed_exports_leave_no_partial_file_and_the_rerun_succeeds(
     assert set(archive.namelist()) - {"manifest.json"} == set(
       exported.manifest["members"]
     )
+
+
+def _visible_files_whole(folder) -> tuple[int, int]:
+  """(whole visible files, hidden temporaries) below `folder`; fails on a
+  visible file that is not whole."""
+  whole = hidden = 0
+  for path in folder.rglob("*") if folder.exists() else []:
+    if not path.is_file():
+      continue
+    if path.name.startswith("."):
+      hidden += 1
+      continue
+    check_whole_file(str(path))
+    whole += 1
+  return whole, hidden
+
+
+def test_killed_evaluations_leave_whole_files_and_the_rerun_succeeds(
+  workdir, tmp_path
+):
+  out = tmp_path / "evaluation"
+  argv = [
+    sys.executable,
+    "-m",
+    "melodyjax.cli.evaluate",
+    f"--workdir={workdir}",
+    f"--output_dir={out}",
+    "--num_samples=4",
+    "--num_notes=16",
+    "--max_order=2",
+  ]
+  rng = np.random.default_rng(2)
+  landed = 0
+  for _ in range(SLOW_KILLS):
+    # A random moment of the writing: after the n-th file appears.
+    count = int(rng.integers(1, 16))
+    process = subprocess.Popen(
+      argv, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+      if out.exists() and sum(1 for _ in out.rglob("*")) >= count:
+        process.send_signal(signal.SIGKILL)
+        break
+      time.sleep(0.002)
+    landed += process.wait(timeout=60) == -signal.SIGKILL
+    _visible_files_whole(out)
+  assert landed >= 1, "no kill landed inside an evaluation"
+  print(f"evaluate: {landed} of {SLOW_KILLS} kills landed")
+  result = subprocess.run(argv, cwd=PROJECT, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]
+  whole, _ = _visible_files_whole(out)
+  with open(out / "evaluation.json") as f:
+    assert json.load(f)["step"] == 10
+  assert whole >= 10
+
+
+def _traffic(port, stop, answers, seed) -> None:
+  """Requests (of a shape compiled at the start) until `stop` or a kill."""
+  while not stop.is_set():
+    body = {"num_notes": 16, "seed": seed}
+    try:
+      answers.append(http_call(port, "POST", "/generate", body)[0])
+    except (OSError, http.client.HTTPException):  # the kill
+      return
+
+
+def test_killed_servers_leave_whole_files_and_the_rerun_serves(
+  workdir, tmp_path
+):
+  """SIGKILL while clients keep the server writing its answers' files."""
+  folder = tmp_path / "files"
+  flags = [
+    f"--workdir={workdir}",
+    "--warm_notes=16",
+    "--max_batch=1",  # one shape to compile at each start
+    f"--files_dir={folder}",
+    "--max_files=8",
+  ]
+  rng = np.random.default_rng(3)
+  served = hidden_left = 0
+  for _ in range(SLOW_KILLS):
+    port, process = start_server(*flags)
+    stop, answers = threading.Event(), []
+    clients = [
+      threading.Thread(target=_traffic, args=(port, stop, answers, i))
+      for i in range(3)
+    ]
+    for client in clients:
+      client.start()
+    deadline = time.monotonic() + 120
+    while not answers and time.monotonic() < deadline:
+      time.sleep(0.01)
+    time.sleep(float(rng.uniform(0.0, 1.0)))  # a random moment of writing
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    stop.set()
+    for client in clients:
+      client.join(timeout=60)
+    process.stdout.close()
+    process.stderr.close()
+    served += answers.count(200)
+    whole, hidden = _visible_files_whole(folder)
+    hidden_left += hidden
+    names = [p.name for p in folder.iterdir()]
+    assert all(store.NAME.match(n) or store.TEMPORARY.match(n) for n in names)
+  assert served >= 1, "no answer before any kill"
+  print(
+    f"serve: {SLOW_KILLS} kills after {served} answers, "
+    f"{hidden_left} temporaries left behind"
+  )
+  # The rerun: what the killed servers left is gone, and it serves.
+  port, process = start_server(*flags)
+  try:
+    assert not [p for p in folder.iterdir()]
+    status, _, answer = http_call(
+      port, "POST", "/generate", {"num_notes": 8, "num_outputs": 2}
+    )
+    assert status == 200
+    for melody in answer["melodies"]:
+      assert http_call(port, "GET", melody["midi_url"])[0] == 200
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+      re.sub("^/files/", "", m["midi_url"]) for m in answer["melodies"]
+    )
+  finally:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import concurrent.futures
 import os
+import re
 import signal
 import socket
 import threading
@@ -262,3 +263,28 @@ def test_settings_are_checked():
   with pytest.raises(errors.UsageError, match="--read_seconds must be"):
     guard.Settings(read_seconds=1e9).check()
   guard.Settings(token=TOKEN).check()
+
+
+def test_the_soak_benchmark_runs_and_every_answer_is_as_expected(workdir):
+  """benchmarks/bench_soak.py for a few seconds (the table in BENCHMARKS.md
+  is its 10-minute run)."""
+  result = run_python(
+    "-m",
+    "benchmarks.bench_soak",
+    f"--workdir={workdir}",
+    "--seconds=3",
+    "--warm_seconds=1",
+    "--clients=2",
+    "--max_queue=2",
+    "--overload_clients=8",
+    "--max_batch=1",  # fewer shapes to compile
+    "--kinds=small,file,health,bad_json,bad_field,too_large,outside",
+  )
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+  found = re.search(
+    r"answered as expected: ([\d,]+) of ([\d,]+);", result.stdout
+  )
+  assert found and found.group(1) == found.group(2) != "0", result.stdout
+  assert re.search(r"server resident memory: start [\d.]+ MiB", result.stdout)
+  row = re.search(r"^\| 2 \| 8 \| (\d+) \| (\d+) \| 0 \|$", result.stdout, re.M)
+  assert row and int(row.group(2)) >= 1, result.stdout[-1500:]
