@@ -1,11 +1,12 @@
 """Property-based fuzzing (Hypothesis) of the readers of outside input: a
-MIDI file, an ABC tune, a model file. Whatever the bytes, a reader gives a
-result or its own one-line error, never another exception. The budget is
-bounded (a few seconds each) so that the default suite runs them, and
-derandomized so that a CI run is reproducible; `MELODYJAX_FUZZ_EXAMPLES=N`
-runs N random examples of each instead."""
+MIDI file, an ABC tune, a model file, the server's request parser. Whatever
+the bytes, a reader gives a result or its own one-line error, never another
+exception. The budget is bounded (a few seconds each) so that the default
+suite runs them, and derandomized so that a CI run is reproducible;
+`MELODYJAX_FUZZ_EXAMPLES=N` runs N random examples of each instead."""
 
 import io
+import json
 import os
 import zipfile
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from melodyjax import errors
 from melodyjax.music import abc_reader, midi_io
+from melodyjax.serving import requests
 from melodyjax.training import model_file, runs
 from tests.helpers import tune
 
@@ -164,3 +166,64 @@ def test_the_model_file_reader_gives_a_model_or_its_own_error(
   else:
     # Only an unchanged content can pass its hashes.
     assert model_file.read(str(path)).manifest["content_sha256"]
+
+
+# ------------------------------------------------ the server's request parser
+
+GOOD_BODIES = [
+  b'{"num_notes": 16, "seed": 3}',
+  b'{"primer": "C4:1 D4:0.5", "temperature": [0.9, 1.0], "top_p": 0.95}',
+  b'{"short_term": 0.3, "short_term_order": [3, 2], "num_outputs": 2}',
+  b'{"top_k": 5, "tempo": 90, "num_notes": 64}',
+]
+JSON_VALUES = st.recursive(
+  st.none()
+  | st.booleans()
+  | st.integers(-(1 << 70), 1 << 70)
+  | st.floats(allow_nan=False)
+  | st.text(max_size=40),
+  lambda inner: (
+    st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+  ),
+  max_leaves=8,
+)
+FIELDS = st.sampled_from([*requests.DEFAULTS, "nmu_notes", ""])
+PRIMER_TEXT = st.text(alphabet="ABCDEFGR#b0123456789:./ -", max_size=60)
+
+
+@pytest.fixture(scope="module")
+def served_run(workdir):
+  return runs.from_workdir(str(workdir))
+
+
+@settings(
+  max_examples=EXAMPLES or 400,
+  derandomize=not EXAMPLES,
+  deadline=None,
+  suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+  st.one_of(
+    _mutations(GOOD_BODIES),
+    st.binary(max_size=256),
+    st.dictionaries(FIELDS, JSON_VALUES, max_size=5).map(
+      lambda d: json.dumps(d).encode()
+    ),
+    st.dictionaries(st.just("primer"), PRIMER_TEXT, min_size=1, max_size=1).map(
+      lambda d: json.dumps(d).encode()
+    ),
+  )
+)
+def test_the_request_parser_gives_a_request_or_its_own_error(served_run, body):
+  limits = requests.Limits()
+  try:
+    checked = requests.check(requests.parse_body(body), served_run, limits)
+  except requests.RequestError as e:
+    assert e.status == 400 and str(e) and "\n" not in str(e), str(e)
+  else:
+    request = checked.request
+    assert 1 <= request.num_notes <= limits.max_notes
+    assert 1 <= request.num_outputs <= limits.max_outputs
+    assert len(checked.primer_pitch) == len(checked.primer_duration)
+    assert len(checked.primer_pitch) <= limits.max_primer_notes
