@@ -287,7 +287,16 @@ PROMISES = {
   "end_on_tonic": {"end_on_tonic": True},
   "key_and_tonic": {"key": "D", "end_on_tonic": True, "bars": 2},
   "num_notes": {"num_notes": 9},
+  "time_signature": {"time_signature": "6/8"},
+  "everything": {
+    "key": "A",
+    "time_signature": "6/8",
+    "bars": 3,
+    "end_on_tonic": True,
+    "num_notes": 20,
+  },
 }
+SEEDS = (11, 29, 47)  # 24 melodies each
 
 
 @pytest.mark.parametrize("name", sorted(PROMISES))
@@ -297,10 +306,15 @@ def test_every_melody_keeps_its_promises_in_midi_and_abc(
   """Many seeds for each control: every melody's MIDI and ABC files say
   what was asked, or its sidecar says what was not met."""
   run = runs.from_workdir(str(workdir))
-  asked = PROMISES[name]
-  request = request_lib.Request(
-    **{"num_outputs": 24, "num_notes": 24, "seed": 11, **asked}
-  )
+  for seed in SEEDS:
+    request = request_lib.Request(
+      **{"num_outputs": 24, "num_notes": 24, "seed": seed, **PROMISES[name]}
+    )
+    _check_promises(run, request, tmp_path / str(seed))
+
+
+def _check_promises(run, request, tmp_path) -> None:
+  """Writes the request's melodies; checks each file keeps its promises."""
   resolved = plan.make_plan(run, request)
   melodies = generate.generate(run, request)
   key = plan.key_signature(resolved, run.config.data.normalize_key)
@@ -310,8 +324,11 @@ def test_every_melody_keeps_its_promises_in_midi_and_abc(
     step=run.step,
     workdir=None,
     request=request,
-    rendering=outputs.Rendering(
-      time_signature=resolved.time_signature, key_signature=key
+    rendering=outputs.Rendering(  # the files that make a promise
+      time_signature=resolved.time_signature,
+      key_signature=key,
+      piano_roll=False,
+      wav=False,
     ),
     outcomes=[plan.outcome(resolved, request, m, 12) for m in melodies],
   )
