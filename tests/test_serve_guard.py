@@ -22,8 +22,8 @@ from starlette.routing import Route
 
 from melodyjax import errors
 from melodyjax.serving import guard
+from tests.helpers import PROJECT, run_python, start_server
 from tests.helpers import http_call as request
-from tests.helpers import run_python, start_server
 
 TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -288,3 +288,24 @@ def test_the_soak_benchmark_runs_and_every_answer_is_as_expected(workdir):
   assert re.search(r"server resident memory: start [\d.]+ MiB", result.stdout)
   row = re.search(r"^\| 2 \| 8 \| (\d+) \| (\d+) \| 0 \|$", result.stdout, re.M)
   assert row and int(row.group(2)) >= 1, result.stdout[-1500:]
+
+
+# Each id of docs/errors.md's "The server's guards", by the test above that
+# checks it.
+GUARD_CASES = {
+  "serve-remote-host": test_a_remote_address_needs_allow_remote,
+  "serve-token-short": test_a_remote_address_needs_allow_remote,
+  "serve-limit-range": test_a_remote_address_needs_allow_remote,
+  "serve-no-token": test_every_route_but_health_needs_the_token,
+  "serve-not-its-file": test_files_are_only_those_it_made,
+  "serve-slow-headers": test_slow_headers_and_bodies_are_cut_off,
+  "serve-slow-body": test_slow_headers_and_bodies_are_cut_off,
+  "serve-busy": test_overload_gets_503_with_retry_after_from_a_bounded_queue,
+  "serve-too-slow": test_every_request_has_a_time_limit,
+}
+
+
+def test_every_guard_case_is_catalogued():
+  with open(os.path.join(PROJECT, "docs", "errors.md")) as f:
+    section = f.read().split("## The server's guards")[1]
+  assert re.findall(r"^\| `([\w-]+)` \|", section, re.M) == list(GUARD_CASES)
