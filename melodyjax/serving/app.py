@@ -17,7 +17,7 @@ import time
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from melodyjax import files
@@ -55,14 +55,11 @@ def create_app(
   store: store_lib.FileStore | None = None,
 ) -> guard_lib.Guard:
   """The app serving `batcher`'s run behind its guard; the batcher runs
-  while the app does, and the store (a temporary one by default) keeps
-  the files its answers name."""
+  while the app does; the store (default: a temporary one) keeps the files
+  its answers name."""
   run = batcher.run
   started = time.time()
   store = store_lib.FileStore() if store is None else store
-  settings = settings or guard_lib.Settings(
-    max_body_bytes=batcher.limits.max_body_bytes
-  )
 
   async def generate(request: Request) -> JSONResponse:
     start = time.perf_counter()
@@ -107,15 +104,27 @@ def create_app(
       }
     )
 
-  async def file(request: Request):
-    path = store.path(request.path_params["name"])
-    if path is None:
-      return _json({"error": "no such file on this server"}, 404)
-    suffix = path[path.rindex(".") :]
-    return FileResponse(path, media_type=store_lib.MEDIA_TYPES[suffix])
-
   async def index(request: Request) -> HTMLResponse:
     return HTMLResponse(_page(run))
+
+  guarded = guard_lib.Guard(
+    Starlette(
+      routes=[
+        Route("/", index, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/generate", generate, methods=["POST"]),
+        store_lib.route(store, _json),
+      ],
+      lifespan=_lifespan(batcher, store),
+    ),
+    settings
+    or guard_lib.Settings(max_body_bytes=batcher.limits.max_body_bytes),
+  )
+  return guarded
+
+
+def _lifespan(batcher: batcher_lib.Batcher, store: store_lib.FileStore):
+  """Runs the batcher while the app runs; then removes a temporary store."""
 
   @contextlib.asynccontextmanager
   async def lifespan(app):
@@ -131,19 +140,7 @@ def create_app(
         await task
       store.close()
 
-  guarded = guard_lib.Guard(
-    Starlette(
-      routes=[
-        Route("/", index, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/generate", generate, methods=["POST"]),
-        Route("/files/{name}", file, methods=["GET"]),
-      ],
-      lifespan=lifespan,
-    ),
-    settings,
-  )
-  return guarded
+  return lifespan
 
 
 def _page(run) -> str:

@@ -17,6 +17,10 @@ import secrets
 import shutil
 import tempfile
 
+from starlette.requests import Request
+from starlette.responses import FileResponse
+from starlette.routing import Route
+
 from melodyjax import files
 
 SUFFIXES = (".mid", ".abc", ".wav")
@@ -97,3 +101,17 @@ class FileStore:
     """Removes the folder if the store made it."""
     if self._own:
       shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def route(store: FileStore, answer) -> Route:
+  """`GET /files/NAME`: the store's file, or 404 from `answer(data, status)`
+  (the app's one-line JSON) for any other name."""
+
+  async def file(request: Request):
+    path = store.path(request.path_params["name"])
+    if path is None:
+      return answer({"error": "no such file on this server"}, 404)
+    suffix = path[path.rindex(".") :]
+    return FileResponse(path, media_type=MEDIA_TYPES[suffix])
+
+  return Route("/files/{name}", file, methods=["GET"])
