@@ -264,13 +264,15 @@ def test_special_files_and_loops_are_skipped_with_their_reason(tmp_path):
   reasons = {d["source"]: d["reason"] for d in report["dropped_files"]}
   assert reasons == {
     "pipe.mid": "not_a_file",
-    "socket.mid": "unreadable",
+    "socket.mid": "not_a_file",
     "device.mid": "not_a_file",
     "loop.mid": "unreadable",
   }
   messages = {d["source"]: d["message"] for d in report["dropped_files"]}
   assert "named pipe (FIFO), not a regular file" in messages["pipe.mid"]
   assert "character device" in messages["device.mid"]
+  assert "a socket, not a regular file" in messages["socket.mid"]
+  assert "Too many levels of symbolic links" in messages["loop.mid"]
   assert report["songs"] == 13  # the 12 tunes and folder.mid/inner.mid
   assert len(dataset.train) + len(dataset.valid) + len(dataset.test) == 13
 

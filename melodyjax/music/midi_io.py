@@ -35,6 +35,7 @@ Reading policy (the same for every file, so results are deterministic):
 
 from __future__ import annotations
 
+import errno
 import fractions
 import functools
 import io
@@ -110,7 +111,14 @@ def _read_regular_file(path: str, name) -> bytes:
   whose size or time changes while it is read is refused too (its bytes
   may mix two versions).
   """
-  descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+  try:
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+  except OSError as e:  # a socket cannot be opened at all: say it is one
+    if e.errno == errno.ENXIO and stat.S_ISSOCK(os.stat(path).st_mode):
+      raise MidiError(
+        "not_a_file", f"{name}: a socket, not a regular file"
+      ) from None
+    raise
   with os.fdopen(descriptor, "rb") as f:
     before = os.fstat(f.fileno())
     if not stat.S_ISREG(before.st_mode):
