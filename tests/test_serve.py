@@ -104,13 +104,15 @@ def test_generate_gives_sample_mains_notes(server, workdir):
   expected = generate.generate(
     run, request, generate.parse_primer_text(body["primer"])
   )
-  for melody, events in zip(answer["melodies"], expected, strict=True):
+  for i, (melody, events) in enumerate(
+    zip(answer["melodies"], expected, strict=True)
+  ):
     assert melody["pitch"][:2] == ["C4", "D4"]
     song = midi_io.read_midi(base64.b64decode(melody["midi_base64"]))
     assert song.events == events
     assert melody["num_events"] == len(events) <= 14
     assert melody["abc"] == abc.to_abc(
-      events, key_signature="C", tempo_bpm=100.0
+      events, key_signature="C", tempo_bpm=100.0, number=i + 1
     )
   again = call(port, "POST", "/generate", body)[1]
   assert again["melodies"] == answer["melodies"]

@@ -1,4 +1,5 @@
-"""The HTTP app: POST /generate, GET /health, GET / (a page to try it).
+"""The HTTP app: POST /generate, GET /health, GET / (the studio page),
+GET /audio/NAME.wav (an answer's WAV), GET /abcjs.js (the page's notation).
 
 Every answer is JSON except the page. A request the server refuses gets
 HTTP 400 (413 for a body over the limit) and `{"error": "one line"}` with
@@ -8,22 +9,19 @@ and one line, and the server stays up.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
 import time
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from melodyjax import files
-from melodyjax.listening import abc
-from melodyjax.music import midi_io, tokens
-from melodyjax.music.events import Song
+from melodyjax.listening import page
+from melodyjax.serving import answer, requests, studio
 from melodyjax.serving import batcher as batcher_lib
-from melodyjax.serving import requests
 
 
 def _json(data, status: int = 200) -> JSONResponse:
@@ -52,23 +50,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
   return b"".join(chunks)
 
 
-def _melody(events, run, tempo: float) -> dict:
-  pitch, duration = tokens.event_tokens(events)
-  key = "C" if run.config.data.normalize_key else None
-  midi = midi_io.song_to_bytes(Song(list(events), tempo, (4, 4), key))
-  return {
-    "num_events": len(events),
-    "pitch": pitch,
-    "duration": duration,
-    "midi_base64": base64.b64encode(midi).decode("ascii"),
-    "abc": abc.to_abc(events, key_signature=key, tempo_bpm=tempo),
-  }
-
-
 def create_app(batcher: batcher_lib.Batcher) -> Starlette:
   """The app serving `batcher`'s run; the batcher runs while the app does."""
   run = batcher.run
   started = time.time()
+  store = answer.AudioStore()
 
   async def generate(request: Request) -> JSONResponse:
     start = time.perf_counter()
@@ -82,14 +68,8 @@ def create_app(batcher: batcher_lib.Batcher) -> Starlette:
     except Exception as e:  # noqa: BLE001 - one line, and stay up
       first = (str(e).strip().splitlines() or [type(e).__name__])[0]
       return _json({"error": f"generation failed: {first[:300]}"}, 500)
-    return _json(
-      {
-        "step": run.step,
-        "settings": {**checked.request.to_json(), "tempo": checked.tempo},
-        "melodies": [_melody(m, run, checked.tempo) for m in melodies],
-        "seconds": time.perf_counter() - start,
-      }
-    )
+    made = answer.make_answer(run, checked, melodies, store)
+    return _json({**made, "seconds": time.perf_counter() - start})
 
   async def health(request: Request) -> JSONResponse:
     return _json(
@@ -112,7 +92,17 @@ def create_app(batcher: batcher_lib.Batcher) -> Starlette:
     )
 
   async def index(request: Request) -> HTMLResponse:
-    return HTMLResponse(_page(run))
+    return HTMLResponse(studio.render_page(run, batcher.limits))
+
+  async def wav(request: Request) -> Response:
+    name = request.path_params["name"]
+    data = await run_in_threadpool(store.wav, name)
+    if data is None:
+      return _json({"error": f"no audio {name}.wav on this server"}, 404)
+    return Response(data, media_type="audio/wav")
+
+  async def abcjs(request: Request) -> Response:
+    return Response(page.abcjs_source(), media_type="text/javascript")
 
   @contextlib.asynccontextmanager
   async def lifespan(app):
@@ -132,71 +122,8 @@ def create_app(batcher: batcher_lib.Batcher) -> Starlette:
       Route("/", index, methods=["GET"]),
       Route("/health", health, methods=["GET"]),
       Route("/generate", generate, methods=["POST"]),
+      Route("/audio/{name:str}.wav", wav, methods=["GET"]),
+      Route("/abcjs.js", abcjs, methods=["GET"]),
     ],
     lifespan=lifespan,
   )
-
-
-def _page(run) -> str:
-  title = html.escape(f"melodyjax: step {run.step} of {run.workdir}")
-  return PAGE.replace("TITLE", title)
-
-
-PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>TITLE</title>
-<style>
-body { font-family: sans-serif; max-width: 820px; margin: 1em auto;
-  padding: 0 1em; color: #222; }
-label { display: inline-block; margin: 0.3em 1em 0.3em 0; }
-input { width: 7em; } #primer { width: 20em; }
-pre { background: #f6f6f6; padding: 0.5em; white-space: pre-wrap; }
-</style></head><body>
-<h1>TITLE</h1>
-<form id="form">
-<label>primer
-  <input id="primer" name="primer" placeholder="C4:1 D4:0.5"></label>
-<label>notes <input name="num_notes" type="number" value="64"></label>
-<label>melodies <input name="num_outputs" type="number" value="1"></label>
-<label>temperature <input name="temperature" value="1.0"></label>
-<label>top-k <input name="top_k" type="number" value="0"></label>
-<label>top-p <input name="top_p" value="1.0"></label>
-<label>seed <input name="seed" type="number" value="0"></label>
-<label>tempo <input name="tempo" value="100"></label>
-<button type="submit">Generate</button>
-</form>
-<div id="result"></div>
-<script>
-const INTS = ["num_notes", "num_outputs", "top_k", "seed"];
-document.getElementById("form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const body = {};
-  for (const [name, value] of new FormData(event.target)) {
-    if (name === "primer") { body.primer = value; continue; }
-    body[name] = INTS.includes(name) ? parseInt(value, 10) : parseFloat(value);
-  }
-  const out = document.getElementById("result");
-  out.textContent = "generating...";
-  const response = await fetch("/generate", {method: "POST",
-    headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
-  const data = await response.json();
-  out.textContent = "";
-  if (!response.ok) {
-    const p = document.createElement("pre");
-    p.className = "error"; p.textContent = data.error; out.appendChild(p);
-    return;
-  }
-  data.melodies.forEach((melody, i) => {
-    const link = document.createElement("a");
-    link.href = "data:audio/midi;base64," + melody.midi_base64;
-    link.download = `melody_${data.step}_${data.settings.seed}_${i}.mid`;
-    link.textContent = `melody ${i}: ${melody.num_events} events (MIDI)`;
-    const p = document.createElement("pre");
-    p.className = "melody";
-    p.textContent = melody.pitch.map((pitch, j) =>
-      pitch + ":" + melody.duration[j]).join(" ");
-    out.append(link, p);
-  });
-});
-</script>
-</body></html>
-"""
