@@ -37,19 +37,10 @@ from tests.helpers import (
   tiny_config,
   train,
   tune,
+  waltz,
 )
 
 F = fractions.Fraction
-
-
-def waltz(i):
-  """A 3/4 tune in A minor, starting with a one-beat pickup."""
-  scale = [57, 59, 60, 62, 64, 65, 67, 69]
-  events = [Event((64,), F(1))]
-  for j in range(14):  # bars of a half and a quarter note
-    events.append(Event((scale[(i + 2 * j) % 8],), F(2 if j % 2 == 0 else 1)))
-  events.append(Event((57,), F(3)))
-  return Song(events, time_signature=(3, 4), key_signature="Am")
 
 
 @pytest.fixture(scope="module")

@@ -194,8 +194,11 @@ class Batcher:
       or request.end_on_tonic
       or search != (1, 1)
     )
+    # The buffer's last event ends a melody with --bars or --end_on_tonic
+    # (`constraints.pitch_ban`): such a request's buffer is its own length.
+    ending = request.bars or request.end_on_tonic
     return (
-      bucket(request.num_notes, NOTE_BUCKETS),
+      request.num_notes if ending else bucket(request.num_notes, NOTE_BUCKETS),
       bucket(request.num_outputs, ROW_BUCKETS),
       request.short_term_orders,
       search,
