@@ -520,10 +520,3 @@ def test_old_runs_default_to_no_conditions():
     False,
     False,
   ]
-
-
-def test_the_server_refuses_a_conditioned_run_in_one_line(conditioned):
-  from melodyjax.serving import model as serving_model
-
-  with pytest.raises(errors.UsageError, match="conditioned on .*sample_main"):
-    serving_model.load(workdir=str(conditioned / "run"))

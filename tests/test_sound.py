@@ -40,6 +40,12 @@ def test_the_soundfont_plays_the_program_at_the_notes_pitch():
   assert _peak_hz(flute[rate // 4 : rate], rate) == pytest.approx(440, rel=0.02)
   piano, _ = audio.render([Event((69,), F(2))], tempo_bpm=60, program=0)
   assert not np.allclose(piano, flute, atol=0.05)  # another instrument
+  # The same melody, the same samples, whatever was played before it.
+  again, _ = audio.render([Event((69,), F(2))], tempo_bpm=60, program=73)
+  assert np.array_equal(again, flute)
+  # The same melody, the same samples, whatever was played before it.
+  again, _ = audio.render([Event((69,), F(2))], tempo_bpm=60, program=73)
+  assert np.array_equal(again, flute)
   # A rest is silence once the note before it has died away.
   gap = audio.render(
     [Event((69,), F(1, 4)), Event((), F(4)), Event((69,), F(1))],

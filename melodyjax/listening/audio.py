@@ -32,6 +32,7 @@ SOUNDFONTS = (
   "/usr/share/soundfonts/default.sf2",
 )
 ADDITIVE = "additive"  # `render_additive`'s name
+_FADE_SAMPLES = 4096
 _LOCK = threading.Lock()  # one synthesizer per process, one note list at once
 
 
@@ -115,7 +116,11 @@ def render_soundfont(
   onsets, total = _length(events, tempo_bpm, sample_rate)
   with _LOCK:
     synth, font = _synth(path, sample_rate)
-    synth.sounds_off()
+    # From a silent synthesizer: the same melody gives the same samples,
+    # whatever this process played before it (a reset lets the notes still
+    # sounding fade out over the next few hundred samples: dropped).
+    synth.soundfonts[font].reset()
+    synth.generate(_FADE_SAMPLES)
     synth.program_select(0, font, 0, program)
     chunks = []
     for event, start, end in zip(events, onsets[:-1], onsets[1:], strict=True):
@@ -126,7 +131,6 @@ def render_soundfont(
       for pitch in event.pitches:
         synth.noteoff(0, pitch)
     chunks.append(np.frombuffer(synth.generate(total - onsets[-1]), "<f4"))
-    synth.sounds_off()
   stereo = np.concatenate(chunks).reshape(-1, 2)
   audio = stereo.mean(axis=1, dtype=np.float64)[:total]
   peak = np.max(np.abs(audio)) or 1.0
