@@ -9,7 +9,7 @@ from tests.helpers import PROJECT
 NOTEBOOK = os.path.join(PROJECT, "examples", "quickstart.ipynb")
 
 
-def test_quickstart_notebook_runs(monkeypatch):
+def test_quickstart_notebook_runs(monkeypatch, tmp_path):
   nbformat = pytest.importorskip("nbformat")
   nbclient = pytest.importorskip("nbclient")
   pytest.importorskip("ipykernel")
@@ -19,6 +19,7 @@ def test_quickstart_notebook_runs(monkeypatch):
   monkeypatch.setenv(
     "PYTHONPATH", os.pathsep.join(filter(None, [PROJECT, path]))
   )
+  monkeypatch.setenv("QUICKSTART_DIR", str(tmp_path))
   client = nbclient.NotebookClient(
     notebook,
     timeout=240,
@@ -39,3 +40,4 @@ def test_quickstart_notebook_runs(monkeypatch):
   assert any("<audio" in h for h in html)  # the player
   texts = "".join(output.get("text", "") for output in outputs)
   assert "'bars_met': True" in texts and "sound: " in texts
+  assert (tmp_path / "quickstart.mjx").is_file()
