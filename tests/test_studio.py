@@ -370,6 +370,19 @@ def test_page_in_headless_chromium(server, tmp_path):
       == call(port, "POST", "/generate", {"temperature": 0})[1]["error"]
     )
     assert bad["error"].startswith("temperature must be > 0, got 0")
+    # A primer pasted as ABC is sent as one (primer_abc).
+    abc_primer = "X:1\nL:1/4\nK:C\nC D E2 |"
+    good = _generate(driver, {"temperature": "1", "primer": abc_primer})
+    assert good["error"] is None, good
+    href = driver.find_element(
+      "css selector", "#melody-0 .download-midi"
+    ).get_attribute("href")
+    song = midi_io.read_midi(base64.b64decode(href.split(",", 1)[1]))
+    assert [(e.pitches, float(e.quarters)) for e in song.events[:3]] == [
+      ((60,), 1.0),
+      ((62,), 1.0),
+      ((64,), 2.0),
+    ]
     # Nothing but the server's own files was loaded.
     for name in bad["resources"]:
       assert name.startswith(base), name

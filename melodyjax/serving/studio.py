@@ -23,6 +23,25 @@ from melodyjax.training import runs
 # Offered to a run without metre conditioning (the bars and the files'
 # metre; any other can be typed).
 COMMON_METRES = ("4/4", "3/4", "2/4", "6/8", "9/8", "2/2")
+# General MIDI programs offered by name (any other 0-127 can be typed).
+GM_PROGRAMS = {
+  0: "Acoustic Grand Piano",
+  21: "Accordion",
+  22: "Harmonica",
+  24: "Acoustic Guitar (nylon)",
+  40: "Violin",
+  42: "Cello",
+  46: "Orchestral Harp",
+  71: "Clarinet",
+  72: "Piccolo",
+  73: "Flute",
+  74: "Recorder",
+  75: "Pan Flute",
+  78: "Whistle",
+  105: "Banjo",
+  109: "Bagpipe",
+  110: "Fiddle",
+}
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,6 +86,7 @@ def choices(run: runs.Run, limits: requests.Limits) -> dict:
       "primer_notes": limits.max_primer_notes,
     },
     "renderer": audio.renderer(),
+    "programs": GM_PROGRAMS,
   }
 
 
