@@ -300,6 +300,20 @@ def _downloaded(folder, name, timeout=20):
   return path.read_bytes()
 
 
+def _check_downloads(driver, folder, stem, melody):
+  """Clicks each download link: each a valid file of this melody."""
+  for link in driver.find_elements("css selector", "#melody-0 a"):
+    link.click()
+  events = midi_io.read_midi(_downloaded(folder, stem + ".mid")).events
+  assert [(list(e.pitches), float(e.quarters)) for e in events] == [
+    (e["pitches"], e["quarters"]) for e in melody["events"]
+  ]
+  assert _downloaded(folder, stem + ".abc").decode() == melody["abc"]
+  with wave.open(io.BytesIO(_downloaded(folder, stem + ".wav"))) as f:
+    seconds = f.getnframes() / f.getframerate()
+  assert seconds == pytest.approx(melody["seconds"], abs=0.02)
+
+
 def test_page_in_headless_chromium(server, tmp_path):
   problem = browser_problem()
   if problem:
@@ -336,19 +350,7 @@ def test_page_in_headless_chromium(server, tmp_path):
     melody = answer["melodies"][0]
     assert result["audioError"] is None
     assert result["duration"] == pytest.approx(melody["seconds"], abs=0.02)
-    # Downloads: each a valid file of this melody.
-    for link in driver.find_elements("css selector", "#melody-0 a"):
-      link.click()
-    stem = "melody_20_11_0"
-    midi = _downloaded(downloads, stem + ".mid")
-    events = midi_io.read_midi(midi).events
-    assert [(list(e.pitches), float(e.quarters)) for e in events] == [
-      (e["pitches"], e["quarters"]) for e in melody["events"]
-    ]
-    assert _downloaded(downloads, stem + ".abc").decode() == melody["abc"]
-    with wave.open(io.BytesIO(_downloaded(downloads, stem + ".wav"))) as f:
-      seconds = f.getnframes() / f.getframerate()
-    assert seconds == pytest.approx(melody["seconds"], abs=0.02)
+    _check_downloads(driver, downloads, "melody_20_11_0", melody)
     # The address holds the settings: opening it makes the same melody.
     query = dict(urllib.parse.parse_qsl(result["search"][1:]))
     assert query == fields, query

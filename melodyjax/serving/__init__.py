@@ -1,9 +1,12 @@
 """The generation server (`melodyjax-serve`): a restored model behind HTTP.
 
-  model      what the server generates from (one loader: a workdir today)
+  model      what the server generates from (a workdir or a model file)
   requests   a JSON body to a checked request, with the server's limits
   batcher    concurrent requests grouped into one compiled sampler call
-  app        the Starlette app: POST /generate, GET /health, GET /
+  answer     the JSON answer (settings, events, ABC, MIDI, WAV links)
+  studio     the page at / (studio.html with the run's choices)
+  app        the Starlette app: POST /generate, GET /health, GET /,
+             GET /audio/NAME.wav, GET /abcjs.js
 
 It sits above sampling and listening, and below the command line.
 """

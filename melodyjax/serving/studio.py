@@ -93,5 +93,7 @@ def choices(run: runs.Run, limits: requests.Limits) -> dict:
 def render_page(run: runs.Run, limits: requests.Limits) -> str:
   """The page's HTML for `run`."""
   data = json.dumps(choices(run, limits)).replace("</", "<\\/")
-  title = html.escape(f"melodyjax studio: step {run.step} of {run.describe()}")
+  title = html.escape(
+    f"melodyjax studio: step {run.step} of {run.workdir or run.model_path}"
+  )
   return _template().replace("__TITLE__", title).replace("__CHOICES__", data)
