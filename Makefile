@@ -8,12 +8,14 @@ CACHE ?= $(or $(MELODYJAX_CACHE),$(HOME)/.cache/melodyjax)
 ESAC_MIDI := $(CACHE)/esac_midi
 ESAC_DATA := $(CACHE)/datasets/esac
 
-.PHONY: run test install sysdeps browser lint bench abcjs clean-venv
+.PHONY: run test install sysdeps soundfont browser lint bench abcjs clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[corpus,dev]'
+	$(PY) -m pip install -q --no-deps 'tinysoundfont>=0.3.7' \
+	  || echo "tinysoundfont not installed; WAV previews use the additive synth"
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,11 +34,27 @@ sysdeps:
 	  || echo "tcmalloc not installed; using glibc's huge-page malloc"; \
 	fi
 
+# Optional: a General MIDI soundfont (Debian's fluid-soundfont-gm, 148 MB),
+# which the WAV previews play through TinySoundFont (melodyjax/listening/
+# audio.py). Installed only where apt-get runs as root; elsewhere the
+# previews use the small additive synthesizer, and nothing fails.
+soundfont:
+	@if [ ! -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] \
+	  && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing fluid-soundfont-gm (optional)"; \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	     --no-install-recommends fluid-soundfont-gm >/dev/null 2>&1 \
+	   || (apt-get update -q >/dev/null 2>&1 \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	          --no-install-recommends fluid-soundfont-gm >/dev/null 2>&1)) \
+	  || echo "no soundfont installed; WAV previews use the additive synth"; \
+	fi
+
 RUN_DIR ?= runs/esac_cpu
 
 # Main job on the default corpus: ESAC (from music21) -> MIDI -> dataset
 # (round trip checked, report printed) -> a few minutes of CPU training.
-run: install sysdeps
+run: install sysdeps soundfont
 	$(VENV)/bin/melodyjax-convert --out $(ESAC_MIDI)
 	$(VENV)/bin/melodyjax-corpus --midi_dir $(ESAC_MIDI) --out $(ESAC_DATA) \
 	  --check_roundtrip --export_jsonl $(ESAC_DATA)/songs.jsonl
@@ -57,7 +75,7 @@ browser:
 	  echo "no chromium and no root apt-get: the browser test will skip"; \
 	fi
 
-test: install browser
+test: install browser soundfont
 	$(PY) -m ruff check melodyjax tests configs benchmarks *.py
 	$(PY) -m pytest -q
 

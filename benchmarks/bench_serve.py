@@ -5,7 +5,10 @@
 Starts `melodyjax-serve` on a free loopback port, then in each
 round sends `--requests` requests (200) from `--clients` threads (20), each
 with keep-alive, every request 1 melody of `--num_notes` (64) notes with
-its own seed. Prints per round the requests per second, the p50 and p99
+its own seed; with `--mix`, the requests cycle through `MIXES` (sampling
+settings, key, metre, bars, ending on the tonic, best-of: the controls
+that share a call and those that change its shape). Prints per round the
+requests per second, the p50 and p99
 latency, failures, and the server's resident memory after the round; the
 memory must not grow across rounds (after the first) and no request may
 fail. Without --workdir it first trains configs/default.py's model (the
@@ -29,6 +32,19 @@ from fractions import Fraction
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = {"serve/failed_requests": ("<", 1)}
+# --mix: the controls of the requests, in turn. The first four share a
+# call shape with the plain request (traced settings, the key moved after
+# sampling); bars and the ending feed controls and keep their own buffer
+# length; best-of samples 2 rows per melody.
+MIXES = (
+  {},
+  {"temperature": 0.8, "top_p": 0.95},
+  {"key": "D", "top_k": 8},
+  {"temperature": [0.9, 1.1], "key": "G"},
+  {"time_signature": "3/4", "bars": 8},
+  {"end_on_tonic": True},
+  {"best_of": 2},
+)
 
 
 def make_workdir(folder: str) -> str:
@@ -120,9 +136,15 @@ def rss_mib(pid: int) -> float:
   return float("nan")
 
 
-def run_round(port, requests, clients, num_notes, round_index):
+def run_round(port, requests, clients, num_notes, round_index, mix=False):
   bodies = [
-    json.dumps({"num_notes": num_notes, "seed": round_index * requests + i})
+    json.dumps(
+      {
+        "num_notes": num_notes,
+        "seed": round_index * requests + i,
+        **(MIXES[i % len(MIXES)] if mix else {}),
+      }
+    )
     for i in range(requests)
   ]
   shares = [bodies[i::clients] for i in range(clients)]
@@ -152,6 +174,9 @@ def main():
   parser.add_argument(
     "--max_batch", type=int, default=8, help="the server's requests per call"
   )
+  parser.add_argument(
+    "--mix", action="store_true", help="requests with a mix of controls"
+  )
   parser.add_argument("--no_save", action="store_true")
   args = parser.parse_args()
   with tempfile.TemporaryDirectory() as folder:
@@ -162,10 +187,13 @@ def main():
       print(
         f"{args.requests} requests of 1 melody x {args.num_notes} notes "
         f"from {args.clients} clients per round"
+        + (f", controls in turn: {len(MIXES)} mixes" if args.mix else "")
       )
       print("round  req/s   p50 ms   p99 ms  failed  server RSS MiB")
       for i in range(args.rounds):
-        row = run_round(port, args.requests, args.clients, args.num_notes, i)
+        row = run_round(
+          port, args.requests, args.clients, args.num_notes, i, args.mix
+        )
         row["rss_mib"] = rss_mib(process.pid)
         rows.append(row)
         print(
@@ -188,7 +216,7 @@ def main():
   last = rows[-1]
   growth = rows[-1]["rss_mib"] - rows[1 if len(rows) > 1 else 0]["rss_mib"]
   print(f"memory growth after round 1: {growth:+.1f} MiB")
-  if not args.no_save and args.max_batch == 8:
+  if not args.no_save and args.max_batch == 8 and not args.mix:
     from benchmarks import results
 
     results.merge(

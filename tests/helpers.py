@@ -45,6 +45,16 @@ def tune(i, length=12):
   return Song(events, key_signature="C")
 
 
+def waltz(i):
+  """A 3/4 tune in A minor, starting with a one-beat pickup."""
+  scale = [57, 59, 60, 62, 64, 65, 67, 69]
+  events = [Event((64,), F(1))]
+  for j in range(14):  # bars of a half and a quarter note
+    events.append(Event((scale[(i + 2 * j) % 8],), F(2 if j % 2 == 0 else 1)))
+  events.append(Event((57,), F(3)))
+  return Song(events, time_signature=(3, 4), key_signature="Am")
+
+
 def write_tunes(folder, count, spread, name="tune{:02d}.mid"):
   """`count` tunes of 14 + i % spread events into a new folder."""
   folder.mkdir(exist_ok=True)
@@ -238,3 +248,113 @@ def counting_step_traces(module=model_lib.MelodyModel):
     yield traces
   finally:
     module.step = original
+
+
+@contextlib.contextmanager
+def serving(*flags, timeout=240):
+  """(port, process) of a `melodyjax-serve FLAGS` process on a free port,
+  stopped (SIGTERM) when the block ends if it still runs."""
+  import re
+  import signal
+  import time
+
+  import pytest
+
+  process = subprocess.Popen(
+    [sys.executable, "-m", "melodyjax.cli.serve", "--port=0", *flags],
+    cwd=PROJECT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  port = None
+  deadline = time.monotonic() + timeout
+  while port is None and time.monotonic() < deadline:
+    line = process.stdout.readline()
+    if not line:
+      break
+    found = re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)
+    port = int(found.group(1)) if found else None
+  if port is None:
+    process.kill()
+    pytest.fail("no server: " + process.communicate()[1][-3000:])
+  try:
+    yield port, process
+  finally:
+    if process.poll() is None:
+      process.send_signal(signal.SIGTERM)
+      process.wait(timeout=60)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def browser_problem() -> str | None:
+  """Why no headless Chromium can run here (None: it can)."""
+  if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    return (
+      f"no browser: {CHROMIUM} and {CHROMEDRIVER} are needed (Debian: "
+      "apt-get install chromium chromium-driver; `make test` installs them "
+      "when run as root)"
+    )
+  try:
+    import selenium  # noqa: F401
+  except ImportError:
+    return "selenium is not installed (pip install -e '.[dev]')"
+  return None
+
+
+@contextlib.contextmanager
+def chromium(download_dir=None):
+  """A headless Chromium driven by selenium (the system's driver, never one
+  fetched online), downloading into `download_dir` if given."""
+  import tempfile
+
+  from selenium import webdriver
+  from selenium.webdriver.chrome.service import Service
+
+  profile = tempfile.mkdtemp(prefix="chromium-profile-")
+  options = webdriver.ChromeOptions()
+  options.binary_location = CHROMIUM
+  for flag in (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    f"--user-data-dir={profile}",
+    "--window-size=1200,1600",
+  ):
+    options.add_argument(flag)
+  if download_dir is not None:
+    options.add_experimental_option(
+      "prefs",
+      {
+        "download.default_directory": str(download_dir),
+        "download.prompt_for_download": False,
+        "safebrowsing.enabled": False,
+      },
+    )
+  driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+  try:
+    yield driver
+  finally:
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def call(port, method, path, body=None, headers=None, timeout=120):
+  """(status, parsed JSON or text) of one request."""
+  connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+  data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
+  connection.request(method, path, body=data, headers=headers or {})
+  response = connection.getresponse()
+  text = response.read().decode()
+  connection.close()
+  kind = response.getheader("content-type", "")
+  return response.status, json.loads(text) if "json" in kind else text

@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 import wave
 
 import pytest
@@ -13,10 +12,14 @@ import pytest
 from melodyjax.evaluation import report as evaluation
 from melodyjax.listening import page
 from melodyjax.music import midi_io, tokens
-from tests.helpers import run_python, tiny_config, train, write_tunes
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+from tests.helpers import (
+  browser_problem,
+  chromium,
+  run_python,
+  tiny_config,
+  train,
+  write_tunes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -161,20 +164,6 @@ def test_page_without_samples_or_metrics(tmp_path):
   assert "No samples yet." in text and "melodyjax-evaluate" in text
 
 
-def _browser_problem() -> str | None:
-  if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    return (
-      f"no browser: {CHROMIUM} and {CHROMEDRIVER} are needed (Debian: "
-      "apt-get install chromium chromium-driver; `make test` installs them "
-      "when run as root)"
-    )
-  try:
-    import selenium  # noqa: F401
-  except ImportError:
-    return "selenium is not installed (pip install -e '.[dev]')"
-  return None
-
-
 # Every audio element has loaded its WAV's metadata (a duration) without an
 # error, and every image has decoded to a size.
 CHECK_MEDIA = """
@@ -208,32 +197,10 @@ const start = Date.now();
 
 
 def test_page_in_headless_chromium(workdir):
-  problem = _browser_problem()
+  problem = browser_problem()
   if problem:
     pytest.skip(problem)
-  from selenium import webdriver
-  from selenium.webdriver.chrome.service import Service
-
-  profile = tempfile.mkdtemp(prefix="chromium-profile-")
-  options = webdriver.ChromeOptions()
-  options.binary_location = CHROMIUM
-  for flag in (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    f"--user-data-dir={profile}",
-    "--window-size=1200,1600",
-  ):
-    options.add_argument(flag)
-  # An explicit driver: selenium-manager never looks for one online.
-  driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-  try:
+  with chromium() as driver:
     driver.set_script_timeout(30)
     driver.get((workdir / page.PAGE).as_uri())
     assert driver.title == f"Audition: {workdir.name}"
@@ -241,9 +208,6 @@ def test_page_in_headless_chromium(workdir):
     shot = os.environ.get("MELODYJAX_SCREENSHOT")
     if shot:
       driver.save_screenshot(shot)
-  finally:
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
   assert len(result["audios"]) == 4 and len(result["images"]) == 5
   for a in result["audios"]:
     assert a["error"] is None and a["ready"] >= 1, a

@@ -37,19 +37,10 @@ from tests.helpers import (
   tiny_config,
   train,
   tune,
+  waltz,
 )
 
 F = fractions.Fraction
-
-
-def waltz(i):
-  """A 3/4 tune in A minor, starting with a one-beat pickup."""
-  scale = [57, 59, 60, 62, 64, 65, 67, 69]
-  events = [Event((64,), F(1))]
-  for j in range(14):  # bars of a half and a quarter note
-    events.append(Event((scale[(i + 2 * j) % 8],), F(2 if j % 2 == 0 else 1)))
-  events.append(Event((57,), F(3)))
-  return Song(events, time_signature=(3, 4), key_signature="Am")
 
 
 @pytest.fixture(scope="module")
@@ -546,10 +537,3 @@ def test_old_runs_default_to_no_conditions():
     False,
     False,
   ]
-
-
-def test_the_server_refuses_a_conditioned_run_in_one_line(conditioned):
-  from melodyjax.serving import model as serving_model
-
-  with pytest.raises(errors.UsageError, match="conditioned on .*sample_main"):
-    serving_model.load(workdir=str(conditioned / "run"))

@@ -17,28 +17,19 @@ from melodyjax.music import midi_io
 from melodyjax.sampling import generate
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import runs
-from tests.helpers import http_call, run_python, start_server
+from tests.helpers import call, run_python, serving
 
 
 @pytest.fixture(scope="module")
 def server(workdir):
   """(port, process) of a server of the tiny run, stopped after the module."""
-  port, process = start_server(
+  with serving(
     f"--workdir={workdir}",
     "--warm_notes=16",
     "--max_batch=4",
     "--batch_wait_ms=20",
-  )
-  yield port, process
-  if process.poll() is None:
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
-
-
-def call(port, method, path, body=None, headers=None, timeout=120):
-  """(status, parsed JSON or text) of one request."""
-  status, _, answer = http_call(port, method, path, body, headers, timeout)
-  return status, answer.decode() if isinstance(answer, bytes) else answer
+  ) as server:
+    yield server
 
 
 def without_links(answer):
@@ -81,13 +72,15 @@ def test_generate_gives_sample_mains_notes(server, workdir):
   expected = generate.generate(
     run, request, generate.parse_primer_text(body["primer"])
   )
-  for melody, events in zip(answer["melodies"], expected, strict=True):
+  for i, (melody, events) in enumerate(
+    zip(answer["melodies"], expected, strict=True)
+  ):
     assert melody["pitch"][:2] == ["C4", "D4"]
     song = midi_io.read_midi(base64.b64decode(melody["midi_base64"]))
     assert song.events == events
     assert melody["num_events"] == len(events) <= 14
     assert melody["abc"] == abc.to_abc(
-      events, key_signature="C", tempo_bpm=100.0
+      events, key_signature="C", tempo_bpm=100.0, number=i + 1
     )
   again = call(port, "POST", "/generate", body)[1]
   assert without_links(again) == without_links(answer)

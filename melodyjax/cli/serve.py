@@ -4,8 +4,9 @@ HTTP JSON API, compiled once and batching concurrent requests.
   melodyjax-serve --workdir=runs/esac_cpu [--host=127.0.0.1] [--port=8000]
   curl -s localhost:8000/generate -d '{"num_notes": 64, "seed": 1}'
 
-POST /generate takes sample_main.py's settings as JSON fields; GET /health
-says what is served; GET / is a page to try it in a browser; GET
+POST /generate takes sample_main.py's settings and controls as JSON fields
+(a conditioned run included); GET /health says what is served; GET / is the
+studio page (controls, staff, sound, downloads) to use it in a browser; GET
 /files/NAME a file an answer named. An address other than loopback needs
 --allow_remote (and should have --token: then every route but /health
 needs `Authorization: Bearer TOKEN`).

@@ -73,6 +73,7 @@ def sidecar(
     "time_signature": list(rendering.time_signature),
     "program": rendering.program,
     "velocity": rendering.velocity,
+    **({"renderer": audio.renderer()} if rendering.wav else {}),
     "num_events": len(events),
     "pitch": pitch,
     "duration": duration,
@@ -93,7 +94,8 @@ def write_outputs(
   outcomes: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[str]:
   """Writes sample_<step>_<i>.mid, a .json sidecar, a .png piano roll, a
-  .wav preview (`audio.synthesize`, at the MIDI file's tempo) and a .abc
+  .wav preview (`audio.synthesize`, at the MIDI file's tempo and program;
+  the sidecar names its renderer) and a .abc
   file (notation with the rendering's metre, key and tempo).
 
   Returns:
@@ -181,7 +183,13 @@ def _write_files(
 
       plots.save_piano_roll(events, stem + ".png", title=os.path.basename(stem))
     if rendering.wav:
-      audio.synthesize(events, stem + ".wav", tempo_bpm=rendering.tempo_bpm)
+      audio.synthesize(
+        events,
+        stem + ".wav",
+        tempo_bpm=rendering.tempo_bpm,
+        program=rendering.program,
+        velocity=rendering.velocity,
+      )
     if rendering.abc:
       files.write_text(
         stem + ".abc",

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from melodyjax import files
-from melodyjax.listening import plots
+from melodyjax.listening import audio, plots
 from melodyjax.training import metrics as metrics_lib
 from melodyjax.training import workdir as workdir_lib
 
@@ -249,8 +249,10 @@ def _sample_section(
         f'data-abc="{html.escape(notation)}"></div>'
       )
     if exists(stem + ".wav"):
+      renderer = html.escape(str(sidecar.get("renderer", audio.ADDITIVE)))
       parts.append(
         f'<audio controls preload="auto" src="{html.escape(stem)}.wav"></audio>'
+        f' <span class="renderer">sound: {renderer}</span>'
       )
     if exists(stem + ".png"):
       parts.append(

@@ -19,7 +19,7 @@ import numpy as np
 
 from melodyjax import errors, files
 from melodyjax.music import midi_io, tokens, tonality
-from melodyjax.music.events import Event
+from melodyjax.music.events import Event, Song
 from melodyjax.sampling import draw, plan, sampler
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import runs
@@ -111,14 +111,22 @@ def read_primer_midi(path: str, run: runs.Run) -> list[Event]:
     ) from None
   except midi_io.MidiError as e:
     raise errors.GenerateError(f"primer MIDI: {e}") from None
+  return normalise_key(song, run, path)
+
+
+def normalise_key(song: Song, run: runs.Run, source: str) -> list[Event]:
+  """A primer song's events in the key the run's corpus was normalised to
+  (unchanged for a run that keeps its songs' keys)."""
   events = song.events
-  if data.normalize_key:
+  if run.config.data.normalize_key:
     events = tonality.transpose(
       events, tonality.normalizing_shift(*tonality.find_key(song))
     )
     if events is None:
-      raise errors.GenerateError(f"{path}: pitches leave 0-127 when normalised")
-  return events
+      raise errors.GenerateError(
+        f"{source}: pitches leave 0-127 when normalised"
+      )
+  return list(events)
 
 
 def _primer_arrays(

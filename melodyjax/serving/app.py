@@ -1,5 +1,6 @@
-"""The HTTP app: POST /generate, GET /health, GET / (a page to try it),
-GET /files/NAME (a file this server made, named in an answer).
+"""The HTTP app: POST /generate, GET /health, GET / (the studio page),
+GET /files/NAME (an answer's MIDI file, one this server made), GET
+/audio/NAME.wav (an answer's WAV), GET /abcjs.js (the page's notation).
 
 Every answer is JSON except the page and the files. A request the server
 refuses gets HTTP 400 and `{"error": "one line"}` with the same message the
@@ -10,43 +11,25 @@ guard's (`guard`: 401, 408, 413, 503, 504).
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
 import time
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from melodyjax import files
-from melodyjax.listening import abc
-from melodyjax.music import midi_io, tokens
-from melodyjax.music.events import Song
+from melodyjax.listening import page
+from melodyjax.serving import answer, requests, studio
 from melodyjax.serving import batcher as batcher_lib
 from melodyjax.serving import guard as guard_lib
-from melodyjax.serving import requests
 from melodyjax.serving import store as store_lib
 
 
 def _json(data, status: int = 200) -> JSONResponse:
   return JSONResponse(files.finite_or_null(data), status_code=status)
-
-
-def _melody(events, run, tempo: float, store: store_lib.FileStore) -> dict:
-  pitch, duration = tokens.event_tokens(events)
-  key = "C" if run.config.data.normalize_key else None
-  midi = midi_io.song_to_bytes(Song(list(events), tempo, (4, 4), key))
-  name = store.add(midi, ".mid")
-  return {
-    "num_events": len(events),
-    "pitch": pitch,
-    "duration": duration,
-    "midi_base64": base64.b64encode(midi).decode("ascii"),
-    "midi_url": None if name is None else f"/files/{name}",
-    "abc": abc.to_abc(events, key_signature=key, tempo_bpm=tempo),
-  }
 
 
 def create_app(
@@ -60,6 +43,7 @@ def create_app(
   run = batcher.run
   started = time.time()
   store = store_lib.FileStore() if store is None else store
+  audio_store = answer.AudioStore()
 
   async def generate(request: Request) -> JSONResponse:
     start = time.perf_counter()
@@ -73,14 +57,8 @@ def create_app(
     except Exception as e:  # noqa: BLE001 - one line, and stay up
       first = (str(e).strip().splitlines() or [type(e).__name__])[0]
       return _json({"error": f"generation failed: {first[:300]}"}, 500)
-    return _json(
-      {
-        "step": run.step,
-        "settings": {**checked.request.to_json(), "tempo": checked.tempo},
-        "melodies": [_melody(m, run, checked.tempo, store) for m in melodies],
-        "seconds": time.perf_counter() - start,
-      }
-    )
+    made = answer.make_answer(run, checked, melodies, audio_store, store)
+    return _json({**made, "seconds": time.perf_counter() - start})
 
   async def health(request: Request) -> JSONResponse:
     return _json(
@@ -105,7 +83,17 @@ def create_app(
     )
 
   async def index(request: Request) -> HTMLResponse:
-    return HTMLResponse(_page(run))
+    return HTMLResponse(studio.render_page(run, batcher.limits))
+
+  async def wav(request: Request) -> Response:
+    name = request.path_params["name"]
+    data = await run_in_threadpool(audio_store.wav, name)
+    if data is None:
+      return _json({"error": f"no audio {name}.wav on this server"}, 404)
+    return Response(data, media_type="audio/wav")
+
+  async def abcjs(request: Request) -> Response:
+    return Response(page.abcjs_source(), media_type="text/javascript")
 
   guarded = guard_lib.Guard(
     Starlette(
@@ -114,6 +102,8 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         Route("/generate", generate, methods=["POST"]),
         store_lib.route(store, _json),
+        Route("/audio/{name:str}.wav", wav, methods=["GET"]),
+        Route("/abcjs.js", abcjs, methods=["GET"]),
       ],
       lifespan=_lifespan(batcher, store),
     ),
@@ -141,68 +131,3 @@ def _lifespan(batcher: batcher_lib.Batcher, store: store_lib.FileStore):
       store.close()
 
   return lifespan
-
-
-def _page(run) -> str:
-  title = html.escape(f"melodyjax: step {run.step} of {run.workdir}")
-  return PAGE.replace("TITLE", title)
-
-
-PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>TITLE</title>
-<style>
-body { font-family: sans-serif; max-width: 820px; margin: 1em auto;
-  padding: 0 1em; color: #222; }
-label { display: inline-block; margin: 0.3em 1em 0.3em 0; }
-input { width: 7em; } #primer { width: 20em; }
-pre { background: #f6f6f6; padding: 0.5em; white-space: pre-wrap; }
-</style></head><body>
-<h1>TITLE</h1>
-<form id="form">
-<label>primer
-  <input id="primer" name="primer" placeholder="C4:1 D4:0.5"></label>
-<label>notes <input name="num_notes" type="number" value="64"></label>
-<label>melodies <input name="num_outputs" type="number" value="1"></label>
-<label>temperature <input name="temperature" value="1.0"></label>
-<label>top-k <input name="top_k" type="number" value="0"></label>
-<label>top-p <input name="top_p" value="1.0"></label>
-<label>seed <input name="seed" type="number" value="0"></label>
-<label>tempo <input name="tempo" value="100"></label>
-<button type="submit">Generate</button>
-</form>
-<div id="result"></div>
-<script>
-const INTS = ["num_notes", "num_outputs", "top_k", "seed"];
-document.getElementById("form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const body = {};
-  for (const [name, value] of new FormData(event.target)) {
-    if (name === "primer") { body.primer = value; continue; }
-    body[name] = INTS.includes(name) ? parseInt(value, 10) : parseFloat(value);
-  }
-  const out = document.getElementById("result");
-  out.textContent = "generating...";
-  const response = await fetch("/generate", {method: "POST",
-    headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
-  const data = await response.json();
-  out.textContent = "";
-  if (!response.ok) {
-    const p = document.createElement("pre");
-    p.className = "error"; p.textContent = data.error; out.appendChild(p);
-    return;
-  }
-  data.melodies.forEach((melody, i) => {
-    const link = document.createElement("a");
-    link.href = "data:audio/midi;base64," + melody.midi_base64;
-    link.download = `melody_${data.step}_${data.settings.seed}_${i}.mid`;
-    link.textContent = `melody ${i}: ${melody.num_events} events (MIDI)`;
-    const p = document.createElement("pre");
-    p.className = "melody";
-    p.textContent = melody.pitch.map((pitch, j) =>
-      pitch + ":" + melody.duration[j]).join(" ");
-    out.append(link, p);
-  });
-});
-</script>
-</body></html>
-"""

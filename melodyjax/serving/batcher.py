@@ -5,9 +5,12 @@ recompiles it, so a call has a shape from a few fixed sizes: the note count
 rounded up to a bucket (`NOTE_BUCKETS`), each request's melodies padded to
 a row bucket (`ROW_BUCKETS`), and the requests of one call (its slots)
 padded to a slot bucket. Requests that arrive within `wait_seconds` of each
-other (or while a call runs) and share (note bucket, row bucket, short-term
-orders or none) run in one call: `sample_slots`, the sampler vmapped over
-slots, each slot with its own key and settings.
+other (or while a call runs) and share a shape (`Batcher.shape`: note
+bucket, row bucket, short-term orders or none, the search's rows, with or
+without controls) run in one call: `sample_slots`, the sampler vmapped over
+slots, each slot with its own key, settings and controls (metre, mode,
+style, bars, ending: traced values, so requests that differ in them share
+a call; a beam search or best-of changes the shape).
 
 Each request gets exactly the melodies `sample_main.py` gives for the same
 settings and seed: a melody's first events do not depend on the buffer's
@@ -30,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from melodyjax.music.events import Event
-from melodyjax.sampling import draw, generate, sampler
+from melodyjax.sampling import constraints, draw, generate, sampler
 from melodyjax.sampling import request as request_lib
 from melodyjax.serving import requests
 from melodyjax.training import runs
@@ -47,7 +50,14 @@ def bucket(value: int, buckets: Sequence[int]) -> int:
 
 @functools.partial(
   jax.jit,
-  static_argnames=("model", "num_notes", "rest_id", "short_term_order"),
+  static_argnames=(
+    "model",
+    "num_notes",
+    "rest_id",
+    "short_term_order",
+    "beam_size",
+    "branch_factor",
+  ),
 )
 def sample_slots(
   model,
@@ -57,10 +67,13 @@ def sample_slots(
   primer_lengths: jax.Array,
   keys: jax.Array,
   settings: draw.Settings,
+  controls: constraints.Controls | None = None,
   *,
   num_notes: int,
   rest_id: int,
   short_term_order: tuple[int, int] | None = None,
+  beam_size: int = 1,
+  branch_factor: int = 1,
 ):
   """`sampler.sample` for several requests (slots) at once.
 
@@ -70,13 +83,15 @@ def sample_slots(
     primer_lengths: int [slots, rows].
     keys: [slots] PRNG keys, one per request.
     settings: `Settings` whose fields are [slots, 2].
-    num_notes, rest_id, short_term_order: as `sampler.sample` (static).
+    controls: `Controls` whose fields have a leading [slots] axis, or None.
+    num_notes, rest_id, short_term_order, beam_size, branch_factor: as
+      `sampler.sample` (static).
 
   Returns:
     (pitch, duration) int32 [slots, rows, 1 + max_primer + num_notes].
   """
 
-  def one(pitch, duration, lengths, key, slot_settings):
+  def one(pitch, duration, lengths, key, slot_settings, slot_controls):
     return sampler.sample(
       model,
       params,
@@ -85,30 +100,59 @@ def sample_slots(
       lengths,
       key,
       slot_settings,
+      slot_controls,
       num_notes=num_notes,
       rest_id=rest_id,
       short_term_order=short_term_order,
+      beam_size=beam_size,
+      branch_factor=branch_factor,
     )
 
   return jax.vmap(one)(
-    primer_pitch, primer_duration, primer_lengths, keys, settings
+    primer_pitch, primer_duration, primer_lengths, keys, settings, controls
   )
+
+
+def search_shape(request: request_lib.Request) -> tuple[int, int]:
+  """(beam_size, branch_factor) of the sampler for a request (best-of-N:
+  1, N), as `generate.sample_ids` gives them."""
+  if request.best_of > 1:
+    return (1, request.best_of)
+  return (request.beam_size, request.branch_factor)
+
+
+def _stack_controls(group, rows: int, slots: int) -> constraints.Controls:
+  """The group's controls as one `Controls` of [slots, ...] fields: each
+  request's rows padded to `rows` (copies of its first), padding slots
+  copies of the first request's."""
+  per_slot = []
+  for job in group:
+    controls = jax.device_get(job.checked.controls)
+    padded = {}
+    for name, value in controls._asdict().items():
+      if name in _PER_ROW:
+        extra = np.repeat(value[:1], rows - value.shape[0], axis=0)
+        value = np.concatenate([value, extra])
+      padded[name] = value
+    per_slot.append(padded)
+  per_slot += [per_slot[0]] * (slots - len(group))
+  return constraints.Controls(
+    **{
+      name: jnp.asarray(np.stack([slot[name] for slot in per_slot]))
+      for name in constraints.Controls._fields
+    }
+  )
+
+
+# The fields of `Controls` with a leading [batch] axis.
+_PER_ROW = ("bar_steps", "max_steps", "end_on_tonic", "tonic", "labels")
 
 
 @dataclasses.dataclass
 class _Job:
   checked: requests.Checked
   future: asyncio.Future
-
-  @property
-  def shape(self) -> tuple[int, int, tuple[int, int] | None]:
-    """(note bucket, row bucket, short-term orders or None): one call's."""
-    request = self.checked.request
-    return (
-      bucket(request.num_notes, NOTE_BUCKETS),
-      bucket(request.num_outputs, ROW_BUCKETS),
-      request.short_term_orders,
-    )
+  shape: tuple = ()
 
 
 class Batcher:
@@ -137,12 +181,37 @@ class Batcher:
     self._executor = concurrent.futures.ThreadPoolExecutor(1, "sampler")
     self._rest_id = generate.rest_id(run)
 
+  def shape(self, checked: requests.Checked) -> tuple:
+    """One call's shape: (note bucket, row bucket, short-term orders or
+    None, (beam_size, branch_factor), whether controls are fed). A run
+    without conditions asked for no bars, ending or search samples
+    without controls, as before they existed (the same notes)."""
+    request = checked.request
+    search = search_shape(request)
+    controlled = checked.controls is not None and bool(
+      self.run.model.config.conditions
+      or request.bars
+      or request.end_on_tonic
+      or search != (1, 1)
+    )
+    # The buffer's last event ends a melody with --bars or --end_on_tonic
+    # (`constraints.pitch_ban`): such a request's buffer is its own length.
+    ending = request.bars or request.end_on_tonic
+    return (
+      request.num_notes if ending else bucket(request.num_notes, NOTE_BUCKETS),
+      bucket(request.num_outputs, ROW_BUCKETS),
+      request.short_term_orders,
+      search,
+      controlled,
+    )
+
   async def generate(self, checked: requests.Checked) -> list[list[Event]]:
-    """The request's melodies (primer included), from the next call."""
+    """The request's melodies (primer included, in the run's normalised
+    key: `plan.to_key` moves them), from the next call."""
     if self._queue is None:
       raise RuntimeError("the batcher is not running (call `serve` first)")
     future = asyncio.get_running_loop().create_future()
-    await self._queue.put(_Job(checked, future))
+    await self._queue.put(_Job(checked, future, self.shape(checked)))
     return await future
 
   async def serve(self) -> None:
@@ -180,7 +249,7 @@ class Batcher:
             job.future.set_result(melodies)
 
   def _groups(self, jobs: Sequence[_Job]) -> list[list[_Job]]:
-    by_shape: dict[tuple[int, int], list[_Job]] = {}
+    by_shape: dict[tuple, list[_Job]] = {}
     for job in jobs:
       by_shape.setdefault(job.shape, []).append(job)
     groups = []
@@ -191,7 +260,7 @@ class Batcher:
 
   def _call(self, group: Sequence[_Job]) -> list[list[list[Event]]]:
     """One sampler call for the group (in the sampler thread)."""
-    num_notes, rows, short_term_order = group[0].shape
+    num_notes, rows, short_term_order, search, controlled = group[0].shape
     slots = bucket(len(group), SLOT_BUCKETS)
     primer = self.limits.max_primer_notes
     pitch = np.zeros((slots, rows, primer), np.int32)
@@ -229,9 +298,12 @@ class Batcher:
         if short_term_order is None
         else draw.short_term_bands(jnp.asarray(settings[3], jnp.float32)),
       ),
+      _stack_controls(group, rows, slots) if controlled else None,
       num_notes=num_notes,
       rest_id=self._rest_id,
       short_term_order=short_term_order,
+      beam_size=search[0],
+      branch_factor=search[1],
     )
     pitch_out, duration_out = jax.device_get(out)
     self.calls += 1
@@ -259,19 +331,13 @@ class Batcher:
     start = time.perf_counter()
     for notes in num_notes:
       for row in rows:
-        checked = requests.Checked(
-          request_lib.Request(
-            num_outputs=row,
-            num_notes=notes,
-            max_primer_notes=self.limits.max_primer_notes,
-          ),
-          [],
-          [],
-          100.0,
+        checked = requests.check(
+          {"num_notes": notes, "num_outputs": row}, self.run, self.limits
         )
+        shape = self.shape(checked)
         for slots in SLOT_BUCKETS:
           if slots > self.max_slots:
             break
-          self._call([_Job(checked, None)] * slots)
+          self._call([_Job(checked, None, shape)] * slots)
     self.calls = self.served = 0
     return time.perf_counter() - start

@@ -17,21 +17,13 @@ def load(
     step: 'latest', 'best' or a step number (with `workdir`).
 
   Raises:
-    UsageError: neither or both given, or a conditioned run (the batched
-      sampler takes no controls yet); GenerateError, CheckpointError: the
+    UsageError: neither or both given; GenerateError, CheckpointError: the
       workdir or model file cannot be used.
   """
   if bool(workdir) == bool(model):
     raise errors.UsageError(
       "give --workdir (a training run) or --model (a .mjx file) to serve"
     )
-  run = (
+  return (
     runs.from_model_file(model) if model else runs.from_workdir(workdir, step)
   )
-  if run.model.config.conditions:
-    raise errors.UsageError(
-      f"{model or workdir}: the model is conditioned on "
-      f"{', '.join(run.model.config.conditions)}; the server takes "
-      "unconditioned runs for now: sample it with sample_main.py"
-    )
-  return run

@@ -1,23 +1,30 @@
 """A JSON body to a checked generation request, or one line saying why not.
 
 The fields are `sample_main.py`'s settings, named as its flags: `primer`
-(text such as "C4:1 D4:0.5"), `temperature`, `top_k`, `top_p`,
-`short_term`, `short_term_order` (a number or a [pitch, duration] pair),
-`seed`, `num_notes`, `num_outputs` and
-`tempo` (quarter notes per minute, for the MIDI file). They are checked
-by `sampling.request.check_values` (the command line's rules and limits),
-then against the server's own, lower limits (`Limits`).
+(text such as "C4:1 D4:0.5") or `primer_abc` (an ABC tune), `temperature`,
+`top_k`, `top_p`, `short_term`, `short_term_order` (a number or a [pitch,
+duration] pair), `seed`, `num_notes`, `num_outputs`, the controls
+(`time_signature`, `mode`, `style`, `key`, `bars`, `end_on_tonic`,
+`beam_size`, `branch_factor`, `steps_per_iteration`, `best_of`) and the
+rendering (`tempo` in quarter notes per minute, `program`, `velocity`).
+They are checked by `sampling.request.check_values` (the command line's
+rules and limits) and `sampling.plan.make_plan` (what the run was trained
+with), then against the server's own, lower limits (`Limits`); a message
+names each field as the body does.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from melodyjax import checks, errors
-from melodyjax.sampling import generate
+from melodyjax.music import abc_reader
+from melodyjax.sampling import constraints, generate
+from melodyjax.sampling import plan as plan_lib
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import runs
 
@@ -31,10 +38,40 @@ DEFAULTS = {
   "seed": 0,
   "num_notes": 128,
   "num_outputs": 1,
+  "time_signature": "",
+  "mode": "",
+  "style": "",
+  "key": "",
+  "bars": 0,
+  "end_on_tonic": False,
+  "beam_size": 1,
+  "branch_factor": 1,
+  "steps_per_iteration": 1,
+  "best_of": 1,
+  "primer_abc": "",
   "tempo": 100.0,
+  "program": 0,
+  "velocity": 80,
 }
 PAIRS = request_lib.PAIRS
-INTS = ("top_k", "short_term_order", "seed", "num_notes", "num_outputs")
+INTS = (
+  "top_k",
+  "short_term_order",
+  "seed",
+  "num_notes",
+  "num_outputs",
+  "bars",
+  "beam_size",
+  "branch_factor",
+  "steps_per_iteration",
+  "best_of",
+  "program",
+  "velocity",
+)
+TEXTS = ("primer", "primer_abc", "time_signature", "mode", "style", "key")
+BOOLS = ("end_on_tonic",)
+# The rendering's fields: not the sampler's.
+RENDERING = ("tempo", "program", "velocity", "primer_abc")
 
 
 class RequestError(errors.MelodyjaxError):
@@ -80,12 +117,38 @@ class Limits:
 
 @dataclasses.dataclass(frozen=True)
 class Checked:
-  """A request ready to sample: settings, primer ids and tempo."""
+  """A request ready to sample.
+
+  Attributes:
+    request: the sampler's settings.
+    primer_pitch, primer_duration: the primer's ids.
+    tempo: quarter notes per minute (MIDI, ABC and WAV).
+    plan: the controls resolved against the run (`sampling.plan`).
+    controls: the sampler's controls for the request's rows padded to
+      their bucket (`batcher.ROW_BUCKETS`).
+    program, velocity: General MIDI program and note velocity.
+    primer_abc: the primer as ABC, as given ('' if none).
+  """
 
   request: request_lib.Request
   primer_pitch: list[int]
   primer_duration: list[int]
   tempo: float
+  plan: plan_lib.Plan | None = None
+  controls: constraints.Controls | None = None
+  program: int = 0
+  velocity: int = 80
+  primer_abc: str = ""
+
+  def settings(self) -> dict[str, Any]:
+    """Every setting of the answer: the request's and the rendering's."""
+    return {
+      **self.request.to_json(),
+      "primer_abc": self.primer_abc,
+      "tempo": self.tempo,
+      "program": self.program,
+      "velocity": self.velocity,
+    }
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
@@ -128,21 +191,80 @@ def _check_types(values: Mapping[str, Any]) -> None:
         f"{field} must be a number or a [pitch, duration] pair, got {value!r}"
       )
     for item in items:
-      if field == "primer":
+      if field in TEXTS:
         ok = isinstance(item, str)
+      elif field in BOOLS:
+        ok = isinstance(item, bool)
       elif field in INTS:
         ok = checks.is_int(item)
       else:
         ok = checks.is_number(item)
       if not ok:
-        kind = {"primer": "a text"}.get(
-          field, "an integer" if field in INTS else "a number"
+        kind = (
+          "a text"
+          if field in TEXTS
+          else "true or false"
+          if field in BOOLS
+          else "an integer"
+          if field in INTS
+          else "a number"
         )
         raise RequestError(f"{field} must be {kind}, got {value!r}")
 
 
+def _fields(message: str) -> str:
+  """A command-line message with each flag named as a body's field."""
+  return re.sub(r"--(\w+)", r"\1", message)
+
+
+def _check_values(values: Mapping[str, Any], pairs, limits: Limits) -> None:
+  """The command line's rules and limits, then the server's."""
+  sampled = {k: v for k, v in values.items() if k not in RENDERING}
+  try:
+    request_lib.check_values(
+      {**sampled, **pairs, "max_primer_notes": limits.max_primer_notes},
+      name=lambda field: field,
+    )
+    request_lib.check_tempo(values["tempo"], "tempo")
+  except errors.ConfigError as e:
+    raise RequestError(str(e)) from None
+  for field, low in (("program", 0), ("velocity", 1)):
+    if not low <= values[field] <= 127:
+      raise RequestError(f"{field} must be {low}-127, got {values[field]}")
+  for field, limit, flag in (
+    ("num_notes", limits.max_notes, "--max_notes"),
+    ("num_outputs", limits.max_outputs, "--max_outputs"),
+  ):
+    if values[field] > limit:
+      raise RequestError(
+        f"{field} must be at most {limit:,} on this server (melodyjax-serve "
+        f"{flag}), got {values[field]:,}"
+      )
+
+
+def _primer(values: Mapping[str, Any], run: runs.Run, limits: Limits):
+  """(field, events) of the primer given as text or ABC."""
+  if values["primer"] and values["primer_abc"]:
+    raise RequestError("give primer or primer_abc, not both")
+  field = "primer_abc" if values["primer_abc"] else "primer"
+  text = values[field]
+  if len(text) > 16 * limits.max_primer_notes:
+    raise RequestError(
+      f"{field} is {len(text):,} characters, more than this server's "
+      f"{16 * limits.max_primer_notes:,} (16 per event)"
+    )
+  if field == "primer":
+    return field, generate.parse_primer_text(text)
+  try:
+    song = abc_reader.read_tune(text).to_song()
+  except abc_reader.AbcError as e:
+    raise RequestError(f"primer_abc: {e}") from None
+  return field, generate.normalise_key(song, run, field)
+
+
 def check(values: Mapping[str, Any], run: runs.Run, limits: Limits) -> Checked:
-  """Checks a request's fields (defaults for those absent).
+  """Checks a request's fields (defaults for those absent) against the
+  run and the server's limits.
 
   Raises:
     RequestError: the first bad field, by name, with the limit it passes.
@@ -154,45 +276,36 @@ def check(values: Mapping[str, Any], run: runs.Run, limits: Limits) -> Checked:
     for k, v in values.items()
     if k in PAIRS
   }
+  _check_values(values, pairs, limits)
   try:
-    request_lib.check_values(
-      {**values, **pairs, "max_primer_notes": limits.max_primer_notes},
-      name=lambda field: field,
-    )
-    request_lib.check_tempo(values["tempo"], "tempo")
-  except errors.ConfigError as e:
-    raise RequestError(str(e)) from None
-  for field, limit, flag in (
-    ("num_notes", limits.max_notes, "--max_notes"),
-    ("num_outputs", limits.max_outputs, "--max_outputs"),
-  ):
-    if values[field] > limit:
-      raise RequestError(
-        f"{field} must be at most {limit:,} on this server (melodyjax-serve "
-        f"{flag}), got {values[field]:,}"
-      )
-  primer = values["primer"]
-  if len(primer) > 16 * limits.max_primer_notes:
-    raise RequestError(
-      f"primer is {len(primer):,} characters, more than this server's "
-      f"{16 * limits.max_primer_notes:,} (16 per event)"
-    )
-  try:
-    events = generate.parse_primer_text(primer)
+    field, events = _primer(values, run, limits)
     if len(events) > limits.max_primer_notes:
       raise RequestError(
-        f"primer: {len(events)} events, more than this server's "
+        f"{field}: {len(events)} events, more than this server's "
         f"{limits.max_primer_notes} (melodyjax-serve --max_primer_notes)"
       )
-    pitch, duration = generate.encode_primer(events, run, "primer")
+    pitch, duration = generate.encode_primer(events, run, field)
+    request = request_lib.Request(
+      num_outputs=values["num_outputs"],
+      num_notes=values["num_notes"],
+      seed=values["seed"],
+      max_primer_notes=limits.max_primer_notes,
+      primer=values["primer"],
+      **pairs,
+      **{name: values[name] for name in request_lib.CONTROLS},
+    )
+    resolved = plan_lib.make_plan(run, request)
+    controls = plan_lib.make_controls(resolved, run, request)
   except errors.GenerateError as e:
-    raise RequestError(str(e)) from None
-  request = request_lib.Request(
-    num_outputs=values["num_outputs"],
-    num_notes=values["num_notes"],
-    seed=values["seed"],
-    max_primer_notes=limits.max_primer_notes,
-    primer=primer,
-    **pairs,
+    raise RequestError(_fields(str(e))) from None
+  return Checked(
+    request,
+    pitch,
+    duration,
+    float(values["tempo"]),
+    resolved,
+    controls,
+    values["program"],
+    values["velocity"],
+    values["primer_abc"],
   )
-  return Checked(request, pitch, duration, float(values["tempo"]))
