@@ -116,6 +116,13 @@ flags.DEFINE_float(
   "Share of songs in test.",
   flag_values=FLAGS,
 )
+flags.DEFINE_bool(
+  "group_splits",
+  _DEFAULTS.group_splits,
+  "Split groups of settings and near-duplicates (--nogroup_splits: by "
+  "the hash of each path).",
+  flag_values=FLAGS,
+)
 flags.mark_flags_as_required(["midi_dir", "out"], flag_values=FLAGS)
 
 

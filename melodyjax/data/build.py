@@ -2,7 +2,8 @@
 
 `build_dataset` tokenizes every MIDI file below a folder in worker
 processes (`data.tokenize`), splits the songs into train / validation /
-test by a hash of their relative path, builds one vocabulary per stream on
+test by groups of settings and near-duplicates (`data.groups`; or by a
+hash of each relative path), builds one vocabulary per stream on
 the training split, and writes the dataset folder that `data.dataset`
 describes and loads. A second call with the same folder and data config
 loads the cache (well under a second); a changed folder or config rebuilds
@@ -29,9 +30,9 @@ from absl import logging
 from melodyjax import errors, files
 from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import groups, tokenize
 from melodyjax.data import labels as labels_lib
 from melodyjax.data import report as build_report
-from melodyjax.data import tokenize
 from melodyjax.music import tokens
 
 # ---------------------------------------------------------------- file level
@@ -196,6 +197,7 @@ def _cache_is_fresh(out_dir: str, manifest: dict) -> bool:
       "digest",
       "vocab_digest",
       "labels_digest",
+      "split_rule",
     )
   ) and (cached.get("roundtrip_checked") or not manifest["roundtrip_checked"])
 
@@ -250,6 +252,12 @@ def build_dataset(
   records = tokenize.tokenize_files(
     midi_dir, relpaths, config, check_roundtrip, workers, progress
   )
+  grouping = None
+  if config.group_splits:
+    grouping = groups.assign_group_splits(
+      [r for r in records if "drop" not in r], config
+    )
+  tokenize.drop_held_out_copies(records)
   arrays, pitch_vocab, duration_vocab = _assemble(records, config, vocabs)
   kept = [r for r in records if "drop" not in r]
   label_vocabs = label_vocabs or _build_labels(kept, config)
@@ -262,6 +270,7 @@ def build_dataset(
     midi_dir,
     time.perf_counter() - start,
     check_roundtrip,
+    grouping,
   )
   _write_dataset(
     out_dir,
@@ -296,6 +305,7 @@ def _source_manifest(midi_dir, config, check_roundtrip, vocabs, label_vocabs):
     "roundtrip_checked": check_roundtrip,
     "vocab_digest": _vocab_digest(vocabs),
     "labels_digest": _labels_digest(label_vocabs),
+    "split_rule": groups.RULE if config.group_splits else "path hash",
   }
   return relpaths, listing, manifest
 

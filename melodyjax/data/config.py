@@ -42,6 +42,10 @@ class CorpusConfig:
       mode, style) is unknown.
     valid_fraction: share of songs in the validation split.
     test_fraction: share of songs in the test split.
+    group_splits: split groups, not files: the settings of one Session
+      tune and near-duplicates (the same notes, maybe transposed) share
+      the split of their group's first member (`data.groups`); False: each
+      file by the hash of its path.
   """
 
   grid: int = 12
@@ -55,6 +59,7 @@ class CorpusConfig:
   min_label_songs: int = 5
   valid_fraction: float = 0.05
   test_fraction: float = 0.05
+  group_splits: bool = True
 
   def __post_init__(self):
     object.__setattr__(self, "transpositions", tuple(self.transpositions))

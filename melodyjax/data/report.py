@@ -20,6 +20,7 @@ def make_report(
   midi_dir: str,
   seconds: float,
   check_roundtrip: bool,
+  grouping: Mapping[str, Any] | None = None,
 ) -> dict:
   """The report.json of a build (see `format_report` for its lines)."""
   kept = [r for r in records if "drop" not in r]
@@ -65,6 +66,8 @@ def make_report(
     ],
     "build_seconds": round(seconds, 3),
   }
+  if grouping is not None:
+    report["split_groups"] = dict(grouping)
   if check_roundtrip:
     failed = [r["source"] for r in kept if not r["roundtrip"]]
     report["roundtrip"] = {
@@ -178,6 +181,14 @@ def format_report(report: Mapping[str, Any], limit: int = 10) -> str:
     f"duplicate songs: {report['duplicate_groups']} groups, "
     f"{len(report['duplicates_across_splits'])} across splits"
   )
+  if "split_groups" in report:
+    g = report["split_groups"]
+    lines.append(
+      f"split by groups: {g['groups']} groups, {g['groups_of_several']} of "
+      f"several songs ({g['songs_in_groups_of_several']} songs, the largest "
+      f"{g['largest_group']}); {g['moved_from_path_hash']} songs in another "
+      "split than their path's hash"
+    )
   if "roundtrip" in report:
     rt = report["roundtrip"]
     lines.append(

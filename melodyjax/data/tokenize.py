@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.data import labels
+from melodyjax.data import groups, labels
 from melodyjax.data.corpora import builtin
 from melodyjax.music import metre, midi_io, tokens, tonality
 
@@ -45,10 +45,14 @@ def tokenize_file(
   config: data_config_lib.CorpusConfig,
   check_roundtrip: bool,
   hint: str | None = None,
+  tune_id: str | None = None,
 ) -> dict:
   """One file to a song record, or a drop record with a reason.
 
-  `hint` is the file's metre hint from `corpora.builtin.metre_hints`, if any.
+  `hint` is the file's metre hint from `corpora.builtin.metre_hints`, if
+  any; `tune_id` its Session tune id (`corpora.builtin.tune_ids`). The
+  split is the hash of the path; with `config.group_splits` the build
+  replaces it by the group's (`data.groups`).
   """
   path = os.path.join(midi_dir, relpath)
   try:
@@ -79,6 +83,8 @@ def tokenize_file(
     "source": relpath,
     "split": dataset_lib.assign_split(relpath, config),
   }
+  if tune_id is not None:
+    record["tune_id"] = tune_id
   if check_roundtrip:
     again = midi_io.read_midi(
       midi_io.song_to_bytes(song),
@@ -88,6 +94,8 @@ def tokenize_file(
     )
     record["roundtrip"] = again.events == song.events
   events = song.events
+  if config.group_splits:
+    record["fingerprint"] = groups.fingerprint(events)
   try:
     tonic, mode = tonality.find_key(song)
   except ValueError:
@@ -109,7 +117,9 @@ def tokenize_file(
       }
     events = shifted
   copies = [(0, tokens.event_tokens(events))]
-  if record["split"] == "train":
+  # Grouped splits are known only once every song is read: every song gets
+  # its copies, and `drop_held_out_copies` removes the held-out songs'.
+  if record["split"] == "train" or config.group_splits:
     for shift in config.transpositions:
       if (
         shift != 0 and (moved := tonality.transpose(events, shift)) is not None
@@ -139,11 +149,22 @@ def _metre_record(song, grid: int, hint: str | None) -> dict:
 
 
 def _process_chunk(args) -> list[dict]:
-  midi_dir, relpaths, config, check_roundtrip, hints = args
+  midi_dir, relpaths, config, check_roundtrip, hints, tune_ids = args
   return [
-    tokenize_file(midi_dir, r, config, check_roundtrip, hints.get(r))
+    tokenize_file(
+      midi_dir, r, config, check_roundtrip, hints.get(r), tune_ids.get(r)
+    )
     for r in relpaths
   ]
+
+
+def drop_held_out_copies(records: Sequence[dict]) -> None:
+  """Keeps only the original of each song outside the training split (and
+  forgets the fingerprints, which the build no longer needs)."""
+  for record in records:
+    record.pop("fingerprint", None)
+    if record.get("split", "train") != "train":
+      del record["copies"][1:]
 
 
 def tokenize_files(
@@ -158,6 +179,7 @@ def tokenize_files(
   from tqdm import tqdm
 
   hints = builtin.metre_hints(midi_dir)
+  tune_ids = builtin.tune_ids(midi_dir)
 
   bar = tqdm(
     total=len(relpaths),
@@ -173,7 +195,8 @@ def tokenize_files(
   for i in range(0, len(relpaths), chunk):
     part = relpaths[i : i + chunk]
     hinted = {r: hints[r] for r in part if r in hints}
-    jobs.append((midi_dir, part, config, check_roundtrip, hinted))
+    tunes = {r: tune_ids[r] for r in part if r in tune_ids}
+    jobs.append((midi_dir, part, config, check_roundtrip, hinted, tunes))
   with bar:
     if workers <= 1 or len(jobs) <= 1:
       for job in jobs:

@@ -183,6 +183,19 @@ def read_tunes(corpus: str) -> tuple[list[pathlib.Path], list[list[AbcTune]]]:
   return paths, [abc_text.read_abc_tunes(path) for path in paths]
 
 
+def tune_ids(midi_dir: str | os.PathLike) -> dict[str, str]:
+  """{MIDI relpath: Session tune id} of the settings a conversion wrote
+  (its conversion.json's 'tune_ids'), else {}."""
+  try:
+    with open(os.path.join(midi_dir, SUMMARY_NAME)) as f:
+      found = json.load(f).get("tune_ids")
+  except (OSError, ValueError, AttributeError):
+    return {}
+  if not isinstance(found, dict):
+    return {}
+  return {str(k): str(v) for k, v in found.items()}
+
+
 def conversion_corpus(midi_dir: str) -> str | None:
   """The built-in corpus whose conversion `midi_dir` holds, else None."""
   settings = conversion_settings(midi_dir)
