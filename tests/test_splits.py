@@ -6,6 +6,7 @@ from fractions import Fraction as F
 import numpy as np
 import pytest
 
+from melodyjax import errors
 from melodyjax.data import build, groups, windows
 from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
@@ -195,3 +196,59 @@ def test_an_empty_split_has_no_windows():
     style=np.zeros(0, np.int32),
   )
   assert len(windows.make_windows(empty, 8)) == 0
+
+
+def test_exclude_test_of_drops_matches_of_the_reference_test(corpus, tmp_path):
+  root, _ = corpus
+  reference = build.build_dataset(
+    root, tmp_path / "reference", CONFIG, workers=1, progress=False
+  )
+  test = [str(s) for s in reference.test.sources]
+  valid = [str(s) for s in reference.valid.sources]
+  assert test and valid
+  # Another collection: a transposed copy and a near-copy of each reference
+  # song, and 10 tunes of its own.
+  other = tmp_path / "other"
+  other.mkdir()
+  originals = {f"tune{i:02d}.mid": random_tune(i) for i in range(20)}
+  for name, events in originals.items():
+    midi_io.write_midi(transposed(events, -2), other / f"up_{name}")
+    midi_io.write_midi(one_note_changed(events, 30), other / f"near_{name}")
+  for i in range(100, 110):
+    midi_io.write_midi(random_tune(i), other / f"own{i}.mid")
+  held_out = [n for n in originals if n in test]
+  config = data_config_lib.CorpusConfig(
+    exclude_test_of=str(tmp_path / "reference")
+  )
+  dataset = build.build_dataset(
+    other, tmp_path / "pretrain", config, workers=1, progress=False
+  )
+  excluded = dataset.report["excluded"]
+  assert excluded["reference_songs"] == len(test)
+  assert excluded["identical"] == len(held_out)
+  assert excluded["near"] == len(held_out)
+  assert dataset.report["dropped_by_reason"] == {
+    "matches_excluded": 2 * len(held_out)
+  }
+  kept = set(splits_of(dataset))
+  for name in held_out:
+    assert f"up_{name}" not in kept and f"near_{name}" not in kept
+  assert len(kept) == 50 - 2 * len(held_out)
+  # Its validation songs too, when asked.
+  config = data_config_lib.CorpusConfig(
+    exclude_test_of=str(tmp_path / "reference"), exclude_valid=True
+  )
+  both = build.build_dataset(
+    other, tmp_path / "pretrain", config, workers=1, progress=False
+  )
+  held_out += [n for n in originals if n in valid]
+  assert both.report["excluded"]["excluded"] == 2 * len(held_out)
+
+
+def test_exclude_test_of_a_folder_without_a_dataset(tmp_path):
+  root = tmp_path / "midi"
+  root.mkdir()
+  midi_io.write_midi(random_tune(0), root / "a.mid")
+  config = data_config_lib.CorpusConfig(exclude_test_of=str(tmp_path))
+  with pytest.raises(errors.CorpusError, match="exclude_test_of.*no complete"):
+    build.build_dataset(root, tmp_path / "out", config, progress=False)

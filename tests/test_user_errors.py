@@ -408,6 +408,16 @@ CASES = [
     "no training songs in",
   ),
   Case(
+    "data-exclude-not-dataset",
+    "train",
+    "a dataset to exclude the test songs of that is no built dataset",
+    lambda c: c.train(
+      f"--config.data.exclude_test_of={c.folder('empty')}",
+      f"--config.data.dataset_dir={c.tmp}/pretrain_data",
+    ),
+    "config.data.exclude_test_of (--exclude_test_of): no complete dataset in",
+  ),
+  Case(
     "seq-len-too-long",
     "train",
     "seq_len longer than every song",

@@ -3,6 +3,7 @@ reload the dataset of a MIDI folder and print its report.
 
   melodyjax-corpus --midi_dir DIR --out DATASET_DIR \
     [--export_jsonl FILE] [--check_roundtrip] [data options as config.data]
+    [--exclude_test_of OTHER_DATASET_DIR [--exclude_valid]]
 """
 
 from __future__ import annotations
@@ -121,6 +122,19 @@ flags.DEFINE_bool(
   _DEFAULTS.group_splits,
   "Split groups of settings and near-duplicates (--nogroup_splits: by "
   "the hash of each path).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_string(
+  "exclude_test_of",
+  _DEFAULTS.exclude_test_of,
+  "A dataset folder: leave out every song that matches one of its test "
+  "songs (identical or a near-duplicate, maybe transposed).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+  "exclude_valid",
+  _DEFAULTS.exclude_valid,
+  "With --exclude_test_of: its validation songs' matches too.",
   flag_values=FLAGS,
 )
 flags.mark_flags_as_required(["midi_dir", "out"], flag_values=FLAGS)

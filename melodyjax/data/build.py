@@ -30,7 +30,7 @@ from absl import logging
 from melodyjax import errors, files
 from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.data import groups, tokenize
+from melodyjax.data import exclude, groups, tokenize
 from melodyjax.data import labels as labels_lib
 from melodyjax.data import report as build_report
 from melodyjax.music import tokens
@@ -198,6 +198,7 @@ def _cache_is_fresh(out_dir: str, manifest: dict) -> bool:
       "vocab_digest",
       "labels_digest",
       "split_rule",
+      "exclude_digest",
     )
   ) and (cached.get("roundtrip_checked") or not manifest["roundtrip_checked"])
 
@@ -252,6 +253,11 @@ def build_dataset(
   records = tokenize.tokenize_files(
     midi_dir, relpaths, config, check_roundtrip, workers, progress
   )
+  excluded = None
+  if config.exclude_test_of:
+    excluded = exclude.exclude_matches(
+      records, _reference_dir(config), config.exclude_valid
+    )
   grouping = None
   if config.group_splits:
     grouping = groups.assign_group_splits(
@@ -270,7 +276,7 @@ def build_dataset(
     midi_dir,
     time.perf_counter() - start,
     check_roundtrip,
-    grouping,
+    {"split_groups": grouping, "excluded": excluded},
   )
   _write_dataset(
     out_dir,
@@ -306,8 +312,17 @@ def _source_manifest(midi_dir, config, check_roundtrip, vocabs, label_vocabs):
     "vocab_digest": _vocab_digest(vocabs),
     "labels_digest": _labels_digest(label_vocabs),
     "split_rule": groups.RULE if config.group_splits else "path hash",
+    "exclude_digest": (
+      exclude.reference_digest(_reference_dir(config))
+      if config.exclude_test_of
+      else None
+    ),
   }
   return relpaths, listing, manifest
+
+
+def _reference_dir(config: data_config_lib.CorpusConfig) -> str:
+  return os.path.abspath(os.path.expanduser(config.exclude_test_of))
 
 
 def _make_writable(out_dir: str) -> None:

@@ -46,6 +46,11 @@ class CorpusConfig:
       tune and near-duplicates (the same notes, maybe transposed) share
       the split of their group's first member (`data.groups`); False: each
       file by the hash of its path.
+    exclude_test_of: a dataset folder (empty: none): every song identical
+      or near-identical to one of its test songs is left out
+      (`data.exclude`; pretraining for a corpus tested there).
+    exclude_valid: with `exclude_test_of`, its validation songs' matches
+      too.
   """
 
   grid: int = 12
@@ -60,6 +65,8 @@ class CorpusConfig:
   valid_fraction: float = 0.05
   test_fraction: float = 0.05
   group_splits: bool = True
+  exclude_test_of: str = ""
+  exclude_valid: bool = False
 
   def __post_init__(self):
     object.__setattr__(self, "transpositions", tuple(self.transpositions))
@@ -175,3 +182,8 @@ def check(data: Mapping[str, Any], prefix: str = "config.data.") -> None:
     "a workdir or .mjx path (or empty)",
   )
   checks.number(data["max_unk_share"], prefix + "max_unk_share", 0.0, 1.0)
+  checks.text(
+    data.get("exclude_test_of", ""),
+    prefix + "exclude_test_of",
+    "a dataset folder (or empty)",
+  )

@@ -20,7 +20,7 @@ def make_report(
   midi_dir: str,
   seconds: float,
   check_roundtrip: bool,
-  grouping: Mapping[str, Any] | None = None,
+  extra: Mapping[str, Any] | None = None,
 ) -> dict:
   """The report.json of a build (see `format_report` for its lines)."""
   kept = [r for r in records if "drop" not in r]
@@ -66,8 +66,9 @@ def make_report(
     ],
     "build_seconds": round(seconds, 3),
   }
-  if grouping is not None:
-    report["split_groups"] = dict(grouping)
+  for name, value in (extra or {}).items():
+    if value is not None:  # 'split_groups', 'excluded'
+      report[name] = dict(value)
   if check_roundtrip:
     failed = [r["source"] for r in kept if not r["roundtrip"]]
     report["roundtrip"] = {
@@ -188,6 +189,13 @@ def format_report(report: Mapping[str, Any], limit: int = 10) -> str:
       f"several songs ({g['songs_in_groups_of_several']} songs, the largest "
       f"{g['largest_group']}); {g['moved_from_path_hash']} songs in another "
       "split than their path's hash"
+    )
+  if "excluded" in report:
+    e = report["excluded"]
+    lines.append(
+      f"excluded: {e['excluded']} songs matching the {'/'.join(e['splits'])} "
+      f"songs ({e['reference_songs']}) of {e['dataset']}: {e['identical']} "
+      f"identical, {e['near']} near-duplicates"
     )
   if "roundtrip" in report:
     rt = report["roundtrip"]

@@ -94,7 +94,7 @@ def tokenize_file(
     )
     record["roundtrip"] = again.events == song.events
   events = song.events
-  if config.group_splits:
+  if config.group_splits or config.exclude_test_of:
     record["fingerprint"] = groups.fingerprint(events)
   try:
     tonic, mode = tonality.find_key(song)
