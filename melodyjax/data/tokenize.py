@@ -5,8 +5,10 @@ A record holds the file's split (a hash of its path), its key, and its
 token sequences: the original, key-normalised if asked, and the training
 split's transposed copies; and what a model can be conditioned on
 (`data.labels`): each event's bar position and time signature
-(`music.metre`; ESAC's pickups and meters from its ABC text), the mode,
-the style (top-level subfolder).
+(`music.metre`; the pickups and meters of a conversion's ABC text), the
+mode, the style (top-level subfolder); and, for a conversion of ABC, what
+is known of its tune (`corpora.builtin.tune_records`: title, collection,
+type, The Session's tune and setting ids, meter, key and mode).
 """
 
 from __future__ import annotations
@@ -157,7 +159,8 @@ def tokenize_files(
   """Processes all files, in worker processes when workers > 1."""
   from tqdm import tqdm
 
-  hints = builtin.metre_hints(midi_dir)
+  tunes = builtin.tune_records(midi_dir)
+  hints = builtin.metre_hints(midi_dir, tunes)
 
   bar = tqdm(
     total=len(relpaths),
@@ -187,5 +190,8 @@ def tokenize_files(
         for result in pool.imap_unordered(_process_chunk, jobs):
           records.extend(result)
           bar.update(len(result))
+  for record in records:
+    if record["source"] in tunes:
+      record["tune"] = tunes[record["source"]]
   records.sort(key=lambda r: r["source"])
   return records
