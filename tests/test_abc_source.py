@@ -12,7 +12,7 @@ from melodyjax import errors
 from melodyjax.cli import corpus as corpus_cli
 from melodyjax.data import build
 from melodyjax.data import config as data_config_lib
-from melodyjax.data.corpora import abc_source, builtin
+from melodyjax.data.corpora import abc_source, abc_text, builtin, convert
 
 # One tune per construct the report counts, and one that cannot be read.
 TUNEBOOK = """\
@@ -277,3 +277,45 @@ def test_a_builtin_conversion_is_not_overwritten(tmp_path):
   book = _file(tmp_path / "book.abc", TUNEBOOK)
   with pytest.raises(errors.CorpusError, match="built-in corpus oneills"):
     abc_source.convert_abc_source(book, midi, workers=1)
+
+
+def test_new_builtin_corpora_and_folk_label_their_songs(tmp_path):
+  """A few of the tunes music21 ships: Ryan's by type, folk by collection
+  (first 2 files of each part, 3 tunes each)."""
+  ryans = convert.convert_corpus(
+    tmp_path / "ryans",
+    corpus="ryans",
+    limit_files=6,
+    workers=1,
+    progress=False,
+  )
+  assert ryans["written"] == 6 and ryans["failed"] == 0
+  with open(tmp_path / "ryans" / builtin.TUNES_NAME) as f:
+    tunes = json.load(f)
+  for path, tune in tunes.items():
+    kind = abc_text.folder_name(tune["type"])
+    assert path.split("/")[0] == kind if kind else len(path.split("/")) == 2
+    assert tune["collection"] == "ryans" and tune["meter"]
+  folk = convert.convert_corpus(
+    tmp_path / "folk",
+    corpus="folk",
+    limit_files=2,
+    limit_tunes=3,
+    workers=1,
+    progress=False,
+  )
+  assert folk["tunes"] == 5 * 2 * 3 - 2 * 2  # Ryan's: one tune per file
+  config = data_config_lib.CorpusConfig(min_label_songs=1)
+  dataset = build.build_dataset(
+    tmp_path / "folk", tmp_path / "data", config, workers=1, progress=False
+  )
+  assert set(dataset.labels.style.known) <= set(builtin.CORPORA["folk"].parts)
+  songs = _songs(dataset)
+  assert {s["tune"]["collection"] for s in songs.values()} == set(
+    builtin.CORPORA["folk"].parts
+  )
+  assert all(
+    source.split("/")[0] == s["tune"]["collection"]
+    for source, s in songs.items()
+  )
+  assert dataset.report["conversion"]["songs_by_collection"]["esac"] == 6
