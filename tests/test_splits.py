@@ -156,8 +156,8 @@ def test_settings_of_one_session_tune_share_a_split(tmp_path):
   midi_io.write_midi(Song(random_tune(1)), root / second)
   for i in range(2, 8):
     midi_io.write_midi(random_tune(i), root / f"tune{i}.mid")
-  summary = {"tune_ids": {first: "7", second: "7"}}
-  (root / "conversion.json").write_text(json.dumps(summary))
+  tunes = {first: {"tune_id": 7}, second: {"tune_id": 7}}
+  (root / "tunes.json").write_text(json.dumps(tunes))
   dataset = build.build_dataset(
     root, tmp_path / "out", CONFIG, workers=1, progress=False
   )

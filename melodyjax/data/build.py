@@ -33,6 +33,8 @@ from melodyjax.data import dataset as dataset_lib
 from melodyjax.data import exclude, groups, tokenize
 from melodyjax.data import labels as labels_lib
 from melodyjax.data import report as build_report
+from melodyjax.data.corpora import abc_source, builtin
+from melodyjax.data.corpora import summary as convert_summary
 from melodyjax.music import tokens
 
 # ---------------------------------------------------------------- file level
@@ -179,6 +181,8 @@ def _write_export(path: str, records: Sequence[dict]) -> None:
         }
         if shift:
           line["transposition"] = shift
+        if "tune" in record:
+          line["tune"] = record["tune"]
         f.write(files.to_json(line) + "\n")
 
 
@@ -253,6 +257,7 @@ def build_dataset(
   records = tokenize.tokenize_files(
     midi_dir, relpaths, config, check_roundtrip, workers, progress
   )
+  records += builtin.conversion_drops(midi_dir)
   excluded = None
   if config.exclude_test_of:
     excluded = exclude.exclude_matches(
@@ -276,6 +281,7 @@ def build_dataset(
     midi_dir,
     time.perf_counter() - start,
     check_roundtrip,
+    builtin.read_summary(midi_dir),
     {"split_groups": grouping, "excluded": excluded},
   )
   _write_dataset(
@@ -378,6 +384,8 @@ def prepare_dataset(
 ) -> dataset_lib.Dataset:
   """The dataset of a config's `data` group, built or loaded from its cache.
 
+  With `data.abc` set, its tunes are converted into `dataset_dir/midi`
+  first (`corpora.abc_source`; once) and `data.midi_dir` is not read.
   The built-in corpora are made on first use: when `data.midi_dir` is the
   default folder of a built-in corpus (`corpora.builtin.default_midi_dir`)
   and does not exist yet, that corpus is converted into it (with the abc
@@ -391,6 +399,12 @@ def prepare_dataset(
   midi_dir = os.path.expanduser(data_config["midi_dir"])
   dataset_dir = os.path.expanduser(data_config["dataset_dir"])
   repeats = data_config.get("repeats", data_config_lib.DEFAULT_REPEATS)
+  if data_config.get("abc"):
+    midi_dir = abc_source.midi_dir_of(dataset_dir)
+    summary = abc_source.convert_abc_source(
+      data_config["abc"], midi_dir, repeats=repeats, progress=progress
+    )
+    logging.info("%s", convert_summary.format_summary(summary))
   _convert_builtin_if_missing(midi_dir, repeats)
   _check_repeats(midi_dir, repeats)
   return build_dataset(
@@ -404,7 +418,7 @@ def prepare_dataset(
 
 
 def _convert_builtin_if_missing(midi_dir: str, repeats: str) -> None:
-  from melodyjax.data.corpora import builtin, convert
+  from melodyjax.data.corpora import convert
 
   if os.path.isdir(midi_dir):
     return
@@ -435,7 +449,6 @@ def _convert_builtin_if_missing(midi_dir: str, repeats: str) -> None:
 def _check_repeats(midi_dir: str, repeats: str) -> None:
   """Refuses a conversion whose repeats are not `data.repeats` (a folder
   without a conversion.json holds the user's own MIDI: 'once' only)."""
-  from melodyjax.data.corpora import builtin
 
   settings = builtin.conversion_settings(midi_dir)
   if settings is None:

@@ -218,6 +218,11 @@ def group_songs(
   return [components.find(i) for i in range(n)], dict(links)
 
 
+def _tune_id(record: dict) -> str | None:
+  found = (record.get("tune") or {}).get("tune_id")
+  return None if found is None else str(found)
+
+
 def song_key(relpath: str, tune_id: str | None) -> str:
   """What a group's split is hashed from: its smallest member key."""
   return f"session:{tune_id}" if tune_id is not None else relpath
@@ -227,9 +232,10 @@ def assign_group_splits(records: Sequence[dict], config: CorpusConfig) -> dict:
   """Sets each kept record's 'split' and 'group' from its group and
   returns the report's 'groups' entry (see `report.group_report`).
 
-  Each record needs 'source', 'fingerprint' and, optionally, 'tune_id'.
+  Each record needs 'source', 'fingerprint' and, for a Session setting,
+  'tune' (its entry of the conversion's tunes.json) with a 'tune_id'.
   """
-  tune_ids = [r.get("tune_id") for r in records]
+  tune_ids = [_tune_id(r) for r in records]
   groups, links = group_songs([r["fingerprint"] for r in records], tune_ids)
   members = collections.defaultdict(list)
   for i, group in enumerate(groups):

@@ -5,8 +5,10 @@ A record holds the file's split (a hash of its path), its key, and its
 token sequences: the original, key-normalised if asked, and the training
 split's transposed copies; and what a model can be conditioned on
 (`data.labels`): each event's bar position and time signature
-(`music.metre`; ESAC's pickups and meters from its ABC text), the mode,
-the style (top-level subfolder).
+(`music.metre`; the pickups and meters of a conversion's ABC text), the
+mode, the style (top-level subfolder); and, for a conversion of ABC, what
+is known of its tune (`corpora.builtin.tune_records`: title, collection,
+type, The Session's tune and setting ids, meter, key and mode).
 """
 
 from __future__ import annotations
@@ -45,13 +47,11 @@ def tokenize_file(
   config: data_config_lib.CorpusConfig,
   check_roundtrip: bool,
   hint: str | None = None,
-  tune_id: str | None = None,
 ) -> dict:
   """One file to a song record, or a drop record with a reason.
 
   `hint` is the file's metre hint from `corpora.builtin.metre_hints`, if
-  any; `tune_id` its Session tune id (`corpora.builtin.tune_ids`). The
-  split is the hash of the path; with `config.group_splits` the build
+  any. The split is the hash of the path; with `config.group_splits` the build
   replaces it by the group's (`data.groups`).
   """
   path = os.path.join(midi_dir, relpath)
@@ -83,8 +83,6 @@ def tokenize_file(
     "source": relpath,
     "split": dataset_lib.assign_split(relpath, config),
   }
-  if tune_id is not None:
-    record["tune_id"] = tune_id
   if check_roundtrip:
     again = midi_io.read_midi(
       midi_io.song_to_bytes(song),
@@ -149,11 +147,9 @@ def _metre_record(song, grid: int, hint: str | None) -> dict:
 
 
 def _process_chunk(args) -> list[dict]:
-  midi_dir, relpaths, config, check_roundtrip, hints, tune_ids = args
+  midi_dir, relpaths, config, check_roundtrip, hints = args
   return [
-    tokenize_file(
-      midi_dir, r, config, check_roundtrip, hints.get(r), tune_ids.get(r)
-    )
+    tokenize_file(midi_dir, r, config, check_roundtrip, hints.get(r))
     for r in relpaths
   ]
 
@@ -178,8 +174,8 @@ def tokenize_files(
   """Processes all files, in worker processes when workers > 1."""
   from tqdm import tqdm
 
-  hints = builtin.metre_hints(midi_dir)
-  tune_ids = builtin.tune_ids(midi_dir)
+  tunes = builtin.tune_records(midi_dir)
+  hints = builtin.metre_hints(midi_dir, tunes)
 
   bar = tqdm(
     total=len(relpaths),
@@ -195,8 +191,7 @@ def tokenize_files(
   for i in range(0, len(relpaths), chunk):
     part = relpaths[i : i + chunk]
     hinted = {r: hints[r] for r in part if r in hints}
-    tunes = {r: tune_ids[r] for r in part if r in tune_ids}
-    jobs.append((midi_dir, part, config, check_roundtrip, hinted, tunes))
+    jobs.append((midi_dir, part, config, check_roundtrip, hinted))
   with bar:
     if workers <= 1 or len(jobs) <= 1:
       for job in jobs:
@@ -210,5 +205,8 @@ def tokenize_files(
         for result in pool.imap_unordered(_process_chunk, jobs):
           records.extend(result)
           bar.update(len(result))
+  for record in records:
+    if record["source"] in tunes:
+      record["tune"] = tunes[record["source"]]
   records.sort(key=lambda r: r["source"])
   return records
