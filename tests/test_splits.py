@@ -252,3 +252,29 @@ def test_exclude_test_of_a_folder_without_a_dataset(tmp_path):
   config = data_config_lib.CorpusConfig(exclude_test_of=str(tmp_path))
   with pytest.raises(errors.CorpusError, match="exclude_test_of.*no complete"):
     build.build_dataset(root, tmp_path / "out", config, progress=False)
+
+
+def test_each_process_gathers_only_its_shard_of_each_batch(corpus, tmp_path):
+  root, _ = corpus
+  dataset = build.build_dataset(
+    root, tmp_path / "out", CONFIG, workers=1, progress=False
+  )
+  train = windows.make_windows(dataset.train, 8)
+  whole = windows.BatchIterator(train, 8, seed=1, step=3)
+  shards = [
+    windows.BatchIterator(
+      train, 8, seed=1, step=3, process_index=p, process_count=4
+    )
+    for p in range(4)
+  ]
+  for _ in range(5):
+    batch = next(whole)
+    parts = [next(shard) for shard in shards]
+    assert all(len(part.rows) == 2 for part in parts)
+    np.testing.assert_array_equal(
+      np.concatenate([part.rows for part in parts]), batch.rows
+    )
+    np.testing.assert_array_equal(
+      np.concatenate([part.pitch for part in parts]), batch.pitch
+    )
+    assert len({int(r) for part in parts for r in part.rows}) == 8
