@@ -106,7 +106,7 @@ def measure_build(midi_dir: str, out: str, grid: int) -> dict:
     "songs": report["songs"],
     "events": sum(s["events"] for s in report["splits"].values()),
     "groups": groups["groups"],
-    "candidate_pairs": groups["links"].get("candidate_pairs", 0),
+    "checked_pairs": groups["links"].get("checked_pairs", 0),
     **_peaks(),
   }
 

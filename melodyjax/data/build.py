@@ -258,21 +258,18 @@ def build_dataset(
     midi_dir, relpaths, config, check_roundtrip, workers, progress
   )
   records += builtin.conversion_drops(midi_dir)
-  excluded = None
-  if config.exclude_test_of:
-    excluded = exclude.exclude_matches(
-      records, _reference_dir(config), config.exclude_valid
-    )
-  grouping = None
-  if config.group_splits:
-    grouping = groups.assign_group_splits(
-      [r for r in records if "drop" not in r], config
-    )
-  tokenize.drop_held_out_copies(records)
+  read = time.perf_counter()
+  excluded, grouping = _split_records(records, config)
+  grouped = time.perf_counter()
   arrays, pitch_vocab, duration_vocab = _assemble(records, config, vocabs)
   kept = [r for r in records if "drop" not in r]
   label_vocabs = label_vocabs or _build_labels(kept, config)
   conditions = _assemble_conditions(kept, label_vocabs)
+  phases = {
+    "read": round(read - start, 3),
+    "exclude_and_group": round(grouped - read, 3),
+    "assemble": round(time.perf_counter() - grouped, 3),
+  }
   report = build_report.make_report(
     records,
     arrays,
@@ -282,7 +279,7 @@ def build_dataset(
     time.perf_counter() - start,
     check_roundtrip,
     builtin.read_summary(midi_dir),
-    {"split_groups": grouping, "excluded": excluded},
+    {"split_groups": grouping, "excluded": excluded, "phase_seconds": phases},
   )
   _write_dataset(
     out_dir,
@@ -293,6 +290,24 @@ def build_dataset(
     {**manifest, "files": listing},
   )
   return dataset_lib.load_dataset(out_dir)
+
+
+def _split_records(records: list[dict], config) -> tuple[dict | None, ...]:
+  """Drops the songs matching `exclude_test_of`'s held-out songs, splits
+  the rest by groups (or keeps each path's split), and keeps transposed
+  copies of training songs only; (the exclusion's, the grouping's report
+  entry), each None when off."""
+  excluded = grouping = None
+  if config.exclude_test_of:
+    excluded = exclude.exclude_matches(
+      records, _reference_dir(config), config.exclude_valid
+    )
+  if config.group_splits:
+    grouping = groups.assign_group_splits(
+      [r for r in records if "drop" not in r], config
+    )
+  tokenize.drop_held_out_copies(records)
+  return excluded, grouping
 
 
 def _source_manifest(midi_dir, config, check_roundtrip, vocabs, label_vocabs):

@@ -39,15 +39,13 @@ SHINGLE = 4  # symbols per shingle
 THRESHOLD = 0.5  # Jaccard similarity of near-duplicates
 NUM_HASHES = 128  # MinHash signature length
 BANDS, ROWS = 32, 4  # LSH: BANDS * ROWS == NUM_HASHES
-# A bucket larger than this compares each member with its next few only
-# (a very common band value: short songs of stock figures), so the checks
-# stay linear in the corpus.
-MAX_BUCKET = 64
-_NEIGHBOURS = 8
+# Checks of one song in one LSH bucket, at most (see `_link_near`).
+MAX_CHECKS = 16
 # Goes into the dataset manifest: a changed rule rebuilds the cache.
 RULE = (
   f"Session tune id, identical (interval, duration) sequence, or Jaccard "
-  f">= {THRESHOLD} of {SHINGLE}-symbol shingles (MinHash {BANDS}x{ROWS})"
+  f">= {THRESHOLD} of {SHINGLE}-symbol shingles (MinHash {BANDS}x{ROWS}, "
+  f"{MAX_CHECKS} checks a bucket)"
 )
 _REST = 1 << 12  # the interval field of a rest
 _FIRST = (1 << 12) + 1  # the interval field of a song's first note
@@ -159,10 +157,9 @@ class _Components:
     return True
 
 
-def _candidate_pairs(signatures: np.ndarray) -> set[tuple[int, int]]:
-  """Index pairs (i < j) of rows of `signatures` [n, NUM_HASHES] that share
-  a band."""
-  pairs = set()
+def _buckets(signatures: np.ndarray):
+  """Yields, band by band, the sorted row indices of `signatures`
+  [n, NUM_HASHES] that share the band's values (two or more)."""
   for band in range(BANDS):
     rows = np.ascontiguousarray(signatures[:, band * ROWS : (band + 1) * ROWS])
     keys = rows.view(np.dtype((np.void, rows.itemsize * ROWS))).ravel()
@@ -170,14 +167,35 @@ def _candidate_pairs(signatures: np.ndarray) -> set[tuple[int, int]]:
     sorted_keys = keys[order]
     edges = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
     for bucket in np.split(order, edges):
-      if len(bucket) < 2:
+      if len(bucket) > 1:
+        yield np.sort(bucket).tolist()
+
+
+def _link_near(fingerprints, distinct, components, links) -> None:
+  """Links near-duplicates among the songs `distinct` (one per digest).
+
+  In each bucket a song is checked against one member of each component
+  met earlier in the bucket, at most `MAX_CHECKS` of them, and joins the
+  first it matches: a bucket of k copies of one tune costs k - 1 checks,
+  not k (k - 1) / 2, so the work stays linear in the corpus.
+  """
+  signatures = np.stack([fingerprints[i]["signature"] for i in distinct])
+  for bucket in _buckets(signatures):
+    heads = []  # one song per component met in this bucket
+    for i in (distinct[a] for a in bucket):
+      root = components.find(i)
+      if any(components.find(h) == root for h in heads):
         continue
-      members = np.sort(bucket).tolist()
-      width = len(members) if len(members) <= MAX_BUCKET else _NEIGHBOURS
-      for a, i in enumerate(members):
-        for j in members[a + 1 : a + 1 + width]:
-          pairs.add((i, j))
-  return pairs
+      for head in heads[:MAX_CHECKS]:
+        links["checked_pairs"] += 1
+        shared = jaccard(
+          fingerprints[i]["shingles"], fingerprints[head]["shingles"]
+        )
+        if shared >= THRESHOLD:
+          links["near"] += components.union(head, i)
+          break
+      else:
+        heads.append(i)
 
 
 def group_songs(
@@ -203,18 +221,7 @@ def group_songs(
         first_of[kind, key] = i
   distinct = sorted({first_of["identical", f["digest"]] for f in fingerprints})
   if distinct:
-    signatures = np.stack([fingerprints[i]["signature"] for i in distinct])
-    candidates = _candidate_pairs(signatures)
-    links["candidate_pairs"] = len(candidates)
-    for a, b in sorted(candidates):
-      i, j = distinct[a], distinct[b]
-      if components.find(i) == components.find(j):
-        continue
-      if (
-        jaccard(fingerprints[i]["shingles"], fingerprints[j]["shingles"])
-        >= THRESHOLD
-      ):
-        links["near"] += components.union(i, j)
+    _link_near(fingerprints, distinct, components, links)
   return [components.find(i) for i in range(n)], dict(links)
 
 
