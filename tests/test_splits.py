@@ -214,6 +214,12 @@ def test_exclude_test_of_drops_matches_of_the_reference_test(corpus, tmp_path):
   for name, events in originals.items():
     midi_io.write_midi(transposed(events, -2), other / f"up_{name}")
     midi_io.write_midi(one_note_changed(events, 30), other / f"near_{name}")
+    # A setting with four notes changed: Jaccard 18/58, below the
+    # grouping's 0.5, above the exclusion's 0.25.
+    variant = events
+    for index in (5, 15, 25, 35):
+      variant = one_note_changed(variant, index)
+    midi_io.write_midi(variant, other / f"var_{name}")
   for i in range(100, 110):
     midi_io.write_midi(random_tune(i), other / f"own{i}.mid")
   held_out = [n for n in originals if n in test]
@@ -226,14 +232,14 @@ def test_exclude_test_of_drops_matches_of_the_reference_test(corpus, tmp_path):
   excluded = dataset.report["excluded"]
   assert excluded["reference_songs"] == len(test)
   assert excluded["identical"] == len(held_out)
-  assert excluded["near"] == len(held_out)
+  assert excluded["near"] == 2 * len(held_out)
   assert dataset.report["dropped_by_reason"] == {
-    "matches_excluded": 2 * len(held_out)
+    "matches_excluded": 3 * len(held_out)
   }
   kept = set(splits_of(dataset))
   for name in held_out:
-    assert f"up_{name}" not in kept and f"near_{name}" not in kept
-  assert len(kept) == 50 - 2 * len(held_out)
+    assert not {f"up_{name}", f"near_{name}", f"var_{name}"} & kept
+  assert len(kept) == 70 - 3 * len(held_out)
   # Its validation songs too, when asked.
   config = data_config_lib.CorpusConfig(
     exclude_test_of=str(tmp_path / "reference"), exclude_valid=True
@@ -242,7 +248,7 @@ def test_exclude_test_of_drops_matches_of_the_reference_test(corpus, tmp_path):
     other, tmp_path / "pretrain", config, workers=1, progress=False
   )
   held_out += [n for n in originals if n in valid]
-  assert both.report["excluded"]["excluded"] == 2 * len(held_out)
+  assert both.report["excluded"]["excluded"] == 3 * len(held_out)
 
 
 def test_exclude_test_of_a_folder_without_a_dataset(tmp_path):

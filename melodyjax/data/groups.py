@@ -120,14 +120,6 @@ def fingerprint(events: Sequence[Event]) -> dict:
   }
 
 
-def band_keys(song_signature: np.ndarray) -> list[tuple[int, bytes]]:
-  """The LSH bucket keys of one signature: (band, its rows' bytes)."""
-  return [
-    (band, song_signature[band * ROWS : (band + 1) * ROWS].tobytes())
-    for band in range(BANDS)
-  ]
-
-
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
   """Jaccard similarity of two sorted distinct shingle arrays."""
   shared = len(np.intersect1d(a, b, assume_unique=True))
