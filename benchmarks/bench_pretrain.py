@@ -36,10 +36,10 @@ COMMON = {"data.grid": 24, "data.valid_fraction": 0.05}
 FINETUNE = {
   "data.test_fraction": 0.05,
   "train.batch_size": 64,
-  "train.num_train_steps": 1000,
-  "train.eval_every_steps": 100,
-  "train.checkpoint_every_steps": 100,
-  "train.log_every_steps": 100,
+  "train.num_train_steps": 400,
+  "train.eval_every_steps": 50,
+  "train.checkpoint_every_steps": 50,
+  "train.log_every_steps": 50,
 }
 
 
@@ -74,7 +74,7 @@ def main() -> None:
   parser.add_argument("--out_dir", required=True)
   parser.add_argument("--folk_midi", default=files.cache_dir("folk_midi"))
   parser.add_argument("--oneills_midi", default=files.cache_dir("oneills_midi"))
-  parser.add_argument("--pretrain_steps", type=int, default=2500)
+  parser.add_argument("--pretrain_steps", type=int, default=1200)
   args = parser.parse_args()
   out = os.path.abspath(os.path.expanduser(args.out_dir))
   os.makedirs(out, exist_ok=True)
@@ -97,7 +97,9 @@ def main() -> None:
       "data.exclude_test_of": oneills["data.dataset_dir"],
       "data.exclude_valid": True,
       "train.num_train_steps": args.pretrain_steps,
-      "train.eval_every_steps": 500,
+      "train.warmup_steps": 100,
+      "train.eval_every_steps": 300,
+      "train.checkpoint_every_steps": 300,
     },
   )
   finetune = {
