@@ -14,8 +14,10 @@ are reused, so a second call only scores):
    its `oneills/` folder, linked into `OUT/others_midi`), leaving out every
    song that matches an O'Neill's test or validation song
    (`config.data.exclude_test_of`, `exclude_valid`).
-3. `finetune`: `configs/finetune.py` from the pretrained run on O'Neill's,
-   the same splits as `alone` (checked), its vocabularies.
+3. `finetune` (or `--finetune NAME`, with `--finetune_steps` and
+   `--finetune_learning_rate`): `configs/finetune.py` from the pretrained
+   run on O'Neill's, batches of 64, the same splits as `alone` (checked),
+   the pretrained run's vocabularies.
 
 Prints each run's test bits per note (both streams, pitch, duration; the
 best validation step, as `melodyjax-evaluate` scores) and the ratio.
@@ -75,6 +77,13 @@ def main() -> None:
   parser.add_argument("--folk_midi", default=files.cache_dir("folk_midi"))
   parser.add_argument("--oneills_midi", default=files.cache_dir("oneills_midi"))
   parser.add_argument("--pretrain_steps", type=int, default=1200)
+  parser.add_argument(
+    "--finetune",
+    default="finetune",
+    help="the fine-tuned run's name in --out_dir (one per schedule)",
+  )
+  parser.add_argument("--finetune_steps", type=int, default=400)
+  parser.add_argument("--finetune_learning_rate", type=float, default=5e-4)
   args = parser.parse_args()
   out = os.path.abspath(os.path.expanduser(args.out_dir))
   os.makedirs(out, exist_ok=True)
@@ -107,8 +116,10 @@ def main() -> None:
     **FINETUNE,
     "data.dataset_dir": os.path.join(out, "oneills_finetune_data"),
     "init_from": os.path.join(out, "pretrain"),
+    "train.num_train_steps": args.finetune_steps,
+    "train.learning_rate": args.finetune_learning_rate,
   }
-  _train("finetune", os.path.join(out, "finetune"), finetune)
+  _train("finetune", os.path.join(out, args.finetune), finetune)
   report(out)
 
 
@@ -129,7 +140,8 @@ def report(out: str) -> None:
     f"of O'Neill's {excluded['reference_songs']} test and validation songs"
   )
   scores = {}
-  for name in ("alone", "finetune"):
+  tuned = sorted(n for n in os.listdir(out) if n.startswith("finetune"))
+  for name in ("alone", *tuned):
     scores[name] = runs.test_bits(os.path.join(out, name))
     s = scores[name]
     pitch, duration = s["bits_per_note_pitch"], s["bits_per_note_duration"]
@@ -137,8 +149,9 @@ def report(out: str) -> None:
       f"{name}: {s['bits_per_note']:.3f} bits/note (pitch {pitch:.3f}, "
       f"duration {duration:.3f}) on {len(test['alone'])} test tunes"
     )
-  ratio = scores["finetune"]["bits_per_note"] / scores["alone"]["bits_per_note"]
-  print(f"finetune / alone: {ratio:.3f}x")
+  for name in tuned:
+    ratio = scores[name]["bits_per_note"] / scores["alone"]["bits_per_note"]
+    print(f"{name} / alone: {ratio:.3f}x")
 
 
 if __name__ == "__main__":
