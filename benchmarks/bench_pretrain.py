@@ -77,6 +77,7 @@ def main() -> None:
   parser.add_argument("--folk_midi", default=files.cache_dir("folk_midi"))
   parser.add_argument("--oneills_midi", default=files.cache_dir("oneills_midi"))
   parser.add_argument("--pretrain_steps", type=int, default=1200)
+  parser.add_argument("--pretrain_eval_every", type=int, default=300)
   parser.add_argument(
     "--finetune",
     default="finetune",
@@ -107,8 +108,8 @@ def main() -> None:
       "data.exclude_valid": True,
       "train.num_train_steps": args.pretrain_steps,
       "train.warmup_steps": 100,
-      "train.eval_every_steps": 300,
-      "train.checkpoint_every_steps": 300,
+      "train.eval_every_steps": args.pretrain_eval_every,
+      "train.checkpoint_every_steps": args.pretrain_eval_every,
     },
   )
   finetune = {
