@@ -51,7 +51,7 @@ import sys
 import time
 import warnings
 
-GRIDS = {"esac": 12, "oneills": 24}
+GRIDS = {"esac": 12, "oneills": 24, "ryans": 24, "airds": 24, "misc": 24}
 
 
 def cache_dir() -> pathlib.Path:

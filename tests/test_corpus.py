@@ -141,13 +141,23 @@ def test_key_normalisation_and_augmentation(tmp_path):
 
 
 def test_export_jsonl_and_duplicates(midi_dir, tmp_path):
-  # The same tune under two names lands in different splits for some name.
+  # The same tune under 30 names: split by the path's hash, some copies
+  # land in different splits; split by groups (the default), none.
   for i in range(30):
     midi_io.write_midi(tune(3), midi_dir / f"copy{i}.mid")
+  by_path = build.build_dataset(
+    midi_dir,
+    tmp_path / "by_path",
+    data_config_lib.CorpusConfig(group_splits=False),
+    workers=2,
+    progress=False,
+  )
+  assert by_path.report["duplicates_across_splits"]
   dataset = build.build_dataset(
     midi_dir, tmp_path / "out", workers=2, progress=False
   )
-  assert dataset.report["duplicates_across_splits"]
+  assert dataset.report["duplicate_groups"]
+  assert not dataset.report["duplicates_across_splits"]
   export = tmp_path / "songs.jsonl"
   build.export_jsonl(dataset, export)
   lines = list(dataset_lib.iter_export(export))

@@ -11,7 +11,6 @@ import pytest
 from melodyjax import errors
 from melodyjax.data import build
 from melodyjax.data import config as data_config_lib
-from melodyjax.data import dataset as dataset_lib
 from melodyjax.evaluation import baselines, cross, predict
 from melodyjax.evaluation import report as evaluation
 from melodyjax.music import midi_io, tokens
@@ -68,12 +67,7 @@ def test_scores_another_folder_with_the_runs_vocabularies(
   assert dataset.duration_vocab.tokens == run.duration_vocab.tokens
   assert dataset.path.startswith(str(cache / "datasets" / "cross"))
   # By hand: 3 unseen pitches and 3 unseen durations in each test tune.
-  config = data_config_lib.CorpusConfig.from_config(run.config.data)
-  test = [
-    name
-    for name in sorted(os.listdir(other))
-    if dataset_lib.assign_split(name, config) == "test"
-  ]
+  test = list(dataset.test.sources)
   assert test, "the fixture needs a test song"
   unknown = result["corpus"]["unknown_tokens"]
   assert unknown["pitch"]["count"] == 3 * len(test)

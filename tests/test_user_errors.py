@@ -22,6 +22,7 @@ import sample_main
 import train_main
 from configs import tiny
 from melodyjax.cli import convert as convert_cli
+from melodyjax.cli import corpus as corpus_cli
 from melodyjax.cli import evaluate as evaluate_cli
 from melodyjax.data import build
 from melodyjax.data import config as data_config_lib
@@ -37,6 +38,7 @@ MAINS = {
   "sample": sample_main,
   "evaluate": evaluate_cli,
   "convert": convert_cli,
+  "corpus": corpus_cli,
 }
 
 
@@ -217,6 +219,14 @@ def _converted(ctx, *args) -> str:
   common += ["--limit_tunes=2", "--workers=1", "--no_progress"]
   assert convert_cli.main(common) == 0
   return [*common, *args] if args else out
+
+
+def _abc(ctx, source: str) -> list[str]:
+  """Training on an ABC source, into a dataset folder of its own."""
+  return [
+    *ctx.train(f"--config.data.abc={source}"),
+    f"--config.data.dataset_dir={ctx.tmp}/abc_data",
+  ]
 
 
 def _other_repeats(ctx):
@@ -414,6 +424,16 @@ CASES = [
       f"--config.data.dataset_dir={c.tmp}/bad_data",
     ),
     "no training songs in",
+  ),
+  Case(
+    "data-exclude-not-dataset",
+    "train",
+    "a dataset to exclude the test songs of that is no built dataset",
+    lambda c: c.train(
+      f"--config.data.exclude_test_of={c.folder('empty')}",
+      f"--config.data.dataset_dir={c.tmp}/pretrain_data",
+    ),
+    "config.data.exclude_test_of (--exclude_test_of): no complete dataset in",
   ),
   Case(
     "seq-len-too-long",
@@ -989,6 +1009,53 @@ CASES = [
     "repeats played with the music21 reader",
     lambda c: ["--reader=music21", "--repeats=play", f"--out={c.tmp}/x"],
     "repeats 'play' needs the abc reader (--reader=abc)",
+  ),
+  # config.data.abc and melodyjax-corpus --abc
+  Case(
+    "abc-missing",
+    "train",
+    "an ABC source that does not exist",
+    lambda c: _abc(c, f"{c.tmp}/nothing.abc"),
+    "ABC source not found: ",
+  ),
+  Case(
+    "abc-no-tunes",
+    "train",
+    "an ABC file without a tune (no X: field)",
+    lambda c: _abc(c, c.file("empty.abc", b"T:no number\nK:C\nCDE|\n")),
+    "empty.abc (no X: field)",
+  ),
+  Case(
+    "abc-folder-empty",
+    "train",
+    "an ABC folder without .abc files",
+    lambda c: _abc(c, c.folder("texts", {"a.txt": b"la"})),
+    "no ABC files (.abc) found below",
+  ),
+  Case(
+    "abc-session-columns",
+    "train",
+    "a CSV that lacks The Session's columns",
+    lambda c: _abc(c, c.file("t.csv", b"tune_id,name\n1,a\n")),
+    "t.csv: row 1 lacks the column(s) setting_id, type, meter, mode, abc",
+  ),
+  Case(
+    "abc-default-dataset",
+    "train",
+    "config.data.abc with the default corpus's dataset folder",
+    lambda c: [
+      *c.train(f"--config.data.abc={c.file('a.abc', b'X:1')}"),
+      f"--config.data.dataset_dir={data_config_lib.corpus_folders()[1]}",
+    ],
+    "the built-in esac dataset: set config.data.dataset_dir to a folder of "
+    "its own",
+  ),
+  Case(
+    "corpus-abc-and-midi",
+    "corpus",
+    "both --abc and --midi_dir",
+    lambda c: ["--abc=a.abc", f"--midi_dir={c.midi}", f"--out={c.tmp}/d"],
+    "give --midi_dir or --abc (one of them)",
   ),
   Case(
     "flag-typo",

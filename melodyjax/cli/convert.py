@@ -27,7 +27,10 @@ flags.DEFINE_enum(
   "corpus",
   builtin.DEFAULT_CORPUS,
   list(builtin.CORPORA),
-  "The corpus: 'esac' (Essen folksongs) or 'oneills' (O'Neill's 1850).",
+  "The corpus: 'esac' (Essen folksongs), 'oneills' (O'Neill's 1850), "
+  "'ryans' (Ryan's Mammoth Collection), 'airds' (Aird's Airs), 'misc' "
+  "(music21's miscellaneous folk tunes), or 'folk' (all of them, the "
+  "collection as the style label).",
   flag_values=FLAGS,
 )
 flags.DEFINE_enum(

@@ -1,8 +1,14 @@
 """`melodyjax-corpus` (also `python -m melodyjax.cli.corpus`): build or
-reload the dataset of a MIDI folder and print its report.
+reload the dataset of a MIDI folder, or of ABC, and print its report.
 
   melodyjax-corpus --midi_dir DIR --out DATASET_DIR \
     [--export_jsonl FILE] [--check_roundtrip] [data options as config.data]
+    [--exclude_test_of OTHER_DATASET_DIR [--exclude_valid]]
+  melodyjax-corpus --abc TUNES.abc|FOLDER|tunes.csv|tunes.json \
+    --out DATASET_DIR [--repeats once|play] [the same options]
+
+With --abc the tunes become MIDI files in DATASET_DIR/midi first
+(`data.corpora.abc_source`; a second run with the same ABC skips it).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from melodyjax import cli, errors
 from melodyjax.data import build
 from melodyjax.data import config as data_config_lib
 from melodyjax.data import report as build_report
+from melodyjax.data.corpora import abc_source
+from melodyjax.data.corpora import summary as convert_summary
 from melodyjax.music import midi_io
 
 PROG = "melodyjax-corpus"
@@ -28,6 +36,20 @@ flags.DEFINE_string(
   "midi_dir",
   None,
   "Folder of MIDI files (searched recursively).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_string(
+  "abc",
+  None,
+  "An ABC tunebook, a folder of them, or The Session's tunes.csv or "
+  "tunes.json (instead of --midi_dir).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+  "repeats",
+  data_config_lib.DEFAULT_REPEATS,
+  data_config_lib.REPEATS,
+  "With --abc: play each section once, or play the repeats.",
   flag_values=FLAGS,
 )
 flags.DEFINE_string("out", None, "Dataset folder.", flag_values=FLAGS)
@@ -116,7 +138,27 @@ flags.DEFINE_float(
   "Share of songs in test.",
   flag_values=FLAGS,
 )
-flags.mark_flags_as_required(["midi_dir", "out"], flag_values=FLAGS)
+flags.DEFINE_bool(
+  "group_splits",
+  _DEFAULTS.group_splits,
+  "Split groups of settings and near-duplicates (--nogroup_splits: by "
+  "the hash of each path).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_string(
+  "exclude_test_of",
+  _DEFAULTS.exclude_test_of,
+  "A dataset folder: leave out every song that matches one of its test "
+  "songs (identical or a near-duplicate, maybe transposed).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+  "exclude_valid",
+  _DEFAULTS.exclude_valid,
+  "With --exclude_test_of: its validation songs' matches too.",
+  flag_values=FLAGS,
+)
+flags.mark_flags_as_required(["out"], flag_values=FLAGS)
 
 
 def corpus_config() -> data_config_lib.CorpusConfig:
@@ -142,8 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   with cli.user_errors(prog, FLAGS):
     start = time.perf_counter()
     try:
+      midi_dir = _midi_dir()
       dataset = build.build_dataset(
-        FLAGS.midi_dir,
+        midi_dir,
         FLAGS.out,
         corpus_config(),
         workers=FLAGS.workers,
@@ -161,6 +204,29 @@ def main(argv: Sequence[str] | None = None) -> int:
   if FLAGS.export_jsonl:
     print(f"export: {FLAGS.export_jsonl}")
   return 0
+
+
+def _midi_dir() -> str:
+  """--midi_dir, or the MIDI folder --abc is converted into.
+
+  Raises:
+    errors.UsageError: both or neither of --midi_dir and --abc.
+  """
+  if (FLAGS.midi_dir is None) == (FLAGS.abc is None):
+    raise errors.UsageError("give --midi_dir or --abc (one of them)")
+  if FLAGS.midi_dir is not None:
+    return FLAGS.midi_dir
+  midi_dir = abc_source.midi_dir_of(FLAGS.out)
+  summary = abc_source.convert_abc_source(
+    FLAGS.abc,
+    midi_dir,
+    repeats=FLAGS.repeats,
+    workers=FLAGS.workers,
+    progress=not FLAGS.no_progress,
+    force=FLAGS.force,
+  )
+  print(convert_summary.format_summary(summary))
+  return midi_dir
 
 
 if __name__ == "__main__":

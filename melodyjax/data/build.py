@@ -2,7 +2,8 @@
 
 `build_dataset` tokenizes every MIDI file below a folder in worker
 processes (`data.tokenize`), splits the songs into train / validation /
-test by a hash of their relative path, builds one vocabulary per stream on
+test by groups of settings and near-duplicates (`data.groups`; or by a
+hash of each relative path), builds one vocabulary per stream on
 the training split, and writes the dataset folder that `data.dataset`
 describes and loads. A second call with the same folder and data config
 loads the cache (well under a second); a changed folder or config rebuilds
@@ -29,9 +30,11 @@ from absl import logging
 from melodyjax import errors, files
 from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import exclude, groups, tokenize
 from melodyjax.data import labels as labels_lib
 from melodyjax.data import report as build_report
-from melodyjax.data import tokenize
+from melodyjax.data.corpora import abc_source, builtin
+from melodyjax.data.corpora import summary as convert_summary
 from melodyjax.music import tokens
 
 # ---------------------------------------------------------------- file level
@@ -178,6 +181,8 @@ def _write_export(path: str, records: Sequence[dict]) -> None:
         }
         if shift:
           line["transposition"] = shift
+        if "tune" in record:
+          line["tune"] = record["tune"]
         f.write(files.to_json(line) + "\n")
 
 
@@ -196,6 +201,8 @@ def _cache_is_fresh(out_dir: str, manifest: dict) -> bool:
       "digest",
       "vocab_digest",
       "labels_digest",
+      "split_rule",
+      "exclude_digest",
     )
   ) and (cached.get("roundtrip_checked") or not manifest["roundtrip_checked"])
 
@@ -250,10 +257,19 @@ def build_dataset(
   records = tokenize.tokenize_files(
     midi_dir, relpaths, config, check_roundtrip, workers, progress
   )
+  records += builtin.conversion_drops(midi_dir)
+  read = time.perf_counter()
+  excluded, grouping = _split_records(records, config)
+  grouped = time.perf_counter()
   arrays, pitch_vocab, duration_vocab = _assemble(records, config, vocabs)
   kept = [r for r in records if "drop" not in r]
   label_vocabs = label_vocabs or _build_labels(kept, config)
   conditions = _assemble_conditions(kept, label_vocabs)
+  phases = {
+    "read": round(read - start, 3),
+    "exclude_and_group": round(grouped - read, 3),
+    "assemble": round(time.perf_counter() - grouped, 3),
+  }
   report = build_report.make_report(
     records,
     arrays,
@@ -262,6 +278,8 @@ def build_dataset(
     midi_dir,
     time.perf_counter() - start,
     check_roundtrip,
+    builtin.read_summary(midi_dir),
+    {"split_groups": grouping, "excluded": excluded, "phase_seconds": phases},
   )
   _write_dataset(
     out_dir,
@@ -272,6 +290,24 @@ def build_dataset(
     {**manifest, "files": listing},
   )
   return dataset_lib.load_dataset(out_dir)
+
+
+def _split_records(records: list[dict], config) -> tuple[dict | None, ...]:
+  """Drops the songs matching `exclude_test_of`'s held-out songs, splits
+  the rest by groups (or keeps each path's split), and keeps transposed
+  copies of training songs only; (the exclusion's, the grouping's report
+  entry), each None when off."""
+  excluded = grouping = None
+  if config.exclude_test_of:
+    excluded = exclude.exclude_matches(
+      records, _reference_dir(config), config.exclude_valid
+    )
+  if config.group_splits:
+    grouping = groups.assign_group_splits(
+      [r for r in records if "drop" not in r], config
+    )
+  tokenize.drop_held_out_copies(records)
+  return excluded, grouping
 
 
 def _source_manifest(midi_dir, config, check_roundtrip, vocabs, label_vocabs):
@@ -296,8 +332,18 @@ def _source_manifest(midi_dir, config, check_roundtrip, vocabs, label_vocabs):
     "roundtrip_checked": check_roundtrip,
     "vocab_digest": _vocab_digest(vocabs),
     "labels_digest": _labels_digest(label_vocabs),
+    "split_rule": groups.RULE if config.group_splits else "path hash",
+    "exclude_digest": (
+      exclude.reference_digest(_reference_dir(config))
+      if config.exclude_test_of
+      else None
+    ),
   }
   return relpaths, listing, manifest
+
+
+def _reference_dir(config: data_config_lib.CorpusConfig) -> str:
+  return os.path.abspath(os.path.expanduser(config.exclude_test_of))
 
 
 def _make_writable(out_dir: str) -> None:
@@ -353,6 +399,8 @@ def prepare_dataset(
 ) -> dataset_lib.Dataset:
   """The dataset of a config's `data` group, built or loaded from its cache.
 
+  With `data.abc` set, its tunes are converted into `dataset_dir/midi`
+  first (`corpora.abc_source`; once) and `data.midi_dir` is not read.
   The built-in corpora are made on first use: when `data.midi_dir` is the
   default folder of a built-in corpus (`corpora.builtin.default_midi_dir`)
   and does not exist yet, that corpus is converted into it (with the abc
@@ -366,6 +414,12 @@ def prepare_dataset(
   midi_dir = os.path.expanduser(data_config["midi_dir"])
   dataset_dir = os.path.expanduser(data_config["dataset_dir"])
   repeats = data_config.get("repeats", data_config_lib.DEFAULT_REPEATS)
+  if data_config.get("abc"):
+    midi_dir = abc_source.midi_dir_of(dataset_dir)
+    summary = abc_source.convert_abc_source(
+      data_config["abc"], midi_dir, repeats=repeats, progress=progress
+    )
+    logging.info("%s", convert_summary.format_summary(summary))
   _convert_builtin_if_missing(midi_dir, repeats)
   _check_repeats(midi_dir, repeats)
   return build_dataset(
@@ -379,7 +433,7 @@ def prepare_dataset(
 
 
 def _convert_builtin_if_missing(midi_dir: str, repeats: str) -> None:
-  from melodyjax.data.corpora import builtin, convert
+  from melodyjax.data.corpora import convert
 
   if os.path.isdir(midi_dir):
     return
@@ -410,7 +464,6 @@ def _convert_builtin_if_missing(midi_dir: str, repeats: str) -> None:
 def _check_repeats(midi_dir: str, repeats: str) -> None:
   """Refuses a conversion whose repeats are not `data.repeats` (a folder
   without a conversion.json holds the user's own MIDI: 'once' only)."""
-  from melodyjax.data.corpora import builtin
 
   settings = builtin.conversion_settings(midi_dir)
   if settings is None:

@@ -10,6 +10,7 @@ field of such a group.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +43,15 @@ class CorpusConfig:
       mode, style) is unknown.
     valid_fraction: share of songs in the validation split.
     test_fraction: share of songs in the test split.
+    group_splits: split groups, not files: the settings of one Session
+      tune and near-duplicates (the same notes, maybe transposed) share
+      the split of their group's first member (`data.groups`); False: each
+      file by the hash of its path.
+    exclude_test_of: a dataset folder (empty: none): every song identical
+      or near-identical to one of its test songs is left out
+      (`data.exclude`; pretraining for a corpus tested there).
+    exclude_valid: with `exclude_test_of`, its validation songs' matches
+      too.
   """
 
   grid: int = 12
@@ -55,6 +65,9 @@ class CorpusConfig:
   min_label_songs: int = 5
   valid_fraction: float = 0.05
   test_fraction: float = 0.05
+  group_splits: bool = True
+  exclude_test_of: str = ""
+  exclude_valid: bool = False
 
   def __post_init__(self):
     object.__setattr__(self, "transpositions", tuple(self.transpositions))
@@ -117,7 +130,9 @@ def corpus_folders(
 def defaults(corpus: str = DEFAULT_CORPUS) -> ml_collections.ConfigDict:
   """The `data` group of a training config, for a built-in corpus.
 
-  Fields: midi_dir (folder of MIDI files), dataset_dir (the cached
+  Fields: midi_dir (folder of MIDI files), abc (instead of midi_dir: an
+  ABC tunebook, a folder of them or The Session's tunes.csv / tunes.json,
+  converted into dataset_dir/midi; '' for none), dataset_dir (the cached
   dataset), repeats (how the built-in corpus in midi_dir plays its repeats:
   'once' or 'play'; checked against its conversion.json, and the
   conversion made on first use), `CorpusConfig`'s fields (see there),
@@ -129,6 +144,7 @@ def defaults(corpus: str = DEFAULT_CORPUS) -> ml_collections.ConfigDict:
   midi_dir, dataset_dir = corpus_folders(corpus)
   data = ml_collections.ConfigDict()
   data.midi_dir = midi_dir
+  data.abc = ""  # an .abc file, a folder of them, or a Session CSV/JSON
   data.dataset_dir = dataset_dir
   data.repeats = DEFAULT_REPEATS  # 'once' or 'play' (a built-in corpus)
   for name, value in CorpusConfig().to_json().items():
@@ -150,6 +166,7 @@ def check(data: Mapping[str, Any], prefix: str = "config.data.") -> None:
     value = data[field]
     if not isinstance(value, str) or not value.strip():
       raise errors.ConfigError(f"{prefix}{field} must be a folder path")
+  _check_abc(data, prefix)
   repeats = data.get("repeats", DEFAULT_REPEATS)
   if repeats not in REPEATS:
     raise errors.ConfigError(
@@ -170,3 +187,24 @@ def check(data: Mapping[str, Any], prefix: str = "config.data.") -> None:
     "a workdir or .mjx path (or empty)",
   )
   checks.number(data["max_unk_share"], prefix + "max_unk_share", 0.0, 1.0)
+  checks.text(
+    data.get("exclude_test_of", ""),
+    prefix + "exclude_test_of",
+    "a dataset folder (or empty)",
+  )
+
+
+def _check_abc(data: Mapping[str, Any], prefix: str) -> None:
+  """data.abc: a path or ''; with one, a dataset folder of its own (not
+  the default corpus's, which it would replace)."""
+  abc = data.get("abc", "")
+  checks.text(abc, prefix + "abc", "an ABC file, folder or Session CSV")
+  if not abc:
+    return
+  dataset_dir = os.path.abspath(os.path.expanduser(data["dataset_dir"]))
+  if dataset_dir in (corpus_folders(DEFAULT_CORPUS, r)[1] for r in REPEATS):
+    raise errors.ConfigError(
+      f"{prefix}abc is set but {prefix}dataset_dir is {dataset_dir}, the "
+      f"built-in {DEFAULT_CORPUS} dataset: set {prefix}dataset_dir to a "
+      "folder of its own for the ABC's dataset"
+    )

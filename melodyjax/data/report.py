@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from melodyjax.data import dataset as dataset_lib
+from melodyjax.data.corpora import summary as summary_lib
 from melodyjax.music import tokens
 
 
@@ -20,8 +21,11 @@ def make_report(
   midi_dir: str,
   seconds: float,
   check_roundtrip: bool,
+  conversion: Mapping[str, Any] | None = None,
+  extra: Mapping[str, Any] | None = None,
 ) -> dict:
-  """The report.json of a build (see `format_report` for its lines)."""
+  """The report.json of a build (see `format_report` for its lines);
+  `conversion` is the summary of the ABC conversion in the MIDI folder."""
   kept = [r for r in records if "drop" not in r]
   dropped = [r for r in records if "drop" in r]
   split_report = {
@@ -65,6 +69,11 @@ def make_report(
     ],
     "build_seconds": round(seconds, 3),
   }
+  for name, value in (extra or {}).items():
+    if value is not None:  # 'split_groups', 'excluded'
+      report[name] = dict(value)
+  if conversion:
+    report["conversion"] = _conversion_report(conversion, kept)
   if check_roundtrip:
     failed = [r["source"] for r in kept if not r["roundtrip"]]
     report["roundtrip"] = {
@@ -73,6 +82,33 @@ def make_report(
       "failed": failed,
     }
   return report
+
+
+def _conversion_report(conversion: Mapping[str, Any], kept) -> dict:
+  """What the ABC conversion read: tunes, failures, each construct met,
+  and the songs per collection and per type."""
+  out = {
+    key: conversion.get(key)
+    for key in (
+      "label",
+      "corpus",
+      "repeats",
+      "source",
+      "tunes",
+      "written",
+      "failed",
+      "duplicates",
+      "constructs",
+      "construct_tunes",
+    )
+    if key in conversion
+  }
+  for key in ("collection", "type"):
+    found = collections.Counter(
+      r["tune"].get(key) or "" for r in kept if "tune" in r
+    )
+    out[f"songs_by_{key}"] = dict(sorted(found.items()))
+  return out
 
 
 def _split_counts(a: Mapping[str, np.ndarray], pitch_vocab) -> dict:
@@ -178,6 +214,23 @@ def format_report(report: Mapping[str, Any], limit: int = 10) -> str:
     f"duplicate songs: {report['duplicate_groups']} groups, "
     f"{len(report['duplicates_across_splits'])} across splits"
   )
+  if "split_groups" in report:
+    g = report["split_groups"]
+    lines.append(
+      f"split by groups: {g['groups']} groups, {g['groups_of_several']} of "
+      f"several songs ({g['songs_in_groups_of_several']} songs, the largest "
+      f"{g['largest_group']}); {g['moved_from_path_hash']} songs in another "
+      "split than their path's hash"
+    )
+  if "excluded" in report:
+    e = report["excluded"]
+    lines.append(
+      f"excluded: {e['excluded']} songs matching the {'/'.join(e['splits'])} "
+      f"songs ({e['reference_songs']}) of {e['dataset']}: {e['identical']} "
+      f"identical, {e['near']} near-duplicates"
+    )
+  if "conversion" in report:
+    lines.extend(_format_conversion(report["conversion"]))
   if "roundtrip" in report:
     rt = report["roundtrip"]
     lines.append(
@@ -186,3 +239,23 @@ def format_report(report: Mapping[str, Any], limit: int = 10) -> str:
     )
   lines.append(f"built in {report['build_seconds']:.2f} s")
   return "\n".join(lines)
+
+
+def _format_conversion(conversion: Mapping[str, Any]) -> list[str]:
+  """The ABC conversion's lines of `format_report`."""
+  lines = [
+    f"ABC: {conversion.get('label', '')}: {conversion.get('written', 0)} of "
+    f"{conversion.get('tunes', 0)} tunes read, "
+    f"{conversion.get('failed', 0)} unreadable (dropped as abc_unreadable)"
+  ]
+  constructs = summary_lib.format_constructs(conversion)
+  if constructs:
+    lines.append(f"ABC constructs: {constructs}")
+  by_type = conversion.get("songs_by_type") or {}
+  if any(by_type):
+    common = sorted(by_type.items(), key=lambda kv: -kv[1])[:8]
+    lines.append(
+      "songs by type: "
+      + ", ".join(f"{kind or '(none)'} {count}" for kind, count in common)
+    )
+  return lines

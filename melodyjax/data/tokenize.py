@@ -5,8 +5,10 @@ A record holds the file's split (a hash of its path), its key, and its
 token sequences: the original, key-normalised if asked, and the training
 split's transposed copies; and what a model can be conditioned on
 (`data.labels`): each event's bar position and time signature
-(`music.metre`; ESAC's pickups and meters from its ABC text), the mode,
-the style (top-level subfolder).
+(`music.metre`; the pickups and meters of a conversion's ABC text), the
+mode, the style (top-level subfolder); and, for a conversion of ABC, what
+is known of its tune (`corpora.builtin.tune_records`: title, collection,
+type, The Session's tune and setting ids, meter, key and mode).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 
 from melodyjax.data import config as data_config_lib
 from melodyjax.data import dataset as dataset_lib
-from melodyjax.data import labels
+from melodyjax.data import groups, labels
 from melodyjax.data.corpora import builtin
 from melodyjax.music import metre, midi_io, tokens, tonality
 
@@ -48,7 +50,9 @@ def tokenize_file(
 ) -> dict:
   """One file to a song record, or a drop record with a reason.
 
-  `hint` is the file's metre hint from `corpora.builtin.metre_hints`, if any.
+  `hint` is the file's metre hint from `corpora.builtin.metre_hints`, if
+  any. The split is the hash of the path; with `config.group_splits` the build
+  replaces it by the group's (`data.groups`).
   """
   path = os.path.join(midi_dir, relpath)
   try:
@@ -88,6 +92,8 @@ def tokenize_file(
     )
     record["roundtrip"] = again.events == song.events
   events = song.events
+  if config.group_splits or config.exclude_test_of:
+    record["fingerprint"] = groups.fingerprint(events)
   try:
     tonic, mode = tonality.find_key(song)
   except ValueError:
@@ -109,7 +115,9 @@ def tokenize_file(
       }
     events = shifted
   copies = [(0, tokens.event_tokens(events))]
-  if record["split"] == "train":
+  # Grouped splits are known only once every song is read: every song gets
+  # its copies, and `drop_held_out_copies` removes the held-out songs'.
+  if record["split"] == "train" or config.group_splits:
     for shift in config.transpositions:
       if (
         shift != 0 and (moved := tonality.transpose(events, shift)) is not None
@@ -146,6 +154,15 @@ def _process_chunk(args) -> list[dict]:
   ]
 
 
+def drop_held_out_copies(records: Sequence[dict]) -> None:
+  """Keeps only the original of each song outside the training split (and
+  forgets the fingerprints, which the build no longer needs)."""
+  for record in records:
+    record.pop("fingerprint", None)
+    if record.get("split", "train") != "train":
+      del record["copies"][1:]
+
+
 def tokenize_files(
   midi_dir: str,
   relpaths: Sequence[str],
@@ -157,7 +174,8 @@ def tokenize_files(
   """Processes all files, in worker processes when workers > 1."""
   from tqdm import tqdm
 
-  hints = builtin.metre_hints(midi_dir)
+  tunes = builtin.tune_records(midi_dir)
+  hints = builtin.metre_hints(midi_dir, tunes)
 
   bar = tqdm(
     total=len(relpaths),
@@ -187,5 +205,8 @@ def tokenize_files(
         for result in pool.imap_unordered(_process_chunk, jobs):
           records.extend(result)
           bar.update(len(result))
+  for record in records:
+    if record["source"] in tunes:
+      record["tune"] = tunes[record["source"]]
   records.sort(key=lambda r: r["source"])
   return records

@@ -141,7 +141,7 @@ def frame_split(split: dataset_lib.Split, seq_len: int):
   framed = lengths + seq_len + 2
   # A trailing pad block so windows never run past the end.
   total = int(framed.sum()) + seq_len + 1
-  song_starts = np.concatenate([[0], np.cumsum(framed)[:-1]]).astype(np.int64)
+  song_starts = (np.cumsum(framed) - framed).astype(np.int64)  # [] if none
   bos = song_starts + seq_len
   pitch = np.zeros(total, np.int32)
   duration = np.zeros(total, np.int32)

@@ -137,6 +137,32 @@ def _int(value, column: str, where: str) -> int:
     ) from None
 
 
+def check_row(raw, number: int, where: str) -> dict[str, str]:
+  """One row's columns as text, under today's names (tune_id, setting_id).
+
+  Raises:
+    errors.CorpusError: the row is no record, or lacks a column.
+  """
+  if not isinstance(raw, dict):
+    raise errors.CorpusError(f"{where}: row {number} is not a record")
+  row = {_OLD_NAMES.get(k, k): v for k, v in raw.items() if k is not None}
+  missing = [c for c in COLUMNS if c not in row]
+  if missing:
+    raise errors.CorpusError(
+      f"{where}: row {number} lacks the column(s) {', '.join(missing)}"
+    )
+  return {k: "" if v is None else str(v) for k, v in row.items()}
+
+
+def row_ids(row: dict[str, str], number: int, where: str) -> tuple[int, int]:
+  """(tune_id, setting_id) of a checked row; CorpusError if not numbers."""
+  where = f"{where}: row {number}"
+  return (
+    _int(row["tune_id"], "tune_id", where),
+    _int(row["setting_id"], "setting_id", where),
+  )
+
+
 def read_rows(
   rows: Iterable[dict], where: str = "<rows>", **options
 ) -> Iterator[SessionTune]:
@@ -155,25 +181,16 @@ def read_rows(
     errors.CorpusError: a row lacks a column or has a non-numeric id.
   """
   for number, raw in enumerate(rows, 1):
-    if not isinstance(raw, dict):
-      raise errors.CorpusError(f"{where}: row {number} is not a record")
-    row = {_OLD_NAMES.get(k, k): v for k, v in raw.items() if k is not None}
-    missing = [c for c in COLUMNS if c not in row]
-    if missing:
-      raise errors.CorpusError(
-        f"{where}: row {number} lacks the column(s) {', '.join(missing)}"
-      )
-    row = {k: "" if v is None else str(v) for k, v in row.items()}
+    row = check_row(raw, number, where)
+    tune_id, setting_id = row_ids(row, number, where)
     text = session_abc(row)
     try:
       tune, error = abc_reader.read_tune(text, **options), ""
     except abc_reader.AbcError as e:
       tune, error = None, str(e)
     yield SessionTune(
-      tune_id=_int(row["tune_id"], "tune_id", f"{where}: row {number}"),
-      setting_id=_int(
-        row["setting_id"], "setting_id", f"{where}: row {number}"
-      ),
+      tune_id=tune_id,
+      setting_id=setting_id,
       name=row["name"],
       type=row["type"],
       meter=row["meter"],
@@ -184,6 +201,30 @@ def read_rows(
       date=row.get("date", ""),
       username=row.get("username", ""),
     )
+
+
+def load_rows(path: str | os.PathLike) -> list:
+  """The rows of The Session's `tunes.csv` or `tunes.json` (by the
+  suffix), unchecked (`check_row`).
+
+  Raises:
+    errors.CorpusError: the file cannot be read or is not of this layout.
+  """
+  path = os.fspath(path)
+  try:
+    with open(path, encoding="utf-8", newline="") as f:
+      if path.lower().endswith(".json"):
+        rows = json.load(f)
+        if not isinstance(rows, list):
+          raise errors.CorpusError(f"{path}: not a JSON list of tunes")
+        return rows
+      return list(csv.DictReader(f))
+  except OSError as e:
+    raise errors.CorpusError(f"{path}: {e.strerror or e}") from None
+  except (ValueError, csv.Error) as e:  # JSONDecodeError is a ValueError
+    raise errors.CorpusError(
+      f"{path}: not The Session's layout ({e})"
+    ) from None
 
 
 def read_session(path: str | os.PathLike, **options) -> list[SessionTune]:
@@ -199,18 +240,4 @@ def read_session(path: str | os.PathLike, **options) -> list[SessionTune]:
   Raises:
     errors.CorpusError: the file cannot be read or is not of this layout.
   """
-  path = os.fspath(path)
-  try:
-    with open(path, encoding="utf-8", newline="") as f:
-      if path.lower().endswith(".json"):
-        rows = json.load(f)
-        if not isinstance(rows, list):
-          raise errors.CorpusError(f"{path}: not a JSON list of tunes")
-        return list(read_rows(rows, path, **options))
-      return list(read_rows(csv.DictReader(f), path, **options))
-  except OSError as e:
-    raise errors.CorpusError(f"{path}: {e.strerror or e}") from None
-  except (ValueError, csv.Error) as e:  # JSONDecodeError is a ValueError
-    raise errors.CorpusError(
-      f"{path}: not The Session's layout ({e})"
-    ) from None
+  return list(read_rows(load_rows(path), os.fspath(path), **options))

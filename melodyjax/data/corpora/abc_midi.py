@@ -230,5 +230,18 @@ def convert_abc_tune(
     ties_removed=counts["ties_between_pitches"],
     objects_copied=0,
     flattened=flattened,
+    header=tune_header(tune),
   )
   return result, dict(counts)
+
+
+def tune_header(tune: abc_reader.Tune) -> dict:
+  """What a dataset keeps of a tune read: its meter ('6/8', None without
+  one), tonic, mode, key signature and pickup in quarters ('1/2')."""
+  return {
+    "meter": "/".join(map(str, tune.meter)) if tune.meter else None,
+    "tonic": tune.tonic,
+    "mode": tune.mode,
+    "key_signature": tune.key_signature,
+    "pickup_quarters": str(tune.pickup_quarters),
+  }

@@ -14,6 +14,8 @@ import pathlib
 import re
 
 _TUNE_START = re.compile(r"^X:", re.MULTILINE)
+_RHYTHM = re.compile(r"^R:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+_NOT_A_NAME = re.compile(r"[^a-z0-9]+")
 _NUMBER = re.compile(r"^X:[ \t]*(\d+)", re.MULTILINE)
 TITLE = re.compile(r"^T:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
 
@@ -28,6 +30,9 @@ class AbcTune:
     number: the reference number of its X: field (-1 if missing).
     title: the first T: field ('' if none).
     text: the tune's ABC text, file header included.
+    group: a folder above the stem ('' for none): the tune's style label.
+    info: what is known of the tune beside its text (collection, type, The
+      Session's tune and setting ids), kept with its song in the dataset.
   """
 
   stem: str
@@ -35,11 +40,26 @@ class AbcTune:
   number: int
   title: str
   text: str
+  group: str = ""
+  info: dict = dataclasses.field(default_factory=dict, compare=False)
 
   @property
   def relpath(self) -> str:
     """The MIDI file's path below the output folder."""
-    return f"{self.stem}/{self.index:04d}_{self.number}.mid"
+    path = f"{self.stem}/{self.index:04d}_{self.number}.mid"
+    return f"{self.group}/{path}" if self.group else path
+
+
+def folder_name(text: str) -> str:
+  """A label as a folder name: 'Slip Jig' -> 'slip_jig' ('' if nothing is
+  left)."""
+  return _NOT_A_NAME.sub("_", text.lower()).strip("_")[:40]
+
+
+def rhythm(text: str) -> str:
+  """The first R: field of a tune's text ('' if none)."""
+  match = _RHYTHM.search(text)
+  return match.group(1) if match else ""
 
 
 def split_abc_tunes(text: str, stem: str = "") -> list[AbcTune]:
@@ -79,7 +99,17 @@ def split_abc_tunes(text: str, stem: str = "") -> list[AbcTune]:
   return tunes
 
 
+def decode_abc(data: bytes) -> str:
+  """An ABC file's text: UTF-8, else Latin-1 (older tunebooks), with the
+  line ends of any system as LF."""
+  try:
+    text = data.decode("utf-8")
+  except UnicodeDecodeError:
+    text = data.decode("latin-1")
+  return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def read_abc_tunes(path: str | os.PathLike) -> list[AbcTune]:
   """Reads the tunes of one ABC file (see `split_abc_tunes`)."""
   path = pathlib.Path(path)
-  return split_abc_tunes(path.read_text(encoding="utf-8"), path.stem)
+  return split_abc_tunes(decode_abc(path.read_bytes()), path.stem)

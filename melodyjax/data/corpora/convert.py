@@ -4,8 +4,15 @@
 bar) with one of two readers and writes one MIDI file per tune into a cache
 folder:
 
-  OUT/<abc file stem>/<index in file, 4 digits>_<X: number>.mid
+  OUT/[<group>/]<abc file stem>/<index in file, 4 digits>_<X: number>.mid
   OUT/conversion.json     settings, counts, failures per tune, versions, seconds
+  OUT/tunes.json          per MIDI file: title, collection, type, meter, key,
+                          mode, pickup (what the dataset keeps of each song)
+
+(the group, a folder above the stem, is the style label where the corpus
+has one: the tune's type, R:, for Ryan's; the collection for `folk`).
+`run_conversion` is the generic part, shared with a user's ABC
+(`corpora.abc_source`).
 
 - reader 'abc' (the default): the project's own reader (`abc_midi`,
   `music.abc_reader`), 11-13 times faster per core; it reads ESAC as
@@ -45,12 +52,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from melodyjax import errors, files
-from melodyjax.data.corpora import abc_text, builtin, music21_abc
+from melodyjax.data.corpora import builtin, music21_abc
+from melodyjax.data.corpora import summary as summary_lib
 from melodyjax.data.corpora.abc_text import AbcTune
-from melodyjax.data.corpora.music21_abc import Flattened
 
 CONVERTER_VERSION = 1  # ESAC's files are unchanged since version 1
 SUMMARY_NAME = builtin.SUMMARY_NAME
+TUNES_NAME = builtin.TUNES_NAME
 READERS = builtin.READERS
 REPEATS = builtin.REPEATS
 _CHUNK = 48  # tunes per worker task: a few seconds of work
@@ -81,6 +89,7 @@ def _convert_chunk(args: Job) -> list[dict]:
       "number": tune.number,
       "title": tune.title,
       "path": tune.relpath,
+      "info": {"title": tune.title, "number": tune.number, **tune.info},
     }
     # music21 prints some warnings (beaming) to stderr; keep them per tune.
     stderr = io.StringIO()
@@ -102,8 +111,10 @@ def _convert_chunk(args: Job) -> list[dict]:
           ties_removed=result.ties_removed,
           objects_copied=result.objects_copied,
           repeats_played=counts.get("repeats_played", 0),
+          constructs={k: v for k, v in counts.items() if v},
           **dataclasses.asdict(result.flattened),
         )
+        record["info"].update(result.header)
     messages = [str(w.message) for w in caught]
     messages += [m.strip() for m in stderr.getvalue().splitlines() if m.strip()]
     if messages:
@@ -143,12 +154,15 @@ def _map_chunks(
 
 
 def _make_jobs(
-  out_dir: str, settings: dict, files_tunes: Sequence[list[AbcTune]]
+  out_dir: str,
+  settings: dict,
+  files_tunes: Sequence[tuple[str, list[AbcTune]]],
 ) -> list[Job]:
-  """Cuts every file's tunes into chunks; big files first for balance."""
-  corpus, reader, repeats = (settings[k] for k in builtin.SETTINGS)
+  """Cuts every file's tunes (with the corpus that reads them) into chunks;
+  big files first for balance."""
+  _, reader, repeats = (settings[k] for k in builtin.SETTINGS)
   jobs = []
-  for tunes in files_tunes:
+  for corpus, tunes in files_tunes:
     for i in range(0, len(tunes), _CHUNK):
       jobs.append((out_dir, corpus, reader, repeats, tunes[i : i + _CHUNK]))
   # Longest chunks (by ABC text) first, so that no worker ends alone.
@@ -156,23 +170,18 @@ def _make_jobs(
   return jobs
 
 
-def _summary_is_fresh(
-  out_dir: pathlib.Path,
-  summary: dict,
-  settings: dict,
-  limits: dict,
-  music21_version: str,
+def summary_is_fresh(
+  out_dir: pathlib.Path, summary: dict, settings: dict, expected: dict
 ) -> bool:
-  """True if a previous run's summary matches this request and its files."""
+  """True if a previous run's summary matches this request (its settings,
+  and each field of `expected`) and its files."""
   if not (
     summary.get("complete")
     and builtin.summary_settings(summary) == settings
-    and summary.get("converter_version") == CONVERTER_VERSION
-    and summary.get("music21_version") == music21_version
-    and summary.get("limits") == limits
+    and all(summary.get(key) == value for key, value in expected.items())
   ):
     return False
-  written = sum(1 for _ in out_dir.glob("*/*.mid"))
+  written = sum(1 for _ in out_dir.rglob("*.mid"))
   return written == summary.get("written")
 
 
@@ -201,9 +210,9 @@ def check_settings(
 
 def _remove_leftovers(out_dir: pathlib.Path, keep: set[str]) -> None:
   """Deletes temporary files and .mid files this run did not write."""
-  for path in out_dir.glob("*/.*" + files.TMP_SUFFIX):
+  for path in out_dir.rglob(".*" + files.TMP_SUFFIX):
     path.unlink(missing_ok=True)
-  for path in out_dir.glob("*/*.mid"):
+  for path in out_dir.rglob("*.mid"):
     if path.relative_to(out_dir).as_posix() not in keep:
       path.unlink(missing_ok=True)
 
@@ -253,36 +262,95 @@ def convert_corpus(
   """
   spec = builtin.get_corpus(corpus)
   out_dir = pathlib.Path(out_dir).expanduser()
-  previous = _previous_summary(out_dir)
+  previous = previous_summary(out_dir)
   reader = reader or _reader_of(previous, spec.name, repeats)
   settings = builtin.check_settings(spec.name, reader, repeats)
   music21_version = str(music21_abc.import_music21().__version__)
   limits = {"files": limit_files, "tunes_per_file": limit_tunes}
   check_settings(out_dir, previous, settings, force)
+  expected = {
+    "converter_version": CONVERTER_VERSION,
+    "music21_version": music21_version,
+    "limits": limits,
+  }
   if (
     not force
     and previous
-    and _summary_is_fresh(out_dir, previous, settings, limits, music21_version)
+    and summary_is_fresh(out_dir, previous, settings, expected)
   ):
     previous["reused"] = True
     return previous
-  started = time.time()
-  summary, files_tunes, duplicates = _start_summary(
-    spec, settings, limits, music21_version
+  per_file, files_tunes, duplicates = builtin.corpus_tunes(
+    spec.name, limit_files, limit_tunes
   )
+  summary = {
+    "complete": False,
+    "reused": False,
+    **settings,
+    "label": spec.label,
+    **expected,
+    "abc_version": ".".join(map(str, music21_abc.ABC_VERSION[:2])),
+    "files": len(per_file),
+    "tunes": sum(per_file.values()),
+    "tunes_per_file": per_file,
+    "duplicates": len(duplicates),
+    "duplicates_skipped": duplicates,
+  }
+  return run_conversion(
+    out_dir,
+    summary,
+    files_tunes,
+    workers=workers,
+    progress=progress,
+    prune=limit_files is None and limit_tunes is None,
+  )
+
+
+def run_conversion(
+  out_dir: pathlib.Path,
+  summary: dict[str, Any],
+  files_tunes: Sequence[tuple[str, list[AbcTune]]],
+  *,
+  workers: int | None,
+  progress: bool,
+  prune: bool = True,
+) -> dict:
+  """Converts tunes to MIDI files in `out_dir` and writes the summary.
+
+  Args:
+    out_dir: the output folder (created if missing).
+    summary: the summary's fields known before converting (settings,
+      label, versions, files and tunes); completed and returned.
+    files_tunes: (the corpus that reads them, the tunes of one file).
+    workers: processes (default: all cores; 1: this process).
+    progress: a progress bar on stderr.
+    prune: delete .mid files in `out_dir` that this run did not write.
+
+  Returns:
+    The summary with the totals (`summary.totals`), workers and seconds.
+
+  Raises:
+    errors.ConversionError: out_dir not writable.
+  """
+  started = time.time()
   _write_summary(out_dir, summary)
-  jobs = _make_jobs(str(out_dir), settings, files_tunes)
-  workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+  jobs = _make_jobs(
+    str(out_dir), builtin.summary_settings(summary), files_tunes
+  )
+  workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
   records = []
-  for chunk in _map_chunks(jobs, workers, progress, spec.label):
+  for chunk in _map_chunks(jobs, workers, progress, summary["label"]):
     records.extend(chunk)
   records.sort(key=lambda r: r["path"])
-  if limit_files is None and limit_tunes is None:
+  if prune:
     _remove_leftovers(out_dir, {r["path"] for r in records if "error" not in r})
+  files.write_json(
+    out_dir / TUNES_NAME,
+    {r["path"]: r["info"] for r in records if "error" not in r},
+    indent=None,
+  )
   summary.update(
-    _totals(records),
-    duplicates=len(duplicates),
-    duplicates_skipped=duplicates,
+    summary_lib.totals(records),
     workers=workers,
     seconds=round(time.time() - started, 2),
   )
@@ -300,38 +368,6 @@ def _reader_of(previous: dict | None, corpus: str, repeats: str) -> str:
   return builtin.DEFAULT_READER
 
 
-def _start_summary(
-  spec: builtin.Corpus, settings: dict, limits: dict, music21_version: str
-) -> tuple[dict[str, Any], list[list[AbcTune]], list[dict]]:
-  """(the summary before converting, the tunes to convert per file, the
-  second transcriptions skipped)."""
-  abc_files = builtin.find_abc_files(spec.name)[: limits["files"]]
-  files_tunes = [
-    abc_text.read_abc_tunes(path)[: limits["tunes_per_file"]]
-    for path in abc_files
-  ]
-  summary: dict[str, Any] = {
-    "complete": False,
-    "reused": False,
-    **settings,
-    "label": spec.label,
-    "converter_version": CONVERTER_VERSION,
-    "music21_version": music21_version,
-    "abc_version": ".".join(map(str, music21_abc.ABC_VERSION[:2])),
-    "limits": limits,
-    "files": len(abc_files),
-    "tunes": sum(map(len, files_tunes)),
-    "tunes_per_file": {
-      path.stem: len(tunes)
-      for path, tunes in zip(abc_files, files_tunes, strict=True)
-    },
-  }
-  duplicates = []
-  if spec.skip_duplicates is not None:
-    files_tunes, duplicates = spec.skip_duplicates(files_tunes)
-  return summary, files_tunes, duplicates
-
-
 def _write_summary(out_dir: pathlib.Path, summary: dict) -> None:
   try:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -342,76 +378,11 @@ def _write_summary(out_dir: pathlib.Path, summary: dict) -> None:
     ) from None
 
 
-def _previous_summary(out_dir: pathlib.Path) -> dict | None:
+def previous_summary(out_dir: pathlib.Path) -> dict | None:
   try:
     return json.loads((out_dir / SUMMARY_NAME).read_text())
   except (OSError, ValueError):
     return None
 
 
-def _totals(records: list[dict]) -> dict[str, Any]:
-  """The summary's counts, failures and warnings from the tunes' records."""
-  done = [r for r in records if "error" not in r]
-  failed = [r for r in records if "error" in r]
-  return {
-    "complete": True,
-    "written": len(done),
-    "failed": len(failed),
-    "notes": sum(r["notes"] for r in done),
-    "rests": sum(r["rests"] for r in done),
-    "pickup_tunes": sum(1 for r in done if r["pickup"]),
-    "ties_removed": sum(r["ties_removed"] for r in done),
-    "repeats_played": sum(r["repeats_played"] for r in done),
-    "shared_objects_copied": sum(r["objects_copied"] for r in done),
-    **{
-      field.name: sum(r[field.name] for r in done)
-      for field in dataclasses.fields(Flattened)
-    },
-    "failures": [
-      {k: r[k] for k in ("path", "file", "index", "number", "title", "error")}
-      for r in failed
-    ],
-    "warnings": [
-      {"path": r["path"], "messages": r["warnings"]}
-      for r in records
-      if "warnings" in r
-    ],
-  }
-
-
-def format_summary(summary: dict) -> str:
-  """Returns the one-line report of a conversion summary."""
-  flattened = [
-    f"{summary[key]} {label}"
-    for key, label in (
-      ("duplicates", "second transcriptions skipped"),
-      ("repeats_removed", "repeat signs removed"),
-      ("repeats_played", "repeats played"),
-      ("ending_bars_dropped", "first-ending bars dropped"),
-      ("grace_notes_removed", "grace notes removed"),
-      ("chords_flattened", "chords flattened"),
-      ("chord_symbols_removed", "chord symbols removed"),
-      ("voices_dropped", "voices dropped"),
-    )
-    if summary.get(key)
-  ]
-  return (
-    f"{summary.get('label', 'ESAC')}: {summary['written']}/"
-    f"{summary['tunes'] - summary.get('duplicates', 0)} tunes from "
-    f"{summary['files']} files written, "
-    f"{summary['failed']} failed; {summary['notes']} notes, "
-    f"{summary['rests']} rests"
-    + "".join(f"; {item}" for item in flattened)
-    + f"; {summary['seconds']:.1f} s ({_reader_text(summary)})"
-    + (", already done" if summary.get("reused") else "")
-  )
-
-
-def _reader_text(summary: dict) -> str:
-  settings = builtin.summary_settings(summary)
-  reader = (
-    f"music21 {summary['music21_version']}"
-    if settings["reader"] == "music21"
-    else "abc reader"
-  )
-  return f"{reader}, repeats {settings['repeats']}"
+format_summary = summary_lib.format_summary

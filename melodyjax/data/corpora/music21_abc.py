@@ -89,6 +89,8 @@ class TuneResult:
     ties_removed: ties between different pitches that were removed.
     objects_copied: objects shared by several bars that were copied.
     flattened: what `flatten_score` changed (repeats, grace notes, ...).
+    header: what the abc reader found of the tune (`abc_midi.tune_header`:
+      meter, tonic, mode, exact pickup); empty from music21.
   """
 
   midi: bytes
@@ -98,6 +100,7 @@ class TuneResult:
   ties_removed: int
   objects_copied: int
   flattened: Flattened = dataclasses.field(default_factory=Flattened)
+  header: dict = dataclasses.field(default_factory=dict)
 
 
 def import_music21():
