@@ -1,5 +1,6 @@
-"""The melody Transformer on ESAC, sized for a 2-core CPU: the reference
-model's streams, conditions and heads around a causal decoder
+"""The melody Transformer on ESAC, sized for a 2-core CPU: the LSTM
+recipe's streams, conditions (metre, mode, style) and heads (the duration
+given the pitch, configs/best_cpu.py) around a causal decoder
 (`model.arch='transformer'`, melodyjax/model/transformer.py).
 
   python train_main.py --config=configs/transformer.py --workdir=runs/esac_tf
@@ -13,11 +14,11 @@ BENCHMARKS.md ("The melody Transformer").
 
 import ml_collections
 
-from configs import cpu
+from configs import best_cpu
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = cpu.get_config()
+  config = best_cpu.get_config()
   config.model.arch = "transformer"
   config.model.transformer_width = 128
   config.model.transformer_layers = 4

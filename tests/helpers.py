@@ -5,14 +5,20 @@ from one another.
 """
 
 import contextlib
+import http.client
+import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from fractions import Fraction as F
 
 import jax
 import numpy as np
+import pytest
 
 from configs import tiny
 from melodyjax.data import build
@@ -161,3 +167,54 @@ def counting_step_traces(module=model_lib.MelodyModel):
     yield traces
   finally:
     module.step = original
+
+
+@contextlib.contextmanager
+def serving_process(*args):
+  """A real `melodyjax-serve ARGS` on a free loopback port (warmed for 16
+  notes, batches of up to 4): yields (port, process); SIGTERM at the end."""
+  process = subprocess.Popen(
+    [
+      sys.executable,
+      "-m",
+      "melodyjax.cli.serve",
+      *args,
+      "--port=0",  # a free port, printed once it listens
+      "--warm_notes=16",
+      "--max_batch=4",
+      "--batch_wait_ms=20",
+    ],
+    cwd=PROJECT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  port = None
+  deadline = time.monotonic() + 240
+  while port is None and time.monotonic() < deadline:
+    line = process.stdout.readline()
+    if not line:
+      break
+    found = re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)
+    port = int(found.group(1)) if found else None
+  if port is None:
+    process.kill()
+    pytest.fail("no server: " + process.communicate()[1][-3000:])
+  try:
+    yield port, process
+  finally:
+    if process.poll() is None:
+      process.send_signal(signal.SIGTERM)
+      process.wait(timeout=60)
+
+
+def call_server(port, method, path, body=None, headers=None, timeout=120):
+  """(status, parsed JSON or text) of one HTTP request to a local server."""
+  connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+  data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
+  connection.request(method, path, body=data, headers=headers or {})
+  response = connection.getresponse()
+  text = response.read().decode()
+  connection.close()
+  kind = response.getheader("content-type", "")
+  return response.status, json.loads(text) if "json" in kind else text

@@ -5,13 +5,9 @@ free loopback port, spoken to with real HTTP (http.client and raw sockets).
 import base64
 import concurrent.futures
 import dataclasses
-import http.client
 import json
-import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -21,55 +17,15 @@ from melodyjax.music import midi_io
 from melodyjax.sampling import generate
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import runs
-from tests.helpers import PROJECT, run_python
+from tests.helpers import call_server as call
+from tests.helpers import run_python, serving_process
 
 
 @pytest.fixture(scope="module")
 def server(workdir):
   """(port, process) of a server of the tiny run, stopped after the module."""
-  process = subprocess.Popen(
-    [
-      sys.executable,
-      "-m",
-      "melodyjax.cli.serve",
-      f"--workdir={workdir}",
-      "--port=0",  # a free port, printed once it listens
-      "--warm_notes=16",
-      "--max_batch=4",
-      "--batch_wait_ms=20",
-    ],
-    cwd=PROJECT,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
-    text=True,
-  )
-  port = None
-  deadline = time.monotonic() + 240
-  while port is None and time.monotonic() < deadline:
-    line = process.stdout.readline()
-    if not line:
-      break
-    found = re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)
-    port = int(found.group(1)) if found else None
-  if port is None:
-    process.kill()
-    pytest.fail("no server: " + process.communicate()[1][-3000:])
-  yield port, process
-  if process.poll() is None:
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
-
-
-def call(port, method, path, body=None, headers=None, timeout=120):
-  """(status, parsed JSON or text) of one request."""
-  connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-  data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
-  connection.request(method, path, body=data, headers=headers or {})
-  response = connection.getresponse()
-  text = response.read().decode()
-  connection.close()
-  kind = response.getheader("content-type", "")
-  return response.status, json.loads(text) if "json" in kind else text
+  with serving_process(f"--workdir={workdir}") as (port, process):
+    yield port, process
 
 
 def test_health_and_page(server):
