@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         process.send_signal(signal.SIGTERM)
         stopped = True
       time.sleep(args.every)
-    row = {"wall_seconds": round(time.time() - start, 1), "exit": process.wait()}
+    row = {
+      "wall_seconds": round(time.time() - start, 1),
+      "exit": process.wait(),
+    }
     log.write(json.dumps({**row, "stopped_at_budget": stopped}) + "\n")
   return process.returncode
 

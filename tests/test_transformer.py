@@ -13,6 +13,9 @@ import pytest
 
 from melodyjax import errors
 from melodyjax.cli import export
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import report
+from melodyjax.data import windows as windows_lib
 from melodyjax.model import arch, transformer
 from melodyjax.model import config as model_config_lib
 from melodyjax.model import model as model_lib
@@ -260,3 +263,23 @@ def test_the_server_serves_its_model_file(trained, tmp_path):
     for melody in answer["melodies"]
   ]
   assert served == expected
+
+
+def test_songs_longer_than_a_window_are_cut_and_the_report_says_so():
+  lengths = np.array([5, 9, 20, 10])
+  split = dataset_lib.Split(
+    pitch=np.full(lengths.sum(), 5, np.int32),
+    duration=np.full(lengths.sum(), 5, np.int32),
+    offsets=np.concatenate([[0], np.cumsum(lengths)]),
+    sources=np.array([f"s{i}.mid" for i in range(4)]),
+    transpositions=np.zeros(4, np.int32),
+  )
+  assert report.describe_windows(split, 10) == (
+    "2 of 4 songs whole in one window of 10 events; 2 longer ones (up to "
+    "20 events) cut into 5 windows"
+  )
+  windows = windows_lib.make_windows(split, 10)
+  assert list(np.bincount(windows.songs)) == [1, 1, 3, 2]
+  assert report.describe_windows(split, 21) == (
+    "4 of 4 songs whole in one window of 21 events"
+  )
