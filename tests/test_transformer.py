@@ -239,15 +239,9 @@ def test_the_average_is_what_it_exports_and_fine_tunes_from(trained, tmp_path):
 def test_the_server_serves_its_model_file(trained, tmp_path):
   path = tmp_path / "served.mjx"
   assert export.main([f"--workdir={trained}", f"--out={path}"]) == 0
-  body = {"primer": "C4:1 D4:0.5", "num_notes": 12, "num_outputs": 3}
-  body.update(temperature=[0.9, 1.0], top_k=5, seed=7)
-  request = request_lib.Request(
-    num_outputs=3,
-    num_notes=12,
-    temperature=(0.9, 1.0),
-    top_k=5,
-    seed=7,
-  )
+  fields = {"num_notes": 12, "num_outputs": 3, "top_k": 5, "seed": 7}
+  body = {**fields, "primer": "C4:1 D4:0.5", "temperature": [0.9, 1.0]}
+  request = request_lib.Request(**fields, temperature=(0.9, 1.0))
   expected = generate.generate(
     runs.from_workdir(str(trained)),
     request,
