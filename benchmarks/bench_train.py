@@ -82,7 +82,7 @@ def _runners(args, task: dict, with_torch: bool) -> dict:
   """{name: function running `task` in a fresh worker process}."""
   task = dict(task, model=args.model)
   jax_task = dict(task, lstm_impl=args.lstm_impl)
-  torch_task = dict(task, adam=args.adam)
+  torch_task = dict(task, adam=args.adam, sample_threads=args.torch_threads)
   env = harness.torch_env(args.torch_allocator)
   runners = {"jax": lambda: harness.run_worker("jax_worker", jax_task)}
   if with_torch:
@@ -286,6 +286,15 @@ def main():
   parser.add_argument("--peak_repeats", type=int, default=7)
   parser.add_argument("--breakdown", action="store_true")
   parser.add_argument("--no_sample", action="store_true")
+  parser.add_argument("--no_train", action="store_true")
+  parser.add_argument(
+    "--torch_threads",
+    type=int,
+    nargs="*",
+    default=None,
+    help="thread counts PyTorch's sampling loop tries (default: 1 and its "
+    "own); on a loaded machine its 2-thread form crawls",
+  )
   parser.add_argument("--no_torch", action="store_true")
   parser.add_argument("--lstm_impl", default="auto")
   parser.add_argument("--adam", default="fused", choices=("fused", "default"))
@@ -312,7 +321,7 @@ def main():
   ] + [
     (f"train_matmul_{k}_gflops", v, "GFLOP/s") for k, v in peak_by_lib.items()
   ]
-  train = bench_training(args, peak, rows, with_torch)
+  train = {} if args.no_train else bench_training(args, peak, rows, with_torch)
   sampling = None if args.no_sample else bench_sampling(args, rows, with_torch)
   end_load = harness.load_average()
   rows.append(("train_bench_load_avg_end", end_load, "load"))

@@ -207,7 +207,7 @@ def task_sample(task: dict) -> dict:
   for batch in task["batches"]:
     rates = {}
     for cell in (True, False) if len(model.lstms) else (True,):
-      for threads in sorted({1, default_threads}):
+      for threads in task.get("sample_threads") or sorted({1, default_threads}):
         torch.set_num_threads(threads)
 
         def run(i, batch=batch, cell=cell):
