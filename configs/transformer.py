@@ -11,8 +11,9 @@ longer ones are cut into windows), 3,000 steps of 32 windows.
 Measured in BENCHMARKS.md ("A melody Transformer (issue 27)"): stopped
 at step 1,000 (406 process CPU seconds on 2 shared cores), test 3.318 bits
 per note, 0.985x the best baseline given the same labels (ALiBi 3.340);
-at 100 CPU seconds 3.835 against the LSTM recipe's 4.105. The full 3,000
-steps were not run (the machine was too loaded).
+with 500 steps (194 CPU seconds) 3.554 against the LSTM recipe's 3.563 at
+850 steps (153 CPU seconds). The full 3,000 steps were not run (the
+machine was too loaded).
 """
 
 import ml_collections
