@@ -2,6 +2,13 @@
 
   .venv/bin/python -m benchmarks.bench_memory [--shapes 16x64,64x64,...]
       [--lstm_impl auto] [--objective all] [--out benchmarks/results.json]
+  .venv/bin/python -m benchmarks.bench_memory --model transformer
+
+`--model transformer`: the melody Transformer (`harness.TRANSFORMER_MODEL`
+against benchmarks/torch_transformer.py), by default 16 windows of 128 to
+1,024 events, with each figure per event and against T/128 so that the
+length where it stops being linear shows (attention's scores are
+[batch, heads, T, T]); figures as transformer_memory_*.
 
 Each measurement runs in a fresh process (one framework, one shape), with
 glibc's malloc told to map every block of 64 KiB or more on its own and to
@@ -35,7 +42,10 @@ import os
 from benchmarks import results
 
 KIB = 1024
-SHAPES = "16x64,64x32,64x64,64x256,256x64,1024x64"
+SHAPES = {
+  "lstm": "16x64,64x32,64x64,64x256,256x64,1024x64",
+  "transformer": "16x128,16x256,16x512,16x768,16x1024",
+}
 ENV = {
   "MELODYJAX_MALLOC": "system",  # not tcmalloc: see the docstring
   "MALLOC_MMAP_THRESHOLD_": str(64 * KIB),
@@ -113,7 +123,7 @@ def measure_torch(task: dict, trainer_class) -> dict:
   return _measure_steps(trainer.step, {"state_kib": state})
 
 
-def measure(framework, batch, seq_len, objective, impl) -> dict:
+def measure(framework, batch, seq_len, objective, impl, model) -> dict:
   from benchmarks import harness
 
   env = dict(os.environ, **ENV)
@@ -124,6 +134,7 @@ def measure(framework, batch, seq_len, objective, impl) -> dict:
     "seq_len": seq_len,
     "objective": objective,
     "lstm_impl": impl,
+    "model": model,
   }
   return harness.run_worker(f"{framework}_worker", task, env, quiet=True)
 
@@ -134,13 +145,17 @@ def _mib(kib: float) -> str:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--shapes", default=SHAPES, help="BxT,BxT,...")
+  parser.add_argument("--model", default="lstm", choices=tuple(SHAPES))
+  parser.add_argument("--shapes", default=None, help="BxT,BxT,...")
   parser.add_argument("--objective", default="all", choices=("all", "last"))
   parser.add_argument("--lstm_impl", default="auto")
   parser.add_argument("--no_torch", action="store_true")
   parser.add_argument("--out", default=results.DEFAULT_PATH)
   args = parser.parse_args()
-  shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes.split(",")]
+  shapes = [
+    tuple(int(n) for n in s.split("x"))
+    for s in (args.shapes or SHAPES[args.model]).split(",")
+  ]
   try:
     import torch  # noqa: F401
 
@@ -149,19 +164,23 @@ def main():
     print("PyTorch is not installed: melodyjax only", flush=True)
     frameworks = ("jax",)
   print(
-    f"objective '{args.objective}', float32, melodyjax lstm_impl "
-    f"{args.lstm_impl!r}; MiB; each figure in a fresh worker process",
+    f"{args.model}, objective '{args.objective}', float32, melodyjax "
+    f"lstm_impl {args.lstm_impl!r}; MiB; each figure in a fresh worker "
+    "process",
     flush=True,
   )
   header = (
     "| B x T | melodyjax: XLA's plan (temp + out - alias) | melodyjax "
     "first run, measured | PyTorch step peak, measured | PyTorch / XLA plan "
-    "| state (params + Adam) |"
+    "| state (params + Adam) | plan KiB per event | plan / first plan, "
+    "against T / first T |"
   )
-  lines = [header, "|---|---|---|---|---|---|"]
-  rows = []
+  lines = [header, "|---|---|---|---|---|---|---|---|"]
+  rows, first = [], None
+  prefix = "" if args.model == "lstm" else f"{args.model}_"
   for batch, seq_len in shapes:
-    got = {f: measure(f, batch, seq_len, args.objective, args.lstm_impl)
+    got = {f: measure(f, batch, seq_len, args.objective, args.lstm_impl,
+                      args.model)
            for f in frameworks}  # fmt: skip
     jax_fig = got["jax"]
     plan = (
@@ -169,7 +188,8 @@ def main():
       + jax_fig["xla_output_kib"]
       - jax_fig["xla_alias_kib"]
     )
-    name = f"memory_{args.objective}_{batch}x{seq_len}"
+    first = first or (plan, batch * seq_len)
+    name = f"{prefix}memory_{args.objective}_{batch}x{seq_len}"
     rows += [
       (f"{name}_jax_step_peak_mib", jax_fig["step_peak_kib"] / KIB, "MiB"),
       (f"{name}_jax_xla_plan_mib", plan / KIB, "MiB"),
@@ -183,7 +203,8 @@ def main():
     line = (
       f"| {batch} x {seq_len} | {_mib(plan)} | "
       f"{_mib(jax_fig['step_peak_kib'])} | {torch_text} | {ratio} | "
-      f"{_mib(jax_fig['state_kib'])} |"
+      f"{_mib(jax_fig['state_kib'])} | {plan / (batch * seq_len):.1f} | "
+      f"{plan / first[0]:.2f}x against {batch * seq_len / first[1]:.2f}x |"
     )
     lines.append(line)
     print(line, flush=True)

@@ -3,6 +3,14 @@
   .venv/bin/python -m benchmarks.bench_train [--steps 20] [--rounds 2]
       [--batch_size 64 --seq_len 64] [--breakdown] [--no_sample]
       [--lstm_impl auto] [--out benchmarks/results.json]
+  .venv/bin/python -m benchmarks.bench_train --model transformer
+
+`--model transformer` measures the melody Transformer instead (issue 27;
+`harness.TRANSFORMER_MODEL`, configs/transformer.py's sizes without its
+conditions, batch 32 windows of 128, objective 'all') against the same
+Transformer in PyTorch (benchmarks/torch_transformer.py), and sampling
+with its key/value cache against PyTorch's cached loop; its figures go to
+results.json as transformer_*.
 
 A driver: each contender runs in its own process (`benchmarks/jax_worker.py`,
 `benchmarks/torch_worker.py`), one process per contender per round, the
@@ -45,9 +53,18 @@ import statistics
 from benchmarks import harness, results
 
 OBJECTIVES = ("all", "last")
+# --model's defaults: configs/default.py's windows, configs/transformer.py's.
+MODELS = {
+  "lstm": {"batch_size": 64, "seq_len": 64, "objectives": "all,last"},
+  "transformer": {"batch_size": 32, "seq_len": 128, "objectives": "all"},
+}
 SAMPLE_BATCHES = (1, 64)
 # Issue 25: (comparison, bound) per result name; the rest have none.
+# Issue 27: the melody Transformer's (`--model transformer`).
 TARGETS = {
+  "transformer_train_all_jax_vs_torch": (">=", 1.25),
+  "transformer_sample_vs_torch_1_melodies_ratio": (">=", 2.0),
+  "transformer_sample_vs_torch_64_melodies_ratio": (">=", 2.0),
   "train_all_jax_vs_torch": (">=", 1.25),
   "train_last_jax_vs_torch": (">=", 1.25),
   "sample_vs_torch_1_melodies_ratio": (">=", 10.0),
@@ -63,8 +80,9 @@ def _has_torch() -> bool:
 
 def _runners(args, task: dict, with_torch: bool) -> dict:
   """{name: function running `task` in a fresh worker process}."""
+  task = dict(task, model=args.model)
   jax_task = dict(task, lstm_impl=args.lstm_impl)
-  torch_task = dict(task, adam=args.adam)
+  torch_task = dict(task, adam=args.adam, sample_threads=args.torch_threads)
   env = harness.torch_env(args.torch_allocator)
   runners = {"jax": lambda: harness.run_worker("jax_worker", jax_task)}
   if with_torch:
@@ -113,6 +131,8 @@ def bench_training(args, peak: float, rows: list, with_torch: bool) -> dict:
     print(f"[{objective}] {args.rounds} rounds, one process each", flush=True)
     runs = harness.alternate(_runners(args, task, with_torch), args.rounds)
     flops = harness.step_flops(batch, seq_len, objective)
+    if args.model == "transformer":
+      flops = harness.transformer_step_flops(batch, seq_len)
     figures = {"lstm": runs["jax"][0]["lstm"]}
     for name, blocks in runs.items():
       figures[name] = summarize(blocks, "step", batch * seq_len, flops, peak)
@@ -120,8 +140,9 @@ def bench_training(args, peak: float, rows: list, with_torch: bool) -> dict:
         figures[name]["phases"] = {
           kind: harness.median_ms(harness.pooled([b[kind] for b in blocks]))
           for kind in ("step", "forward", "forward_backward", "stack")
+          if kind in blocks[0]
         }
-      prefix = f"train_{objective}_{name}"
+      prefix = f"{args.prefix}train_{objective}_{name}"
       f = figures[name]
       rows += [
         (f"{prefix}_step_ms", f["step_ms"], "ms"),
@@ -132,13 +153,15 @@ def bench_training(args, peak: float, rows: list, with_torch: bool) -> dict:
       ]
     others = harness.others_max([figures[n] for n in runs])
     if others is not None:
-      rows.append((f"train_{objective}_others_cpu_share", 100 * others, "%"))
+      name = f"{args.prefix}train_{objective}_others_cpu_share"
+      rows.append((name, 100 * others, "%"))
     figures["others"] = others
-    rows.append((f"train_{objective}_step_gflop", flops / 1e9, "GFLOP"))
+    name = f"{args.prefix}train_{objective}_step_gflop"
+    rows.append((name, flops / 1e9, "GFLOP"))
     if "torch" in figures:
       ratio = figures["jax"]["tokens_per_s"] / figures["torch"]["tokens_per_s"]
       figures["ratio"] = ratio
-      rows.append((f"train_{objective}_jax_vs_torch", ratio, "x"))
+      rows.append((f"{args.prefix}train_{objective}_jax_vs_torch", ratio, "x"))
     summary[objective] = (flops, figures)
   return summary
 
@@ -159,7 +182,7 @@ def bench_sampling(args, rows: list, with_torch: bool) -> dict:
       for name, rounds in runs.items()
     }
     others = harness.others_max([r[key] for r in runs["jax"]])
-    prefix = f"sample_vs_torch_{batch}_melodies"
+    prefix = f"{args.prefix}sample_vs_torch_{batch}_melodies"
     rows.append((f"{prefix}_jax_notes_per_s", rates["jax"], "notes/s"))
     if others is not None:
       rows.append((f"{prefix}_others_cpu_share", 100 * others, "%"))
@@ -199,7 +222,7 @@ def _print_training(args, train: dict) -> None:
   for objective, (flops, figures) in train.items():
     line = f"[{objective}] {flops / 1e9:.2f} GFLOP/step"
     if "ratio" in figures:
-      name = f"train_{objective}_jax_vs_torch"
+      name = f"{args.prefix}train_{objective}_jax_vs_torch"
       line += (
         f"; JAX / PyTorch tokens/s = {figures['ratio']:.2f}x "
         f"({target_text(name, figures['ratio'])})"
@@ -207,7 +230,13 @@ def _print_training(args, train: dict) -> None:
     print(line + f"; others' CPU up to {harness.share_text(figures['others'])}")
     for name in ("jax", "torch"):
       ph = figures.get(name, {}).get("phases")
-      if ph:
+      if ph and "stack" not in ph:
+        print(
+          f"  {name:5s} forward {ph['forward']:6.1f} ms, backward "
+          f"{ph['forward_backward'] - ph['forward']:6.1f}, optimizer and "
+          f"the rest {ph['step'] - ph['forward_backward']:6.1f}"
+        )
+      elif ph:
         print(
           f"  {name:5s} forward {ph['forward']:6.1f} ms, backward "
           f"{ph['forward_backward'] - ph['forward']:6.1f}, optimizer and "
@@ -226,7 +255,8 @@ def print_report(args, peak_by_lib, train, sampling, loads) -> None:
     + f" GFLOP/s; peak = {max(peak_by_lib.values()):.1f}"
   )
   if train:
-    print(f"melodyjax lstm: {next(iter(train.values()))[1]['lstm']}")
+    if args.model == "lstm":
+      print(f"melodyjax lstm: {next(iter(train.values()))[1]['lstm']}")
     _print_training(args, train)
   if sampling:
     print(f"\nSampling, {args.num_notes} notes per melody (notes/s):")
@@ -234,7 +264,7 @@ def print_report(args, peak_by_lib, train, sampling, loads) -> None:
       line = f"{batch:2d} melodies: melodyjax {rates['jax']:9,.0f}"
       if "torch" in rates:
         ratio = rates["jax"] / rates["torch"]
-        name = f"sample_vs_torch_{batch}_melodies_ratio"
+        name = f"{args.prefix}sample_vs_torch_{batch}_melodies_ratio"
         line += (
           f", PyTorch {rates['torch']:9,.0f} ({rates['torch_form']}), "
           f"ratio {ratio:.2f}x ({target_text(name, ratio)})"
@@ -244,17 +274,27 @@ def print_report(args, peak_by_lib, train, sampling, loads) -> None:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--batch_size", type=int, default=64)
-  parser.add_argument("--seq_len", type=int, default=64)
+  parser.add_argument("--model", default="lstm", choices=MODELS)
+  parser.add_argument("--batch_size", type=int, default=None)
+  parser.add_argument("--seq_len", type=int, default=None)
   parser.add_argument("--steps", type=int, default=20, help="steps per block")
   parser.add_argument("--rounds", type=int, default=2, help="processes each")
   parser.add_argument("--warmup", type=int, default=3)
-  parser.add_argument("--objectives", default=",".join(OBJECTIVES))
+  parser.add_argument("--objectives", default=None)
   parser.add_argument("--num_notes", type=int, default=256)
   parser.add_argument("--sample_repeats", type=int, default=5)
   parser.add_argument("--peak_repeats", type=int, default=7)
   parser.add_argument("--breakdown", action="store_true")
   parser.add_argument("--no_sample", action="store_true")
+  parser.add_argument("--no_train", action="store_true")
+  parser.add_argument(
+    "--torch_threads",
+    type=int,
+    nargs="*",
+    default=None,
+    help="thread counts PyTorch's sampling loop tries (default: 1 and its "
+    "own); on a loaded machine its 2-thread form crawls",
+  )
   parser.add_argument("--no_torch", action="store_true")
   parser.add_argument("--lstm_impl", default="auto")
   parser.add_argument("--adam", default="fused", choices=("fused", "default"))
@@ -264,6 +304,10 @@ def main():
   parser.add_argument("--out", default=results.DEFAULT_PATH)
   harness.add_quiet_flags(parser)
   args = parser.parse_args()
+  for name, value in MODELS[args.model].items():
+    if getattr(args, name) is None:
+      setattr(args, name, value)
+  args.prefix = "" if args.model == "lstm" else f"{args.model}_"
   harness.set_quiet(args)
   with_torch = _has_torch() and not args.no_torch
   if not with_torch:
@@ -277,7 +321,7 @@ def main():
   ] + [
     (f"train_matmul_{k}_gflops", v, "GFLOP/s") for k, v in peak_by_lib.items()
   ]
-  train = bench_training(args, peak, rows, with_torch)
+  train = {} if args.no_train else bench_training(args, peak, rows, with_torch)
   sampling = None if args.no_sample else bench_sampling(args, rows, with_torch)
   end_load = harness.load_average()
   rows.append(("train_bench_load_avg_end", end_load, "load"))

@@ -24,6 +24,16 @@ PITCH_VOCAB, DURATION_VOCAB = 49, 42  # ESAC's vocabularies
 FIRST_REAL_ID = 4  # ids below are reserved (pad, bos, eos, unk)
 # The reference model (configs/default.py): input 128 + 32, LSTMs, dense.
 SEED_MODEL = {"input_dim": 160, "lstm_sizes": (256, 128, 128), "dense": 128}
+# The melody Transformer of configs/transformer.py, unconditioned, with
+# independent heads (benchmarks/torch_transformer.py builds the same).
+TRANSFORMER_MODEL = {
+  "transformer_width": 128,
+  "transformer_layers": 4,
+  "transformer_heads": 4,
+  "transformer_ff": 512,
+  "transformer_position": "rope",
+  "transformer_dropout": 0.1,
+}
 TRAIN_CONFIG = {  # configs/default.py
   "learning_rate": 2e-3,
   "warmup_steps": 500,
@@ -144,6 +154,24 @@ def step_flops(batch: int, seq_len: int, objective: str, model=None) -> float:
   heads = 2 * top * dense + 2 * dense * (PITCH_VOCAB + DURATION_VOCAB)
   head_events = batch * seq_len if objective == "all" else batch
   return 3.0 * (lstm * batch * seq_len + heads * head_events)
+
+
+def transformer_step_flops(batch: int, seq_len: int) -> float:
+  """FLOPs of one training step of `TRANSFORMER_MODEL` (objective 'all'):
+  3x forward; per event the input projection, per block q, k, v, out and
+  the MLP (2 * d * out each) and causal attention (scores and mixing,
+  half of 4 * T * width), the heads."""
+  model = TRANSFORMER_MODEL
+  width, ff = model["transformer_width"], model["transformer_ff"]
+  input_dim, dense = SEED_MODEL["input_dim"], SEED_MODEL["dense"]
+  block = 2 * width * 4 * width + 4 * width * ff + 2 * seq_len * width
+  per_event = (
+    2 * input_dim * width
+    + model["transformer_layers"] * block
+    + 2 * width * dense
+    + 2 * dense * (PITCH_VOCAB + DURATION_VOCAB)
+  )
+  return 3.0 * per_event * batch * seq_len
 
 
 # Data ----------------------------------------------------------------------

@@ -34,7 +34,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
-from melodyjax.model import lstm  # noqa: E402
+from melodyjax.model import arch, lstm  # noqa: E402
 from melodyjax.model import model as model_lib  # noqa: E402
 from melodyjax.sampling import draw, sampler  # noqa: E402
 from melodyjax.training import parallel  # noqa: E402
@@ -43,11 +43,16 @@ from melodyjax.training import steps as steps_lib  # noqa: E402
 
 
 def make_config(task: dict) -> model_lib.ModelConfig:
+  """The reference LSTM, or with "model": "transformer" the melody
+  Transformer (`harness.TRANSFORMER_MODEL`)."""
+  transformer = task.get("model") == "transformer"
   return model_lib.ModelConfig(
     harness.PITCH_VOCAB,
     harness.DURATION_VOCAB,
     dtype=task.get("dtype", "float32"),
     lstm_impl=task.get("lstm_impl", "auto"),
+    arch="transformer" if transformer else "lstm",
+    **(harness.TRANSFORMER_MODEL if transformer else {}),
   )
 
 
@@ -55,7 +60,7 @@ class JaxTrainer:
   """melodyjax's jitted train step on one device, state carried."""
 
   def __init__(self, config: model_lib.ModelConfig, ids: dict, objective):
-    self.model = model_lib.MelodyModel(config)
+    self.model = arch.create_model(config)
     self.objective = objective
     mesh = parallel.create_mesh(jax.devices()[:1])
     tx = state_lib.create_optimizer(harness.TRAIN_CONFIG)
@@ -83,8 +88,14 @@ class JaxTrainer:
       self.dropout_key, batch["rows"], config.input_dim, config.spatial_dropout
     )
 
+    dropout = None
+    if config.arch == "transformer":
+      dropout = (self.dropout_key, batch["rows"])
+
     def loss_fn(params):
-      sums = steps_lib.compute_sums(model, params, batch, objective, mask)
+      sums, _ = steps_lib.forward_sums(
+        model, params, batch, objective, mask, dropout=dropout
+      )
       return (sums["nll_pitch"] + sums["nll_duration"]) / sums["count"]
 
     forward = jax.jit(loss_fn)
@@ -127,7 +138,9 @@ def task_train(task: dict) -> dict:
   fns = {"step": trainer.step}
   if task.get("breakdown"):
     fns.update(trainer.phase_fns())
-    fns["stack"] = stack_fns(config, task["batch"], task["seq_len"])["stack"]
+    if config.arch == "lstm":
+      stack = stack_fns(config, task["batch"], task["seq_len"])
+      fns["stack"] = stack["stack"]
   return harness.run_blocks(
     fns, task["steps"], task.get("blocks", 1), task["warmup"]
   )
@@ -164,7 +177,7 @@ def task_peak(task: dict) -> dict:
 
 
 def task_sample(task: dict) -> dict:
-  model = model_lib.MelodyModel(make_config(task))
+  model = arch.create_model(make_config(task))
   dummy = jnp.zeros((1, 4), jnp.int32)
   params = model.init(jax.random.key(0), dummy, dummy)
   settings = draw.make_settings(1.0)

@@ -103,7 +103,10 @@ class TorchMelodyModel(nn.Module):
     pitch_logits, duration_logits = self._heads(x[:, 0])
     return pitch_logits, duration_logits, new_state
 
-  def initial_state(self, batch_size: int):
+  def initial_state(self, batch_size: int, length: int = 1):
+    """Zero (h, c) per layer (`length`, the notes to come, sizes a
+    Transformer's cache only)."""
+    del length
     return [
       (
         torch.zeros(batch_size, lstm.hidden_size),
@@ -190,7 +193,7 @@ def sample(
   duration_bias = _reserved_bias(model.duration_head.out_features, False)
   pitch = torch.full((batch_size,), BOS_ID, dtype=torch.long)
   duration = torch.full((batch_size,), BOS_ID, dtype=torch.long)
-  state = model.initial_state(batch_size)
+  state = model.initial_state(batch_size, num_notes)
   out_pitch = torch.empty(batch_size, num_notes, dtype=torch.long)
   out_duration = torch.empty(batch_size, num_notes, dtype=torch.long)
   for t in range(num_notes):

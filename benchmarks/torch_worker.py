@@ -6,13 +6,16 @@ The PyTorch reference (`benchmarks/torch_reference.py`) as a PyTorch user
 runs it: the process's own defaults (its thread count, OpenMP settings
 and allocator untouched; the driver passes the user's environment), eager
 mode, Adam (fused where that is faster, `adam` in the task) with gradient
-clipping. Prints one `@@RESULT` JSON line. Tasks as in `jax_worker`:
+clipping; with "model": "transformer" the same for
+`benchmarks/torch_transformer.py`. Prints one `@@RESULT` JSON line. Tasks
+as in `jax_worker`:
 
   peak    a 2048^3 float32 matmul (MKL's sgemm, oneDNN's linear): GFLOP/s
   train   the train step; with "breakdown" also forward, forward + backward
           and the model's three nn.LSTM layers alone, in the same process
   stack   three nn.LSTM layers alone, forward + backward (and forward)
   sample  the reference's loop carrying (h, c), its fastest of four forms
+          (the Transformer's: its key/value cache, 1 thread or the default)
   memory  the measured peak of a step (bench_memory)
 
 "device": "cuda" runs on the GPU ("dtype": "bfloat16" under autocast).
@@ -28,7 +31,7 @@ import sys
 import numpy as np
 import torch
 
-from benchmarks import harness, torch_reference
+from benchmarks import harness, torch_reference, torch_transformer
 
 
 def _sync(device: str) -> None:
@@ -43,10 +46,22 @@ def _autocast(task: dict):
 
 
 def make_model(task: dict, seed: int = 0) -> torch_reference.TorchMelodyModel:
+  """The reference LSTM, or with "model": "transformer" the Transformer
+  (`torch_transformer`, sized as `harness.TRANSFORMER_MODEL`)."""
   torch.manual_seed(seed)
-  model = torch_reference.TorchMelodyModel(
-    harness.PITCH_VOCAB, harness.DURATION_VOCAB
-  )
+  vocabs = harness.PITCH_VOCAB, harness.DURATION_VOCAB
+  if task.get("model") == "transformer":
+    sizes = harness.TRANSFORMER_MODEL
+    model = torch_transformer.TorchMelodyTransformer(
+      *vocabs,
+      width=sizes["transformer_width"],
+      layers=sizes["transformer_layers"],
+      heads=sizes["transformer_heads"],
+      ff=sizes["transformer_ff"],
+      dropout=sizes["transformer_dropout"],
+    )
+  else:
+    model = torch_reference.TorchMelodyModel(*vocabs)
   return model.to(task.get("device", "cpu"))
 
 
@@ -100,13 +115,15 @@ class TorchTrainer:
       forward().backward()
       _sync(self.device)
 
-    with torch.no_grad():
-      x = model._features(batch["pitch"], batch["duration"]).detach()
-    return {
+    fns = {
       "forward": lambda i: (forward(), _sync(self.device)),
       "forward_backward": lambda i: forward_backward(),
-      "stack": stack_fns(task, list(model.lstms), x)["stack"],
     }
+    if len(model.lstms):
+      with torch.no_grad():
+        x = model._features(batch["pitch"], batch["duration"]).detach()
+      fns["stack"] = stack_fns(task, list(model.lstms), x)["stack"]
+    return fns
 
 
 def stack_fns(task: dict, layers, x) -> dict:
@@ -189,8 +206,8 @@ def task_sample(task: dict) -> dict:
   out = {}
   for batch in task["batches"]:
     rates = {}
-    for cell in (True, False):
-      for threads in sorted({1, default_threads}):
+    for cell in (True, False) if len(model.lstms) else (True,):
+      for threads in task.get("sample_threads") or sorted({1, default_threads}):
         torch.set_num_threads(threads)
 
         def run(i, batch=batch, cell=cell):
@@ -200,7 +217,9 @@ def task_sample(task: dict) -> dict:
 
         run(0)
         block = harness.timed_block(run, task["repeats"])
-        name = f"{'cell' if cell else 'lstm'}_{threads}t"
+        form = "cell" if cell else "lstm"
+        form = "kv_cache" if not len(model.lstms) else form
+        name = f"{form}_{threads}t"
         rates[name] = (
           batch * task["num_notes"] / statistics.median(block["times"])
         )

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -252,32 +253,9 @@ def counting_step_traces(module=model_lib.MelodyModel):
 
 @contextlib.contextmanager
 def serving(*flags, timeout=240):
-  """(port, process) of a `melodyjax-serve FLAGS` process on a free port,
-  stopped (SIGTERM) when the block ends if it still runs."""
-  import re
-  import signal
-  import time
-
-  import pytest
-
-  process = subprocess.Popen(
-    [sys.executable, "-m", "melodyjax.cli.serve", "--port=0", *flags],
-    cwd=PROJECT,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
-    text=True,
-  )
-  port = None
-  deadline = time.monotonic() + timeout
-  while port is None and time.monotonic() < deadline:
-    line = process.stdout.readline()
-    if not line:
-      break
-    found = re.search(r"serving on http://127\.0\.0\.1:(\d+)", line)
-    port = int(found.group(1)) if found else None
-  if port is None:
-    process.kill()
-    pytest.fail("no server: " + process.communicate()[1][-3000:])
+  """(port, process) of `start_server(*flags)`, stopped (SIGTERM) when the
+  block ends if it still runs."""
+  port, process = start_server(*flags, timeout=timeout)
   try:
     yield port, process
   finally:
@@ -349,12 +327,6 @@ def chromium(download_dir=None):
 
 
 def call(port, method, path, body=None, headers=None, timeout=120):
-  """(status, parsed JSON or text) of one request."""
-  connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-  data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
-  connection.request(method, path, body=data, headers=headers or {})
-  response = connection.getresponse()
-  text = response.read().decode()
-  connection.close()
-  kind = response.getheader("content-type", "")
-  return response.status, json.loads(text) if "json" in kind else text
+  """(status, parsed JSON or text) of one request (`http_call`'s)."""
+  status, _, answer = http_call(port, method, path, body, headers, timeout)
+  return status, answer.decode() if isinstance(answer, bytes) else answer

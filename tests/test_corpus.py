@@ -65,6 +65,8 @@ def test_build_report_drops_and_splits(midi_dir, tmp_path):
     assert events == midi_io.read_midi(midi_dir / train.sources[i]).events
   assert not sources & set(dataset.valid.sources)
   assert report["splits"]["train"]["rests"] == len(train)
+  longest = max(len(train.song(i)[0]) for i in range(len(train)))
+  assert report["splits"]["train"]["longest_song_events"] == longest
 
 
 def test_split_is_a_deterministic_hash_of_the_path():

@@ -262,7 +262,9 @@ def test_damaged_latest_checkpoints_are_skipped_and_announced(
   config.train.num_train_steps = 6  # resume from 5, one step, save
   said = []
   loop.train_and_evaluate(config, str(workdir), announce=said.append)
-  lines = "\n".join(said[1:]).splitlines()  # said[0]: the launch
+  # said[0]: the launch, said[1]: how the training songs fit the windows.
+  assert said[1].startswith("training songs: ")
+  lines = "\n".join(said[2:]).splitlines()
   assert [line.split(":")[0] for line in lines] == [
     "skipped damaged checkpoint at step 15",
     "skipped damaged checkpoint at step 10",

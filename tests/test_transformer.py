@@ -3,6 +3,7 @@ the full pass, attention is causal, and it trains (jit and pmap on four
 devices), resumes exactly, samples with every control without recompiling,
 exports and refuses what it cannot do."""
 
+import base64
 import dataclasses
 
 import jax
@@ -12,17 +13,24 @@ import pytest
 
 from melodyjax import errors
 from melodyjax.cli import export
+from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import report
+from melodyjax.data import windows as windows_lib
 from melodyjax.model import arch, transformer
 from melodyjax.model import config as model_config_lib
 from melodyjax.model import model as model_lib
+from melodyjax.music import midi_io
 from melodyjax.sampling import draw, generate, plan, sampler
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import config as training_config
 from melodyjax.training import loop, runs
 from tests.helpers import (
   assert_trees_equal,
+  call,
   counting_step_traces,
+  final_params,
   resume_after_step_10,
+  serving,
   tiny_config,
   write_tunes,
 )
@@ -114,6 +122,7 @@ def test_dropout_masks_do_not_depend_on_the_split():
 
 
 def _config(tmp_path, **train):
+  tmp_path.mkdir(parents=True, exist_ok=True)
   midi = write_tunes(tmp_path / "midi", 40, 9)
   config = tiny_config(midi, tmp_path / "data", **train)
   for name, value in SIZES.items():
@@ -124,18 +133,26 @@ def _config(tmp_path, **train):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+  """A run of 20 steps with an average of its parameters (EMA)."""
   root = tmp_path_factory.mktemp("transformer")
-  config = _config(root)
+  config = _config(root, ema_decay=0.5)
   loop.train_and_evaluate(config, str(root / "run"))
   return root / "run"
 
 
-@pytest.mark.parametrize("parallel", ["jit", "pmap"])
-def test_it_trains_and_resumes_exactly(tmp_path, parallel):
-  config = _config(tmp_path, parallel=parallel)
-  (full, _), (cut, _) = resume_after_step_10(config, tmp_path)
-  assert_trees_equal(full.params, cut.params)
-  assert_trees_equal(full.opt_state, cut.opt_state)
+def test_jit_and_pmap_on_four_devices_train_alike_and_resume_exactly(
+  tmp_path,
+):
+  assert jax.device_count() == 4  # conftest: the batch of 8 is split in 4
+  finals = {}
+  for parallel in ("jit", "pmap"):
+    config = _config(tmp_path / parallel, parallel=parallel)
+    (full, _), (cut, _) = resume_after_step_10(config, tmp_path / parallel)
+    assert_trees_equal(full.params, cut.params)
+    assert_trees_equal(full.opt_state, cut.opt_state)
+    finals[parallel] = jax.device_get(full.params)
+  for a, b in zip(*map(jax.tree.leaves, finals.values()), strict=True):
+    np.testing.assert_allclose(a, b, atol=2e-5)
 
 
 def test_sampling_keeps_its_promises_and_compiles_once(trained):
@@ -197,3 +214,68 @@ def test_what_it_cannot_do_is_refused_in_one_line(tmp_path):
   config.model.arch = "rnn"
   with pytest.raises(errors.ConfigError, match="config.model.arch must be"):
     training_config.check(config)
+
+
+def test_the_average_is_what_it_exports_and_fine_tunes_from(trained, tmp_path):
+  state, _ = final_params(trained)
+  path = tmp_path / "tf.mjx"
+  assert export.main([f"--workdir={trained}", f"--out={path}"]) == 0
+  exported = runs.from_model_file(str(path)).params
+  assert_trees_equal(exported, jax.device_get(state.ema))
+  averaged = jax.tree.leaves(state.ema)
+  raw = jax.tree.leaves(state.params)
+  assert not all(map(np.array_equal, averaged, raw))
+  for base in (trained, path):
+    config = _config(tmp_path / "new", num_train_steps=1, learning_rate=1e-9)
+    config.init_from = str(base)
+    loop.train_and_evaluate(config, str(tmp_path / f"ft_{base.name}"))
+    tuned, data = final_params(tmp_path / f"ft_{base.name}")
+    assert int(tuned.step) == 1 and data["step"] == 1
+    leaves = map(jax.tree.leaves, (tuned.params, exported))
+    for a, b in zip(*leaves, strict=True):
+      np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_the_server_serves_its_model_file(trained, tmp_path):
+  path = tmp_path / "served.mjx"
+  assert export.main([f"--workdir={trained}", f"--out={path}"]) == 0
+  fields = {"num_notes": 12, "num_outputs": 3, "top_k": 5, "seed": 7}
+  body = {**fields, "primer": "C4:1 D4:0.5", "temperature": [0.9, 1.0]}
+  request = request_lib.Request(**fields, temperature=(0.9, 1.0))
+  expected = generate.generate(
+    runs.from_workdir(str(trained)),
+    request,
+    generate.parse_primer_text(body["primer"]),
+  )
+  with serving(
+    f"--model={path}", "--warm_notes=16", "--max_batch=4", "--batch_wait_ms=20"
+  ) as (port, _):
+    status, health = call(port, "GET", "/health")
+    assert status == 200 and [1, 1, 16] in health["compiled_shapes"]
+    status, answer = call(port, "POST", "/generate", body)
+  assert status == 200, answer
+  served = [
+    midi_io.read_midi(base64.b64decode(melody["midi_base64"])).events
+    for melody in answer["melodies"]
+  ]
+  assert served == expected
+
+
+def test_songs_longer_than_a_window_are_cut_and_the_report_says_so():
+  lengths = np.array([5, 9, 20, 10])
+  split = dataset_lib.Split(
+    pitch=np.full(lengths.sum(), 5, np.int32),
+    duration=np.full(lengths.sum(), 5, np.int32),
+    offsets=np.concatenate([[0], np.cumsum(lengths)]),
+    sources=np.array([f"s{i}.mid" for i in range(4)]),
+    transpositions=np.zeros(4, np.int32),
+  )
+  assert report.describe_windows(split, 10) == (
+    "2 of 4 songs whole in one window of 10 events; 2 longer ones (up to "
+    "20 events) cut into 5 windows"
+  )
+  windows = windows_lib.make_windows(split, 10)
+  assert list(np.bincount(windows.songs)) == [1, 1, 3, 2]
+  assert report.describe_windows(split, 21) == (
+    "4 of 4 songs whole in one window of 21 events"
+  )

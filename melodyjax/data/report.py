@@ -126,6 +126,7 @@ def _split_counts(a: Mapping[str, np.ndarray], pitch_vocab) -> dict:
     "chords": int(np.isin(a["pitch"], chord_ids).sum()),
     "unk_pitch": int(np.sum(a["pitch"] == tokens.UNK_ID)),
     "unk_duration": int(np.sum(a["duration"] == tokens.UNK_ID)),
+    "longest_song_events": int(np.diff(a["offsets"]).max(initial=0)),
   }
 
 
@@ -190,6 +191,11 @@ def format_report(report: Mapping[str, Any], limit: int = 10) -> str:
       f"{split:5s}: {s['songs']} songs{extra}, {s['events']} events, "
       f"{s['rests']} rests, {s['chords']} chords, unk {s['unk_pitch']} "
       f"pitch / {s['unk_duration']} duration"
+      + (
+        f", longest song {s['longest_song_events']} events"
+        if "longest_song_events" in s
+        else ""
+      )
     )
   distinct = report["distinct_tokens_all_splits"]
   lines.append(
@@ -259,3 +265,24 @@ def _format_conversion(conversion: Mapping[str, Any]) -> list[str]:
       + ", ".join(f"{kind or '(none)'} {count}" for kind, count in common)
     )
   return lines
+
+
+def describe_windows(split: dataset_lib.Split, seq_len: int) -> str:
+  """How a split's songs fit training windows of `seq_len` events
+  (objective 'all': a song of n events is whole in one window when
+  n < seq_len, its bos and events the inputs, its events and eos the
+  targets; a longer one is cut into ceil((n + 1) / seq_len) windows, and a
+  model sees nothing across a cut unless it carries its state)."""
+  lengths = np.diff(split.offsets)
+  cut = lengths >= seq_len
+  line = (
+    f"{int(np.sum(~cut))} of {len(lengths)} songs whole in one window of "
+    f"{seq_len} events"
+  )
+  if not cut.any():
+    return line
+  windows = int(np.sum((lengths[cut] + seq_len) // seq_len))
+  return line + (
+    f"; {int(cut.sum())} longer ones (up to {int(lengths.max())} events) "
+    f"cut into {windows} windows"
+  )

@@ -20,7 +20,7 @@ The same two calls as the LSTM model: `__call__` maps a whole window to
 logits (one pass, every position attending to itself and those before it);
 `step` maps one event to the next one's logits with a key/value cache in
 the carry (`initial_carry(batch, length)`: per layer the keys and values of
-the positions so far, [batch, length, heads, head_dim], and the position),
+the positions so far, [batch, heads, length, head_dim], and the position),
 so a sampler's scan costs one step over the cached keys per event and
 gives the logits the full pass gives.
 """
@@ -129,17 +129,34 @@ class Block(nn.Module):
 
   def step(self, x, position, cache):
     """One event at `position` (int [batch]) with the cached keys and
-    values (each [batch, length, heads, head_dim]); the updated cache."""
+    values (each [batch, heads, length, head_dim]); the updated cache.
+
+    The cache is kept in the layout the two products read (heads before
+    positions) and attended with einsums: `jax.nn.dot_product_attention`
+    takes [batch, length, heads, head_dim] and would transpose the whole
+    cache at every event (measured: BENCHMARKS.md, issue 27)."""
     q, k, v = self._project(x, position[:, None])
     index = position[0]
-    keys = jax.lax.dynamic_update_slice_in_dim(cache[0], k, index, axis=1)
-    values = jax.lax.dynamic_update_slice_in_dim(cache[1], v, index, axis=1)
-    length = keys.shape[1]
+    keys = jax.lax.dynamic_update_slice_in_dim(
+      cache[0], k.transpose(0, 2, 1, 3), index, axis=2
+    )
+    values = jax.lax.dynamic_update_slice_in_dim(
+      cache[1], v.transpose(0, 2, 1, 3), index, axis=2
+    )
+    length = keys.shape[2]
+    scale = 1.0 / float(q.shape[-1]) ** 0.5
+    scores = jnp.einsum(
+      "bnh,bnlh->bnl", q[:, 0], keys, preferred_element_type=jnp.float32
+    )
+    scores = scores * scale
     key_positions = jnp.broadcast_to(jnp.arange(length), (x.shape[0], length))
-    valid = key_positions <= position[:, None]
     bias = self._bias(position[:, None], key_positions)
-    mask = jnp.broadcast_to(valid[:, None, None, :], (x.shape[0], 1, 1, length))
-    attended = jax.nn.dot_product_attention(q, keys, values, bias, mask)
+    if bias is not None:
+      scores = scores + bias[:, :, 0].astype(jnp.float32)
+    valid = key_positions <= position[:, None]
+    scores = jnp.where(valid[:, None, :], scores, _NEG)
+    probs = jax.nn.softmax(scores, axis=-1).astype(values.dtype)
+    attended = jnp.einsum("bnl,bnlh->bnh", probs, values)[:, None]
     return self._mlp_and_out(x, attended, None), (keys, values)
 
 
@@ -233,7 +250,7 @@ class MelodyTransformer(model_lib.MelodyModel):
   def initial_carry(self, batch_size: int, length: int = 1) -> Carry:
     config = self.config
     heads = config.transformer_heads
-    shape = (batch_size, length, heads, config.transformer_width // heads)
+    shape = (batch_size, heads, length, config.transformer_width // heads)
     dtype = config.compute_dtype
     zeros = jnp.zeros(shape, dtype)
     return {

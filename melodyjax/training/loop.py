@@ -26,6 +26,7 @@ from absl import logging
 
 from melodyjax import files
 from melodyjax.data import dataset as dataset_lib
+from melodyjax.data import report as report_lib
 from melodyjax.data import windows as windows_lib
 from melodyjax.model import config as model_config_lib
 from melodyjax.model import lstm
@@ -144,6 +145,9 @@ def _setup(
   if vocabs is not None:
     dataset_lib.check_unknown_share(dataset, config.data.max_unk_share)
   dataset_lib.check_trainable(dataset, train.seq_len)
+  if train.objective == "all":
+    windows = report_lib.describe_windows(dataset.train, train.seq_len)
+    announce(f"training songs: {windows}")
   os.makedirs(workdir, exist_ok=True)
   workdir_lib.check_vocabs(
     workdir, dataset.pitch_vocab, dataset.duration_vocab, dataset.labels
