@@ -265,11 +265,7 @@ def build_dataset(
   kept = [r for r in records if "drop" not in r]
   label_vocabs = label_vocabs or _build_labels(kept, config)
   conditions = _assemble_conditions(kept, label_vocabs)
-  phases = {
-    "read": round(read - start, 3),
-    "exclude_and_group": round(grouped - read, 3),
-    "assemble": round(time.perf_counter() - grouped, 3),
-  }
+  phases = _phase_seconds(start, read, grouped, time.perf_counter())
   report = build_report.make_report(
     records,
     arrays,
@@ -290,6 +286,15 @@ def build_dataset(
     {**manifest, "files": listing},
   )
   return dataset_lib.load_dataset(out_dir)
+
+
+def _phase_seconds(start, read, grouped, assembled) -> dict[str, float]:
+  """The build's phases in seconds, from the times each ended."""
+  return {
+    "read": round(read - start, 3),
+    "exclude_and_group": round(grouped - read, 3),
+    "assemble": round(assembled - grouped, 3),
+  }
 
 
 def _split_records(records: list[dict], config) -> tuple[dict | None, ...]:

@@ -114,18 +114,22 @@ def tokenize_file(
         "message": f"{path}: pitches leave 0-127 when normalised",
       }
     events = shifted
-  copies = [(0, tokens.event_tokens(events))]
   # Grouped splits are known only once every song is read: every song gets
   # its copies, and `drop_held_out_copies` removes the held-out songs'.
-  if record["split"] == "train" or config.group_splits:
-    for shift in config.transpositions:
-      if (
-        shift != 0 and (moved := tonality.transpose(events, shift)) is not None
-      ):
-        copies.append((shift, tokens.event_tokens(moved)))
-  record["copies"] = copies
+  transpose = record["split"] == "train" or config.group_splits
+  record["copies"] = _copies(events, config.transpositions if transpose else ())
   record["notes"] = num_notes
   return record
+
+
+def _copies(events, shifts: Sequence[int]) -> list[tuple[int, tuple]]:
+  """(shift, tokens) of the events and of each transposition by `shifts`
+  that stays in range (shift 0 is the events themselves, first)."""
+  copies = [(0, tokens.event_tokens(events))]
+  for shift in shifts:
+    if shift != 0 and (moved := tonality.transpose(events, shift)) is not None:
+      copies.append((shift, tokens.event_tokens(moved)))
+  return copies
 
 
 def _metre_record(song, grid: int, hint: str | None) -> dict:

@@ -208,6 +208,22 @@ def check_values(
     raise errors.ConfigError(
       f"{name('top_k')} must be >= 0 (0 keeps every token), got {got('top_k')}"
     )
+  _check_counts(values, name)
+  if "seed" in values and (
+    not checks.is_int(values["seed"])
+    or not -MAX_SEED - 1 <= values["seed"] <= MAX_SEED
+  ):
+    raise errors.ConfigError(
+      f"{name('seed')} must be an integer from {-MAX_SEED - 1} to "
+      f"{MAX_SEED}, got {values['seed']!r}"
+    )
+  _check_controls(values, name)
+  _check_events(values, name)
+
+
+def _check_counts(values: Mapping[str, Any], name) -> None:
+  """The counts, where given: integers >= 1, those of `LIMITS` at most
+  their limit."""
   for field, (limit, unit) in LIMITS.items():
     if field not in values:
       continue
@@ -227,16 +243,6 @@ def check_values(
       raise errors.ConfigError(
         f"{name(field)} must be >= 1, got {values[field]!r}"
       )
-  if "seed" in values and (
-    not checks.is_int(values["seed"])
-    or not -MAX_SEED - 1 <= values["seed"] <= MAX_SEED
-  ):
-    raise errors.ConfigError(
-      f"{name('seed')} must be an integer from {-MAX_SEED - 1} to "
-      f"{MAX_SEED}, got {values['seed']!r}"
-    )
-  _check_controls(values, name)
-  _check_events(values, name)
 
 
 def _check_short_term(pair, name, got) -> None:

@@ -283,7 +283,19 @@ def convert_corpus(
   per_file, files_tunes, duplicates = builtin.corpus_tunes(
     spec.name, limit_files, limit_tunes
   )
-  summary = {
+  return run_conversion(
+    out_dir,
+    _first_summary(spec, settings, expected, per_file, duplicates),
+    files_tunes,
+    workers=workers,
+    progress=progress,
+    prune=limit_files is None and limit_tunes is None,
+  )
+
+
+def _first_summary(spec, settings, expected, per_file, duplicates) -> dict:
+  """A built-in corpus's summary before its tunes are converted."""
+  return {
     "complete": False,
     "reused": False,
     **settings,
@@ -296,14 +308,6 @@ def convert_corpus(
     "duplicates": len(duplicates),
     "duplicates_skipped": duplicates,
   }
-  return run_conversion(
-    out_dir,
-    summary,
-    files_tunes,
-    workers=workers,
-    progress=progress,
-    prune=limit_files is None and limit_tunes is None,
-  )
 
 
 def run_conversion(
