@@ -168,6 +168,25 @@ def train(config, workdir):
   )
 
 
+def train_conditioned(root, num_train_steps: int):
+  """ROOT/run, a tiny run conditioned on metre, mode and style, trained on
+  24 4/4 major tunes in ROOT/midi/march and 24 3/4 minor ones in waltz."""
+  midi = root / "midi"
+  for folder, make in (("march", tune), ("waltz", waltz)):
+    (midi / folder).mkdir(parents=True)
+    for i in range(24):
+      midi_io.write_midi(make(i), midi / folder / f"t{i:02d}.mid")
+  config = tiny_config(midi, root / "data")
+  # The waltzes are transpositions of one another within the scale, so the
+  # leak-free split would put them all in one split: each file is its own.
+  config.data.group_splits = False
+  for group in ("metre", "mode", "style"):
+    config.model[f"condition_{group}"] = True
+  config.train.num_train_steps = num_train_steps
+  train(config, root / "run")
+  return root / "run"
+
+
 def abstract_state(workdir):
   """The shapes of a run's train state, from its config and vocabularies."""
   config = workdir_lib.read_config(str(workdir))

@@ -31,14 +31,7 @@ from melodyjax.sampling import (
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import runs
 from melodyjax.training import workdir as workdir_lib
-from tests.helpers import (
-  counting_step_traces,
-  run_python,
-  tiny_config,
-  train,
-  tune,
-  waltz,
-)
+from tests.helpers import counting_step_traces, run_python, train_conditioned
 
 F = fractions.Fraction
 
@@ -48,17 +41,7 @@ def conditioned(tmp_path_factory):
   """A tiny run conditioned on metre, mode and style: 4/4 major tunes in
   folder `march/`, 3/4 minor ones in `waltz/`."""
   root = tmp_path_factory.mktemp("controls")
-  midi = root / "midi"
-  for folder, make in (("march", tune), ("waltz", waltz)):
-    (midi / folder).mkdir(parents=True)
-    for i in range(24):
-      midi_io.write_midi(make(i), midi / folder / f"t{i:02d}.mid")
-  config = tiny_config(midi, root / "data")
-  config.model.condition_metre = True
-  config.model.condition_mode = True
-  config.model.condition_style = True
-  config.train.num_train_steps = 30
-  train(config, root / "run")
+  train_conditioned(root, 30)
   return root
 
 

@@ -23,10 +23,7 @@ from tests.helpers import (
   call,
   chromium,
   serving,
-  tiny_config,
-  train,
-  tune,
-  waltz,
+  train_conditioned,
 )
 
 
@@ -34,19 +31,7 @@ from tests.helpers import (
 def conditioned(tmp_path_factory):
   """A tiny run conditioned on metre, mode and style: 4/4 major `march`
   tunes and 3/4 minor `waltz` ones."""
-  root = tmp_path_factory.mktemp("studio")
-  midi = root / "midi"
-  for folder, make in (("march", tune), ("waltz", waltz)):
-    (midi / folder).mkdir(parents=True)
-    for i in range(24):
-      midi_io.write_midi(make(i), midi / folder / f"t{i:02d}.mid")
-  config = tiny_config(midi, root / "data")
-  for group in ("metre", "mode", "style"):
-    config.model[f"condition_{group}"] = True
-  config.train.num_train_steps = 20
-  config.train.sample_every_steps = 0
-  train(config, root / "run")
-  return root / "run"
+  return train_conditioned(tmp_path_factory.mktemp("studio"), 20)
 
 
 @pytest.fixture(scope="module")
