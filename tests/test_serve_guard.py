@@ -84,6 +84,33 @@ def test_every_route_but_health_needs_the_token(server):
   assert status == 200 and len(answer["melodies"]) == 1
 
 
+def test_a_browser_brings_the_token_in_the_address_then_its_cookie(server):
+  port, _, _ = server
+  status, headers, page = request(port, "GET", f"/?token={TOKEN}")
+  assert status == 200 and b"<form" in page
+  cookie = headers["set-cookie"].split(";")[0]
+  assert cookie == f"melodyjax_token={TOKEN}"
+  assert "HttpOnly" in headers["set-cookie"]
+  # The page's own requests send the cookie, as the browser does.
+  body = {"num_notes": 4}
+  status, headers, answer = request(
+    port, "POST", "/generate", body, {"Cookie": cookie}
+  )
+  assert status == 200 and "set-cookie" not in headers
+  status, _, _ = request(
+    port,
+    "GET",
+    answer["melodies"][0]["wav_url"],
+    None,
+    {"Cookie": f"a=b; {cookie}"},
+  )
+  assert status == 200
+  for wrong in ("melodyjax_token=" + TOKEN[:-1] + "X", "other=" + TOKEN):
+    status, _, _ = request(port, "POST", "/generate", body, {"Cookie": wrong})
+    assert status == 401, wrong
+  assert request(port, "GET", f"/?token={TOKEN}X")[0] == 401
+
+
 def test_files_are_only_those_it_made(server):
   port, _, files_dir = server
   # What an earlier server (or a kill) left is gone; the user's file stays.

@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import hmac
 import json
+import urllib.parse
 
 from uvicorn.protocols.http import h11_impl
 
@@ -89,6 +90,42 @@ def check_host(host: str, allow_remote: bool, token: str | None) -> str | None:
   return f"warning: serving on {host}; every route but /health needs the token"
 
 
+COOKIE = b"melodyjax_token"  # what a browser sends after ?token=
+
+
+def _given_token(scope) -> tuple[bytes, bool]:
+  """(the token a request gives, whether in its address): its
+  Authorization header's bearer token, else its cookie, else `?token=`."""
+  for name, value in scope["headers"]:
+    if name == b"authorization" and value[:7].lower() == b"bearer ":
+      return value[7:].strip(), False
+  for name, value in scope["headers"]:
+    if name == b"cookie":
+      for part in value.split(b";"):
+        key, _, token = part.strip().partition(b"=")
+        if key == COOKIE:
+          return token, False
+  query = urllib.parse.parse_qs(scope.get("query_string", b"").decode())
+  token = query.get("token", [""])[-1].encode()
+  return token, bool(token)
+
+
+def _setting_cookie(send, token: bytes):
+  """`send` that adds the token's cookie (HttpOnly, this site only) to the
+  answer's headers."""
+
+  async def send_with_cookie(message):
+    if message["type"] == "http.response.start":
+      cookie = b"%s=%s; Path=/; HttpOnly; SameSite=Strict" % (COOKIE, token)
+      message = {
+        **message,
+        "headers": [*message.get("headers", []), (b"set-cookie", cookie)],
+      }
+    await send(message)
+
+  return send_with_cookie
+
+
 class _Refused(Exception):
   def __init__(self, status: int, message: str, headers=()):
     super().__init__(message)
@@ -135,8 +172,8 @@ class Guard:
       await send(message)
 
     try:
-      if not opened:
-        self._check_token(scope)
+      if not opened and self._check_token(scope):
+        send_watched = _setting_cookie(send_watched, self._token)
       replay = await self._read_body(scope, receive)
       if opened:
         return await self.app(scope, replay, send_watched)
@@ -168,21 +205,22 @@ class Guard:
       self.refused[e.status] += 1
       await _answer(send, e.status, str(e), e.headers)
 
-  def _check_token(self, scope) -> None:
+  def _check_token(self, scope) -> bool:
+    """Refuses a request without the token (401); True where it came in
+    the address (`?token=`, a browser's first visit: the answer sets the
+    cookie that the page's later requests send)."""
     if self._token is None:
-      return
-    given = b""
-    for name, value in scope["headers"]:
-      if name == b"authorization" and value[:7].lower() == b"bearer ":
-        given = value[7:].strip()
+      return False
+    given, in_query = _given_token(scope)
     # Constant time: the comparison does not tell how much of it matched.
     if not hmac.compare_digest(given, self._token):
       raise _Refused(
         401,
         "this server needs its token: send 'Authorization: Bearer TOKEN' "
-        "(melodyjax-serve --token)",
+        "(melodyjax-serve --token), or open /?token=TOKEN in a browser",
         [(b"www-authenticate", b"Bearer")],
       )
+    return in_query
 
   async def _read_body(self, scope, receive):
     """A `receive` that gives the body, read whole here in time and size."""
