@@ -265,11 +265,7 @@ def _check_sampler() -> None:
 
 def _check_files_and_sound() -> None:
   """Tempo, velocity, program, the primer file and the output folder."""
-  request_lib.check_tempo(FLAGS.tempo, "--tempo")
-  if not 1 <= FLAGS.velocity <= 127:
-    raise errors.UsageError(f"--velocity must be 1-127, got {FLAGS.velocity}")
-  if not 0 <= FLAGS.program <= 127:
-    raise errors.UsageError(f"--program must be 0-127, got {FLAGS.program}")
+  request_lib.check_sound(FLAGS.tempo, FLAGS.program, FLAGS.velocity)
   if FLAGS.primer_midi and FLAGS.primer:
     raise errors.UsageError("give --primer or --primer_midi, not both")
   if FLAGS.primer_midi and not os.path.isfile(FLAGS.primer_midi):

@@ -395,3 +395,21 @@ def check_group(
     name=lambda field: prefix + field,
   )
   check_tempo(sample["tempo_bpm"], prefix + "tempo_bpm")
+
+
+def check_sound(
+  tempo: Any,
+  program: Any,
+  velocity: Any,
+  name: Callable[[str], str] = lambda field: f"--{field}",
+) -> None:
+  """The rendering's settings: a tempo (`check_tempo`), a General MIDI
+  program 0-127 and a note velocity 1-127.
+
+  Raises:
+    ConfigError: the first bad one, named by `name`.
+  """
+  check_tempo(tempo, name("tempo"))
+  for field, value, low in (("velocity", velocity, 1), ("program", program, 0)):
+    if not (checks.is_int(value) and low <= value <= 127):
+      raise errors.ConfigError(f"{name(field)} must be {low}-127, got {value}")

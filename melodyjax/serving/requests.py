@@ -225,12 +225,14 @@ def _check_values(values: Mapping[str, Any], pairs, limits: Limits) -> None:
       {**sampled, **pairs, "max_primer_notes": limits.max_primer_notes},
       name=lambda field: field,
     )
-    request_lib.check_tempo(values["tempo"], "tempo")
+    request_lib.check_sound(
+      values["tempo"],
+      values["program"],
+      values["velocity"],
+      name=lambda field: field,
+    )
   except errors.ConfigError as e:
     raise RequestError(str(e)) from None
-  for field, low in (("program", 0), ("velocity", 1)):
-    if not low <= values[field] <= 127:
-      raise RequestError(f"{field} must be {low}-127, got {values[field]}")
   for field, limit, flag in (
     ("num_notes", limits.max_notes, "--max_notes"),
     ("num_outputs", limits.max_outputs, "--max_outputs"),
