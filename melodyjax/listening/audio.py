@@ -54,16 +54,31 @@ def _synth(path: str, sample_rate: int):
   return synth, synth.sfload(path)
 
 
-def renderer() -> str:
-  """What `render` plays with: 'tinysoundfont:FILE.sf2' or 'additive'."""
+def _playable_soundfont() -> str | None:
+  """The soundfont `render` plays, None where none is found or
+  TinySoundFont is missing (then the additive synth plays)."""
   path = find_soundfont()
   if path is None:
-    return ADDITIVE
+    return None
   try:
     import tinysoundfont  # noqa: F401
   except ImportError:
-    return ADDITIVE
-  return f"tinysoundfont:{os.path.basename(path)}"
+    return None
+  return path
+
+
+def _name(path: str | None) -> str:
+  return ADDITIVE if path is None else f"tinysoundfont:{os.path.basename(path)}"
+
+
+def renderer() -> str:
+  """What `render` plays with: 'tinysoundfont:FILE.sf2' or 'additive'."""
+  return _name(_playable_soundfont())
+
+
+def _at_peak(audio: np.ndarray) -> np.ndarray:
+  """`audio` scaled to peak at 0.8 (silence stays silent)."""
+  return audio / (np.max(np.abs(audio)) or 1.0) * 0.8
 
 
 def _length(events: Sequence[Event], tempo_bpm: float, sample_rate: int):
@@ -98,8 +113,7 @@ def render_additive(
       f = 440.0 * 2.0 ** ((pitch - 69) / 12)
       tone = sum(np.sin(2 * np.pi * f * h * t) / h**1.5 for h in (1, 2, 3, 4))
       audio[start:end] += 0.25 * envelope * tone
-  peak = np.max(np.abs(audio)) or 1.0
-  return audio / peak * 0.8
+  return _at_peak(audio)
 
 
 def render_soundfont(
@@ -132,9 +146,7 @@ def render_soundfont(
         synth.noteoff(0, pitch)
     chunks.append(np.frombuffer(synth.generate(total - onsets[-1]), "<f4"))
   stereo = np.concatenate(chunks).reshape(-1, 2)
-  audio = stereo.mean(axis=1, dtype=np.float64)[:total]
-  peak = np.max(np.abs(audio)) or 1.0
-  return audio / peak * 0.8
+  return _at_peak(stereo.mean(axis=1, dtype=np.float64)[:total])
 
 
 def render(
@@ -147,21 +159,21 @@ def render(
 ) -> tuple[np.ndarray, str]:
   """Events to mono audio in [-0.8, 0.8] by `renderer()`: (float64
   [num_samples], half a second longer than the melody; the renderer)."""
-  name = renderer()
-  if name == ADDITIVE:
+  path = _playable_soundfont()
+  if path is None:
     audio = render_additive(
       events, tempo_bpm=tempo_bpm, sample_rate=sample_rate
     )
-    return audio, name
+    return audio, ADDITIVE
   audio = render_soundfont(
     events,
-    find_soundfont(),
+    path,
     tempo_bpm=tempo_bpm,
     sample_rate=sample_rate,
     program=program,
     velocity=velocity,
   )
-  return audio, name
+  return audio, _name(path)
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
