@@ -349,3 +349,12 @@ def call(port, method, path, body=None, headers=None, timeout=120):
   """(status, parsed JSON or text) of one request (`http_call`'s)."""
   status, _, answer = http_call(port, method, path, body, headers, timeout)
   return status, answer.decode() if isinstance(answer, bytes) else answer
+
+
+def assert_refused(port, body, message, status=400):
+  """POST /generate `body` is refused with `status` and one line of JSON
+  starting with `message`."""
+  got, answer = call(port, "POST", "/generate", body)
+  assert got == status, answer
+  assert set(answer) == {"error"} and "\n" not in answer["error"]
+  assert answer["error"].startswith(message), answer["error"]

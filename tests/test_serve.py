@@ -17,7 +17,7 @@ from melodyjax.music import midi_io
 from melodyjax.sampling import generate
 from melodyjax.sampling import request as request_lib
 from melodyjax.training import runs
-from tests.helpers import call, run_python, serving
+from tests.helpers import assert_refused, call, run_python, serving
 
 
 @pytest.fixture(scope="module")
@@ -182,11 +182,7 @@ BAD = [
 
 @pytest.mark.parametrize("body, message", BAD, ids=range(len(BAD)))
 def test_bad_requests_get_400_and_one_line(server, body, message):
-  port, _ = server
-  status, answer = call(port, "POST", "/generate", body)
-  assert status == 400, answer
-  assert set(answer) == {"error"} and "\n" not in answer["error"]
-  assert answer["error"].startswith(message), answer["error"]
+  assert_refused(server[0], body, message)
 
 
 def test_body_size_is_limited(server):

@@ -19,6 +19,7 @@ from melodyjax.sampling import request as request_lib
 from melodyjax.training import runs
 from tests.helpers import (
   PROJECT,
+  assert_refused,
   browser_problem,
   call,
   chromium,
@@ -204,11 +205,7 @@ BAD = [
 
 @pytest.mark.parametrize("body, message", BAD, ids=range(len(BAD)))
 def test_bad_controls_get_400_and_one_line(server, body, message):
-  port, _ = server
-  status, answer = call(port, "POST", "/generate", body)
-  assert status == 400, answer
-  assert set(answer) == {"error"} and "\n" not in answer["error"]
-  assert answer["error"].startswith(message), answer["error"]
+  assert_refused(server[0], body, message)
 
 
 def test_the_error_catalogue_lists_the_servers_control_errors():
