@@ -195,11 +195,7 @@ def sample_ids(
       rest_id=rest_id(run),
     )
     return (*jax.device_get(out), None)
-  beam = (
-    (1, request.best_of)
-    if request.best_of > 1
-    else (request.beam_size, request.branch_factor)
-  )
+  beam = request.search_shape
   out = sampler.sample(
     *args,
     plan.make_controls(melody_plan, run, request),

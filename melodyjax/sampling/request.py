@@ -131,6 +131,14 @@ class Request:
     sampler's static `short_term_order`)."""
     return self.short_term_order if any(self.short_term) else None
 
+  @property
+  def search_shape(self) -> tuple[int, int]:
+    """The sampler's static (beam_size, branch_factor): best-of-N is a
+    beam of 1 with N branches."""
+    if self.best_of > 1:
+      return (1, self.best_of)
+    return (self.beam_size, self.branch_factor)
+
   def to_json(self) -> dict[str, Any]:
     return {
       **dataclasses.asdict(self),

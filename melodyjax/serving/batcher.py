@@ -34,7 +34,6 @@ import numpy as np
 
 from melodyjax.music.events import Event
 from melodyjax.sampling import constraints, draw, generate, sampler
-from melodyjax.sampling import request as request_lib
 from melodyjax.serving import requests
 from melodyjax.training import runs
 
@@ -113,14 +112,6 @@ def sample_slots(
   )
 
 
-def search_shape(request: request_lib.Request) -> tuple[int, int]:
-  """(beam_size, branch_factor) of the sampler for a request (best-of-N:
-  1, N), as `generate.sample_ids` gives them."""
-  if request.best_of > 1:
-    return (1, request.best_of)
-  return (request.beam_size, request.branch_factor)
-
-
 def _stack_controls(group, rows: int, slots: int) -> constraints.Controls:
   """The group's controls as one `Controls` of [slots, ...] fields: each
   request's rows padded to `rows` (copies of its first), padding slots
@@ -187,7 +178,7 @@ class Batcher:
     without conditions asked for no bars, ending or search samples
     without controls, as before they existed (the same notes)."""
     request = checked.request
-    search = search_shape(request)
+    search = request.search_shape
     controlled = checked.controls is not None and bool(
       self.run.model.config.conditions
       or request.bars
