@@ -209,11 +209,11 @@ def convert_abc_source(
   source_path = pathlib.Path(source).expanduser().absolute()
   out_dir = pathlib.Path(out_dir).expanduser()
   kind, paths, files_tunes = find_tunes(source_path)
+  try:
+    builtin.check_reader("abc", repeats)
+  except errors.ConversionError as e:
+    raise errors.CorpusError(str(e)) from None
   settings = {"corpus": CORPUS, "reader": "abc", "repeats": repeats}
-  if repeats not in builtin.REPEATS:
-    raise errors.CorpusError(
-      f"repeats must be one of {', '.join(builtin.REPEATS)}, got {repeats!r}"
-    )
   previous = convert.previous_summary(out_dir)
   found = previous and builtin.summary_settings(previous)
   if found and found["corpus"] != CORPUS:
@@ -227,13 +227,8 @@ def convert_abc_source(
     "source": str(source_path),
     "source_digest": _listing_digest(paths),
   }
-  if (
-    not force
-    and previous
-    and convert.summary_is_fresh(out_dir, previous, settings, expected)
-  ):
-    previous["reused"] = True
-    return previous
+  if reused := convert.reusable(out_dir, previous, settings, expected, force):
+    return reused
   summary = {
     "complete": False,
     "reused": False,

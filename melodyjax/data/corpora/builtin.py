@@ -136,6 +136,16 @@ def check_settings(corpus: str, reader: str, repeats: str) -> dict[str, str]:
       repeats 'play' with reader 'music21'.
   """
   get_corpus(corpus)
+  check_reader(reader, repeats)
+  return {"corpus": corpus, "reader": reader, "repeats": repeats}
+
+
+def check_reader(reader: str, repeats: str) -> None:
+  """A known reader and repeats, and repeats 'play' with the abc reader.
+
+  Raises:
+    errors.ConversionError: the first that is not.
+  """
   if reader not in READERS:
     raise errors.ConversionError(
       f"reader must be one of {', '.join(READERS)}, got {reader!r}"
@@ -149,7 +159,6 @@ def check_settings(corpus: str, reader: str, repeats: str) -> dict[str, str]:
       "repeats 'play' needs the abc reader (--reader=abc): the music21 "
       "path plays each section once"
     )
-  return {"corpus": corpus, "reader": reader, "repeats": repeats}
 
 
 def summary_settings(summary: dict) -> dict[str, str]:

@@ -170,11 +170,26 @@ def _make_jobs(
   return jobs
 
 
-def summary_is_fresh(
+def reusable(
+  out_dir: pathlib.Path,
+  summary: dict | None,
+  settings: dict,
+  expected: dict,
+  force: bool,
+) -> dict | None:
+  """A previous run's summary marked "reused" if it matches this request
+  (its settings, each field of `expected`, its files) and not `force`;
+  else None (convert)."""
+  if force or not summary:
+    return None
+  if not _is_fresh(out_dir, summary, settings, expected):
+    return None
+  return {**summary, "reused": True}
+
+
+def _is_fresh(
   out_dir: pathlib.Path, summary: dict, settings: dict, expected: dict
 ) -> bool:
-  """True if a previous run's summary matches this request (its settings,
-  and each field of `expected`) and its files."""
   if not (
     summary.get("complete")
     and builtin.summary_settings(summary) == settings
@@ -273,13 +288,8 @@ def convert_corpus(
     "music21_version": music21_version,
     "limits": limits,
   }
-  if (
-    not force
-    and previous
-    and summary_is_fresh(out_dir, previous, settings, expected)
-  ):
-    previous["reused"] = True
-    return previous
+  if reused := reusable(out_dir, previous, settings, expected, force):
+    return reused
   per_file, files_tunes, duplicates = builtin.corpus_tunes(
     spec.name, limit_files, limit_tunes
   )
