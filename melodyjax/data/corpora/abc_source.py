@@ -214,7 +214,7 @@ def convert_abc_source(
   except errors.ConversionError as e:
     raise errors.CorpusError(str(e)) from None
   settings = {"corpus": CORPUS, "reader": "abc", "repeats": repeats}
-  previous = convert.previous_summary(out_dir)
+  previous = builtin.read_summary(out_dir)
   found = previous and builtin.summary_settings(previous)
   if found and found["corpus"] != CORPUS:
     raise errors.CorpusError(

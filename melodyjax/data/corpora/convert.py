@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 import multiprocessing
 import os
 import pathlib
@@ -277,7 +276,7 @@ def convert_corpus(
   """
   spec = builtin.get_corpus(corpus)
   out_dir = pathlib.Path(out_dir).expanduser()
-  previous = previous_summary(out_dir)
+  previous = builtin.read_summary(out_dir)
   reader = reader or _reader_of(previous, spec.name, repeats)
   settings = builtin.check_settings(spec.name, reader, repeats)
   music21_version = str(music21_abc.import_music21().__version__)
@@ -390,13 +389,6 @@ def _write_summary(out_dir: pathlib.Path, summary: dict) -> None:
     raise errors.ConversionError(
       f"cannot write to {out_dir}: {e.strerror or e}"
     ) from None
-
-
-def previous_summary(out_dir: pathlib.Path) -> dict | None:
-  try:
-    return json.loads((out_dir / SUMMARY_NAME).read_text())
-  except (OSError, ValueError):
-    return None
 
 
 format_summary = summary_lib.format_summary
