@@ -40,13 +40,18 @@ class AudioStore:
     self._wavs: collections.OrderedDict[str, bytes] = collections.OrderedDict()
     self._lock = threading.Lock()
 
-  def add(self, events: Sequence[Event], tempo: float, program: int, velocity):
-    """The name of a melody's WAV (the same for the same melody and
-    sound)."""
+  def add(
+    self,
+    events: Sequence[Event],
+    event_tokens: tuple[list[str], list[str]],
+    tempo: float,
+    program: int,
+    velocity,
+  ):
+    """The name of a melody's WAV (the same for the same melody, by its
+    `tokens.event_tokens`, and sound)."""
     key = (tuple(events), float(tempo), int(program), int(velocity))
-    text = json.dumps(
-      [tokens.event_tokens(events), tempo, program, velocity]
-    ).encode()
+    text = json.dumps([event_tokens, tempo, program, velocity]).encode()
     name = hashlib.sha256(text).hexdigest()[:24]
     with self._lock:
       self._melodies[name] = key
@@ -100,7 +105,9 @@ def _melody(
   midi = midi_io.song_to_bytes(
     song, program=checked.program, velocity=checked.velocity
   )
-  name = store.add(events, checked.tempo, checked.program, checked.velocity)
+  name = store.add(
+    events, (pitch, duration), checked.tempo, checked.program, checked.velocity
+  )
   midi_name = None if file_store is None else file_store.add(midi, ".mid")
   quarters = sum(float(e.quarters) for e in events)
   return {
