@@ -216,10 +216,9 @@ def _midi_dir() -> str:
     raise errors.UsageError("give --midi_dir or --abc (one of them)")
   if FLAGS.midi_dir is not None:
     return FLAGS.midi_dir
-  midi_dir = abc_source.midi_dir_of(FLAGS.out)
-  summary = abc_source.convert_abc_source(
+  midi_dir, summary = abc_source.convert_for_dataset(
     FLAGS.abc,
-    midi_dir,
+    FLAGS.out,
     repeats=FLAGS.repeats,
     workers=FLAGS.workers,
     progress=not FLAGS.no_progress,

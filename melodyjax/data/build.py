@@ -420,9 +420,8 @@ def prepare_dataset(
   dataset_dir = os.path.expanduser(data_config["dataset_dir"])
   repeats = data_config.get("repeats", data_config_lib.DEFAULT_REPEATS)
   if data_config.get("abc"):
-    midi_dir = abc_source.midi_dir_of(dataset_dir)
-    summary = abc_source.convert_abc_source(
-      data_config["abc"], midi_dir, repeats=repeats, progress=progress
+    midi_dir, summary = abc_source.convert_for_dataset(
+      data_config["abc"], dataset_dir, repeats=repeats, progress=progress
     )
     logging.info("%s", convert_summary.format_summary(summary))
   _convert_builtin_if_missing(midi_dir, repeats)

@@ -249,3 +249,13 @@ def convert_abc_source(
     )
   except errors.ConversionError as e:
     raise errors.CorpusError(str(e)) from None
+
+
+def convert_for_dataset(
+  source: str | os.PathLike, dataset_dir: str | os.PathLike, **kwargs
+) -> tuple[str, dict[str, Any]]:
+  """(the MIDI folder, the summary) of `convert_abc_source(source,
+  midi_dir_of(dataset_dir), **kwargs)`: where a dataset of ABC reads its
+  MIDI files from."""
+  midi_dir = midi_dir_of(dataset_dir)
+  return midi_dir, convert_abc_source(source, midi_dir, **kwargs)
