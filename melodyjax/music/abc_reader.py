@@ -9,10 +9,12 @@ quarter notes), with a `collections.Counter` of the constructs met.
 Reading policy (what the music21 conversion of `data.esac` gives, where it
 is right):
 - Header: X: T: M: L: K: Q: (P: V: R: and the rest are kept in
-  `Tune.fields`); the first K: line ends it. Field lines after it and inline
-  fields (`[K:D]`, `[M:3/4]`, `[L:1/16]`, `[V:2]`) change the key, meter,
-  unit or voice from there on. Without L:, the unit is 1/16 when the
-  meter's value is below 0.75, else 1/8. 'M:C' is 4/4, 'M:C|' 2/2,
+  `Tune.fields`); the first K: line ends it, and a line before it that is
+  no field ('3/8=120' for 'Q:3/8=120') is skipped ('header_lines_skipped').
+  Field lines after it and inline fields (`[K:D]`, `[M:3/4]`, `[L:1/16]`,
+  `[V:2]`) change the key, meter, unit or voice from there on. Without
+  L:, the unit is 1/16 when the meter's value is below 0.75, else 1/8.
+  'M:C' is 4/4, 'M:C|' 2/2,
   'M:none' no meter; a meter with words around its numbers ('FREI4/4') is
   read from its numbers. 'Q:1/4=120', 'Q:3/8=50' and 'Q:120' (a quarter,
   as music21 reads it) give the tempo in quarter notes per minute.
@@ -855,9 +857,9 @@ def _read_header(lines: list[str], options: dict, counts) -> tuple[dict, int]:
       continue
     match = _FIELD_LINE.match(code)
     if match is None:
-      raise _error(
-        "header", f"music before the K: field: {code[:30]!r}", index + 1, 1
-      )
+      # A stray line ('3/8=120' for 'Q:3/8=120', in Aird's Airs): skipped.
+      counts["header_lines_skipped"] += 1
+      continue
     letter, value = match.group(1), match.group(2).strip()
     fields.setdefault(letter, []).append(value)
     if letter == "K":
