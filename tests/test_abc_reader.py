@@ -540,3 +540,10 @@ def test_a_stray_header_line_is_skipped_and_counted():
   tune = abc_reader.read_tune("X:1\nM:3/8\n3/8=120\nI :: ::\nK:D\nd2e|f3|]\n")
   assert tune.counts["header_lines_skipped"] == 2
   assert [e.pitches for e in tune.events] == [(74,), (76,), (78,)]
+
+
+def test_a_chord_broken_across_lines_is_joined():
+  """miscFolk's American fife tunes break '[f3a' ... "c']" over a line."""
+  tune = abc_reader.read_tune("X:1\nM:3/4\nL:1/8\nK:D\nd2 [f3a\n] g|a6|]\n")
+  assert tune.counts["chords_across_lines"] == 1
+  assert [e.pitches for e in tune.events[:2]] == [(74,), (78, 81)]

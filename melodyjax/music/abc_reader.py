@@ -42,7 +42,8 @@ is right):
   'ties_between_pitches'), and one after grace notes (`{c}-B`) ties
   nothing. Rests `z`, invisible rests `x`, multi-bar rests `Z4`, `X4`
   (bars of the current meter, 4/4 without one).
-- Chords `[CEG]2` (and ABC 1's `+CEG+`) give all their pitches, ascending,
+- Chords `[CEG]2` (and ABC 1's `+CEG+`; one broken across two lines is
+  joined, 'chords_across_lines') give all their pitches, ascending,
   with the length of their first note times the length after the bracket;
   the caller applies its chord policy. A tie joins a chord to a following
   chord or note whose pitches it holds.
@@ -126,6 +127,7 @@ _GERMAN_KEYS = {
 _TUPLET_Q = {1: 1, 2: 3, 3: 2, 4: 3, 5: None, 6: 2, 7: None, 8: 3, 9: None}
 
 _TUNE_START = re.compile(r"^X:", re.MULTILINE)
+_OPEN_CHORD = re.compile(r"\[[_=^A-Ga-g,'\d/.]*$")
 _FIELD_LINE = re.compile(r"([A-Za-z]):(?!\|)(.*)")
 _DIRECTIVE = re.compile(r"%%propagate-accidentals\s+(\w+)")
 _KEY_TONIC = re.compile(r"([A-Ga-g])([#b]?)")
@@ -896,12 +898,23 @@ def _header(fields: dict, options: dict, counts) -> dict:
 
 def _read_body(reader: _Reader, lines: list[str], start: int) -> None:
   """Reads the body's lines (from index `start`) into `reader`'s bars."""
-  for index in range(start, len(lines)):
+  index = start - 1
+  while (index := index + 1) < len(lines):
     reader.line, reader.column = index + 1, 1
     code = lines[index].split("%", 1)[0]
     if not code.strip():
       continue
     match = _FIELD_LINE.match(code)
+    # A chord broken across lines ('[f3a' then "c']"), as music21 reads it.
+    while (
+      match is None
+      and _OPEN_CHORD.search(code.rstrip())
+      and index + 1 < len(lines)
+      and not _FIELD_LINE.match(lines[index + 1])
+    ):
+      index += 1
+      code = code.rstrip() + lines[index].split("%", 1)[0]
+      reader.counts["chords_across_lines"] += 1
     try:
       if match is None:
         _read_line(reader, code)
