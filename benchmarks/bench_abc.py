@@ -156,13 +156,16 @@ _NOTE_START = set('ABCDEFGabcdefgz^=_~["TLOPS')
 
 def _broken_between_notes_only(body: str) -> str:
   """music21 ignores '>' unless a note token is on either side of it (not a
-  slur's ')', a staccato '.', grace notes, a decoration...)."""
+  slur's ')', a staccato '.', grace notes, a decoration...; quoted strings
+  after it do not count)."""
 
   def keep(match: re.Match) -> str:
     if match.group().startswith('"'):
       return match.group()
     before = body[: match.start()].rstrip()[-1:]
-    after = body[match.end() :].lstrip()[:1]
+    # A quoted string after it (a fingering) is passed over: '>"2"e' is kept.
+    rest = re.sub(r'^(?:\s*"[^"]*")+', "", body[match.end() :])
+    after = rest.lstrip()[:1]
     ok = before in _NOTE_END and after in _NOTE_START
     return match.group() if ok else " "
 
@@ -241,6 +244,10 @@ MUSIC21_BUGS = {
     r"(?<![\"])H[.~^=_HLMOPSTuv]*[A-Za-z][\d/,']*", " ", body
   ),
   "invisible_rest_dropped": lambda body: re.sub(r"x[\d/]*", " ", body),
+  # The last note before a '::' (end and start of a repeat) is skipped.
+  "note_before_double_colon_dropped": lambda body: re.sub(
+    r"[\^=_]*[A-Ga-g][,']*[\d/]*(?=\s*::)", " ", body
+  ),
   "multi_bar_rest_dropped": lambda body: re.sub(r"Z\d*", " ", body),
   "inline_field_ignored": lambda body: re.sub(
     r"\[[A-Za-z]:[^\]\n]*\]", " ", body
