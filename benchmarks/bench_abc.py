@@ -1,4 +1,4 @@
-"""Benchmark: our ABC reader against the music21 path, on ESAC and O'Neill's.
+"""Benchmark: our ABC reader against the music21 path, per built-in corpus.
 
 For every tune of a built-in corpus (`data.corpora.builtin.find_abc_files`,
 O'Neill's second transcriptions included), the music21 path converts the
@@ -30,8 +30,14 @@ of 2,009 identical, 358 more explained by music21's misreadings, 1 not (an
 accidental in a chord, which music21 does not carry; ABC 2.1 does); ours
 about 2,400 (ESAC) and 1,250 (O'Neill's) tunes/s, music21 32 and 19.
 
-Usage: `python -m benchmarks.bench_abc --corpus esac|oneills [--limit N]
-[--music21_only] [--out_dir DIR]`.
+On the corpora added since (2026-12-06, AMD EPYC, 2 vCPUs, load average
+above 12): Ryan's 918 of 1,059 identical, 127 more explained by music21's
+misreadings (98.7%); Aird's 1,006 of 1,180, 166 more (99.3%); misc 165 of
+185, 14 more, 4 that music21 cannot convert (96.8%, 98.9% without those);
+BENCHMARKS.md lists the rest.
+
+Usage: `python -m benchmarks.bench_abc --corpus esac|oneills|ryans|airds|misc
+[--limit N] [--music21_only] [--out_dir DIR]`.
 """
 
 from __future__ import annotations
