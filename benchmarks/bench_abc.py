@@ -1,4 +1,4 @@
-"""Benchmark: our ABC reader against the music21 path, on ESAC and O'Neill's.
+"""Benchmark: our ABC reader against the music21 path, per built-in corpus.
 
 For every tune of a built-in corpus (`data.corpora.builtin.find_abc_files`,
 O'Neill's second transcriptions included), the music21 path converts the
@@ -30,8 +30,14 @@ of 2,009 identical, 358 more explained by music21's misreadings, 1 not (an
 accidental in a chord, which music21 does not carry; ABC 2.1 does); ours
 about 2,400 (ESAC) and 1,250 (O'Neill's) tunes/s, music21 32 and 19.
 
-Usage: `python -m benchmarks.bench_abc --corpus esac|oneills [--limit N]
-[--music21_only] [--out_dir DIR]`.
+On the corpora added since (2026-12-06, AMD EPYC, 2 vCPUs, load average
+above 12): Ryan's 918 of 1,059 identical, 127 more explained by music21's
+misreadings (98.7%); Aird's 1,006 of 1,180, 166 more (99.3%); misc 165 of
+185, 14 more, 4 that music21 cannot convert (96.8%, 98.9% without those);
+BENCHMARKS.md lists the rest.
+
+Usage: `python -m benchmarks.bench_abc --corpus esac|oneills|ryans|airds|misc
+[--limit N] [--music21_only] [--out_dir DIR]`.
 """
 
 from __future__ import annotations
@@ -156,13 +162,16 @@ _NOTE_START = set('ABCDEFGabcdefgz^=_~["TLOPS')
 
 def _broken_between_notes_only(body: str) -> str:
   """music21 ignores '>' unless a note token is on either side of it (not a
-  slur's ')', a staccato '.', grace notes, a decoration...)."""
+  slur's ')', a staccato '.', grace notes, a decoration...; quoted strings
+  after it do not count)."""
 
   def keep(match: re.Match) -> str:
     if match.group().startswith('"'):
       return match.group()
     before = body[: match.start()].rstrip()[-1:]
-    after = body[match.end() :].lstrip()[:1]
+    # A quoted string after it (a fingering) is passed over: '>"2"e' is kept.
+    rest = re.sub(r'^(?:\s*"[^"]*")+', "", body[match.end() :])
+    after = rest.lstrip()[:1]
     ok = before in _NOTE_END and after in _NOTE_START
     return match.group() if ok else " "
 
@@ -241,6 +250,10 @@ MUSIC21_BUGS = {
     r"(?<![\"])H[.~^=_HLMOPSTuv]*[A-Za-z][\d/,']*", " ", body
   ),
   "invisible_rest_dropped": lambda body: re.sub(r"x[\d/]*", " ", body),
+  # The last note before a '::' (end and start of a repeat) is skipped.
+  "note_before_double_colon_dropped": lambda body: re.sub(
+    r"[\^=_]*[A-Ga-g][,']*[\d/]*(?=\s*::)", " ", body
+  ),
   "multi_bar_rest_dropped": lambda body: re.sub(r"Z\d*", " ", body),
   "inline_field_ignored": lambda body: re.sub(
     r"\[[A-Za-z]:[^\]\n]*\]", " ", body

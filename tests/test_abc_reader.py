@@ -366,7 +366,7 @@ def test_counts_of_constructs():
     ('X:1\nK:C\nA "Am B\n', "quoted string"),
     ("X:1\nL:x\nK:C\nA\n", "L: field"),
     ("X:1\nM:waltz\nK:C\nA\n", "M: field"),
-    ("X:1\nT:no key\nA B\n", "header"),
+    ("X:1\nT:no key\nA B\n", "K: field"),
     ("X:1\nT:no key\n", "K: field"),
     ("X:1\nK:C\nz4 |\n", "tune"),
     ("X:1\nK:C\n(0ABC\n", "tuplet"),
@@ -533,3 +533,17 @@ def test_real_tunes_read_as_the_music21_path(corpus, count):
       found,
     )
   assert identical == count if corpus == "esac" else identical >= count // 2
+
+
+def test_a_stray_header_line_is_skipped_and_counted():
+  """Aird's Airs writes '3/8=120' for 'Q:3/8=120' and 'I :: ::' before K:."""
+  tune = abc_reader.read_tune("X:1\nM:3/8\n3/8=120\nI :: ::\nK:D\nd2e|f3|]\n")
+  assert tune.counts["header_lines_skipped"] == 2
+  assert [e.pitches for e in tune.events] == [(74,), (76,), (78,)]
+
+
+def test_a_chord_broken_across_lines_is_joined():
+  """miscFolk's American fife tunes break '[f3a' ... "c']" over a line."""
+  tune = abc_reader.read_tune("X:1\nM:3/4\nL:1/8\nK:D\nd2 [f3a\n] g|a6|]\n")
+  assert tune.counts["chords_across_lines"] == 1
+  assert [e.pitches for e in tune.events[:2]] == [(74,), (78, 81)]

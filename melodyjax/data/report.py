@@ -251,7 +251,8 @@ def _format_conversion(conversion: Mapping[str, Any]) -> list[str]:
   """The ABC conversion's lines of `format_report`."""
   lines = [
     f"ABC: {conversion.get('label', '')}: {conversion.get('written', 0)} of "
-    f"{conversion.get('tunes', 0)} tunes read, "
+    f"{conversion.get('tunes', 0) - (conversion.get('duplicates') or 0)} "
+    "tunes read, "
     f"{conversion.get('failed', 0)} unreadable (dropped as abc_unreadable)"
   ]
   constructs = summary_lib.format_constructs(conversion)

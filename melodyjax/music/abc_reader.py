@@ -9,10 +9,12 @@ quarter notes), with a `collections.Counter` of the constructs met.
 Reading policy (what the music21 conversion of `data.esac` gives, where it
 is right):
 - Header: X: T: M: L: K: Q: (P: V: R: and the rest are kept in
-  `Tune.fields`); the first K: line ends it. Field lines after it and inline
-  fields (`[K:D]`, `[M:3/4]`, `[L:1/16]`, `[V:2]`) change the key, meter,
-  unit or voice from there on. Without L:, the unit is 1/16 when the
-  meter's value is below 0.75, else 1/8. 'M:C' is 4/4, 'M:C|' 2/2,
+  `Tune.fields`); the first K: line ends it, and a line before it that is
+  no field ('3/8=120' for 'Q:3/8=120') is skipped ('header_lines_skipped').
+  Field lines after it and inline fields (`[K:D]`, `[M:3/4]`, `[L:1/16]`,
+  `[V:2]`) change the key, meter, unit or voice from there on. Without
+  L:, the unit is 1/16 when the meter's value is below 0.75, else 1/8.
+  'M:C' is 4/4, 'M:C|' 2/2,
   'M:none' no meter; a meter with words around its numbers ('FREI4/4') is
   read from its numbers. 'Q:1/4=120', 'Q:3/8=50' and 'Q:120' (a quarter,
   as music21 reads it) give the tempo in quarter notes per minute.
@@ -40,7 +42,8 @@ is right):
   'ties_between_pitches'), and one after grace notes (`{c}-B`) ties
   nothing. Rests `z`, invisible rests `x`, multi-bar rests `Z4`, `X4`
   (bars of the current meter, 4/4 without one).
-- Chords `[CEG]2` (and ABC 1's `+CEG+`) give all their pitches, ascending,
+- Chords `[CEG]2` (and ABC 1's `+CEG+`; one broken across two lines is
+  joined, 'chords_across_lines') give all their pitches, ascending,
   with the length of their first note times the length after the bracket;
   the caller applies its chord policy. A tie joins a chord to a following
   chord or note whose pitches it holds.
@@ -124,6 +127,7 @@ _GERMAN_KEYS = {
 _TUPLET_Q = {1: 1, 2: 3, 3: 2, 4: 3, 5: None, 6: 2, 7: None, 8: 3, 9: None}
 
 _TUNE_START = re.compile(r"^X:", re.MULTILINE)
+_OPEN_CHORD = re.compile(r"\[[_=^A-Ga-g,'\d/.]*$")
 _FIELD_LINE = re.compile(r"([A-Za-z]):(?!\|)(.*)")
 _DIRECTIVE = re.compile(r"%%propagate-accidentals\s+(\w+)")
 _KEY_TONIC = re.compile(r"([A-Ga-g])([#b]?)")
@@ -855,9 +859,9 @@ def _read_header(lines: list[str], options: dict, counts) -> tuple[dict, int]:
       continue
     match = _FIELD_LINE.match(code)
     if match is None:
-      raise _error(
-        "header", f"music before the K: field: {code[:30]!r}", index + 1, 1
-      )
+      # A stray line ('3/8=120' for 'Q:3/8=120', in Aird's Airs): skipped.
+      counts["header_lines_skipped"] += 1
+      continue
     letter, value = match.group(1), match.group(2).strip()
     fields.setdefault(letter, []).append(value)
     if letter == "K":
@@ -894,12 +898,23 @@ def _header(fields: dict, options: dict, counts) -> dict:
 
 def _read_body(reader: _Reader, lines: list[str], start: int) -> None:
   """Reads the body's lines (from index `start`) into `reader`'s bars."""
-  for index in range(start, len(lines)):
+  index = start - 1
+  while (index := index + 1) < len(lines):
     reader.line, reader.column = index + 1, 1
     code = lines[index].split("%", 1)[0]
     if not code.strip():
       continue
     match = _FIELD_LINE.match(code)
+    # A chord broken across lines ('[f3a' then "c']"), as music21 reads it.
+    while (
+      match is None
+      and _OPEN_CHORD.search(code.rstrip())
+      and index + 1 < len(lines)
+      and not _FIELD_LINE.match(lines[index + 1])
+    ):
+      index += 1
+      code = code.rstrip() + lines[index].split("%", 1)[0]
+      reader.counts["chords_across_lines"] += 1
     try:
       if match is None:
         _read_line(reader, code)

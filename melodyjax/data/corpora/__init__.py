@@ -1,7 +1,9 @@
-"""The built-in corpora: folk collections that music21 ships as ABC text.
+"""The built-in corpora and a user's ABC: folk collections as ABC text.
 
-`builtin` names them and finds their files, `convert` writes one MIDI file
-per tune into the cache, `music21_abc` converts one tune, `abc_text` splits
-a tunebook, and each corpus's own module holds what is particular to it
-(`esac`, `oneills`).
+`builtin` names the built-in ones (esac, oneills, ryans, airds, misc and
+the combined folk) and finds their files, `convert` writes one MIDI file
+per tune into the cache, `abc_source` does the same for a user's tunebook,
+folder or Session CSV/JSON, `summary` totals a conversion, `abc_midi` and
+`music21_abc` convert one tune, `abc_text` splits a tunebook, and each
+corpus's own module holds what is particular to it (`esac`, `oneills`).
 """

@@ -37,6 +37,7 @@ CONSTRUCTS = (
   ("voices_dropped", "voices dropped"),
   ("voice_overlays", "voice overlays"),
   ("unknown_symbols", "unknown symbols"),
+  ("header_lines_skipped", "stray header lines skipped"),
 )
 _FAILURE_KEYS = ("path", "file", "index", "number", "title", "error")
 
