@@ -29,8 +29,8 @@ def test_readme_launch_commands_are_valid():
 
   commands = readme_train_commands()
   # Conditioned, overrides, the Transformer, one GPU, 8 GPUs, two hosts,
-  # two CPU processes, O'Neill's, fine-tuning: each by its config and
-  # workdir.
+  # two CPU processes, O'Neill's, the folk corpus, The Session's tunes,
+  # fine-tuning: each by its config and workdir.
   assert [
     (argv[1], argv[2]) for argv in commands if argv[1].startswith("--config=")
   ] == [
@@ -43,6 +43,8 @@ def test_readme_launch_commands_are_valid():
     ("--config=configs/tiny.py", "--workdir=/tmp/mj/2proc"),
     ("--config=configs/tiny.py", "--workdir=/tmp/mj/2proc"),
     ("--config=configs/oneills.py", "--workdir=runs/oneills"),
+    ("--config=configs/folk.py", "--workdir=runs/folk"),
+    ("--config=configs/folk.py", "--workdir=runs/session"),
     ("--config=configs/finetune.py", "--workdir=runs/mine"),
   ]
   assert all(argv[1].startswith("--config=") for argv in commands)
